@@ -21,11 +21,37 @@ from ._types import (
     StageStatus,
     WatermarkResult,
 )
+from .config import Config
 from .errors import GuardrailError
+from .keys import PromptHasher
+from .pipeline import (
+    Guard,
+    GuardResult,
+    OnFail,
+    OutputTermCheck,
+    PromptPolicy,
+    Stage,
+    StageContext,
+    StageOutcome,
+    StageSkipped,
+)
+from .store import ReportStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Config",
+    "Guard",
+    "GuardResult",
+    "OnFail",
+    "OutputTermCheck",
+    "PromptHasher",
+    "PromptPolicy",
+    "ReportStore",
+    "Stage",
+    "StageContext",
+    "StageOutcome",
+    "StageSkipped",
     "Artifact",
     "CheckResult",
     "DetectorResult",

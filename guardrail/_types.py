@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class Modality(str, enum.Enum):
+class Modality(enum.StrEnum):
     """The kind of content an artifact holds."""
 
     TEXT = "text"
@@ -167,7 +168,7 @@ class Artifact:
         return "sha256:" + h.hexdigest()
 
 
-class StageStatus(str, enum.Enum):
+class StageStatus(enum.StrEnum):
     """Outcome of one stage.
 
     ``ok``       the stage ran and its check passed.
@@ -241,7 +242,7 @@ class WatermarkResult:
     reason: str | None = None
 
 
-class ProvenanceState(str, enum.Enum):
+class ProvenanceState(enum.StrEnum):
     TRUSTED = "TRUSTED"
     VALID_UNTRUSTED = "VALID_UNTRUSTED"
     INVALID = "INVALID"

@@ -1,0 +1,226 @@
+"""Configuration: one TOML file with documented defaults, environment overrides and flags.
+
+The defaults ship as package data (``guardrail/defaults.toml``, read relative to this
+module). Precedence, lowest first: defaults, config file, ``GUARDRAIL_<SECTION>__<KEY>``
+environment variables, explicit overrides (command-line flags).
+
+Examples
+--------
+>>> cfg = Config.load(overrides={"policy": {"max_prompt_chars": 500}})
+>>> cfg.policy["max_prompt_chars"]
+500
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Config", "ON_FAIL_POLICIES"]
+
+ON_FAIL_POLICIES = ("block", "flag", "continue")
+ENV_PREFIX = "GUARDRAIL_"
+# Environment variables that are not config keys.
+_RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE"}
+
+
+def _defaults() -> dict[str, Any]:
+    text = resources.files("guardrail").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], defaults: Mapping[str, Any],
+           where: str, source: str) -> None:
+    """Merge ``update`` into ``base`` in place, checking keys and types against ``defaults``."""
+    for key, value in update.items():
+        path = f"{where}.{key}" if where else key
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "(none)"
+            raise ConfigError(f"{source}: unknown setting {path!r}; known here: {known}")
+        expected = defaults[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {path!r} must be a table, got {type(value).__name__}")
+            _merge(base[key], value, expected, path, source)
+            continue
+        base[key] = _coerce(value, expected, path, source)
+
+
+def _coerce(value: Any, expected: Any, path: str, source: str) -> Any:
+    kind = type(expected)
+    if isinstance(value, str) and kind is not str:
+        # environment variables arrive as text
+        try:
+            if kind is bool:
+                low = value.strip().lower()
+                if low in {"1", "true", "yes", "on"}:
+                    return True
+                if low in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            if kind is list:
+                parsed = json.loads(value) if value.strip().startswith("[") else [
+                    v.strip() for v in value.split(",") if v.strip()]
+                return list(parsed)
+            return kind(value)
+        except (ValueError, json.JSONDecodeError):
+            raise ConfigError(
+                f"{source}: {path!r} must be {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source}: {path!r} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(
+                f"environment variable {name}: expected GUARDRAIL_<SECTION>__<KEY> "
+                "(double underscore between section and key)")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def default_config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$GUARDRAIL_CONFIG`` or ``$XDG_CONFIG_HOME/guardrail/config.toml`` if it exists."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GUARDRAIL_CONFIG"):
+        return Path(environ["GUARDRAIL_CONFIG"]).expanduser()
+    base = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    candidate = base / "guardrail" / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated configuration. Build it with :meth:`Config.load`."""
+
+    data: Mapping[str, Any]
+    source: str | None = None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Read defaults, then ``path`` (or the default config file), env vars, overrides.
+
+        Raises
+        ------
+        ConfigError
+            For a missing or malformed file, an unknown key or a value of the wrong type.
+        """
+        environ = os.environ if environ is None else environ
+        defaults = _defaults()
+        data = copy.deepcopy(defaults)
+        file = Path(path).expanduser() if path is not None else default_config_file(environ)
+        if file is not None:
+            if not file.is_file():
+                raise ConfigError(f"config file {str(file)!r} does not exist")
+            try:
+                user = tomllib.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from None
+            _merge(data, user, defaults, "", str(file))
+            _resolve_relative_paths(data, file.parent)
+        _merge(data, _env_overrides(environ), defaults, "", "environment")
+        if overrides:
+            _merge(data, overrides, defaults, "", "flags")
+        cfg = cls(data=data, source=str(file) if file else None)
+        cfg._validate()
+        return cfg
+
+    # -- validation ---------------------------------------------------------------------
+    def _validate(self) -> None:
+        pol = self.data["policy"]
+        if pol["min_prompt_chars"] < 1:
+            raise ConfigError("policy.min_prompt_chars must be at least 1")
+        if pol["max_prompt_chars"] < pol["min_prompt_chars"]:
+            raise ConfigError("policy.max_prompt_chars must be >= policy.min_prompt_chars")
+        for stage, value in pol["on_fail"].items():
+            if value not in ON_FAIL_POLICIES:
+                raise ConfigError(
+                    f"policy.on_fail.{stage} = {value!r}; choose one of {', '.join(ON_FAIL_POLICIES)}")
+
+    # -- accessors ----------------------------------------------------------------------
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.data[name]
+
+    @property
+    def policy(self) -> Mapping[str, Any]:
+        return self.data["policy"]
+
+    def on_fail(self, stage: str) -> str:
+        return self.data["policy"]["on_fail"].get(stage, "block")
+
+    def generator(self, modality: str) -> Mapping[str, Any]:
+        return self.data["generators"][modality]
+
+    @property
+    def data_dir(self) -> Path:
+        value = self.data["paths"]["data_dir"]
+        if value:
+            return Path(value).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "guardrail"
+
+    @property
+    def keys_dir(self) -> Path:
+        value = self.data["paths"]["keys_dir"]
+        return Path(value).expanduser() if value else self.data_dir / "keys"
+
+    @property
+    def cache_dir(self) -> Path:
+        value = self.data["paths"]["cache_dir"]
+        if value:
+            return Path(value).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "guardrail"
+
+    @property
+    def demo_dir(self) -> Path:
+        value = self.data["paths"]["demo_dir"]
+        return Path(value).expanduser() if value else self.data_dir / "demo"
+
+    @property
+    def store_url(self) -> str:
+        url = self.data["store"]["url"]
+        return url or f"sqlite:///{self.data_dir / 'guardrail.db'}"
+
+    @property
+    def store_prompts(self) -> bool:
+        return bool(self.data["store"]["store_prompts"])
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    for key, value in data["paths"].items():
+        if value and not Path(value).expanduser().is_absolute():
+            data["paths"][key] = str((base / value).resolve())
+    url = data["store"]["url"]
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        data["store"]["url"] = prefix + str((base / url[len(prefix):]).resolve())

@@ -1,0 +1,393 @@
+"""The record store: one report per guarded call, in SQLite (default) or PostgreSQL.
+
+* SQLAlchemy Core, so a database URL selects the engine: ``sqlite:///path.db`` (embedded,
+  WAL mode, foreign keys on, busy timeout) or ``postgresql+psycopg://...`` for many workers.
+* A schema version in ``guardrail_meta`` and ordered migrations applied on open; a
+  database newer than this code is refused rather than misread.
+* One transaction per report; saving is idempotent on the report id (saving the same
+  report twice stores it once, also when two workers race).
+
+Examples
+--------
+>>> store = ReportStore("sqlite://")          # in-memory, for tests
+>>> store.schema_version == SCHEMA_VERSION
+True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ._types import GenerationMetadata, Modality, Report, StageRecord
+from .errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "ReportNotFound", "ReportStore"]
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "guardrail_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+reports_table = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("report_id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("modality", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("model_id", sa.Text, nullable=False),
+    sa.Column("model_revision", sa.Text),
+    sa.Column("prompt_hash", sa.String(128), index=True),
+    sa.Column("prompt", sa.Text),
+    sa.Column("content_hash", sa.String(80), index=True),
+    sa.Column("media_type", sa.String(64)),
+    sa.Column("output", sa.Text),
+    sa.Column("device", sa.String(32)),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("parameters", sa.JSON),
+    sa.Column("timings", sa.JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("extra", sa.JSON),
+    sa.Column("total_ms", sa.Float),
+)
+
+stages_table = sa.Table(
+    "stage_records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "report_id",
+        sa.String(64),
+        sa.ForeignKey("reports.report_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.JSON),
+    sa.Index("ix_stage_records_stage_status", "stage", "status"),
+)
+
+
+# -- migrations ---------------------------------------------------------------------------
+# Each migration takes a connection inside the migration transaction. Append new ones;
+# never edit one that has shipped.
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[reports_table, stages_table])
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class ReportNotFound(StoreError):
+    """No report with that id (or id prefix) is in the store."""
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _redact_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable url>"
+
+
+class ReportStore:
+    """Reads and writes reports. Use as a context manager or call :meth:`close`.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL. ``sqlite:///path`` creates the parent folder if needed.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        try:
+            parsed = sa.engine.make_url(url)
+        except Exception as exc:
+            raise StoreError(f"invalid store URL {url!r}: {exc}") from None
+        self._is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self._is_sqlite:
+            db = parsed.database
+            if db and db != ":memory:":
+                try:
+                    Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the folder for {db!r}: {exc.strerror}") from None
+            else:
+                kwargs["poolclass"] = sa.pool.StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except Exception as exc:
+            raise StoreError(f"cannot open store {_redact_url(url)}: {exc}") from None
+        if self._is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.schema_version = self._migrate()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> ReportStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ReportStore({_redact_url(self.url)!r})"
+
+    # -- schema ---------------------------------------------------------------------------
+    def _migrate(self) -> int:
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn, tables=[meta_table])
+                row = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).first()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store {_redact_url(self.url)} has schema version {current}, newer "
+                        f"than this guardrail supports ({SCHEMA_VERSION}); upgrade guardrail")
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    log.info("migrating record store to schema version %d", version)
+                    MIGRATIONS[version - 1](conn)
+                if current != SCHEMA_VERSION:
+                    values = {"key": "schema_version", "value": str(SCHEMA_VERSION)}
+                    if row:
+                        conn.execute(
+                            meta_table.update()
+                            .where(meta_table.c.key == "schema_version")
+                            .values(value=values["value"]))
+                    else:
+                        conn.execute(meta_table.insert().values(**values))
+                return SCHEMA_VERSION
+        except StoreError:
+            raise
+        except IntegrityError:
+            # another worker migrated concurrently; re-read
+            return self._read_version()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {_redact_url(self.url)}: {_short(exc)}") from None
+
+    def _read_version(self) -> int:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+        return int(row[0]) if row else 0
+
+    # -- writing --------------------------------------------------------------------------
+    def save(self, report: Report) -> bool:
+        """Store ``report`` in one transaction.
+
+        Returns ``True`` if it was inserted, ``False`` if a report with that id was
+        already stored (saving is idempotent; the stored copy is kept unchanged).
+        """
+        row = _report_row(report)
+        stage_rows = [
+            {
+                "report_id": report.report_id,
+                "position": i,
+                "stage": s.stage,
+                "status": s.status.value,
+                "duration_ms": float(s.duration_ms),
+                "reason": s.reason,
+                "details": json.loads(json.dumps(s.to_dict()["details"])),
+            }
+            for i, s in enumerate(report.stages)
+        ]
+        try:
+            with self._lock, self.engine.begin() as conn:
+                exists = conn.execute(
+                    sa.select(reports_table.c.report_id).where(
+                        reports_table.c.report_id == report.report_id)
+                ).first()
+                if exists:
+                    return False
+                conn.execute(reports_table.insert().values(**row))
+                if stage_rows:
+                    conn.execute(stages_table.insert(), stage_rows)
+            return True
+        except IntegrityError:
+            return False  # a concurrent worker stored the same report id first
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot record report {report.report_id} in {_redact_url(self.url)}: {_short(exc)}",
+                report_id=report.report_id,
+            ) from None
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, report_id: str) -> Report:
+        """The report with this id, or the only one whose id starts with it (>= 6 chars)."""
+        report_id = report_id.strip()
+        if not report_id:
+            raise ReportNotFound("empty report id")
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(reports_table).where(reports_table.c.report_id == report_id)).first()
+            if row is None and len(report_id) >= 6:
+                rows = conn.execute(
+                    sa.select(reports_table)
+                    .where(reports_table.c.report_id.startswith(report_id, autoescape=True))
+                    .limit(2)).all()
+                if len(rows) > 1:
+                    raise ReportNotFound(f"report id prefix {report_id!r} is ambiguous")
+                row = rows[0] if rows else None
+            if row is None:
+                raise ReportNotFound(f"no report {report_id!r} in {_redact_url(self.url)}")
+            stages = self._stages(conn, [row.report_id])
+        return _row_report(row, stages.get(row.report_id, []))
+
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        modality: str | None = None,
+        status: str | None = None,
+        model_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+    ) -> list[Report]:
+        """Newest first, filtered and paginated in SQL."""
+        query = self._filtered(
+            sa.select(reports_table), modality=modality, status=status, model_id=model_id,
+            since=since, until=until, search=search)
+        query = query.order_by(reports_table.c.created_at.desc(), reports_table.c.report_id.desc())
+        query = query.limit(max(0, int(limit))).offset(max(0, int(offset)))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            stages = self._stages(conn, [r.report_id for r in rows])
+        return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
+
+    def count(self, **filters: Any) -> int:
+        query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def _filtered(self, query: Any, *, modality: str | None = None, status: str | None = None,
+                  model_id: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None, search: str | None = None) -> Any:
+        t = reports_table
+        if modality:
+            query = query.where(t.c.modality == Modality.parse(modality).value)
+        if status:
+            query = query.where(t.c.status == status)
+        if model_id:
+            query = query.where(t.c.model_id == model_id)
+        if since:
+            query = query.where(t.c.created_at >= _utc(since))
+        if until:
+            query = query.where(t.c.created_at < _utc(until))
+        if search:
+            like = f"%{search}%"
+            query = query.where(sa.or_(
+                t.c.report_id.like(like), t.c.model_id.like(like), t.c.output.like(like),
+                t.c.content_hash.like(like)))
+        return query
+
+    def _stages(self, conn: Connection, ids: Iterable[str]) -> dict[str, list[StageRecord]]:
+        ids = list(ids)
+        out: dict[str, list[StageRecord]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        rows = conn.execute(
+            sa.select(stages_table)
+            .where(stages_table.c.report_id.in_(ids))
+            .order_by(stages_table.c.report_id, stages_table.c.position)).all()
+        for r in rows:
+            out[r.report_id].append(StageRecord(
+                stage=r.stage, status=r.status, duration_ms=r.duration_ms or 0.0,
+                reason=r.reason, details=r.details or {}))
+        return out
+
+    def _read(self) -> Any:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read store {_redact_url(self.url)}: {_short(exc)}") from None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
+
+
+def _report_row(r: Report) -> dict[str, Any]:
+    md = r.metadata
+    d = r.to_dict()
+    total = sum(s.duration_ms for s in r.stages)
+    return {
+        "report_id": r.report_id,
+        "created_at": _utc(datetime.fromisoformat(r.created_at)),
+        "modality": r.modality.value,
+        "status": r.status,
+        "model_id": md.model_id,
+        "model_revision": md.model_revision,
+        "prompt_hash": md.prompt_hash or None,
+        "prompt": r.prompt,
+        "content_hash": r.content_hash,
+        "media_type": r.media_type,
+        "output": r.output,
+        "device": md.device,
+        "seed": md.seed,
+        "parameters": d["metadata"]["parameters"],
+        "timings": d["metadata"]["timings_ms"],
+        "error": r.error,
+        "extra": d["extra"],
+        "total_ms": total,
+    }
+
+
+def _row_report(row: Any, stages: list[StageRecord]) -> Report:
+    md = GenerationMetadata(
+        model_id=row.model_id, model_revision=row.model_revision,
+        prompt_hash=row.prompt_hash or "", parameters=row.parameters or {},
+        seed=row.seed, device=row.device or "cpu", timings_ms=row.timings or {})
+    created = _utc(row.created_at).isoformat(timespec="milliseconds")
+    return Report(
+        report_id=row.report_id, created_at=created, modality=row.modality,
+        status=row.status, metadata=md, stages=tuple(stages), content_hash=row.content_hash,
+        media_type=row.media_type, output=row.output, prompt=row.prompt, error=row.error,
+        extra=row.extra or {})
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
