@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from guardrail.errors import ModelLoadError
 
@@ -61,9 +62,15 @@ def load_pretrained(model: str, kind: str, loader: Callable[..., T], **kwargs: A
                 "the path is a file, not a model directory",
                 hint=f"pass the directory that holds the {kind}'s config and weights",
             )
+        if not any((path / m).is_file() for m in ("config.json", "model_index.json")):
+            raise ModelLoadError(
+                model,
+                "the directory holds no config.json or model_index.json, so it is not a saved model",
+                hint=f"pass a directory saved with save_pretrained() for a {kind}",
+            )
         try:
             return loader(str(path), **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every loader failure becomes one error type
+        except Exception as exc:
             raise ModelLoadError(
                 model,
                 f"the directory does not hold a loadable {kind} ({type(exc).__name__}: {_short(exc)})",
@@ -71,7 +78,7 @@ def load_pretrained(model: str, kind: str, loader: Callable[..., T], **kwargs: A
             ) from exc
     try:
         return loader(model, local_files_only=True, **kwargs)
-    except Exception as cached_exc:  # noqa: BLE001
+    except Exception as cached_exc:
         if offline_mode():
             raise ModelLoadError(
                 model,
@@ -89,7 +96,7 @@ def load_pretrained(model: str, kind: str, loader: Callable[..., T], **kwargs: A
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     try:
         return loader(model, **kwargs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelLoadError(
             model,
             f"not in the local cache and the hub could not provide it "

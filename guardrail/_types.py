@@ -283,11 +283,14 @@ class DetectorResult:
 
 @dataclass(frozen=True)
 class Report:
-    """What the record store keeps for one guarded call."""
+    """What the record store keeps for one guarded call.
+
+    ``modality`` is ``None`` only for a request rejected because its modality was unknown.
+    """
 
     report_id: str
     created_at: str
-    modality: Modality
+    modality: Modality | None
     status: str
     metadata: GenerationMetadata
     stages: tuple[StageRecord, ...]
@@ -299,7 +302,8 @@ class Report:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "modality", Modality.parse(self.modality))
+        if self.modality is not None:
+            object.__setattr__(self, "modality", Modality.parse(self.modality))
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "extra", _frozen_mapping(self.extra))
 
@@ -312,7 +316,7 @@ class Report:
         return {
             "report_id": self.report_id,
             "created_at": self.created_at,
-            "modality": self.modality.value,
+            "modality": self.modality.value if self.modality else None,
             "status": self.status,
             "output": self.output,
             "media_type": self.media_type,

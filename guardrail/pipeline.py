@@ -426,29 +426,51 @@ class Guard:
         if outputs is not None and len(outputs) != len(prompts):
             raise ValueError("outputs must have one entry per prompt")
         calls = [self._new_call(p, outputs[i] if outputs else None) for i, p in enumerate(prompts)]
-
         for call in calls:
-            if not call.stop:
+            if not call.stop:  # a bad output path already stopped it at input_policy
                 self._run_slot(call, "input_policy")
+        results = self._finish(calls, seed=seed, params=params or {})
+        if raise_errors:
+            for call in calls:
+                if call.error is not None:
+                    raise call.error
+        return results
 
+    def preflight(self, prompt: str, *,
+                  output: str | os.PathLike[str] | None = None) -> GuardResult | None:
+        """Check a request (output path, input policy) without generating.
+
+        Returns ``None`` if the request would go ahead (nothing is recorded). If the request
+        is stopped, its report is recorded and returned (status ``blocked``), or the error is
+        raised (status ``error``). Use it to reject bad requests before loading a model.
+        """
+        call = self._new_call(prompt, output)
+        if not call.stop:
+            self._run_slot(call, "input_policy")
+        if not call.stop:
+            return None
+        result = self._finish([call], seed=None, params={})[0]
+        if call.error is not None:
+            raise call.error
+        return result
+
+    def _finish(self, calls: list[_Call], *, seed: int | None,
+                params: Mapping[str, Any]) -> list[GuardResult]:
         live = [c for c in calls if not c.stop]
         if live:
-            self._generate(live, seed=seed, params=params or {})
+            self._generate(live, seed=seed, params=params)
+        live_ids = {id(c) for c in live}
         for call in calls:
-            if call.stop:
-                call.add("generate", StageStatus.SKIPPED, 0.0, "not run: the request was stopped earlier")
+            if id(call) not in live_ids:
+                call.add("generate", StageStatus.SKIPPED, 0.0,
+                         "not run: the request was stopped earlier")
         for call in calls:
             for slot in ("output_checks", "watermark"):
                 self._run_slot(call, slot)
             self._run_encode(call)
             for slot in ("self_check", "provenance"):
                 self._run_slot(call, slot)
-        results = [self._record(call) for call in calls]
-        if raise_errors:
-            for call, _ in zip(calls, results, strict=True):
-                if call.error is not None:
-                    raise call.error
-        return results
+        return [self._record(call) for call in calls]
 
     # -- steps ----------------------------------------------------------------------------
     def _new_call(self, prompt: str, output: str | os.PathLike[str] | None) -> _Call:
@@ -504,7 +526,7 @@ class Guard:
         except InputError as exc:
             self._fail(call, slot, _ms(t0), exc)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             ms = _ms(t0)
             reason = f"{stage.name}: {type(exc).__name__}: {exc}"
             log.warning("stage %s raised: %s", stage.name, reason)
@@ -551,7 +573,7 @@ class Guard:
                     f"for {len(prompts)} prompts")
         except GuardrailError as exc:
             error = exc if isinstance(exc, GenerationError) else GenerationError(str(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             error = GenerationError(
                 f"generator {self.generator.info.model_id!r} raised {type(exc).__name__}: {exc}")
         ms = _ms(t0)
@@ -686,3 +708,47 @@ def _evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
     from ._types import _jsonable
 
     return _jsonable(evidence)
+
+
+def record_failure(
+    store: ReportStore,
+    config: Config,
+    *,
+    error: GuardrailError,
+    stage: str,
+    prompt: str,
+    modality: Modality | None,
+    model_id: str,
+    requested_modality: str | None = None,
+    passed: Sequence[str] = (),
+    prompt_hasher: PromptHasher | None = None,
+) -> Report:
+    """Record a request that failed before a guard could run it (unknown modality, a model
+    that cannot be loaded). Every slot is in the report: ``stage`` as ``error``, the slots
+    named in ``passed`` as ``ok`` (they ran and passed), the rest ``skipped``. Sets
+    ``error.report_id``.
+    """
+    hasher = prompt_hasher or PromptHasher.from_keys_dir(config.keys_dir)
+    records = []
+    for slot in SLOTS:
+        if slot == stage:
+            records.append(StageRecord(stage=slot, status=StageStatus.ERROR, reason=str(error)))
+        elif slot in passed:
+            records.append(StageRecord(stage=slot, status=StageStatus.OK))
+        else:
+            records.append(StageRecord(stage=slot, status=StageStatus.SKIPPED,
+                                       reason=f"not run: the request failed at {stage}"))
+    report = Report(
+        report_id=uuid.uuid4().hex,
+        created_at=_now(),
+        modality=modality,
+        status="error",
+        metadata=GenerationMetadata(model_id=model_id, prompt_hash=hasher(prompt or "")),
+        stages=tuple(records),
+        prompt=prompt if config.store_prompts else None,
+        error=str(error),
+        extra={"requested_modality": requested_modality} if requested_modality else {},
+    )
+    store.save(report)
+    error.report_id = report.report_id
+    return report

@@ -97,6 +97,8 @@ def _migration_1(conn: Connection) -> None:
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
 SCHEMA_VERSION = len(MIGRATIONS)
+#: stored in the modality column for requests whose modality was not recognised
+UNKNOWN_MODALITY = "unknown"
 
 
 class ReportNotFound(StoreError):
@@ -110,7 +112,7 @@ def _utc(dt: datetime) -> datetime:
 def _redact_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001
         return "<unparseable url>"
 
 
@@ -128,7 +130,7 @@ class ReportStore:
         self._lock = threading.Lock()
         try:
             parsed = sa.engine.make_url(url)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise StoreError(f"invalid store URL {url!r}: {exc}") from None
         self._is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -146,7 +148,7 @@ class ReportStore:
             kwargs["pool_pre_ping"] = True
         try:
             self.engine: Engine = sa.create_engine(url, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise StoreError(f"cannot open store {_redact_url(url)}: {exc}") from None
         if self._is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -164,6 +166,11 @@ class ReportStore:
 
     def __repr__(self) -> str:
         return f"ReportStore({_redact_url(self.url)!r})"
+
+    @staticmethod
+    def describe(url: str) -> str:
+        """``url`` with any password hidden, for messages."""
+        return _redact_url(url)
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> int:
@@ -356,7 +363,7 @@ def _report_row(r: Report) -> dict[str, Any]:
     return {
         "report_id": r.report_id,
         "created_at": _utc(datetime.fromisoformat(r.created_at)),
-        "modality": r.modality.value,
+        "modality": r.modality.value if r.modality else UNKNOWN_MODALITY,
         "status": r.status,
         "model_id": md.model_id,
         "model_revision": md.model_revision,
@@ -382,7 +389,8 @@ def _row_report(row: Any, stages: list[StageRecord]) -> Report:
         seed=row.seed, device=row.device or "cpu", timings_ms=row.timings or {})
     created = _utc(row.created_at).isoformat(timespec="milliseconds")
     return Report(
-        report_id=row.report_id, created_at=created, modality=row.modality,
+        report_id=row.report_id, created_at=created,
+        modality=None if row.modality == UNKNOWN_MODALITY else row.modality,
         status=row.status, metadata=md, stages=tuple(stages), content_hash=row.content_hash,
         media_type=row.media_type, output=row.output, prompt=row.prompt, error=row.error,
         extra=row.extra or {})

@@ -1,0 +1,167 @@
+"""Benchmarks: measured side by side in one run, reported as ratios.
+
+``guardrail benchmark --out docs/BENCHMARKS.md`` measures, for each modality on the
+embedded defaults, the bare generator call and the same call through the guard
+(interleaved, same prompt and seed), and reports the guard's overhead both ways:
+
+* end to end: median guarded time / median bare time;
+* by stage: the median time the guard spends outside the generator (all stage durations
+  except ``generate``) as a share of the median generation time. This is the precise
+  number; the end-to-end ratio also carries the generator's own run-to-run noise.
+
+Each benchmark writes its own section of the markdown file between markers, so sections
+written by other benchmarks are kept.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ._types import Modality
+from .config import Config
+from .store import ReportStore
+
+__all__ = ["run_benchmark", "write_section"]
+
+PROMPTS = {
+    Modality.TEXT: "Write one sentence about the weather.",
+    Modality.IMAGE: "a handwritten digit three",
+    Modality.AUDIO: "The quick brown fox jumps over the lazy dog.",
+}
+EXTENSIONS = {Modality.TEXT: ".txt", Modality.IMAGE: ".png", Modality.AUDIO: ".wav"}
+# keep the benchmark short on a CPU: small, fixed generation sizes
+PARAMS: dict[Modality, dict[str, Any]] = {
+    Modality.TEXT: {"max_new_tokens": 32},
+    Modality.IMAGE: {},
+    Modality.AUDIO: {},
+}
+
+
+def machine_line() -> str:
+    import os
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def write_section(path: Path, name: str, markdown: str) -> None:
+    """Replace (or append) the section ``name`` of a markdown file."""
+    start, end = f"<!-- section:{name}:start -->", f"<!-- section:{name}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else (
+        "# Benchmarks\n\nWritten by `guardrail benchmark` and the other benchmark commands; "
+        "each section says how it was measured. Absolute times on a shared 2-core machine "
+        "move from run to run; the ratios, measured side by side in one run, are the numbers "
+        "to compare.\n")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else (
+        text.rstrip() + "\n\n" + block + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from .media import atomic_write
+
+    atomic_write(path, text.encode("utf-8"))
+
+
+def _bench_modality(cfg: Config, modality: Modality, runs: int, store: ReportStore,
+                    workdir: Path, progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from .factory import generator_from_config
+    from .pipeline import Guard
+
+    t0 = time.perf_counter()
+    gen = generator_from_config(cfg, modality, progress=False)
+    load_s = time.perf_counter() - t0
+    guard = Guard(gen, store=store, config=cfg)
+    prompt, params = PROMPTS[modality], PARAMS[modality]
+    # warm-up (first calls pay for lazy initialisation)
+    gen.generate([prompt], seed=0, params=params)
+    guard.generate(prompt, output=workdir / f"warm{EXTENSIONS[modality]}", seed=0, params=params)
+    bare: list[float] = []
+    guarded: list[float] = []
+    outside: list[float] = []
+    inside: list[float] = []
+    bar = tqdm(range(runs), desc=f"benchmark {modality.value}", disable=not progress)
+    for i in bar:
+        seed = 1000 + i
+        t = time.perf_counter()
+        gen.generate([prompt], seed=seed, params=params)
+        bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        res = guard.generate(prompt, output=workdir / f"run{i}{EXTENSIONS[modality]}", seed=seed,
+                             params=params)
+        guarded.append(time.perf_counter() - t)
+        stage_ms = {s.stage: s.duration_ms for s in res.report.stages}
+        inside.append(stage_ms["generate"] / 1000)
+        outside.append(sum(v for k, v in stage_ms.items() if k != "generate") / 1000)
+    med = statistics.median
+    return {
+        "modality": modality.value,
+        "model": gen.info.model_id,
+        "device": gen.info.device,
+        "runs": runs,
+        "load_s": round(load_s, 2),
+        "bare_median_s": round(med(bare), 4),
+        "guarded_median_s": round(med(guarded), 4),
+        "end_to_end_ratio": round(med(guarded) / med(bare), 4),
+        "stage_overhead_median_ms": round(med(outside) * 1000, 2),
+        "generate_median_s": round(med(inside), 4),
+        "stage_overhead_pct": round(100 * med(outside) / med(inside), 3),
+    }
+
+
+def run_benchmark(cfg: Config, *, modalities: Sequence[Modality], runs: int = 5,
+                  out: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Measure the guard's overhead per modality; optionally write a markdown section."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="guardrail-bench-") as tmp:
+        store = ReportStore(f"sqlite:///{tmp}/bench.db")
+        try:
+            for modality in modalities:
+                rows.append(_bench_modality(cfg, modality, runs, store, Path(tmp), progress))
+        finally:
+            store.close()
+    result = {
+        "benchmark": "guard-overhead",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_line(),
+        "target_overhead_pct": 5.0,
+        "rows": rows,
+    }
+    md = _markdown(result)
+    result["markdown"] = md
+    if out is not None:
+        write_section(out, "guard-overhead", md)
+    return result
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "## Guard overhead per modality (issue: guarded generation end to end)",
+        "",
+        f"Measured {result['date']} on {result['machine']} with `guardrail benchmark`. "
+        "Each run calls the bare generator and then the guarded one (input policy, encode, "
+        "file write, record in SQLite) with the same prompt and seed, interleaved. "
+        "Stage overhead = median time in every stage except `generate`, as a share of the "
+        "median generation time. Target: under "
+        f"{result['target_overhead_pct']:.0f}%.",
+        "",
+        "| modality | model | runs | bare median (s) | guarded median (s) | end-to-end ratio "
+        "| stage overhead (ms) | stage overhead (% of generation) | target met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        met = "yes" if r["stage_overhead_pct"] < result["target_overhead_pct"] else "NO"
+        lines.append(
+            f"| {r['modality']} | {r['model']} | {r['runs']} | {r['bare_median_s']:.3f} | "
+            f"{r['guarded_median_s']:.3f} | {r['end_to_end_ratio']:.3f}x | "
+            f"{r['stage_overhead_median_ms']:.1f} | {r['stage_overhead_pct']:.2f}% | {met} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,390 @@
+"""The ``guardrail`` command.
+
+Exit codes
+----------
+0   success (the output was produced; a ``flagged`` output also exits 0 and says so)
+1   unexpected internal error
+2   usage error (unknown verb, missing or invalid argument)
+3   the output was blocked by a policy (nothing was written; the report says why)
+4   the request was rejected: empty or over-long prompt, unknown modality, bad file type
+5   a model could not be loaded
+6   the generator failed or returned nothing
+7   the output file could not be written
+8   the configuration is invalid
+9   the record store failed (or the report id was not found)
+10  a stage failed and its policy is ``block``
+11  an optional dependency is missing (the message names the extra to install)
+12  a key file is missing, malformed or readable by others
+130 interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._types import Modality, Report
+from .config import Config
+from .errors import ConfigError, GuardrailError
+from .store import ReportStore
+
+__all__ = ["main"]
+
+log = logging.getLogger("guardrail")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "store", None):
+        overrides.setdefault("store", {})["url"] = args.store
+    if getattr(args, "store_prompts", False):
+        overrides.setdefault("store", {})["store_prompts"] = True
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("paths", {})["data_dir"] = str(Path(args.data_dir).absolute())
+    return Config.load(args.config, overrides=overrides)
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _stage_table(report: Report) -> str:
+    lines = []
+    for s in report.stages:
+        reason = f"  {s.reason}" if s.reason else ""
+        lines.append(f"  {s.stage:<14} {s.status.value:<8} {s.duration_ms:>9.1f} ms{reason}")
+    return "\n".join(lines)
+
+
+def _report_text(report: Report) -> str:
+    md = report.metadata
+    head = [
+        f"report   {report.report_id}",
+        f"status   {report.status}",
+        f"created  {report.created_at}",
+        f"modality {report.modality.value if report.modality else 'unknown'}",
+        f"model    {md.model_id}" + (f" @ {md.model_revision}" if md.model_revision else ""),
+        f"device   {md.device}",
+        f"output   {report.output or '-'}",
+    ]
+    if report.content_hash:
+        head.append(f"content  {report.content_hash}")
+    if report.error:
+        head.append(f"error    {report.error}")
+    return "\n".join(head) + "\nstages\n" + _stage_table(report)
+
+
+# -- verbs --------------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .factory import guard_from_config
+    from .pipeline import Guard, record_failure
+
+    cfg = _load_config(args)
+    params = _parse_params(args.param)
+    store = ReportStore(cfg.store_url)
+    try:
+        default_model = f"(default {args.modality} model, not loaded)"
+        try:
+            modality = Modality.parse(args.modality)
+        except GuardrailError as exc:
+            record_failure(store, cfg, error=exc, stage="input_policy", prompt=args.prompt,
+                           modality=None, model_id=args.model or default_model,
+                           requested_modality=args.modality)
+            raise
+        # reject a bad request (and record it) before spending seconds on loading a model
+        early = Guard(_Unloaded(modality, args.model), store=store, config=cfg).preflight(
+            args.prompt, output=args.output)
+        if early is not None:
+            result = early
+        else:
+            try:
+                guard = guard_from_config(cfg, modality, model=args.model, device=args.device,
+                                          store=store, progress=not args.json)
+            except GuardrailError as exc:
+                record_failure(store, cfg, error=exc, stage="generate", prompt=args.prompt,
+                               modality=modality, model_id=args.model or default_model,
+                               passed=("input_policy",))
+                raise
+            result = guard.generate(args.prompt, output=args.output, seed=args.seed,
+                                    params=params)
+    finally:
+        store.close()
+    report = result.report
+    if args.json:
+        _emit_json(report.to_dict())
+    else:
+        print(_report_text(report))
+        if result.artifact is not None and modality is Modality.TEXT:
+            print("\n" + str(result.artifact.content))
+        if report.status == "flagged":
+            print("\nthe output was released but FLAGGED; see the stages above")
+        if report.status == "blocked":
+            print("\nthe output was BLOCKED; nothing was written")
+    return EXIT_BLOCKED if report.status == "blocked" else EXIT_OK
+
+
+class _Unloaded:
+    """Stands in for a generator when the request is rejected before loading one."""
+
+    def __init__(self, modality: Modality, model: str | None) -> None:
+        from ._generator import ModelInfo
+
+        self.modality = modality
+        self.info = ModelInfo(model_id=model or f"(default {modality.value} model, not loaded)")
+
+    def generate(self, prompts: Sequence[str], **_: Any) -> list[Any]:  # pragma: no cover
+        raise GuardrailError("generator not loaded")
+
+
+def cmd_reports_list(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    with ReportStore(cfg.store_url) as store:
+        reports = store.list(limit=args.limit, offset=args.offset, modality=args.modality,
+                             status=args.status, search=args.search)
+        total = store.count(modality=args.modality, status=args.status, search=args.search)
+    if args.json:
+        _emit_json([r.to_dict() for r in reports])
+        return EXIT_OK
+    if not reports:
+        print("no reports" + (" match" if (args.modality or args.status or args.search) else
+                              " yet: run `guardrail demo` or `guardrail generate`"))
+        return EXIT_OK
+    print(f"{'report':<12}  {'created (UTC)':<19}  {'modality':<8}  {'status':<8}  model / output")
+    for r in reports:
+        print(f"{r.report_id[:12]}  {r.created_at[:19].replace('T', ' ')}  {(r.modality.value if r.modality else '?'):<8}  "
+              f"{r.status:<8}  {r.metadata.model_id}  {r.output or '-'}")
+    shown_to = args.offset + len(reports)
+    print(f"\n{args.offset + 1}-{shown_to} of {total}" +
+          ("  (use --offset to see more)" if shown_to < total else ""))
+    return EXIT_OK
+
+
+def cmd_reports_show(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    with ReportStore(cfg.store_url) as store:
+        report = store.get(args.report_id)
+    if args.json:
+        _emit_json(report.to_dict())
+    else:
+        print(_report_text(report))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .factory import guard_from_config
+
+    cfg = _load_config(args)
+    out_dir = Path(args.out).absolute() if args.out else cfg.demo_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (Modality.TEXT, "Write two sentences about why rivers matter to cities.", "demo-text.txt"),
+        (Modality.IMAGE, "a handwritten digit seven", "demo-image.png"),
+        (Modality.AUDIO, "This audio was generated by a machine and carries a guardrail record.",
+         "demo-audio.wav"),
+    ]
+    reports: list[Report] = []
+    with ReportStore(cfg.store_url) as store:
+        for modality, prompt, name in jobs:
+            if not args.json:
+                print(f"[{modality.value}] loading the embedded default and generating ...",
+                      flush=True)
+            with guard_from_config(cfg, modality, store=store, progress=not args.json) as guard:
+                result = guard.generate(prompt, output=out_dir / name, seed=args.seed)
+            reports.append(result.report)
+            if not args.json:
+                print(f"[{modality.value}] {result.status}: {result.output or 'nothing written'}"
+                      f"  (report {result.report_id})")
+    if args.json:
+        _emit_json([r.to_dict() for r in reports])
+    else:
+        print(f"\noutputs: {out_dir}\nreports: {ReportStore.describe(cfg.store_url)}\n"
+              "see them with: guardrail reports list")
+    blocked = any(r.status == "blocked" for r in reports)
+    return EXIT_BLOCKED if blocked else EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    effective = {
+        "config_file": cfg.source,
+        "data_dir": str(cfg.data_dir),
+        "keys_dir": str(cfg.keys_dir),
+        "cache_dir": str(cfg.cache_dir),
+        "store_url": ReportStore.describe(cfg.store_url),
+        "settings": cfg.data,
+    }
+    if args.json:
+        _emit_json(effective)
+    else:
+        for key, value in effective.items():
+            if key != "settings":
+                print(f"{key:<12} {value}")
+        print("settings     " + json.dumps(cfg.data, indent=2).replace("\n", "\n             "))
+    return EXIT_OK
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from .keys import PROMPT_KEY_FILE, load_or_create_secret
+
+    cfg = _load_config(args)
+    path = cfg.keys_dir / PROMPT_KEY_FILE
+    existed = path.exists()
+    from .keys import key_id
+
+    kid = key_id(load_or_create_secret(path))
+    result = {"keys_dir": str(cfg.keys_dir),
+              "keys": [{"purpose": "prompt hashing (HMAC-SHA256)", "file": str(path),
+                        "key_id": kid, "created": not existed}]}
+    if args.json:
+        _emit_json(result)
+    else:
+        for k in result["keys"]:
+            state = "created" if k["created"] else "exists "
+            print(f"{state}  {k['file']}  (key id {k['key_id']}, mode 0600)")
+    return EXIT_OK
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    cfg = _load_config(args)
+    modalities = [Modality.parse(m) for m in (args.modality or ["text", "image", "audio"])]
+    result = run_benchmark(cfg, modalities=modalities, runs=args.runs,
+                           out=Path(args.out) if args.out else None, progress=not args.json)
+    if args.json:
+        _emit_json(result)
+    else:
+        print(result["markdown"])
+        if args.out:
+            print(f"written to {args.out}")
+    return EXIT_OK
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    common.add_argument("--store", metavar="URL", help="record store URL (overrides config)")
+    common.add_argument("--data-dir", metavar="DIR", help="data folder (overrides config)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+    parser = argparse.ArgumentParser(
+        prog="guardrail",
+        description="Safety and provenance layer for generative AI.",
+        epilog="exit codes: 0 ok, 2 usage, 3 blocked, 4 bad request, 5 model load, "
+               "6 generation, 7 output, 8 config, 9 store, 10 stage, 11 missing extra, "
+               "12 key file, 1 internal",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    g = sub.add_parser("generate", parents=[common], help="generate one guarded output")
+    g.add_argument("--modality", required=True, help="text, image or audio")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--model", metavar="ID_OR_PATH", help="hub id or local path (default: embedded)")
+    g.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="output file (.txt; .png/.jpg/.webp; .wav/.flac/.mp3)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="cpu, cuda, cuda:N (default: auto)")
+    g.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="generation parameter, e.g. --param max_new_tokens=64 (repeatable)")
+    g.add_argument("--store-prompts", action="store_true",
+                   help="store the raw prompt in the report (off by default)")
+    g.add_argument("--json", action="store_true", help="print the report as JSON")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("reports", parents=[common], help="read the record store")
+    rsub = r.add_subparsers(dest="reports_verb", metavar="VERB", required=True)
+    rl = rsub.add_parser("list", parents=[common], help="list reports, newest first")
+    rl.add_argument("--limit", type=int, default=20)
+    rl.add_argument("--offset", type=int, default=0)
+    rl.add_argument("--modality")
+    rl.add_argument("--status", choices=["ok", "flagged", "blocked", "error"])
+    rl.add_argument("--search", help="substring of report id, model, output or content hash")
+    rl.add_argument("--json", action="store_true")
+    rl.set_defaults(func=cmd_reports_list)
+    rs = rsub.add_parser("show", parents=[common], help="show one report (id or unique prefix)")
+    rs.add_argument("report_id")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_reports_show)
+
+    d = sub.add_parser("demo", parents=[common],
+                       help="one guarded generation per modality on the embedded defaults")
+    d.add_argument("--out", metavar="DIR", help="output folder (default: <data_dir>/demo)")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("config", parents=[common], help="configuration")
+    csub = c.add_subparsers(dest="config_verb", metavar="VERB", required=True)
+    cs = csub.add_parser("show", parents=[common], help="print the effective configuration")
+    cs.add_argument("--json", action="store_true")
+    cs.set_defaults(func=cmd_config_show)
+
+    k = sub.add_parser("keys", parents=[common], help="key files")
+    ksub = k.add_subparsers(dest="keys_verb", metavar="VERB", required=True)
+    ki = ksub.add_parser("init", parents=[common], help="create missing key files (mode 0600)")
+    ki.add_argument("--json", action="store_true")
+    ki.set_defaults(func=cmd_keys_init)
+
+    b = sub.add_parser("benchmark", parents=[common],
+                       help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")
+    b.add_argument("--modality", action="append", help="repeatable; default: all three")
+    b.add_argument("--runs", type=int, default=5, help="timed runs per arm (default 5)")
+    b.add_argument("--out", metavar="FILE", help="markdown file to write (default: none)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    json_mode = bool(getattr(args, "json", False))
+    try:
+        return int(args.func(args))
+    except GuardrailError as exc:
+        if json_mode:
+            _emit_json({"error": str(exc), "error_type": type(exc).__name__,
+                        "exit_code": exc.exit_code, "report_id": exc.report_id})
+        print(f"guardrail: error: {exc}", file=sys.stderr)
+        if exc.report_id:
+            print(f"guardrail: the failed request was recorded as report {exc.report_id}",
+                  file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("guardrail: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        print(f"guardrail: internal error: {type(exc).__name__}: {exc} "
+              "(run with -vv for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
