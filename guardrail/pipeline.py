@@ -481,8 +481,8 @@ class Guard:
         call = _Call(ctx=ctx)
         if output is not None:
             try:
-                ctx.media_type = media_type_for_path(output, self.modality)
                 ctx.output_path = check_output_path(output)
+                ctx.media_type = media_type_for_path(output, self.modality)
             except GuardrailError as exc:
                 ctx.output_path = Path(output).expanduser().absolute()
                 self._fail(call, "input_policy", 0.0, exc)
@@ -687,6 +687,8 @@ class Guard:
 
 
 def _empty_reason(gen: Generated, modality: Modality) -> str | None:
+    if not isinstance(gen, Generated):
+        return "returned nothing" if gen is None else f"returned {type(gen).__name__}, not Generated"
     content = gen.content
     if content is None:
         return "returned nothing"

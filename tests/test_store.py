@@ -1,0 +1,151 @@
+import multiprocessing
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from guardrail import GenerationMetadata, Report, ReportStore, StageRecord
+from guardrail.errors import StoreError
+from guardrail.store import SCHEMA_VERSION, ReportNotFound
+
+POSTGRES_URL = os.environ.get("GUARDRAIL_TEST_POSTGRES_URL")
+
+
+def make_report(rid: str, *, minutes: int = 0, modality: str = "text", status: str = "ok",
+                model: str = "m") -> Report:
+    created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+    return Report(
+        report_id=rid, created_at=created.isoformat(), modality=modality, status=status,
+        metadata=GenerationMetadata(model_id=model, prompt_hash="h", parameters={"a": [1, 2]},
+                                    seed=3, timings_ms={"generate": 1.5}),
+        stages=[StageRecord(stage="input_policy", status="ok", duration_ms=0.1),
+                StageRecord(stage="generate", status="ok", duration_ms=1.5,
+                            details={"n": 1}),
+                StageRecord(stage="watermark", status="skipped", reason="not configured")],
+        content_hash="sha256:x", media_type="text/plain", output=f"/o/{rid}.txt")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path: Path):
+    if request.param == "sqlite":
+        s = ReportStore(f"sqlite:///{tmp_path / 'r.db'}")
+    else:
+        if not POSTGRES_URL:
+            if os.environ.get("GUARDRAIL_REQUIRE_POSTGRES"):
+                pytest.fail("GUARDRAIL_REQUIRE_POSTGRES is set but GUARDRAIL_TEST_POSTGRES_URL is not")
+            pytest.skip("no PostgreSQL server (set GUARDRAIL_TEST_POSTGRES_URL); CI provides one")
+        s = ReportStore(POSTGRES_URL)
+        with s.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE reports CASCADE"))
+    yield s
+    s.close()
+
+
+def test_round_trip_and_idempotent_save(any_store: ReportStore):
+    rep = make_report("a" * 32)
+    assert any_store.save(rep) is True
+    assert any_store.save(rep) is False  # same id again: stored once
+    assert any_store.count() == 1
+    got = any_store.get(rep.report_id)
+    assert got.to_dict()["stages"] == rep.to_dict()["stages"]
+    assert got.metadata.parameters == {"a": [1, 2]}
+    assert got.output == rep.output and got.content_hash == rep.content_hash
+    assert datetime.fromisoformat(got.created_at) == datetime.fromisoformat(rep.created_at)
+
+
+def test_list_filters_and_paginates_in_sql(any_store: ReportStore):
+    for i in range(25):
+        any_store.save(make_report(f"r{i:03d}", minutes=i, modality="image" if i % 2 else "text",
+                                   status="error" if i % 5 == 0 else "ok"))
+    page = any_store.list(limit=10)
+    assert [r.report_id for r in page] == [f"r{i:03d}" for i in range(24, 14, -1)]  # newest first
+    assert [r.report_id for r in any_store.list(limit=10, offset=20)] == [
+        f"r{i:03d}" for i in range(4, -1, -1)]
+    assert any_store.count(modality="image") == 12
+    assert any_store.count(status="error") == 5
+    assert {r.status for r in any_store.list(status="error", limit=100)} == {"error"}
+    assert any_store.count(search="r01") == 10
+    since = datetime(2026, 1, 1, 0, 20, tzinfo=UTC)
+    assert any_store.count(since=since) == 5
+
+
+def test_get_by_unique_prefix(any_store: ReportStore):
+    any_store.save(make_report("abcdef111"))
+    any_store.save(make_report("abcdef222"))
+    assert any_store.get("abcdef1").report_id == "abcdef111"
+    with pytest.raises(ReportNotFound, match="ambiguous"):
+        any_store.get("abcdef")
+    with pytest.raises(ReportNotFound):
+        any_store.get("zzzzzzzz")
+    with pytest.raises(ReportNotFound):
+        any_store.get("abc")  # prefixes shorter than 6 are not searched
+
+
+def test_sqlite_uses_wal_and_records_schema_version(tmp_path: Path):
+    db = tmp_path / "r.db"
+    with ReportStore(f"sqlite:///{db}") as s:
+        s.save(make_report("x" * 10))
+        assert s.schema_version == SCHEMA_VERSION
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT value FROM guardrail_meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    con.close()
+    with ReportStore(f"sqlite:///{db}") as s:  # reopening migrates nothing and keeps data
+        assert s.count() == 1
+
+
+def test_database_newer_than_code_is_refused(tmp_path: Path):
+    db = tmp_path / "r.db"
+    ReportStore(f"sqlite:///{db}").close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE guardrail_meta SET value='999' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="schema version 999, newer than this guardrail"):
+        ReportStore(f"sqlite:///{db}")
+
+
+def test_unusable_store_urls():
+    with pytest.raises(StoreError, match="invalid store URL"):
+        ReportStore("not a url")
+    with pytest.raises(StoreError):
+        ReportStore("sqlite:////proc/nonexistent-dir/x.db")
+
+
+def test_failed_write_keeps_earlier_reports(tmp_path: Path):
+    db = tmp_path / "r.db"
+    s = ReportStore(f"sqlite:///{db}")
+    s.save(make_report("first-report"))
+    bad = make_report("second-report")
+    # a stage with a name too long for the column is fine in SQLite; make the write fail
+    # instead by dropping the stage table under the store's feet
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE stage_records RENAME TO broken"))
+    with pytest.raises(StoreError, match="cannot record report second-report"):
+        s.save(bad)
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE broken RENAME TO stage_records"))
+    assert [r.report_id for r in s.list()] == ["first-report"]  # one transaction: no half report
+    s.close()
+
+
+def _save_many(url: str, ids: list[str]) -> int:
+    s = ReportStore(url)
+    inserted = sum(s.save(make_report(i)) for i in ids)
+    s.close()
+    return inserted
+
+
+def test_concurrent_writers_store_each_report_once(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    ReportStore(url).close()
+    ids = [f"id{i:04d}" for i in range(60)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        inserted = pool.starmap(_save_many, [(url, ids)] * 3)
+    assert sum(inserted) == 60  # every id inserted by exactly one worker
+    with ReportStore(url) as s:
+        assert s.count() == 60
