@@ -11,7 +11,9 @@ from guardrail import GenerationMetadata, Report, ReportStore, StageRecord
 from guardrail.errors import StoreError
 from guardrail.store import SCHEMA_VERSION, ReportNotFound
 
+# read at import: the autouse fixture clears GUARDRAIL_* variables before each test
 POSTGRES_URL = os.environ.get("GUARDRAIL_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = bool(os.environ.get("GUARDRAIL_REQUIRE_POSTGRES"))
 
 
 def make_report(rid: str, *, minutes: int = 0, modality: str = "text", status: str = "ok",
@@ -34,7 +36,7 @@ def any_store(request, tmp_path: Path):
         s = ReportStore(f"sqlite:///{tmp_path / 'r.db'}")
     else:
         if not POSTGRES_URL:
-            if os.environ.get("GUARDRAIL_REQUIRE_POSTGRES"):
+            if REQUIRE_POSTGRES:
                 pytest.fail("GUARDRAIL_REQUIRE_POSTGRES is set but GUARDRAIL_TEST_POSTGRES_URL is not")
             pytest.skip("no PostgreSQL server (set GUARDRAIL_TEST_POSTGRES_URL); CI provides one")
         s = ReportStore(POSTGRES_URL)
