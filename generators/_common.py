@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,6 +94,11 @@ def load_pretrained(model: str, kind: str, loader: Callable[..., T], **kwargs: A
                 f"({type(cached_exc).__name__}: {_short(cached_exc)})",
                 hint=f"check that {model!r} is a {kind}",
             ) from cached_exc
+    reachable, why = hub_reachable()
+    if not reachable:
+        raise ModelLoadError(
+            model, f"not in the local cache, and the model hub is unreachable ({why})",
+            hint=hub_hint(model, kind))
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     try:
@@ -103,6 +110,37 @@ def load_pretrained(model: str, kind: str, loader: Callable[..., T], **kwargs: A
             f"({type(exc).__name__}: {_short(exc)})",
             hint=hub_hint(model, kind),
         ) from exc
+
+
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Can the model hub (``HF_ENDPOINT``) be reached? Decided within ``timeout`` seconds.
+
+    Without this probe, a machine with no network spends close to a minute in the hub
+    client's retries before failing.
+    """
+    import concurrent.futures
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(connect).result(timeout=timeout + 0.5)
+        return True, ""
+    except concurrent.futures.TimeoutError:
+        return False, f"no answer from {host}:{port} within {timeout:.0f} s"
+    except OSError as exc:
+        return False, f"{host}:{port}: {exc.strerror or exc}"
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _is_missing_from_cache(exc: BaseException) -> bool:
@@ -132,3 +170,50 @@ def torch_dtype(dtype: str | None, device: str) -> Any:
 
         raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
     return value
+
+
+def model_revision(model: str, revision: str | None = None) -> str | None:
+    """What identifies the exact weights of ``model``.
+
+    * a hub id loaded from the cache: the commit hash of the cached snapshot;
+    * a local directory: ``sha256:`` over each config/weight file's name, size and first
+      and last MiB (fast even for multi-GB checkpoints, and changes when the files do).
+    """
+    path = Path(os.path.expanduser(model))
+    if path.is_dir():
+        return files_digest(path)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        if not isinstance(cached, str):
+            cached = try_to_load_from_cache(model, "model_index.json", revision=revision)
+    except Exception:  # noqa: BLE001 - the revision is informative only
+        return revision
+    if isinstance(cached, str):
+        match = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", cached)
+        if match:
+            return match.group(1)
+    return revision
+
+
+_DIGEST_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".json", ".onnx", ".txt", ".model",
+                    ".gguf"}
+
+
+def files_digest(directory: Path) -> str | None:
+    """``sha256:`` over the model files below ``directory`` (see :func:`model_revision`)."""
+    digest = hashlib.sha256()
+    found = False
+    for file in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        if file.suffix not in _DIGEST_SUFFIXES:
+            continue
+        found = True
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(directory)}\0{size}\0".encode())
+        with open(file, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                digest.update(fh.read())
+    return "sha256:" + digest.hexdigest()[:32] if found else None

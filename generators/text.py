@@ -27,7 +27,7 @@ from typing import Any
 from guardrail import Generated, GenerationHooks, Modality, ModelInfo, resolve_device
 from guardrail.errors import DependencyError, GenerationError, ModelLoadError
 
-from ._common import is_embedded, load_pretrained, torch_dtype
+from ._common import is_embedded, load_pretrained, model_revision, torch_dtype
 
 __all__ = ["EMBEDDED_MODEL", "TextGenerator", "load"]
 
@@ -190,7 +190,7 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
     else:
         tok = load_pretrained(model, _KIND, AutoTokenizer.from_pretrained)
         lm = load_pretrained(model, _KIND, AutoModelForCausalLM.from_pretrained, dtype=tdtype)
-        revision = getattr(lm.config, "_commit_hash", None) or _dir_digest(model)
+        revision = model_revision(model)
         model_id, details = model, {"architecture": type(lm).__name__}
     if not getattr(lm, "can_generate", lambda: False)():
         raise ModelLoadError(model or EMBEDDED_MODEL, f"{type(lm).__name__} cannot generate text",
@@ -201,18 +201,6 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
     info = ModelInfo(model_id=model_id, revision=revision, device=device,
                      dtype=str(tdtype).replace("torch.", ""), details=details)
     return TextGenerator(lm, tok, info, defaults=defaults, batch_size=batch_size, progress=progress)
-
-
-def _dir_digest(model: str) -> str | None:
-    """A short digest of a local model's config + weights file names and sizes."""
-    path = Path(os.path.expanduser(model))
-    if not path.is_dir():
-        return None
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return "dir:" + h.hexdigest()[:16]
 
 
 def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None) -> tuple[str, str]:
