@@ -5,11 +5,32 @@ embedded models) is shared, as a cache should be."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from guardrail import Config, ReportStore
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str | None:
+    """A PostgreSQL URL for the store tests: ``GUARDRAIL_TEST_POSTGRES_URL``, or a throwaway
+    local server started by ``.ci/postgres.sh`` when Debian's postgresql is installed and we
+    are root; ``None`` otherwise."""
+    url = os.environ.get("GUARDRAIL_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.geteuid() != 0 or not shutil.which("su") or not list(
+            Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        return None
+    res = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh")], capture_output=True,
+                         text=True, timeout=120)
+    return res.stdout.strip().splitlines()[-1] if res.returncode == 0 and res.stdout.strip() else None
 
 
 @pytest.fixture(autouse=True)

