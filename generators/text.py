@@ -113,8 +113,10 @@ class TextGenerator:
         texts = [self.format_prompt(x, use_chat_template=use_chat, system_prompt=system_prompt)
                  for x in prompts]
         gen_kwargs: dict[str, Any] = dict(p)
+        watermarking = None
         if hooks is not None and hooks.watermarking_config is not None:
             gen_kwargs["watermarking_config"] = hooks.watermarking_config
+            watermarking = type(hooks.watermarking_config).__name__
         if hooks is not None and hooks.logits_processors:
             gen_kwargs["logits_processor"] = LogitsProcessorList(list(hooks.logits_processors))
 
@@ -145,6 +147,7 @@ class TextGenerator:
                 results.append(Generated(content=text, parameters={
                     **p, "seed": seed + b, "batch_index": b, "use_chat_template":
                     use_chat and self.has_chat_template, "new_tokens": n_tokens,
+                    **({"watermarking": watermarking} if watermarking else {}),
                     "tokens_per_s": round(n_tokens / elapsed, 2) if elapsed > 0 else None}))
         return results
 

@@ -6,6 +6,7 @@ import io
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from .errors import OutputError, UnsupportedMediaError
 
 __all__ = [
     "DEFAULT_MEDIA_TYPE",
+    "MAX_IMAGE_PIXELS",
+    "decode",
+    "sniff_media_type",
     "MEDIA_TYPES",
     "atomic_write",
     "check_output_path",
@@ -149,3 +153,137 @@ def _encode_audio(arr: np.ndarray, sample_rate: int, media_type: str) -> bytes:
     except (sf.LibsndfileError, TypeError, ValueError) as exc:
         raise UnsupportedMediaError(f"cannot encode audio as {media_type}: {exc}") from None
     return buf.getvalue()
+
+
+#: Largest image guardrail will decode (pixels); larger files are refused as possible
+#: decompression bombs instead of being expanded in memory.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+#: Largest audio guardrail will decode (samples per channel x channels).
+MAX_AUDIO_SAMPLES = 96_000 * 60 * 30 * 2
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type that the bytes themselves declare (magic numbers), or ``None``."""
+    head = data[:16]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith((b"RIFF", b"RF64")) and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "image/tiff"
+    try:
+        data[:4096].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < 4090:  # not just a multi-byte character cut at the boundary
+            return None
+    return "text/plain"
+
+
+def decode(data: bytes, media_type: str | None = None, *, name: str = "input",
+           metadata: Any = None) -> Artifact:
+    """Decode file bytes into an artifact (content array or text), checking what they are.
+
+    The bytes' own magic numbers decide the type; a ``media_type`` (e.g. from the file
+    extension) that disagrees is reported, not trusted. Images become ``HxWx3`` (or
+    ``HxWx4`` with alpha) ``uint8`` arrays: grayscale, palette, CMYK and 16-bit images are
+    converted; animated images and images above :data:`MAX_IMAGE_PIXELS` are refused.
+    Audio becomes ``float32`` samples in ``[-1, 1]`` (``N`` or ``N x C``).
+
+    Raises
+    ------
+    UnsupportedMediaError
+        Naming the problem: empty, truncated, unsupported or mislabelled data.
+    """
+    from ._types import GenerationMetadata
+
+    if not data:
+        raise UnsupportedMediaError(f"{name}: the file is empty")
+    sniffed = sniff_media_type(data)
+    if sniffed is None:
+        raise UnsupportedMediaError(f"{name}: not a supported image, audio or text file")
+    if media_type and media_type != sniffed and not (
+            media_type.startswith("text/") and sniffed == "text/plain"):
+        raise UnsupportedMediaError(
+            f"{name}: the name says {media_type} but the content is {sniffed}")
+    md = metadata or GenerationMetadata(model_id="unknown")
+    if sniffed.startswith("image/"):
+        arr = _decode_image(data, name)
+        return Artifact(modality=Modality.IMAGE, content=arr, metadata=md, media_type=sniffed,
+                        data=data)
+    if sniffed.startswith("audio/"):
+        samples, rate = _decode_audio(data, name)
+        return Artifact(modality=Modality.AUDIO, content=samples, metadata=md, sample_rate=rate,
+                        media_type=sniffed, data=data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsupportedMediaError(f"{name}: text is not valid UTF-8") from None
+    return Artifact(modality=Modality.TEXT, content=text, metadata=md, media_type="text/plain",
+                    data=data)
+
+
+def _decode_image(data: bytes, name: str) -> np.ndarray:
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise UnsupportedMediaError(
+                    f"{name}: image is {w}x{h} = {w * h} pixels, above the limit of "
+                    f"{MAX_IMAGE_PIXELS} (possible decompression bomb)")
+            if getattr(img, "n_frames", 1) > 1:
+                raise UnsupportedMediaError(
+                    f"{name}: animated image with {img.n_frames} frames is not supported")
+            img.load()
+    except UnsupportedMediaError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnsupportedMediaError(f"{name}: refused as a possible decompression bomb: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnsupportedMediaError(f"{name}: cannot decode image (truncated or corrupt): {exc}") from None
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr16 = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(arr16.max()), 1.0)
+        gray = np.clip(np.rint(arr16 / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        return np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _decode_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as fh:
+            if fh.frames * max(fh.channels, 1) > MAX_AUDIO_SAMPLES:
+                raise UnsupportedMediaError(
+                    f"{name}: audio has {fh.frames} frames x {fh.channels} channels, above the "
+                    f"limit of {MAX_AUDIO_SAMPLES} samples")
+            samples = fh.read(dtype="float32", always_2d=False)
+            rate = int(fh.samplerate)
+    except UnsupportedMediaError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
+        raise UnsupportedMediaError(f"{name}: cannot decode audio (truncated or corrupt): {exc}") from None
+    if samples.size == 0:
+        raise UnsupportedMediaError(f"{name}: the audio holds no samples")
+    if not np.all(np.isfinite(samples)):
+        raise UnsupportedMediaError(f"{name}: the audio holds non-finite samples")
+    return samples, rate

@@ -1,0 +1,112 @@
+"""Guard stages for watermarks: embed (or arrange generation-time marking) and self-check.
+
+* :class:`WatermarkStage` (slot ``watermark``): for text it hands the generator the
+  watermarking config before decoding and checks that the generator applied it; for images
+  and audio it draws a fresh watermark id and embeds it. The id and the scheme go into the
+  call's evidence, and from there into the report (the provenance stage names them too).
+* :class:`WatermarkSelfCheck` (slot ``self_check``): decodes the *final encoded bytes*
+  (PNG/JPEG/WebP/WAV/FLAC/MP3/text) and detects the mark; the stage fails when the mark does
+  not verify or decodes to another id, and the slot's policy decides (block by default).
+
+A scheme that cannot handle an input raises :class:`StageSkipped` with the reason (e.g. an
+image under 64x64), so the report says ``skipped`` - and the policy still applies.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from .._generator import GenerationHooks
+from ..media import decode
+from ..pipeline import Stage, StageContext, StageOutcome, StageSkipped
+from .base import CannotWatermark, Watermarker
+
+__all__ = ["MissingKeyStage", "WatermarkSelfCheck", "WatermarkStage"]
+
+
+def _key_id(wm: Any) -> str | None:
+    return getattr(wm, "key_id", None)
+
+
+class WatermarkStage(Stage):
+    """Embeds the watermark (images, audio) or has the generator embed it (text)."""
+
+    slot = "watermark"
+    name = "watermark"
+
+    def __init__(self, watermarker: Watermarker, *, on_fail: str | None = None) -> None:
+        super().__init__(on_fail=on_fail, modalities=[watermarker.modality])
+        self.watermarker = watermarker
+
+    def before_generate(self, ctx: StageContext) -> GenerationHooks | None:
+        config = getattr(self.watermarker, "generation_config", None)
+        return GenerationHooks(watermarking_config=config()) if callable(config) else None
+
+    def run(self, ctx: StageContext) -> StageOutcome:
+        wm = self.watermarker
+        art = ctx.artifact
+        if callable(getattr(wm, "generation_config", None)):
+            applied = art.metadata.parameters.get("watermarking")
+            if not applied:
+                raise StageSkipped(
+                    "the generator did not apply the generation-time watermark (it does not "
+                    "accept GenerationHooks.watermarking_config)")
+            desc = dict(wm.describe())
+            ctx.evidence["watermark"] = {**desc, "payload": None}
+            return StageOutcome(details=desc)
+        payload = secrets.randbits(wm.payload_bits) if wm.payload_bits else 0
+        try:
+            marked = wm.embed(art, payload)
+        except CannotWatermark as exc:
+            raise StageSkipped(str(exc)) from None
+        evidence = {"scheme": wm.scheme, "version": wm.version, "key_id": _key_id(wm),
+                    "fpr": wm.fpr, "payload": f"{payload:0{max(1, (wm.payload_bits + 3) // 4)}x}"}
+        ctx.evidence["watermark"] = evidence
+        return StageOutcome(artifact=marked, details=evidence)
+
+
+class WatermarkSelfCheck(Stage):
+    """Detects the mark on the final encoded bytes; fails if it does not verify."""
+
+    slot = "self_check"
+    name = "watermark_self_check"
+
+    def __init__(self, watermarker: Watermarker, *, on_fail: str | None = None) -> None:
+        super().__init__(on_fail=on_fail, modalities=[watermarker.modality])
+        self.watermarker = watermarker
+
+    def run(self, ctx: StageContext) -> StageOutcome:
+        art = ctx.artifact
+        expected = ctx.evidence.get("watermark")
+        if expected is None:
+            raise StageSkipped("no watermark was embedded in this output")
+        decoded = decode(art.data, art.media_type, name="final output", metadata=art.metadata)
+        res = self.watermarker.detect(decoded)
+        details = {"scheme": res.scheme, "detected": res.detected, "p_value": res.p_value,
+                   "score": res.score, "payload": res.payload, "fpr": res.fpr}
+        if res.detected is None:
+            raise StageSkipped(res.reason or "detection not performed", **details)
+        if not res.detected:
+            return StageOutcome(passed=False, details=details,
+                                reason=f"the watermark does not verify on the encoded "
+                                       f"{art.media_type} (p={res.p_value:.3g})")
+        want = expected.get("payload")
+        if want is not None and res.payload != want:
+            return StageOutcome(passed=False, details=details,
+                                reason=f"the watermark decodes to id {res.payload}, not {want}")
+        return StageOutcome(details=details)
+
+
+class MissingKeyStage(Stage):
+    """Stands in for a watermark stage whose key could not be loaded: always skipped."""
+
+    def __init__(self, slot: str, reason: str, *, modalities: Any = None,
+                 on_fail: str | None = None) -> None:
+        self.slot = slot
+        self.name = f"{slot}_unavailable"
+        super().__init__(on_fail=on_fail, modalities=modalities)
+        self.reason = reason
+
+    def run(self, ctx: StageContext) -> StageOutcome:
+        raise StageSkipped(self.reason)
