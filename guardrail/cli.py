@@ -245,23 +245,16 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from .keys import PROMPT_KEY_FILE, load_or_create_secret
+    from .keys import init_keys
 
     cfg = _load_config(args)
-    path = cfg.keys_dir / PROMPT_KEY_FILE
-    existed = path.exists()
-    from .keys import key_id
-
-    kid = key_id(load_or_create_secret(path))
-    result = {"keys_dir": str(cfg.keys_dir),
-              "keys": [{"purpose": "prompt hashing (HMAC-SHA256)", "file": str(path),
-                        "key_id": kid, "created": not existed}]}
+    result = {"keys_dir": str(cfg.keys_dir), "keys": init_keys(cfg)}
     if args.json:
         _emit_json(result)
     else:
         for k in result["keys"]:
             state = "created" if k["created"] else "exists "
-            print(f"{state}  {k['file']}  (key id {k['key_id']}, mode 0600)")
+            print(f"{state}  {k['file']}  ({k['purpose']}; key id {k['key_id']}, mode 0600)")
     return EXIT_OK
 
 

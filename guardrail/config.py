@@ -161,6 +161,10 @@ class Config:
             raise ConfigError("policy.min_prompt_chars must be at least 1")
         if pol["max_prompt_chars"] < pol["min_prompt_chars"]:
             raise ConfigError("policy.max_prompt_chars must be >= policy.min_prompt_chars")
+        wm = self.data["watermark"]
+        for name in ("text_fpr", "image_fpr", "audio_fpr"):
+            if not 0 < wm[name] < 1:
+                raise ConfigError(f"watermark.{name} must be between 0 and 1, got {wm[name]}")
         for stage, value in pol["on_fail"].items():
             if value not in ON_FAIL_POLICIES:
                 raise ConfigError(
@@ -207,6 +211,11 @@ class Config:
         return Path(value).expanduser() if value else self.data_dir / "demo"
 
     @property
+    def watermark_key_file(self) -> Path:
+        value = self.data["watermark"]["key_file"]
+        return Path(value).expanduser() if value else self.keys_dir / "watermark.key"
+
+    @property
     def store_url(self) -> str:
         url = self.data["store"]["url"]
         return url or f"sqlite:///{self.data_dir / 'guardrail.db'}"
@@ -220,6 +229,9 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     for key, value in data["paths"].items():
         if value and not Path(value).expanduser().is_absolute():
             data["paths"][key] = str((base / value).resolve())
+    key_file = data["watermark"]["key_file"]
+    if key_file and not Path(key_file).expanduser().is_absolute():
+        data["watermark"]["key_file"] = str((base / key_file).resolve())
     url = data["store"]["url"]
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":

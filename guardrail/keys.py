@@ -13,10 +13,18 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 from .errors import KeyFileError
 
-__all__ = ["PromptHasher", "key_id", "load_secret", "load_or_create_secret", "write_secret_file"]
+__all__ = [
+    "PromptHasher",
+    "init_keys",
+    "key_id",
+    "load_or_create_secret",
+    "load_secret",
+    "write_secret_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +126,21 @@ class PromptHasher:
 
     def __repr__(self) -> str:  # never show the secret
         return f"PromptHasher(key_id={self.key_id!r})"
+
+
+def init_keys(config: Any) -> list[dict[str, Any]]:
+    """Create every missing key file named by ``config`` (mode 0600); never overwrite one.
+
+    Returns one entry per key: purpose, file, public key id and whether it was created.
+    """
+    specs = [
+        ("prompt hashing (HMAC-SHA256)", Path(config.keys_dir) / PROMPT_KEY_FILE),
+        ("watermarks (text, image, audio)", Path(config.watermark_key_file)),
+    ]
+    out = []
+    for purpose, path in specs:
+        existed = path.exists()
+        secret = load_or_create_secret(path)
+        out.append({"purpose": purpose, "file": str(path), "key_id": key_id(secret),
+                    "created": not existed})
+    return out

@@ -65,6 +65,9 @@ reports_table = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("extra", sa.JSON),
     sa.Column("total_ms", sa.Float),
+    # schema version 2
+    sa.Column("watermark_scheme", sa.String(64)),
+    sa.Column("watermark_id", sa.String(64), index=True),
 )
 
 stages_table = sa.Table(
@@ -91,11 +94,25 @@ stages_table = sa.Table(
 # -- migrations ---------------------------------------------------------------------------
 # Each migration takes a connection inside the migration transaction. Append new ones;
 # never edit one that has shipped.
+# Migrations inspect before they change, so that a database created by this version's
+# ``create_all`` (which already has every column) passes through the later steps unchanged.
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[reports_table, stages_table])
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
+def _migration_2(conn: Connection) -> None:
+    """Watermark scheme and id per report, indexed for recovery through the watermark."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+    if "watermark_scheme" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_scheme VARCHAR(64)"))
+    if "watermark_id" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_id VARCHAR(64)"))
+    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
+    if "ix_reports_watermark_id" not in indexes:
+        conn.execute(sa.text("CREATE INDEX ix_reports_watermark_id ON reports (watermark_id)"))
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: stored in the modality column for requests whose modality was not recognised
 UNKNOWN_MODALITY = "unknown"
@@ -297,6 +314,16 @@ class ReportStore:
             stages = self._stages(conn, [r.report_id for r in rows])
         return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
 
+    def find_by_watermark(self, scheme: str, payload: str, *, limit: int = 10) -> list[Report]:
+        """Reports whose output carries watermark ``payload`` of ``scheme``, newest first."""
+        t = reports_table
+        query = (sa.select(t).where(t.c.watermark_scheme == scheme, t.c.watermark_id == payload)
+                 .order_by(t.c.created_at.desc()).limit(limit))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            stages = self._stages(conn, [r.report_id for r in rows])
+        return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
+
     def count(self, **filters: Any) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
         with self._read() as conn:
@@ -360,6 +387,7 @@ def _report_row(r: Report) -> dict[str, Any]:
     md = r.metadata
     d = r.to_dict()
     total = sum(s.duration_ms for s in r.stages)
+    wm = (r.extra.get("evidence") or {}).get("watermark")
     return {
         "report_id": r.report_id,
         "created_at": _utc(datetime.fromisoformat(r.created_at)),
@@ -379,6 +407,8 @@ def _report_row(r: Report) -> dict[str, Any]:
         "error": r.error,
         "extra": d["extra"],
         "total_ms": total,
+        "watermark_scheme": (wm or {}).get("scheme"),
+        "watermark_id": (wm or {}).get("payload"),
     }
 
 

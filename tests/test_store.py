@@ -151,3 +151,36 @@ def test_concurrent_writers_store_each_report_once(tmp_path: Path):
     assert sum(inserted) == 60  # every id inserted by exactly one worker
     with ReportStore(url) as s:
         assert s.count() == 60
+
+
+def test_migration_from_version_1_adds_watermark_columns(tmp_path: Path):
+    """A store written by schema version 1 is upgraded in place, keeping its reports."""
+    db = tmp_path / "v1.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE guardrail_meta (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO guardrail_meta VALUES ('schema_version', '1');
+        CREATE TABLE reports (report_id VARCHAR(64) PRIMARY KEY, created_at DATETIME NOT NULL,
+            modality VARCHAR(16) NOT NULL, status VARCHAR(16) NOT NULL, model_id TEXT NOT NULL,
+            model_revision TEXT, prompt_hash VARCHAR(128), prompt TEXT, content_hash VARCHAR(80),
+            media_type VARCHAR(64), output TEXT, device VARCHAR(32), seed BIGINT, parameters JSON,
+            timings JSON, error TEXT, extra JSON, total_ms FLOAT);
+        CREATE TABLE stage_records (id INTEGER PRIMARY KEY AUTOINCREMENT, report_id VARCHAR(64)
+            NOT NULL REFERENCES reports(report_id) ON DELETE CASCADE, position INTEGER NOT NULL,
+            stage VARCHAR(32) NOT NULL, status VARCHAR(16) NOT NULL, duration_ms FLOAT,
+            reason TEXT, details JSON);
+        INSERT INTO reports (report_id, created_at, modality, status, model_id, parameters,
+            timings, extra) VALUES ('old-report', '2025-01-01 00:00:00.000000', 'text', 'ok',
+            'm', '{}', '{}', '{}');
+    """)
+    con.commit()
+    con.close()
+    with ReportStore(f"sqlite:///{db}") as s:
+        assert s.schema_version == SCHEMA_VERSION >= 2
+        assert s.get("old-report").status == "ok"
+        rep = make_report("new-report")
+        rep = Report(**{**rep.__dict__, "extra": {"evidence": {"watermark": {
+            "scheme": "guardrail-image", "payload": "00ab"}}}})
+        s.save(rep)
+        assert [r.report_id for r in s.find_by_watermark("guardrail-image", "00ab")] == ["new-report"]
+        assert s.find_by_watermark("guardrail-image", "ffff") == []
