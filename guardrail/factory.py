@@ -12,7 +12,7 @@ from .config import Config
 from .pipeline import Guard, Stage
 from .store import ReportStore
 
-__all__ = ["generator_from_config", "guard_from_config"]
+__all__ = ["generator_from_config", "guard_from_config", "watermark_stages", "watermarker_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -58,4 +58,56 @@ def guard_from_config(
     """A :class:`Guard` around the configured generator for ``modality``."""
     generator = generator_from_config(config, modality, model=model, device=device,
                                       progress=progress)
-    return Guard(generator, store=store, config=config, stages=stages)
+    built = [*watermark_stages(config, generator), *stages]
+    return Guard(generator, store=store, config=config, stages=built)
+
+
+def watermarker_from_config(config: Config, modality: Modality | str, *,
+                            generator: Generator | None = None, scheme: str | None = None) -> Any:
+    """The configured watermarker for ``modality`` (raises KeyFileError without a key).
+
+    Text watermarks need the generating model's tokenizer and vocabulary size: from
+    ``generator`` (which must expose ``tokenizer`` and ``model``).
+    """
+    from .keys import load_secret
+    from .watermark import registry
+
+    modality = Modality.parse(modality)
+    wm_cfg = config.section("watermark")
+    name = scheme or wm_cfg[f"{modality.value}_scheme"]
+    key = load_secret(config.watermark_key_file)
+    options: dict[str, Any] = {}
+    if modality is Modality.TEXT:
+        tokenizer = getattr(generator, "tokenizer", None)
+        model = getattr(generator, "model", None)
+        if tokenizer is None or model is None:
+            from .errors import DependencyError
+
+            raise DependencyError("a transformers text generator", "text",
+                                  purpose="generation-time text watermarks (the generator "
+                                          "must expose .tokenizer and .model)")
+        options.update(dict(wm_cfg["text"]), tokenizer=tokenizer,
+                       tokenizer_id=generator.info.model_id,
+                       vocab_size=model.config.get_text_config().vocab_size)
+    return registry.build(name, key=key, fpr=float(wm_cfg[f"{modality.value}_fpr"]), **options)
+
+
+def watermark_stages(config: Config, generator: Generator) -> list[Stage]:
+    """Watermark + self-check stages for ``generator``'s modality, as configured.
+
+    When they cannot be built (no key file, a missing package), stand-ins are returned that
+    are recorded as ``skipped`` with the reason, so the configured policy still applies.
+    """
+    from .errors import DependencyError, KeyFileError
+    from .watermark.stages import UnavailableStage, WatermarkSelfCheck, WatermarkStage
+
+    if not config.section("watermark")["enabled"]:
+        return []
+    modality = Modality.parse(generator.modality)
+    try:
+        wm = watermarker_from_config(config, modality, generator=generator)
+    except (KeyFileError, DependencyError) as exc:
+        reason = f"watermark unavailable: {exc}"
+        return [UnavailableStage("watermark", reason, modalities=[modality]),
+                UnavailableStage("self_check", reason, modalities=[modality])]
+    return [WatermarkStage(wm), WatermarkSelfCheck(wm)]

@@ -81,6 +81,7 @@ __all__ = [
     "EncodeStage",
     "Guard",
     "GuardResult",
+    "NotApplicable",
     "OnFail",
     "OutputTermCheck",
     "PromptPolicy",
@@ -121,6 +122,12 @@ class StageSkipped(Exception):
         super().__init__(reason)
         self.reason = reason
         self.details = details
+
+
+class NotApplicable(StageSkipped):
+    """Raised by a stage with nothing to do for this call because of an earlier stage's
+    outcome (e.g. a self-check when no mark was embedded). Recorded as ``skipped``; the
+    policy is *not* applied again - the earlier stage's record already carries it."""
 
 
 @dataclass(frozen=True)
@@ -521,7 +528,8 @@ class Guard:
             ms = _ms(t0)
             reason = f"{stage.name}: could not run: {skip.reason}"
             call.add(slot, StageStatus.SKIPPED, ms, reason, {**details, **skip.details})
-            self._apply_policy(call, policy, reason, on_block="blocked")
+            if not isinstance(skip, NotApplicable):
+                self._apply_policy(call, policy, reason, on_block="blocked")
             return
         except InputError as exc:
             self._fail(call, slot, _ms(t0), exc)

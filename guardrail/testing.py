@@ -16,6 +16,7 @@ from .pipeline import Stage, StageContext, StageOutcome, StageSkipped
 
 __all__ = [
     "EchoTextGenerator",
+    "FakeLSBWatermarker",
     "FailingGenerator",
     "FakeCheck",
     "NoiseAudioGenerator",
@@ -131,3 +132,42 @@ def skip_with(reason: str) -> Callable[[StageContext], Any]:
         raise StageSkipped(reason)
 
     return behaviour
+
+
+class FakeLSBWatermarker:
+    """A deliberately fragile image watermark (payload in the blue channel's lowest bits).
+
+    It survives PNG but not JPEG, which makes it useful for testing that self-checks run on
+    the final encoded bytes. Not a real scheme.
+    """
+
+    scheme = "fake-lsb"
+    version = "1"
+    modality = Modality.IMAGE
+    payload_bits = 16
+    fpr = 1e-3
+    key_id = "fake-key"
+
+    def embed(self, artifact: Any, payload: int) -> Any:
+        from .watermark.base import CannotWatermark
+
+        img = np.array(artifact.content)
+        if img.ndim != 3 or img.shape[0] * img.shape[1] < 64:
+            raise CannotWatermark("cannot embed: image too small for the fake scheme")
+        bits = np.array([(payload >> i) & 1 for i in range(16)] * 4, dtype=np.uint8)
+        flat = img[..., 2].reshape(-1)
+        flat[:64] = (flat[:64] & 0xFE) | bits
+        img[..., 2] = flat.reshape(img.shape[:2])
+        return artifact.evolve(content=img)
+
+    def detect(self, artifact: Any) -> Any:
+        from ._types import WatermarkResult
+
+        img = np.asarray(artifact.content)
+        bits = (img[..., 2].reshape(-1)[:64] & 1).reshape(4, 16)
+        agree = int((bits == bits[0]).all(axis=0).sum())
+        detected = agree == 16
+        payload = sum(int(b) << i for i, b in enumerate(bits[0])) if detected else None
+        return WatermarkResult(detected=detected, scheme=self.scheme, score=float(agree),
+                               p_value=0.0 if detected else 1.0, fpr=self.fpr,
+                               payload=f"{payload:04x}" if payload is not None else None)

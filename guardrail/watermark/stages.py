@@ -19,10 +19,10 @@ from typing import Any
 
 from .._generator import GenerationHooks
 from ..media import decode
-from ..pipeline import Stage, StageContext, StageOutcome, StageSkipped
+from ..pipeline import NotApplicable, Stage, StageContext, StageOutcome, StageSkipped
 from .base import CannotWatermark, Watermarker
 
-__all__ = ["MissingKeyStage", "WatermarkSelfCheck", "WatermarkStage"]
+__all__ = ["UnavailableStage", "WatermarkSelfCheck", "WatermarkStage"]
 
 
 def _key_id(wm: Any) -> str | None:
@@ -80,7 +80,7 @@ class WatermarkSelfCheck(Stage):
         art = ctx.artifact
         expected = ctx.evidence.get("watermark")
         if expected is None:
-            raise StageSkipped("no watermark was embedded in this output")
+            raise NotApplicable("no watermark was embedded in this output (see the watermark stage)")
         decoded = decode(art.data, art.media_type, name="final output", metadata=art.metadata)
         res = self.watermarker.detect(decoded)
         details = {"scheme": res.scheme, "detected": res.detected, "p_value": res.p_value,
@@ -98,8 +98,8 @@ class WatermarkSelfCheck(Stage):
         return StageOutcome(details=details)
 
 
-class MissingKeyStage(Stage):
-    """Stands in for a watermark stage whose key could not be loaded: always skipped."""
+class UnavailableStage(Stage):
+    """Stands in for a stage that cannot be built here (no key file, missing package): it is always skipped, with the reason, so its policy applies."""
 
     def __init__(self, slot: str, reason: str, *, modalities: Any = None,
                  on_fail: str | None = None) -> None:

@@ -1,0 +1,59 @@
+"""The one registry of watermark schemes: name -> modality and builder.
+
+Each builder takes the secret key, the false-positive rate and scheme options, and returns
+an object implementing :class:`guardrail.watermark.Watermarker`. Implementations are
+imported lazily, so that an unused scheme's dependencies are never needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from .._types import Modality
+from ..errors import ConfigError
+
+__all__ = ["SCHEMES", "SchemeInfo", "build", "schemes_for"]
+
+
+@dataclass(frozen=True)
+class SchemeInfo:
+    name: str
+    modality: Modality
+    target: str  # "module:Class"
+    summary: str
+
+
+SCHEMES: dict[str, SchemeInfo] = {s.name: s for s in (
+    SchemeInfo("kgw", Modality.TEXT, "guardrail.watermark.text:TextWatermarker",
+               "green-list watermark while decoding (transformers WatermarkingConfig)"),
+    SchemeInfo("synthid", Modality.TEXT, "guardrail.watermark.text:TextWatermarker",
+               "SynthID-Text tournament sampling (transformers SynthIDTextWatermarkingConfig)"),
+)}
+
+
+def register(info: SchemeInfo) -> None:
+    """Add a scheme (used by the image and audio modules' entries below)."""
+    SCHEMES[info.name] = info
+
+
+def schemes_for(modality: Modality | str) -> list[str]:
+    modality = Modality.parse(modality)
+    return [name for name, info in SCHEMES.items() if info.modality is modality]
+
+
+def build(name: str, *, key: bytes, fpr: float, **options: Any) -> Any:
+    """Instantiate scheme ``name`` with ``key`` at false-positive rate ``fpr``."""
+    info = SCHEMES.get(name)
+    if info is None:
+        raise ConfigError(f"unknown watermark scheme {name!r}; known: {', '.join(SCHEMES)}")
+    module, cls = info.target.split(":")
+    factory = getattr(importlib.import_module(module), cls)
+    if info.modality is Modality.TEXT:
+        from .text import TextWatermarkParams
+
+        text_opts = {k: options.pop(k) for k in list(options)
+                     if k in TextWatermarkParams.__dataclass_fields__}
+        options["params"] = TextWatermarkParams(scheme=name, **text_opts)
+    return factory(key, fpr=fpr, **options)

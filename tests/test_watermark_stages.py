@@ -1,0 +1,86 @@
+"""Watermark stages in the guard, with a fake scheme: evidence, self-check on the final
+encoded bytes, skips and policies."""
+
+import numpy as np
+import pytest
+
+from guardrail import Guard
+from guardrail.testing import EchoTextGenerator, FakeLSBWatermarker, SolidImageGenerator
+from guardrail.watermark.stages import UnavailableStage, WatermarkSelfCheck, WatermarkStage
+
+
+def image_guard(config, store, *, size=64, on_fail=None):
+    wm = FakeLSBWatermarker()
+    return Guard(SolidImageGenerator(size=size), store=store, config=config,
+                 stages=[WatermarkStage(wm, on_fail=on_fail), WatermarkSelfCheck(wm)])
+
+
+def test_mark_is_embedded_recorded_and_verified_on_png(config, store, tmp_path):
+    res = image_guard(config, store).generate("x", output=tmp_path / "o.png", seed=1)
+    assert res.status == "ok"
+    wm = res.report.stage("watermark")
+    assert wm.status.value == "ok" and wm.details["scheme"] == "fake-lsb"
+    payload = wm.details["payload"]
+    check = res.report.stage("self_check")
+    assert check.status.value == "ok" and check.details["payload"] == payload
+    # the id is stored in its own column, so the record can be found through the mark
+    assert [r.report_id for r in store.find_by_watermark("fake-lsb", payload)] == [res.report_id]
+
+
+def test_self_check_runs_on_final_bytes_and_blocks_a_mark_lost_in_encoding(config, store, tmp_path):
+    out = tmp_path / "o.jpg"  # JPEG destroys the fragile fake mark
+    res = image_guard(config, store).generate("x", output=out, seed=1)
+    assert res.status == "blocked" and not out.exists()
+    check = res.report.stage("self_check")
+    assert check.status.value == "blocked"
+    assert "does not verify on the encoded image/jpeg" in check.reason
+
+
+def test_image_too_small_is_skipped_with_reason_and_blocked(config, store):
+    res = image_guard(config, store, size=4).generate("x", seed=1)
+    rec = res.report.stage("watermark")
+    assert rec.status.value == "skipped" and "too small" in rec.reason
+    assert res.status == "blocked"  # default watermark policy: block
+    res = image_guard(config, store, size=4, on_fail="flag").generate("x", seed=1)
+    assert res.status == "flagged"
+    assert res.report.stage("self_check").status.value == "skipped"
+
+
+def test_unavailable_stage_says_why(config, store):
+    stages = [UnavailableStage("watermark", "watermark unavailable: no key file",
+                               modalities=["text"])]
+    res = Guard(EchoTextGenerator(), store=store, config=config, stages=stages).generate("x")
+    rec = res.report.stage("watermark")
+    assert rec.status.value == "skipped" and "no key file" in rec.reason
+    assert res.status == "blocked"
+
+
+def test_text_stage_requires_the_generator_to_apply_the_config(config, store):
+    class FakeTextWM:
+        scheme, version, payload_bits, fpr, key_id = "fake-text", "1", 0, 1e-3, "k"
+        from guardrail import Modality
+        modality = Modality.TEXT
+
+        def generation_config(self):
+            return "CONFIG"
+
+        def describe(self):
+            return {"scheme": self.scheme, "key_id": self.key_id}
+
+    gen = EchoTextGenerator()  # records hooks but does not report applying them
+    res = Guard(gen, store=store, config=config,
+                stages=[WatermarkStage(FakeTextWM(), on_fail="flag")]).generate("x")
+    assert gen.calls[-1][1].watermarking_config == "CONFIG"
+    rec = res.report.stage("watermark")
+    assert rec.status.value == "skipped" and "did not apply" in rec.reason
+    assert res.status == "flagged"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 3), np.uint8)])
+def test_fake_scheme_refuses_tiny_images(bad):
+    from guardrail import Artifact, GenerationMetadata
+    from guardrail.watermark.base import CannotWatermark
+
+    art = Artifact(modality="image", content=bad, metadata=GenerationMetadata(model_id="m"))
+    with pytest.raises(CannotWatermark):
+        FakeLSBWatermarker().embed(art, 1)
