@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ._types import GenerationMetadata, Modality, Report, StageRecord
+from ._types import GenerationMetadata, Modality, Report, StageRecord, _jsonable
 from .errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "ReportNotFound", "ReportStore"]
+__all__ = ["SCHEMA_VERSION", "Evaluation", "ReportNotFound", "ReportStore"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,20 @@ stages_table = sa.Table(
 )
 
 
+evaluations_table = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("evaluation_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("config", sa.JSON),
+    sa.Column("summary", sa.JSON),
+    sa.Column("rows", sa.JSON),
+)
+
+
 # -- migrations ---------------------------------------------------------------------------
 # Each migration takes a connection inside the migration transaction. Append new ones;
 # never edit one that has shipped.
@@ -112,10 +127,39 @@ def _migration_2(conn: Connection) -> None:
         conn.execute(sa.text("CREATE INDEX ix_reports_watermark_id ON reports (watermark_id)"))
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2)
+def _migration_3(conn: Connection) -> None:
+    """Evaluations: robustness runs, benchmarks, detector evaluations, audits."""
+    metadata.create_all(conn, tables=[evaluations_table])
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2, _migration_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: stored in the modality column for requests whose modality was not recognised
 UNKNOWN_MODALITY = "unknown"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A stored evaluation: a robustness run, a benchmark, a detector evaluation, an audit.
+
+    ``rows`` is a list of flat records (one per scheme x attack, group, ...) and
+    ``summary`` the headline numbers; both are plain JSON.
+    """
+
+    evaluation_id: str
+    kind: str
+    name: str
+    created_at: str
+    status: str = "complete"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    rows: Sequence[Mapping[str, Any]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evaluation_id": self.evaluation_id, "kind": self.kind, "name": self.name,
+                "created_at": self.created_at, "status": self.status,
+                "config": _jsonable(self.config), "summary": _jsonable(self.summary),
+                "rows": _jsonable(list(self.rows))}
 
 
 class ReportNotFound(StoreError):
@@ -324,6 +368,38 @@ class ReportStore:
             stages = self._stages(conn, [r.report_id for r in rows])
         return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
 
+    # -- evaluations ----------------------------------------------------------------------
+    def save_evaluation(self, ev: Evaluation) -> None:
+        """Insert or replace an evaluation (one transaction)."""
+        d = ev.to_dict()
+        row = {**d, "created_at": _utc(datetime.fromisoformat(ev.created_at))}
+        t = evaluations_table
+        try:
+            with self._lock, self.engine.begin() as conn:
+                conn.execute(t.delete().where(t.c.evaluation_id == ev.evaluation_id))
+                conn.execute(t.insert().values(**row))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record evaluation {ev.evaluation_id}: {_short(exc)}") from None
+
+    def get_evaluation(self, evaluation_id: str) -> Evaluation:
+        t = evaluations_table
+        with self._read() as conn:
+            row = conn.execute(sa.select(t).where(t.c.evaluation_id == evaluation_id)).first()
+        if row is None:
+            raise ReportNotFound(f"no evaluation {evaluation_id!r} in {_redact_url(self.url)}")
+        return _row_evaluation(row)
+
+    def list_evaluations(self, *, kind: str | None = None, limit: int = 50,
+                         offset: int = 0) -> list[Evaluation]:
+        """Newest first; ``kind`` filters (``robustness``, ``benchmark``, ...)."""
+        t = evaluations_table
+        query = sa.select(t)
+        if kind:
+            query = query.where(t.c.kind == kind)
+        query = query.order_by(t.c.created_at.desc()).limit(limit).offset(offset)
+        with self._read() as conn:
+            return [_row_evaluation(r) for r in conn.execute(query).all()]
+
     def count(self, **filters: Any) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
         with self._read() as conn:
@@ -424,6 +500,13 @@ def _row_report(row: Any, stages: list[StageRecord]) -> Report:
         status=row.status, metadata=md, stages=tuple(stages), content_hash=row.content_hash,
         media_type=row.media_type, output=row.output, prompt=row.prompt, error=row.error,
         extra=row.extra or {})
+
+
+def _row_evaluation(row: Any) -> Evaluation:
+    return Evaluation(evaluation_id=row.evaluation_id, kind=row.kind, name=row.name,
+                      created_at=_utc(row.created_at).isoformat(timespec="milliseconds"),
+                      status=row.status, config=row.config or {}, summary=row.summary or {},
+                      rows=row.rows or [])
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
