@@ -41,7 +41,7 @@ def any_store(request, tmp_path: Path, postgres_url):
                         "GUARDRAIL_TEST_POSTGRES_URL)")
         s = ReportStore(postgres_url)
         with s.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE reports CASCADE"))
+            conn.execute(sa.text("TRUNCATE reports, evaluations CASCADE"))
     yield s
     s.close()
 
@@ -184,3 +184,18 @@ def test_migration_from_version_1_adds_watermark_columns(tmp_path: Path):
         s.save(rep)
         assert [r.report_id for r in s.find_by_watermark("guardrail-image", "00ab")] == ["new-report"]
         assert s.find_by_watermark("guardrail-image", "ffff") == []
+
+
+def test_evaluations_round_trip_and_replace(any_store: ReportStore):
+    from guardrail.store import Evaluation
+
+    ev = Evaluation(evaluation_id="ev1", kind="robustness", name="image",
+                    created_at="2026-01-02T00:00:00+00:00", config={"fpr": 1e-4},
+                    summary={"tpr": 0.99}, rows=[{"attack": "jpeg(50)", "tpr": 1.0}])
+    any_store.save_evaluation(ev)
+    got = any_store.get_evaluation("ev1")
+    assert got.to_dict() == {**ev.to_dict(), "created_at": got.created_at}
+    any_store.save_evaluation(Evaluation(**{**ev.__dict__, "summary": {"tpr": 0.5}}))
+    assert any_store.get_evaluation("ev1").summary == {"tpr": 0.5}  # replaced, not duplicated
+    assert [e.evaluation_id for e in any_store.list_evaluations(kind="robustness")] == ["ev1"]
+    assert any_store.list_evaluations(kind="audit") == []
