@@ -264,6 +264,86 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_media(path: str) -> Any:
+    from .errors import UnsupportedMediaError
+    from .media import MEDIA_TYPES, decode
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UnsupportedMediaError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UnsupportedMediaError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise UnsupportedMediaError(f"{path}: cannot read: {exc.strerror}") from None
+    declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
+    return decode(data, declared, name=p.name)
+
+
+def _watermarker_for(cfg: Config, modality: Modality, scheme: str | None,
+                     progress: bool) -> Any:
+    from .factory import generator_from_config, watermarker_from_config
+
+    generator = None
+    if modality is Modality.TEXT:
+        # text marks are tied to the generating model's tokenizer and vocabulary
+        generator = generator_from_config(cfg, modality, progress=progress)
+    return watermarker_from_config(cfg, modality, generator=generator, scheme=scheme)
+
+
+def cmd_watermark_embed(args: argparse.Namespace) -> int:
+    import secrets as _secrets
+
+    from .media import atomic_write, check_output_path, encode, media_type_for_path
+    from .watermark.base import CannotWatermark
+
+    cfg = _load_config(args)
+    art = _read_media(args.file)
+    out = check_output_path(args.output)
+    media_type = media_type_for_path(out, art.modality)
+    if art.modality is Modality.TEXT:
+        raise CannotWatermark(
+            "cannot embed: text is watermarked while it is generated (guardrail generate "
+            "--modality text); an existing text cannot be marked afterwards")
+    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
+    payload = int(args.payload, 16) if args.payload else _secrets.randbits(wm.payload_bits)
+    if payload >= 1 << wm.payload_bits:
+        raise CannotWatermark(f"cannot embed: payload {args.payload} does not fit in "
+                              f"{wm.payload_bits} bits")
+    marked = wm.embed(art, payload)
+    atomic_write(out, encode(marked, media_type))
+    result = {"file": str(out), "scheme": wm.scheme, "version": wm.version,
+              "payload": f"{payload:0{max(1, (wm.payload_bits + 3) // 4)}x}",
+              "media_type": media_type}
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"marked {args.file} -> {out} with {wm.scheme} v{wm.version}, id {result['payload']}")
+    return EXIT_OK
+
+
+def cmd_watermark_detect(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    art = _read_media(args.file)
+    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
+    res = wm.detect(art)
+    result = {"file": args.file, "modality": art.modality.value, "detected": res.detected,
+              "scheme": res.scheme, "version": res.scheme_version, "p_value": res.p_value,
+              "fpr": res.fpr, "payload": res.payload, "score": res.score, "reason": res.reason}
+    if args.json:
+        _emit_json(result)
+    else:
+        if res.detected is None:
+            print(f"not performed: {res.reason}")
+        else:
+            verdict = "DETECTED" if res.detected else "not detected"
+            print(f"{verdict}: {res.scheme} v{res.scheme_version}, p-value {res.p_value:.3g} "
+                  f"(decided at false-positive rate {res.fpr:g})"
+                  + (f", id {res.payload}" if res.payload else ""))
+    return EXIT_OK
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
@@ -346,6 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
     ki = ksub.add_parser("init", parents=[common], help="create missing key files (mode 0600)")
     ki.add_argument("--json", action="store_true")
     ki.set_defaults(func=cmd_keys_init)
+
+    w = sub.add_parser("watermark", parents=[common], help="embed or detect watermarks in files")
+    wsub = w.add_subparsers(dest="watermark_verb", metavar="VERB", required=True)
+    we = wsub.add_parser("embed", parents=[common], help="watermark an image or audio file")
+    we.add_argument("file")
+    we.add_argument("-o", "--output", required=True, metavar="OUT")
+    we.add_argument("--scheme", help="watermark scheme (default: from config)")
+    we.add_argument("--payload", metavar="HEX", help="watermark id in hex (default: random)")
+    we.add_argument("--json", action="store_true")
+    we.set_defaults(func=cmd_watermark_embed)
+    wd = wsub.add_parser("detect", parents=[common],
+                         help="look for guardrail's watermark in a file")
+    wd.add_argument("file")
+    wd.add_argument("--scheme", help="watermark scheme (default: from config)")
+    wd.add_argument("--json", action="store_true")
+    wd.set_defaults(func=cmd_watermark_detect)
 
     b = sub.add_parser("benchmark", parents=[common],
                        help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")
