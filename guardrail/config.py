@@ -30,7 +30,8 @@ __all__ = ["Config", "ON_FAIL_POLICIES"]
 ON_FAIL_POLICIES = ("block", "flag", "continue")
 ENV_PREFIX = "GUARDRAIL_"
 # Environment variables that are not config keys.
-_RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE"}
+_RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE", "GUARDRAIL_C2PA_FIXTURES",
+                 "GUARDRAIL_WORDNET_DIR"}
 
 
 def _defaults() -> dict[str, Any]:

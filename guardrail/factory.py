@@ -58,7 +58,7 @@ def guard_from_config(
     """A :class:`Guard` around the configured generator for ``modality``."""
     generator = generator_from_config(config, modality, model=model, device=device,
                                       progress=progress)
-    built = [*watermark_stages(config, generator), *stages]
+    built = [*watermark_stages(config, generator), *provenance_stages(config), *stages]
     return Guard(generator, store=store, config=config, stages=built)
 
 
@@ -90,6 +90,17 @@ def watermarker_from_config(config: Config, modality: Modality | str, *,
                        tokenizer_id=generator.info.model_id,
                        vocab_size=model.config.get_text_config().vocab_size)
     return registry.build(name, key=key, fpr=float(wm_cfg[f"{modality.value}_fpr"]), **options)
+
+
+def provenance_stages(config: Config) -> list[Stage]:
+    """The C2PA signing stage, as configured (it is skipped, with the reason, when no
+    signing key is available; ConfigError for invalid settings)."""
+    from .provenance.stages import ProvenanceStage
+
+    if not config.section("provenance")["enabled"]:
+        return []
+    stage = ProvenanceStage.from_config(config)
+    return [stage] if stage is not None else []
 
 
 def watermark_stages(config: Config, generator: Generator) -> list[Stage]:

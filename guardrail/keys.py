@@ -143,4 +143,14 @@ def init_keys(config: Any) -> list[dict[str, Any]]:
         secret = load_or_create_secret(path)
         out.append({"purpose": purpose, "file": str(path), "key_id": key_id(secret),
                     "created": not existed})
+    try:
+        from .provenance.keys import init_dev_chain
+    except ImportError:  # pragma: no cover - the provenance extra is not installed
+        return out
+    chain = init_dev_chain(Path(config.keys_dir))
+    cert = chain.certificate
+    out.append({"purpose": "C2PA signing (development chain: root CA -> intermediate -> ES256 signer)",
+                "file": str(chain.signer_key), "chain": str(chain.signer_chain),
+                "trust_anchors": str(chain.trust_anchors),
+                "key_id": cert.fingerprint[:12] if cert else None, "created": chain.created})
     return out

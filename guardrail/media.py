@@ -175,6 +175,12 @@ def sniff_media_type(data: bytes) -> str | None:
         return "audio/wav"
     if head.startswith(b"fLaC"):
         return "audio/flac"
+    if head.startswith(b"ID3") and len(data) >= 10:
+        # an ID3v2 tag may precede FLAC (C2PA stores its manifest there) as well as MP3
+        size = ((data[6] & 0x7F) << 21) | ((data[7] & 0x7F) << 14) | ((data[8] & 0x7F) << 7) \
+            | (data[9] & 0x7F)
+        after = 10 + size + (10 if data[5] & 0x10 else 0)
+        return "audio/flac" if data[after:after + 4] == b"fLaC" else "audio/mpeg"
     if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "audio/mpeg"
     if head.startswith((b"GIF87a", b"GIF89a")):

@@ -159,6 +159,8 @@ class StageContext:
     output_path: Path | None = None
     artifact: Artifact | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: the records of the stages that ran before the current one (set by the guard)
+    records: tuple[StageRecord, ...] = ()
 
 
 class Stage:
@@ -521,6 +523,7 @@ class Guard:
     def _run_stage(self, call: _Call, slot: str, stage: Stage) -> None:
         policy = self._policy(stage, slot)
         details = {"name": stage.name, "policy": policy.value}
+        call.ctx.records = tuple(call.records)
         t0 = time.perf_counter()
         try:
             outcome = stage.run(call.ctx)

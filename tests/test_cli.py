@@ -29,9 +29,11 @@ def listed(capsys, tmp_path) -> list[dict]:
 
 @pytest.mark.slow
 def test_generate_text_json_contract_and_reports(capsys, tmp_path):
+    assert run(capsys, "keys", "init", *store_args(tmp_path))[0] == 0
     out_file = tmp_path / "o.txt"
-    code, out, err = run(capsys, "generate", "--modality", "text", "--prompt", "Say hello.",
-                         "-o", str(out_file), "--param", "max_new_tokens=8", "--seed", "1",
+    code, out, err = run(capsys, "generate", "--modality", "text", "--prompt",
+                         "Describe a walk along a river.", "-o", str(out_file), "--param",
+                         "max_new_tokens=48", "--param", "min_new_tokens=48", "--seed", "1",
                          "--json", *store_args(tmp_path))
     assert code == 0, err
     obj = json.loads(out)
@@ -41,7 +43,15 @@ def test_generate_text_json_contract_and_reports(capsys, tmp_path):
     for stage in obj["stages"]:
         assert {"stage", "status", "duration_ms", "reason"} <= set(stage)
     assert [s["stage"] for s in obj["stages"]][:2] == ["input_policy", "generate"]
-    assert obj["metadata"]["parameters"]["max_new_tokens"] == 8
+    assert obj["metadata"]["parameters"]["max_new_tokens"] == 48
+    stages = {s["stage"]: s for s in obj["stages"]}
+    assert stages["watermark"]["status"] == "ok" and stages["watermark"]["details"]["scheme"] == "kgw"
+    assert stages["self_check"]["status"] == "ok"
+    assert stages["provenance"]["status"] == "ok"
+    from guardrail.provenance.verify import verify_text
+
+    prov = verify_text(out_file.read_text(encoding="utf-8"), trust=None)
+    assert prov.state.value in ("TRUSTED", "VALID_UNTRUSTED") and prov.ai_generated is True
     reports = listed(capsys, tmp_path)
     assert [r["report_id"] for r in reports] == [obj["report_id"]]
     code, out, _ = run(capsys, "reports", "show", obj["report_id"][:8], "--json",
@@ -89,6 +99,18 @@ def test_bad_requests_exit_with_documented_codes_and_are_recorded(capsys, tmp_pa
     assert len(reports) == 1 and reports[0]["report_id"] == obj["report_id"]
     assert reports[0]["status"] == "error" and message in reports[0]["error"]
     assert not any(p.name.startswith(("o.", ".o.")) for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.slow
+def test_without_keys_the_output_is_blocked_and_says_how_to_fix(capsys, tmp_path):
+    code, out, _ = run(capsys, "generate", "--modality", "text", "--prompt", "Hello.",
+                       "-o", str(tmp_path / "o.txt"), "--param", "max_new_tokens=4", "--json",
+                       *store_args(tmp_path))
+    assert code == 3
+    obj = json.loads(out)
+    wm = {s["stage"]: s for s in obj["stages"]}["watermark"]
+    assert wm["status"] == "skipped" and "guardrail keys init" in wm["reason"]
+    assert obj["status"] == "blocked" and not (tmp_path / "o.txt").exists()
 
 
 def test_blocked_prompt_exits_3_without_loading_a_model(capsys, tmp_path):

@@ -41,6 +41,7 @@ def test_demo_writes_three_guarded_outputs_and_reports(demo, capsys):
         stages = {s["stage"]: s for s in r["stages"]}
         assert stages["watermark"]["status"] == "ok"
         assert stages["self_check"]["status"] == "ok"
+        assert stages["provenance"]["status"] == "ok", stages["provenance"]
     code, listed, _ = run_json(capsys, "reports", "list", "--json", *data)
     assert code == 0
     assert {r["report_id"] for r in listed} == {r["report_id"] for r in reports}

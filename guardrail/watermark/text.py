@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,16 @@ from .base import CannotWatermark, not_performed
 __all__ = ["TEXT_SCHEMES", "TextWatermarkParams", "TextWatermarker"]
 
 TEXT_SCHEMES = ("kgw", "synthid")
+
+
+# invisible characters that carry embedded C2PA manifests (variation selectors) or that are
+# used as zero-width padding: removed before tokenising, they are not part of the prose
+_INVISIBLE = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef\u200b-\u200d\u2060\ufeff]")
+
+
+def visible_text(text: str) -> str:
+    """``text`` without invisible carrier characters (C2PA text wrappers, zero-width)."""
+    return _INVISIBLE.sub("", text)
 
 
 def _derive_int(secret: bytes, label: str, bits: int) -> int:
@@ -202,7 +213,8 @@ class TextWatermarker:
         """Test ``text`` for this watermark at the configured false-positive rate."""
         from scipy.stats import binom
 
-        if not text or not text.strip():
+        text = visible_text(text or "")
+        if not text.strip():
             return not_performed(self.scheme, self.version, "cannot detect: the text is empty")
         n, hits = self.counts(text)
         per_token = 1 if self.scheme == "kgw" else self.params.depth
