@@ -682,7 +682,7 @@ class Guard:
             output=str(written) if written else None,
             prompt=ctx.prompt if self.config.store_prompts else None,
             error=str(call.error) if call.error else None,
-            extra={"evidence": _evidence(ctx.evidence)} if ctx.evidence else {},
+            extra=_extra(ctx, art if released else None),
         )
         try:
             self.store.save(report)
@@ -715,6 +715,20 @@ def _empty_reason(gen: Generated, modality: Modality) -> str | None:
     if not np.all(np.isfinite(arr.astype(np.float64, copy=False))):
         return "returned non-finite values"
     return None
+
+
+def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if ctx.evidence:
+        extra["evidence"] = _evidence(ctx.evidence)
+    if art is not None:
+        from .fingerprint import fingerprint
+
+        try:
+            extra["fingerprint"] = fingerprint(art)
+        except Exception as exc:  # noqa: BLE001 - a fingerprint is an aid, never a blocker
+            log.warning("cannot fingerprint the output: %s", exc)
+    return extra
 
 
 def _evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,9 @@ reports_table = sa.Table(
     # schema version 2
     sa.Column("watermark_scheme", sa.String(64)),
     sa.Column("watermark_id", sa.String(64), index=True),
+    # schema version 4
+    sa.Column("content_fingerprint", sa.Text),
+    sa.Column("text_fingerprint", sa.String(96), index=True),
 )
 
 stages_table = sa.Table(
@@ -132,7 +135,21 @@ def _migration_3(conn: Connection) -> None:
     metadata.create_all(conn, tables=[evaluations_table])
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2, _migration_3)
+def _migration_4(conn: Connection) -> None:
+    """Content fingerprints (pHash, audio envelope, normalised-text hash) for recovery."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+    if "content_fingerprint" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN content_fingerprint TEXT"))
+    if "text_fingerprint" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN text_fingerprint VARCHAR(96)"))
+    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
+    if "ix_reports_text_fingerprint" not in indexes:
+        conn.execute(sa.text(
+            "CREATE INDEX ix_reports_text_fingerprint ON reports (text_fingerprint)"))
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (
+    _migration_1, _migration_2, _migration_3, _migration_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 #: stored in the modality column for requests whose modality was not recognised
 UNKNOWN_MODALITY = "unknown"
@@ -400,6 +417,16 @@ class ReportStore:
         with self._read() as conn:
             return [_row_evaluation(r) for r in conn.execute(query).all()]
 
+    def find_by_text_fingerprint(self, fingerprint: str, *, limit: int = 10) -> list[Report]:
+        """Reports whose text output has this normalised-text fingerprint, newest first."""
+        t = reports_table
+        query = (sa.select(t).where(t.c.text_fingerprint == fingerprint)
+                 .order_by(t.c.created_at.desc()).limit(limit))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            stages = self._stages(conn, [r.report_id for r in rows])
+        return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
+
     def count(self, **filters: Any) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
         with self._read() as conn:
@@ -485,6 +512,9 @@ def _report_row(r: Report) -> dict[str, Any]:
         "total_ms": total,
         "watermark_scheme": (wm or {}).get("scheme"),
         "watermark_id": (wm or {}).get("payload"),
+        "content_fingerprint": r.extra.get("fingerprint"),
+        "text_fingerprint": r.extra.get("fingerprint")
+        if str(r.extra.get("fingerprint", "")).startswith("text-") else None,
     }
 
 
