@@ -265,20 +265,9 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def _read_media(path: str) -> Any:
-    from .errors import UnsupportedMediaError
-    from .media import MEDIA_TYPES, decode
+    from .media import read_file
 
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise UnsupportedMediaError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UnsupportedMediaError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise UnsupportedMediaError(f"{path}: cannot read: {exc.strerror}") from None
-    declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
-    return decode(data, declared, name=p.name)
+    return read_file(path)
 
 
 def _watermarker_for(cfg: Config, modality: Modality, scheme: str | None,
@@ -342,6 +331,43 @@ def cmd_watermark_detect(args: argparse.Namespace) -> int:
                   f"(decided at false-positive rate {res.fpr:g})"
                   + (f", id {res.payload}" if res.payload else ""))
     return EXIT_OK
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness.lab import format_table, run_robustness
+
+    cfg = _load_config(args)
+    modality = Modality.parse(args.modality)
+    ev = run_robustness(cfg, modality, quick=args.quick, progress=not args.json)
+    if args.json:
+        _emit_json(ev.to_dict())
+    else:
+        print(format_table(list(ev.rows)))
+        print("\nsummary")
+        for key, value in ev.summary.items():
+            if not isinstance(value, (dict, list)):
+                print(f"  {key:<28} {value}")
+        print(f"\nstored as evaluation {ev.evaluation_id}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_file
+
+    cfg = _load_config(args)
+    res = verify_file(args.file, cfg)
+    out = res.to_dict()
+    if args.json:
+        _emit_json(out)
+    else:
+        print(out["verdict"]["summary"])
+        for line in out["verdict"]["evidence"]:
+            print(f"  - {line}")
+        for line in out["verdict"]["not_checked"]:
+            print(f"  ! not checked: {line}")
+        if res.recovered:
+            print(f"  recovered record: guardrail reports show {res.recovered['report_id']}")
+    return {"Tampered": EXIT_BLOCKED, "Could not be verified": 4}.get(res.label, EXIT_OK)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -442,6 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
     wd.add_argument("--scheme", help="watermark scheme (default: from config)")
     wd.add_argument("--json", action="store_true")
     wd.set_defaults(func=cmd_watermark_detect)
+
+    v = sub.add_parser("verify", parents=[common],
+                       help="credentials, watermark, recovered record, detectors: one verdict")
+    v.add_argument("file")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    rb = sub.add_parser("robustness", parents=[common],
+                        help="watermark robustness lab: attacks, TPR at the FPR, quality")
+    rb.add_argument("--modality", required=True, help="image, audio or text")
+    rb.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
+    rb.add_argument("--json", action="store_true")
+    rb.set_defaults(func=cmd_robustness)
 
     b = sub.add_parser("benchmark", parents=[common],
                        help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")

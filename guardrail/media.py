@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MEDIA_TYPE",
     "MAX_IMAGE_PIXELS",
     "decode",
+    "read_file",
     "sniff_media_type",
     "MEDIA_TYPES",
     "atomic_write",
@@ -293,3 +294,18 @@ def _decode_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
     if not np.all(np.isfinite(samples)):
         raise UnsupportedMediaError(f"{name}: the audio holds non-finite samples")
     return samples, rate
+
+
+def read_file(path: str | os.PathLike[str]) -> Artifact:
+    """Read and decode a media file; its extension is the claimed type (checked)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UnsupportedMediaError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise UnsupportedMediaError(f"{p}: is a directory") from None
+    except OSError as exc:
+        raise UnsupportedMediaError(f"{p}: cannot read: {exc.strerror}") from None
+    declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
+    return decode(data, declared, name=p.name)

@@ -173,7 +173,7 @@ class ProvenanceStage(Stage):
             manifest=(result.manifest or {}).get("label"),
             ai_generated=result.ai_generated,
             bytes_added=len(signed) - len(art.data) if sidecar is None else len(sidecar))
-        evidence = dict(details)
+        evidence = {**details, "manifest_summary": result.manifest or {}}
         if sidecar is not None:
             evidence["sidecar_c2pa_base64"] = base64.b64encode(sidecar).decode("ascii")
         if result.state is ProvenanceState.TRUSTED:

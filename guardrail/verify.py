@@ -1,0 +1,282 @@
+"""``guardrail verify FILE``: every kind of evidence about one file, and one verdict.
+
+Evidence, walked backwards from how guardrail produces an output:
+
+1. **Content Credentials** (C2PA): TRUSTED, VALID_UNTRUSTED, INVALID, ABSENT or ERROR, with
+   the signer, whether the asset declares AI generation and the exact failure codes.
+2. **Watermark**: guardrail's scheme for the file's modality under the configured key,
+   decided at the configured false-positive rate, with the decoded id.
+3. **Record recovered through the watermark**: when the credentials are missing (stripped)
+   or broken but the mark decodes, the id is looked up in the record store, and a record is
+   returned only if its recorded content fingerprint matches this file (pHash for images,
+   energy envelope for audio; for text, whose mark carries no id, the normalised text).
+4. **Detectors**: every configured synthetic-media detector for the modality.
+
+Verdict rules (first that applies):
+
+=====  ===============================================  ==========================================
+rank   evidence                                         label
+=====  ===============================================  ==========================================
+1      credentials INVALID                              Tampered
+2      credentials TRUSTED, declare AI generation       AI-generated
+3      our watermark verified (any credentials state    AI-generated
+       but INVALID), with or without a recovered record
+4      credentials VALID_UNTRUSTED, declare AI          Likely AI-generated (signer not trusted)
+5      credentials valid, do not declare AI             Signed, not declared AI-generated
+6      a detector decided "synthetic"                   Likely AI-generated
+7      nothing could be checked (ERROR, no detector)    Could not be verified
+8      otherwise                                        No evidence of AI generation found
+=====  ===============================================  ==========================================
+
+Strong evidence (a valid signature, a verified watermark) outranks any detector score; a
+detector alone never yields a certain label ("Likely", never "AI-generated"). Whatever could
+not be checked is listed under the verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._types import Artifact, DetectorResult, Modality, ProvenanceResult, ProvenanceState
+from ._types import WatermarkResult as _WM
+from .config import Config
+from .errors import GuardrailError, UnsupportedMediaError
+from .store import ReportStore
+
+__all__ = ["VerifyResult", "verdict", "verify_file"]
+
+log = logging.getLogger(__name__)
+
+LABELS = (
+    "Tampered",
+    "AI-generated",
+    "Likely AI-generated",
+    "Signed, not declared AI-generated",
+    "Could not be verified",
+    "No evidence of AI generation found",
+)
+
+
+@dataclass
+class VerifyResult:
+    """Everything ``guardrail verify`` found (see :meth:`to_dict` for the JSON contract)."""
+
+    file: str
+    media_type: str | None
+    modality: Modality | None
+    provenance: ProvenanceResult
+    watermark: _WM | None
+    recovered: dict[str, Any] | None = None
+    detectors: list[DetectorResult] = field(default_factory=list)
+    label: str = ""
+    summary: str = ""
+    evidence: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.provenance
+        manifest = p.manifest or {}
+        wm = self.watermark
+        return {
+            "file": self.file,
+            "media_type": self.media_type,
+            "modality": self.modality.value if self.modality else None,
+            "provenance": {
+                "state": p.state.value, "failures": list(p.failures), "signer": p.signer,
+                "ai_generated": p.ai_generated, "reason": p.reason,
+                "issuer": manifest.get("issuer"), "signed_at": manifest.get("signing_time")
+                or manifest.get("signed_at"), "claim_generator": manifest.get("claim_generator"),
+                "actions": manifest.get("actions"), "ingredients": manifest.get("ingredients"),
+                "manifest": manifest,
+            },
+            "watermark": None if wm is None else {
+                "detected": wm.detected, "scheme": wm.scheme, "version": wm.scheme_version,
+                "p_value": wm.p_value, "fpr": wm.fpr, "payload": wm.payload, "score": wm.score,
+                "reason": wm.reason},
+            "recovered": self.recovered,
+            "detectors": [{"detector": d.detector, "model_version": d.model_version,
+                           "probability": d.probability, "decision": d.decision,
+                           "threshold": d.threshold, "operating_fpr": d.operating_fpr,
+                           "explanation": d.explanation, "reason": d.reason}
+                          for d in self.detectors],
+            "verdict": {"label": self.label, "summary": self.summary,
+                        "evidence": list(self.evidence), "not_checked": list(self.not_checked)},
+        }
+
+
+def _provenance(cfg: Config, path: Path) -> ProvenanceResult:
+    try:
+        from .provenance.settings import ProvenanceSettings
+        from .provenance.verify import verify_path
+
+        trust = ProvenanceSettings.from_config(cfg).trust()
+    except GuardrailError as exc:
+        return ProvenanceResult(state=ProvenanceState.ERROR, reason=f"not performed: {exc}")
+    return verify_path(path, trust=trust)
+
+
+def _watermark(cfg: Config, art: Artifact, text_generator: Any) -> _WM | None:
+    from .factory import watermarker_from_config
+    from .watermark.base import not_performed
+
+    scheme = cfg.section("watermark")[f"{art.modality.value}_scheme"]
+    try:
+        wm = watermarker_from_config(cfg, art.modality, generator=text_generator)
+    except GuardrailError as exc:
+        return not_performed(scheme, "?", f"not performed: {exc}")
+    try:
+        return wm.detect(art)
+    except Exception as exc:  # noqa: BLE001 - a detector crash must not crash verification
+        log.warning("watermark detection failed: %s", exc)
+        return not_performed(scheme, getattr(wm, "version", "?"),
+                             f"not performed: {type(exc).__name__}: {exc}")
+
+
+def _recover(store: ReportStore, art: Artifact, wm: _WM | None) -> dict[str, Any] | None:
+    from .fingerprint import fingerprint, match
+
+    observed = fingerprint(art)
+    candidates = []
+    how = None
+    if wm is not None and wm.detected and wm.payload:
+        candidates = store.find_by_watermark(wm.scheme, wm.payload)
+        how = "watermark id"
+    elif wm is not None and wm.detected and art.modality is Modality.TEXT:
+        candidates = store.find_by_text_fingerprint(observed)
+        how = "text watermark + normalised text"
+    for rep in candidates:
+        ok, score = match(str(rep.extra.get("fingerprint", "")), observed)
+        if ok:
+            prov = (rep.extra.get("evidence") or {}).get("provenance") or {}
+            return {"report_id": rep.report_id, "how": f"recovered via {how}",
+                    "created_at": rep.created_at, "model_id": rep.metadata.model_id,
+                    "status": rep.status, "content_match": score,
+                    "watermark_id": wm.payload if wm else None,
+                    "manifest": prov.get("manifest_summary") or None,
+                    "signer": prov.get("signer")}
+    if candidates:
+        log.info("watermark id matched %d record(s) but no recorded content matched", len(candidates))
+    return None
+
+
+def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = None,
+                detectors: list[Any] | None = None, text_generator: Any = None) -> VerifyResult:
+    """Verify one file: credentials, watermark, recovered record, detectors, verdict.
+
+    Never raises for bad input: unreadable, truncated or mislabelled files come back with
+    an ERROR provenance state and a verdict that says what could not be checked.
+    """
+    from .media import read_file
+
+    p = Path(path)
+    prov = _provenance(cfg, p)
+    art: Artifact | None = None
+    decode_error = None
+    try:
+        art = read_file(p)
+    except UnsupportedMediaError as exc:
+        decode_error = str(exc)
+    res = VerifyResult(file=str(p), media_type=art.media_type if art else None,
+                       modality=art.modality if art else None, provenance=prov, watermark=None)
+    if art is None:
+        res.not_checked.append(f"watermark and detectors: {decode_error}")
+        return verdict(res)
+    if art.modality is Modality.TEXT and text_generator is None:
+        from .factory import generator_from_config
+
+        try:
+            text_generator = generator_from_config(cfg, Modality.TEXT, progress=False)
+        except GuardrailError as exc:
+            res.not_checked.append(f"text watermark: {exc}")
+    res.watermark = _watermark(cfg, art, text_generator)
+    if res.watermark is not None and res.watermark.detected is None:
+        res.not_checked.append(f"watermark: {res.watermark.reason}")
+    if prov.state is not ProvenanceState.TRUSTED:
+        owned = store is None
+        try:
+            store = store or ReportStore(cfg.store_url)
+            res.recovered = _recover(store, art, res.watermark)
+        except GuardrailError as exc:
+            res.not_checked.append(f"record recovery: {exc}")
+        finally:
+            if owned and store is not None:
+                store.close()
+    for det in detectors or []:
+        try:
+            res.detectors.append(det.detect(art))
+        except Exception as exc:  # noqa: BLE001 - one detector failing is reported, not fatal
+            name = getattr(det, "name", type(det).__name__)
+            res.detectors.append(DetectorResult(detector=name, model_version=None,
+                                                probability=None, decision=None,
+                                                reason=f"not performed: {type(exc).__name__}: {exc}"))
+    for d in res.detectors:
+        if d.probability is None:
+            res.not_checked.append(f"detector {d.detector}: {d.reason}")
+    if not res.detectors:
+        res.not_checked.append("synthetic-media detectors: none configured for "
+                               f"{art.modality.value}")
+    return verdict(res)
+
+
+def verdict(res: VerifyResult) -> VerifyResult:
+    """Apply the documented rules to fill ``label``, ``summary`` and ``evidence``."""
+    p, wm = res.provenance, res.watermark
+    ev = res.evidence
+    signer = p.signer or "an unnamed signer"
+    ev.append(f"Content Credentials: {p.state.value}"
+              + (f" ({', '.join(p.failures)})" if p.failures else "")
+              + (f", signed by {p.signer}" if p.signer else "")
+              + (f"; {p.reason}" if p.reason and p.state is not ProvenanceState.TRUSTED else ""))
+    wm_ok = bool(wm is not None and wm.detected)
+    if wm is not None and wm.detected is not None:
+        ev.append(f"watermark {wm.scheme}: {'verified' if wm.detected else 'not found'} "
+                  f"(p={wm.p_value:.3g} at false-positive rate {wm.fpr:g})"
+                  + (f", id {wm.payload}" if wm.payload else ""))
+    if res.recovered:
+        ev.append(f"record {res.recovered['report_id']} {res.recovered['how']}")
+    synthetic = [d for d in res.detectors if d.decision]
+    for d in res.detectors:
+        if d.probability is not None:
+            ev.append(f"detector {d.detector}: {d.probability:.2f} probability synthetic"
+                      + (f" (decision at FPR {d.operating_fpr:g})" if d.operating_fpr else ""))
+    top = max((d.probability for d in res.detectors if d.probability is not None), default=None)
+
+    if p.state is ProvenanceState.INVALID:
+        res.label = "Tampered"
+        res.summary = "Tampered: credentials do not match the content" + (
+            f" ({', '.join(p.failures)})" if p.failures else "") + (
+            "; guardrail's watermark is still present" if wm_ok else "")
+    elif p.state is ProvenanceState.TRUSTED and p.ai_generated:
+        res.label = "AI-generated"
+        res.summary = f"AI-generated: signed by {signer}" + (
+            ", watermark verified" if wm_ok else "")
+    elif wm_ok:
+        res.label = "AI-generated"
+        if res.recovered:
+            res.summary = ("AI-generated: credentials stripped, recovered via watermark "
+                           f"(report {res.recovered['report_id']})")
+        else:
+            res.summary = "AI-generated: guardrail watermark verified" + (
+                ", no credentials" if p.state is ProvenanceState.ABSENT else "")
+    elif p.state is ProvenanceState.VALID_UNTRUSTED and p.ai_generated:
+        res.label = "Likely AI-generated"
+        res.summary = f"Likely AI-generated: declared by {signer}, a signer that is not trusted"
+    elif p.state in (ProvenanceState.TRUSTED, ProvenanceState.VALID_UNTRUSTED):
+        res.label = "Signed, not declared AI-generated"
+        trusted = "trusted" if p.state is ProvenanceState.TRUSTED else "untrusted"
+        res.summary = f"Signed by {signer} ({trusted}); the credentials do not declare AI generation"
+    elif synthetic:
+        res.label = "Likely AI-generated"
+        res.summary = f"Likely AI-generated: no credentials, detectors {top:.2f}"
+    elif p.state is ProvenanceState.ERROR and not any(
+            d.probability is not None for d in res.detectors) and (wm is None or wm.detected is None):
+        res.label = "Could not be verified"
+        res.summary = f"Could not be verified: {p.reason or 'the file could not be read'}"
+    else:
+        res.label = "No evidence of AI generation found"
+        res.summary = "No evidence of AI generation found" + (
+            f" (detectors {top:.2f})" if top is not None else "")
+    return res
