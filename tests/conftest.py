@@ -13,7 +13,6 @@ import pytest
 
 from guardrail import Config, ReportStore
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,0 +1,1 @@
+"""Training scripts for the embedded models (run as ``python -m generators.training.NAME``)."""
