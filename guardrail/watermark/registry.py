@@ -30,7 +30,19 @@ SCHEMES: dict[str, SchemeInfo] = {s.name: s for s in (
                "green-list watermark while decoding (transformers WatermarkingConfig)"),
     SchemeInfo("synthid", Modality.TEXT, "guardrail.watermark.text:TextWatermarker",
                "SynthID-Text tournament sampling (transformers SynthIDTextWatermarkingConfig)"),
+    SchemeInfo("guardrail-audio", Modality.AUDIO,
+               "guardrail.watermark.audio:GuardrailAudioWatermark",
+               "keyed spread-spectrum in the 0.5-7 kHz STFT band with a sync pattern, "
+               "32-bit id with CRC-24"),
+    SchemeInfo("audioseal", Modality.AUDIO, "guardrail.watermark.registry:_audioseal",
+               "Meta's AudioSeal from local checkpoint files (GUARDRAIL_AUDIOSEAL_*)"),
 )}
+
+
+def _audioseal(key: bytes, *, fpr: float, **options: Any) -> Any:
+    from .audioseal import AudioSealWatermark
+
+    return AudioSealWatermark(key=key, fpr=fpr, **options)
 
 
 def register(info: SchemeInfo) -> None:
@@ -56,4 +68,9 @@ def build(name: str, *, key: bytes, fpr: float, **options: Any) -> Any:
         text_opts = {k: options.pop(k) for k in list(options)
                      if k in TextWatermarkParams.__dataclass_fields__}
         options["params"] = TextWatermarkParams(scheme=name, **text_opts)
-    return factory(key, fpr=fpr, **options)
+    wm = factory(key, fpr=fpr, **options)
+    if getattr(wm, "key_id", None) is None:
+        from ..keys import key_id
+
+        wm.key_id = key_id(key)  # the public id of the key, recorded with every mark
+    return wm

@@ -73,7 +73,7 @@ class TextWatermarkParams:
 
     scheme: str = "kgw"
     greenlist_ratio: float = 0.25
-    bias: float = 2.5
+    bias: float = 4.0
     seeding_scheme: str = "lefthash"
     context_width: int = 1
     ngram_len: int = 5
