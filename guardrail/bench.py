@@ -143,6 +143,53 @@ def run_benchmark(cfg: Config, *, modalities: Sequence[Modality], runs: int = 5,
     return result
 
 
+def run_text_watermark_speed(cfg: Config, *, runs: int = 3, new_tokens: int = 64,
+                             progress: bool = True) -> dict[str, Any]:
+    """Tokens per second with and without the text watermark: same model, same prompts,
+    same seeds, interleaved."""
+    from tqdm.auto import tqdm
+
+    from ._generator import GenerationHooks
+    from .factory import generator_from_config, watermarker_from_config
+
+    gen = generator_from_config(cfg, Modality.TEXT, progress=False)
+    out: dict[str, Any] = {"benchmark": "text-watermark-speed", "machine": machine_line(),
+                           "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "new_tokens": new_tokens, "runs": runs, "schemes": []}
+    prompts = ["Write a few paragraphs about the history of maps."] * 4
+    params = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
+    gen.generate(prompts[:1], seed=0, params={"max_new_tokens": 4})  # warm-up
+    for scheme in ("kgw", "synthid"):
+        wm = watermarker_from_config(cfg, Modality.TEXT, generator=gen, scheme=scheme)
+        hooks = GenerationHooks(watermarking_config=wm.generation_config())
+        plain_s, marked_s = [], []
+        for i in tqdm(range(runs), desc=f"text watermark speed ({scheme})", disable=not progress):
+            t = time.perf_counter()
+            gen.generate(prompts, seed=i, params=params)
+            plain_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            gen.generate(prompts, seed=i, params=params, hooks=hooks)
+            marked_s.append(time.perf_counter() - t)
+        n_tok = len(prompts) * new_tokens
+        plain_tps = n_tok / statistics.median(plain_s)
+        marked_tps = n_tok / statistics.median(marked_s)
+        out["schemes"].append({"scheme": scheme, "tokens_per_s_plain": round(plain_tps, 2),
+                               "tokens_per_s_marked": round(marked_tps, 2),
+                               "ratio": round(marked_tps / plain_tps, 4)})
+    lines = ["## Text watermark speed (generation with vs without the watermark)", "",
+             f"Measured {out['date']} on {out['machine']}: {len(prompts)} prompts x "
+             f"{new_tokens} new tokens with the embedded SmolLM2, median of {runs} interleaved "
+             "runs, same seeds. Target: watermarked >= 0.97x the tokens/s of unwatermarked.", "",
+             "| scheme | tokens/s without | tokens/s with | ratio | target met |",
+             "|---|---|---|---|---|"]
+    for r in out["schemes"]:
+        lines.append(f"| {r['scheme']} | {r['tokens_per_s_plain']:.1f} | "
+                     f"{r['tokens_per_s_marked']:.1f} | {r['ratio']:.3f}x | "
+                     f"{'yes' if r['ratio'] >= 0.97 else 'NO'} |")
+    out["markdown"] = "\n".join(lines) + "\n"
+    return out
+
+
 def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "## Guard overhead per modality (issue: guarded generation end to end)",

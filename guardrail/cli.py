@@ -370,19 +370,42 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return {"Tampered": EXIT_BLOCKED, "Could not be verified": 4}.get(res.label, EXIT_OK)
 
 
+BENCH_SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark")
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark
+    from . import bench
 
     cfg = _load_config(args)
-    modalities = [Modality.parse(m) for m in (args.modality or ["text", "image", "audio"])]
-    result = run_benchmark(cfg, modalities=modalities, runs=args.runs,
-                           out=Path(args.out) if args.out else None, progress=not args.json)
+    suites = args.suite or list(BENCH_SUITES)
+    out = Path(args.out) if args.out else None
+    results: dict[str, Any] = {}
+    for suite in suites:
+        if suite == "overhead":
+            modalities = [Modality.parse(m) for m in (args.modality or ["text", "image", "audio"])]
+            res = bench.run_benchmark(cfg, modalities=modalities, runs=args.runs, out=out,
+                                      progress=not args.json)
+        elif suite == "provenance":
+            from .provenance.bench import render_markdown, run_provenance_benchmark
+
+            res = run_provenance_benchmark(iterations=max(args.runs, 10))
+            res["markdown"] = render_markdown(res)
+        elif suite == "text-watermark":
+            res = bench.run_text_watermark_speed(cfg, runs=args.runs, progress=not args.json)
+        else:
+            from .watermark import speed
+
+            fn = speed.image_speed if suite == "image-watermark" else speed.audio_speed
+            res = fn(cfg, runs=max(args.runs, 10))
+        if out is not None and suite != "overhead":
+            bench.write_section(out, suite, res["markdown"])
+        results[suite] = res
+        if not args.json:
+            print(res["markdown"])
     if args.json:
-        _emit_json(result)
-    else:
-        print(result["markdown"])
-        if args.out:
-            print(f"written to {args.out}")
+        _emit_json(results)
+    elif out is not None:
+        print(f"written to {out}")
     return EXIT_OK
 
 
@@ -484,7 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("benchmark", parents=[common],
                        help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")
-    b.add_argument("--modality", action="append", help="repeatable; default: all three")
+    b.add_argument("--suite", action="append", choices=BENCH_SUITES,
+                   help="repeatable; default: every suite")
+    b.add_argument("--modality", action="append",
+                   help="overhead suite: repeatable; default: all three")
     b.add_argument("--runs", type=int, default=5, help="timed runs per arm (default 5)")
     b.add_argument("--out", metavar="FILE", help="markdown file to write (default: none)")
     b.add_argument("--json", action="store_true")
