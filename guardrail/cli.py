@@ -338,7 +338,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     cfg = _load_config(args)
     modality = Modality.parse(args.modality)
-    ev = run_robustness(cfg, modality, quick=args.quick, progress=not args.json)
+    ev = run_robustness(cfg, modality, quick=args.quick, progress=not args.json,
+                        photo_dir=args.photos)
     if args.json:
         _emit_json(ev.to_dict())
     else:
@@ -502,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="watermark robustness lab: attacks, TPR at the FPR, quality")
     rb.add_argument("--modality", required=True, help="image, audio or text")
     rb.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
+    rb.add_argument("--photos", metavar="DIR",
+                    help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")
     rb.set_defaults(func=cmd_robustness)
 

@@ -30,10 +30,36 @@ def _text(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
                         n_human=200 if quick else 1000, progress=progress)
 
 
-def _image(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
-    from .._image_lab import run_image_lab  # type: ignore[import-not-found]
+def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = None
+           ) -> dict[str, Any]:
+    from ..keys import load_secret
+    from ..watermark._image_eval import evaluate, load_natural_images
 
-    return run_image_lab(cfg, quick=quick, progress=progress)
+    key = load_secret(cfg.watermark_key_file)
+    fpr = float(cfg.section("watermark")["image_fpr"])
+    images = load_natural_images(photo_dir)
+    if quick:
+        images = images[:6]
+    log = (lambda msg: __import__("logging").getLogger(__name__).info(msg)) if progress else None
+    res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
+                   max_images={"rivaGan": 2 if quick else 3},
+                   max_unmarked={"rivaGan": 10 if quick else 40},
+                   repeats=3 if quick else 7, log=log)
+    rows = []
+    for scheme, r in res["schemes"].items():
+        for attack, tpr in r["tpr"].items():
+            rows.append({"scheme": scheme, "attack": attack, "tpr": tpr,
+                         "payload_ok": r.get("payload_ok", {}).get(attack),
+                         "bit_accuracy": r.get("bit_accuracy", {}).get(attack),
+                         "n_images": r.get("n_images")})
+    summary = {"fpr_target": fpr, "content": "natural photos (scikit-image, scikit-learn"
+               + (f", {photo_dir}" if photo_dir else "") + ")",
+               "schemes": {name: {k: r.get(k) for k in (
+                   "embed_ms", "detect_ms", "detect_unmarked_ms", "psnr_mean", "psnr_min",
+                   "ssim_mean", "fpr_measured", "false_positives", "n_unmarked", "n_images")}
+                   for name, r in res["schemes"].items()},
+               "speedup": res.get("speedup"), "targets": res.get("targets")}
+    return {"rows": rows, "summary": summary, "schemes": list(res["schemes"])}
 
 
 def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
@@ -61,10 +87,18 @@ def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
 
 
 def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
-                   progress: bool = True, store: ReportStore | None = None) -> Evaluation:
-    """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``)."""
-    runner = {Modality.TEXT: _text, Modality.IMAGE: _image, Modality.AUDIO: _audio}[modality]
-    result = runner(cfg, quick=quick, progress=progress)
+                   progress: bool = True, store: ReportStore | None = None,
+                   photo_dir: str | None = None) -> Evaluation:
+    """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``).
+
+    ``photo_dir`` adds a folder of photographs to the image content (e.g. the third-party
+    C2PA test photos).
+    """
+    if modality is Modality.IMAGE:
+        result = _image(cfg, quick=quick, progress=progress, photo_dir=photo_dir)
+    else:
+        runner = {Modality.TEXT: _text, Modality.AUDIO: _audio}[modality]
+        result = runner(cfg, quick=quick, progress=progress)
     ev = Evaluation(
         evaluation_id=uuid.uuid4().hex, kind="robustness", name=f"{modality.value} watermarks",
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),

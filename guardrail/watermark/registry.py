@@ -30,6 +30,16 @@ SCHEMES: dict[str, SchemeInfo] = {s.name: s for s in (
                "green-list watermark while decoding (transformers WatermarkingConfig)"),
     SchemeInfo("synthid", Modality.TEXT, "guardrail.watermark.text:TextWatermarker",
                "SynthID-Text tournament sampling (transformers SynthIDTextWatermarkingConfig)"),
+    SchemeInfo("guardrail-image", Modality.IMAGE,
+               "guardrail.watermark.image:GuardrailImageWatermark",
+               "keyed tiled spread-spectrum in luminance with autocorrelation sync, 32-bit id "
+               "(convolutional code + CRC-24)"),
+    SchemeInfo("dwtDct", Modality.IMAGE, "guardrail.watermark.invisible:DwtDctWatermark",
+               "invisible-watermark's DWT-DCT (adapter; detection needs the expected id)"),
+    SchemeInfo("dwtDctSvd", Modality.IMAGE, "guardrail.watermark.invisible:DwtDctSvdWatermark",
+               "invisible-watermark's DWT-DCT-SVD (adapter; detection needs the expected id)"),
+    SchemeInfo("rivaGan", Modality.IMAGE, "guardrail.watermark.invisible:RivaGanWatermark",
+               "invisible-watermark's RivaGAN ONNX model (adapter; needs the expected id)"),
     SchemeInfo("guardrail-audio", Modality.AUDIO,
                "guardrail.watermark.audio:GuardrailAudioWatermark",
                "keyed spread-spectrum in the 0.5-7 kHz STFT band with a sync pattern, "

@@ -1,0 +1,419 @@
+"""Side-by-side evaluation of the image watermarks: speed, quality, robustness, false alarms.
+
+:func:`evaluate` marks natural images with each scheme, measures embed/detect time at one
+size (interleaved, so every scheme sees the same machine load), PSNR and SSIM, the true
+positive rate and bit accuracy under each attack at the configured false-positive rate,
+and the false-positive rate measured on unmarked images (random crops and rescales of
+natural photos, some JPEG re-encoded, some marked under a *different* key). It returns a
+plain dict; :func:`to_markdown` renders it as a table.
+
+The default images come from scikit-image's data module, scikit-learn's sample images and,
+when given, a folder of photos (near-duplicates removed). Everything here is optional
+tooling: it needs opencv, scikit-image and scikit-learn, imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._types import Artifact, GenerationMetadata, Modality
+
+__all__ = ["DEFAULT_SCHEMES", "evaluate", "load_natural_images", "make_scheme", "to_markdown"]
+
+DEFAULT_SCHEMES = ("guardrail-image", "dwtDct", "dwtDctSvd", "rivaGan")
+#: rivaGan takes seconds per megapixel on a CPU; by default it gets fewer images.
+DEFAULT_MAX_IMAGES = {"rivaGan": 3}
+DEFAULT_MAX_UNMARKED = {"rivaGan": 40}
+#: Images for the timing runs per scheme (rivaGan: fewer repeats).
+DEFAULT_REPEATS = {"rivaGan": 2}
+
+_SKIMAGE_COLOUR = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+                   "immunohistochemistry", "retina", "colorwheel")
+_SKIMAGE_GREY = ("camera", "moon", "grass", "gravel", "brick", "clock", "coins")
+
+
+def load_natural_images(photo_dir: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """Named RGB ``uint8`` natural images (near-duplicates removed).
+
+    Parameters
+    ----------
+    photo_dir : path, optional
+        A folder whose ``*.jpg``, ``*.png`` and ``*.webp`` files are added (unreadable ones
+        are skipped).
+    """
+    import cv2
+
+    out: list[tuple[str, np.ndarray]] = []
+    try:
+        import skimage.data as data
+
+        for name in _SKIMAGE_COLOUR:
+            out.append((name, np.ascontiguousarray(getattr(data, name)()[..., :3])))
+        for name in _SKIMAGE_GREY:
+            g = getattr(data, name)()
+            out.append((name, np.dstack([g, g, g])))
+    except (ImportError, OSError, AttributeError):
+        pass
+    try:
+        from sklearn.datasets import load_sample_images
+
+        for i, img in enumerate(load_sample_images().images):
+            out.append((f"sklearn-{i}", np.ascontiguousarray(img)))
+    except (ImportError, OSError):
+        pass
+    if photo_dir is not None and Path(photo_dir).is_dir():
+        for path in sorted(Path(photo_dir).iterdir()):
+            if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+                continue
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is not None and min(img.shape[:2]) >= 64:
+                out.append((path.name, np.ascontiguousarray(img[..., ::-1])))
+    unique: list[tuple[str, np.ndarray]] = []
+    thumbs: list[np.ndarray] = []
+    for name, img in out:
+        t = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (16, 16),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+        if all(float(np.mean(np.abs(t - u))) > 4.0 for u in thumbs):
+            thumbs.append(t)
+            unique.append((name, img))
+    return unique
+
+
+def square(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre square crop resized to ``size x size`` (area when shrinking, cubic else)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    crop = np.ascontiguousarray(img[y0:y0 + s, x0:x0 + s])
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def unmarked_variants(images: Sequence[np.ndarray], n: int, *, seed: int = 0
+                      ) -> list[np.ndarray]:
+    """``n`` unmarked test images: random crops (any aspect 1:2-2:1, 15-100 % of the
+    area), rescaled by 0.4-2.5 (at least 64, at most 2048 px a side), 30 % re-encoded as
+    JPEG 40-95."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = images[i % len(images)]
+        h, w = img.shape[:2]
+        ar = math.exp(rng.uniform(-0.7, 0.7))
+        frac = rng.uniform(0.15, 1.0)
+        ch = int(min(h, max(64, math.sqrt(frac * h * w / ar))))
+        cw = int(min(w, max(64, ch * ar)))
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+        sc = math.exp(rng.uniform(math.log(0.4), math.log(2.5)))
+        sc = min(sc, 2048 / max(ch, cw))
+        nh, nw = max(64, int(ch * sc)), max(64, int(cw * sc))
+        crop = cv2.resize(crop, (nw, nh),
+                          interpolation=cv2.INTER_AREA if sc < 1 else cv2.INTER_CUBIC)
+        if rng.random() < 0.3:
+            ok, buf = cv2.imencode(".jpg", crop[..., ::-1],
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))])
+            if ok:
+                crop = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+        out.append(crop)
+    return out
+
+
+def make_scheme(name: str, key: bytes, *, fpr: float, payload: int | None = None) -> Any:
+    """Build a watermarker by scheme name (adapters get the expected ``payload``)."""
+    if name == "guardrail-image":
+        from .image import GuardrailImageWatermark
+
+        return GuardrailImageWatermark(key, fpr=fpr)
+    from .invisible import InvisibleWatermark
+
+    return InvisibleWatermark(name, key, fpr=fpr, payload=payload)
+
+
+def _derive(key: bytes, label: str) -> bytes:
+    return hmac.new(key, label.encode(), hashlib.sha256).digest()
+
+
+def _uniform_id(rng: np.random.Generator, bits: int) -> int:
+    return int.from_bytes(rng.bytes(8), "big") >> (64 - bits)
+
+
+def _artifact(img: np.ndarray) -> Artifact:
+    return Artifact(modality=Modality.IMAGE, content=img,
+                    metadata=GenerationMetadata(model_id="eval"))
+
+
+def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, float | None]:
+    """(detected, payload recovered, raw bit accuracy) for one marked image.
+
+    guardrail-image: one :meth:`analyse` call (the same decision as ``detect``); the bit
+    accuracy is that of the 186 coded bits before error correction. Adapters: ``detect``;
+    the bit accuracy is its score ``k / n``.
+    """
+    if hasattr(scheme, "analyse"):
+        from .base import CannotWatermark
+
+        try:
+            res = scheme.analyse(content)
+        except CannotWatermark:
+            return False, False, None
+        acc = None
+        if res.soft is not None:
+            truth = scheme._code.encode(payload).astype(bool)
+            acc = float(np.mean((res.soft > 0) == truth))
+        detected = res.p_value <= scheme.fpr
+        return detected, detected and res.payload == payload, acc
+    out = scheme.detect(_artifact(content))
+    hexlen = (scheme.payload_bits + 3) // 4
+    return (bool(out.detected), out.payload == f"{payload:0{hexlen}x}",
+            None if out.detected is None else float(out.score))
+
+
+def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None, *,
+             schemes: Sequence[str] = DEFAULT_SCHEMES,
+             attacks: Sequence[Any] | None = None,
+             fpr: float = 1e-4,
+             key: bytes = b"guardrail image watermark evaluation key",
+             n_unmarked: int = 1000,
+             size: int = 1024,
+             photo_dir: str | Path | None = None,
+             max_images: Mapping[str, int] | None = None,
+             max_unmarked: Mapping[str, int] | None = None,
+             repeats: int = 7,
+             seed: int = 0,
+             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the image watermarks side by side.
+
+    Parameters
+    ----------
+    images : list of arrays or of (name, array), optional
+        RGB ``uint8`` natural images; default :func:`load_natural_images` (``photo_dir``).
+        Each is centre-cropped to a square and resized to ``size x size`` before marking.
+    schemes : names
+        ``guardrail-image``, ``dwtDct``, ``dwtDctSvd``, ``rivaGan``.
+    attacks : list of Attack, optional
+        Default :data:`guardrail.robustness.image_attacks.TARGET_ATTACKS`.
+    fpr : float
+        Operating false-positive rate of every detector.
+    key : bytes
+        Master key; each scheme gets its own derived key.
+    n_unmarked : int
+        Unmarked images for the measured false-positive rate (fewer for schemes listed in
+        ``max_unmarked``; default rivaGan 40).
+    size : int
+        Side of the marked test images and of the timing image.
+    max_images : mapping, optional
+        Cap on marked images per scheme (default rivaGan 3).
+    repeats : int
+        Timing repeats (median reported; rivaGan 2).
+    log : callable, optional
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        ``{"setup": {...}, "schemes": {name: {...}}, "speedup": {...}, "targets": {...}}``;
+        per scheme: ``embed_ms``, ``detect_ms``, ``detect_unmarked_ms`` (medians at
+        ``size``; detection on the marked and on the unmarked timing image), ``psnr_mean``,
+        ``psnr_min``, ``ssim_mean``, ``tpr`` / ``payload_ok`` / ``bit_accuracy`` per attack
+        label (``clean`` included), ``missed`` (names of images not detected, per attack),
+        ``fpr_measured``, ``false_positives``, ``false_positive_cases``, ``n_unmarked``,
+        ``unmarked_min_p``, ``n_images``.
+    """
+    from ..robustness.image_attacks import TARGET_ATTACKS, psnr, ssim
+    from .base import CannotWatermark
+
+    say = log or (lambda _msg: None)
+    attacks = list(TARGET_ATTACKS if attacks is None else attacks)
+    caps = {**DEFAULT_MAX_IMAGES, **(max_images or {})}
+    ucaps = {**DEFAULT_MAX_UNMARKED, **(max_unmarked or {})}
+    named = list(load_natural_images(photo_dir)) if images is None else [
+        item if isinstance(item, tuple) else (f"image-{k}", item)
+        for k, item in enumerate(images)]
+    names = [name for name, _ in named]
+    images = [np.ascontiguousarray(i[..., :3]) if i.ndim == 3 else np.dstack([i, i, i])
+              for _, i in named]
+    if not images:
+        raise ValueError("no images to evaluate on")
+    tests = [square(img, size) for img in images]
+    rng = np.random.default_rng(seed)
+    keys = {name: _derive(key, f"scheme/{name}") for name in schemes}
+    result: dict[str, Any] = {
+        "setup": {
+            "size": size, "fpr": fpr, "n_images": len(tests), "attacks": [a.label for a in
+                                                                            attacks],
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                       f"{platform.python_version()}",
+        },
+        "schemes": {},
+    }
+
+    # -------------------------------------------------------------- timing (interleaved)
+    timing_img = _artifact(tests[0])
+    times: dict[str, dict[str, list[float]]] = {
+        n: {"embed": [], "detect": [], "detect_unmarked": []} for n in schemes}
+    instances = {n: make_scheme(n, keys[n], fpr=fpr, payload=0x5A5A5A5A) for n in schemes}
+    marked_timing: dict[str, Artifact] = {}
+    for n in schemes:  # warm-up (model loading, caches)
+        marked_timing[n] = instances[n].embed(timing_img, 0x5A5A5A5A)
+        instances[n].detect(marked_timing[n])
+    for rep in range(repeats):
+        for n in schemes:
+            if rep >= DEFAULT_REPEATS.get(n, repeats):
+                continue
+            t0 = time.perf_counter()
+            instances[n].embed(timing_img, 0x5A5A5A5A)
+            t1 = time.perf_counter()
+            instances[n].detect(marked_timing[n])
+            t2 = time.perf_counter()
+            instances[n].detect(timing_img)
+            t3 = time.perf_counter()
+            times[n]["embed"].append((t1 - t0) * 1e3)
+            times[n]["detect"].append((t2 - t1) * 1e3)
+            times[n]["detect_unmarked"].append((t3 - t2) * 1e3)
+        say(f"timing round {rep + 1}/{repeats}")
+
+    # -------------------------------------------------------------- robustness
+    labels = ["clean"] + [a.label for a in attacks]
+    for n in schemes:
+        entry: dict[str, Any] = {
+            "embed_ms": statistics.median(times[n]["embed"]),
+            "detect_ms": statistics.median(times[n]["detect"]),
+            "detect_unmarked_ms": statistics.median(times[n]["detect_unmarked"]),
+        }
+        n_img = min(len(tests), caps.get(n, len(tests)))
+        hits: dict[str, list[bool]] = {lb: [] for lb in labels}
+        misses: dict[str, list[str]] = {lb: [] for lb in labels}
+        oks: dict[str, list[bool]] = {lb: [] for lb in labels}
+        accs: dict[str, list[float]] = {lb: [] for lb in labels}
+        psnrs, ssims = [], []
+        bits = make_scheme(n, keys[n], fpr=fpr).payload_bits
+        for i in range(n_img):
+            payload = _uniform_id(rng, bits)
+            wm = make_scheme(n, keys[n], fpr=fpr, payload=payload)
+            art = _artifact(tests[i])
+            try:
+                marked = wm.embed(art, payload)
+            except CannotWatermark as exc:
+                say(f"{n}: image {i} cannot be marked: {exc}")
+                continue
+            psnrs.append(psnr(tests[i], marked.content))
+            ssims.append(ssim(tests[i], marked.content))
+            for lb, att in zip(labels, [None, *attacks], strict=True):
+                x = marked if att is None else att(marked)
+                detected, ok, acc = _check(wm, x.content, payload)
+                hits[lb].append(detected)
+                if not detected:
+                    misses[lb].append(names[i])
+                oks[lb].append(ok)
+                if acc is not None:
+                    accs[lb].append(acc)
+            say(f"{n}: image {i + 1}/{n_img} done")
+        entry.update({
+            "n_images": len(psnrs),
+            "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
+            "psnr_min": float(np.min(psnrs)) if psnrs else None,
+            "ssim_mean": float(np.mean(ssims)) if ssims else None,
+            "tpr": {lb: float(np.mean(v)) if v else None for lb, v in hits.items()},
+            "missed": {lb: v for lb, v in misses.items() if v},
+            "payload_ok": {lb: float(np.mean(v)) if v else None for lb, v in oks.items()},
+            "bit_accuracy": {lb: float(np.mean(v)) if v else None for lb, v in accs.items()},
+        })
+
+        # ---------------------------------------------------------- false positives
+        n_u = min(n_unmarked, ucaps.get(n, n_unmarked))
+        min_side = 256 if n != "guardrail-image" else 64
+        pool = [img for img in unmarked_variants(images, 3 * n_u + 10, seed=seed + 1)
+                if img.shape[0] * img.shape[1] >= min_side * min_side][:n_u]
+        other = make_scheme(n, _derive(key, f"other/{n}"), fpr=fpr)
+        fps, performed, min_p, cases = 0, 0, 1.0, []
+        for j, img in enumerate(pool):
+            # a fresh key and a uniform id per image: the false-positive rate is a
+            # probability over keys (see guardrail.watermark.invisible for why that matters)
+            payload = _uniform_id(rng, bits)
+            if j % 7 == 3:  # marked under another key: must not count as this key's mark
+                try:
+                    img = other.embed(_artifact(img), _uniform_id(rng, bits)).content
+                except CannotWatermark:
+                    pass
+            wm = make_scheme(n, _derive(keys[n], f"unmarked/{j}"), fpr=fpr, payload=payload)
+            res = wm.detect(_artifact(img))
+            if res.detected is None:
+                continue
+            performed += 1
+            fps += bool(res.detected)
+            min_p = min(min_p, float(res.p_value))
+            if res.detected:
+                cases.append({"index": j, "shape": list(img.shape), "p_value": res.p_value,
+                              "score": res.score})
+        entry.update({"n_unmarked": performed,
+                      "fpr_measured": fps / performed if performed else None,
+                      "false_positives": fps, "false_positive_cases": cases,
+                      "unmarked_min_p": min_p})
+        say(f"{n}: {fps} false positives in {performed} unmarked images")
+        result["schemes"][n] = entry
+
+    # -------------------------------------------------------------- summary
+    own = result["schemes"].get("guardrail-image")
+    if own:
+        result["speedup"] = {
+            n: {"embed": e["embed_ms"] / own["embed_ms"],
+                "detect": e["detect_ms"] / own["detect_ms"],
+                "detect_unmarked": e["detect_unmarked_ms"] / own["detect_unmarked_ms"]}
+            for n, e in result["schemes"].items() if n != "guardrail-image"}
+        target_labels = [a.label for a in attacks]
+        result["targets"] = {
+            "embed_ms<=60": own["embed_ms"] <= 60.0,
+            "detect_ms<=40": max(own["detect_ms"], own["detect_unmarked_ms"]) <= 40.0,
+            "psnr>=40": (own["psnr_min"] or 0.0) >= 40.0,
+            "tpr>=0.99_each_attack": all((own["tpr"][lb] or 0.0) >= 0.99
+                                         for lb in target_labels),
+            "fpr_measured<=fpr": own["fpr_measured"] is not None
+            and own["fpr_measured"] <= fpr and own["n_unmarked"] >= 1000,
+        }
+        sp = result["speedup"]
+        if "dwtDct" in sp:
+            result["targets"]["3x_faster_than_dwtDct"] = min(sp["dwtDct"].values()) >= 3.0
+        if "rivaGan" in sp:
+            result["targets"]["100x_faster_than_rivaGan"] = min(sp["rivaGan"].values()) >= 100
+    return result
+
+
+def to_markdown(result: Mapping[str, Any]) -> str:
+    """Render :func:`evaluate`'s result as a markdown table (one row per scheme)."""
+    setup = result["setup"]
+    labels = ["clean", *setup["attacks"]]
+    head = ["scheme", "embed ms", "detect ms (marked / unmarked)", "PSNR dB (min)", "SSIM",
+            *[f"TPR {lb}" for lb in labels], "FPR measured (n)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for name, e in result["schemes"].items():
+        cells = [name, f(e["embed_ms"], ".1f"),
+                 f"{f(e['detect_ms'], '.1f')} / {f(e['detect_unmarked_ms'], '.1f')}",
+                 f"{f(e['psnr_mean'], '.1f')} ({f(e['psnr_min'], '.1f')})",
+                 f(e["ssim_mean"], ".3f"),
+                 *[f(e["tpr"].get(lb), ".2f") for lb in labels],
+                 f"{f(e['fpr_measured'], '.4f')} ({e['n_unmarked']})"]
+        rows.append("| " + " | ".join(cells) + " |")
+    note = (f"\n{setup['n_images']} natural images at {setup['size']}x{setup['size']} "
+            f"(fewer for slow schemes: see n_images), FPR {setup['fpr']:g}; "
+            f"{setup['machine']}.\n")
+    return "\n".join(rows) + "\n" + note
