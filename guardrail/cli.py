@@ -334,7 +334,7 @@ def cmd_watermark_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from .robustness.lab import format_table, run_robustness
+    from .robustness.lab import format_table, run_robustness, to_markdown
 
     cfg = _load_config(args)
     modality = Modality.parse(args.modality)
@@ -349,6 +349,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             if not isinstance(value, (dict, list)):
                 print(f"  {key:<28} {value}")
         print(f"\nstored as evaluation {ev.evaluation_id}")
+    if args.out:
+        from .bench import write_section
+
+        write_section(Path(args.out), f"robustness-{modality.value}", to_markdown(ev))
     return EXIT_OK
 
 
@@ -503,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="watermark robustness lab: attacks, TPR at the FPR, quality")
     rb.add_argument("--modality", required=True, help="image, audio or text")
     rb.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
+    rb.add_argument("--out", metavar="FILE", help="also write a markdown section to FILE")
     rb.add_argument("--photos", metavar="DIR",
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")

