@@ -375,6 +375,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return {"Tampered": EXIT_BLOCKED, "Could not be verified": 4}.get(res.label, EXIT_OK)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import importlib  # guardrail/ never imports dashboard/ statically (dependency direction)
+
+    run = importlib.import_module("dashboard.cli").cmd_dashboard
+    return int(run(_load_config(args), store_url=args.store, port=args.port))
+
+
 BENCH_SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark")
 
 
@@ -512,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")
     rb.set_defaults(func=cmd_robustness)
+
+    db = sub.add_parser("dashboard", parents=[common],
+                        help="open the read-only dashboard (Streamlit) on the record store")
+    db.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    db.set_defaults(func=cmd_dashboard)
 
     b = sub.add_parser("benchmark", parents=[common],
                        help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")

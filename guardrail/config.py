@@ -31,7 +31,8 @@ ON_FAIL_POLICIES = ("block", "flag", "continue")
 ENV_PREFIX = "GUARDRAIL_"
 # Environment variables that are not config keys.
 _RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE", "GUARDRAIL_C2PA_FIXTURES",
-                 "GUARDRAIL_WORDNET_DIR"}
+                 "GUARDRAIL_WORDNET_DIR", "GUARDRAIL_STORE_URL", "GUARDRAIL_AUDIOSEAL_GENERATOR",
+                 "GUARDRAIL_AUDIOSEAL_DETECTOR"}
 
 
 def _defaults() -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""Robustness and detectors: watermark TPR per attack x scheme, detector ROC curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import common
+
+st.title("Robustness and detectors")
+url = common.store_url()
+
+
+def tpr_heatmap(df: pd.DataFrame) -> alt.Chart:
+    base = alt.Chart(df).encode(x=alt.X("scheme:N", title="scheme"),
+                                y=alt.Y("attack:N", title="attack"))
+    cells = base.mark_rect().encode(
+        color=alt.Color("tpr:Q", title="TPR", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        tooltip=["scheme", "attack", alt.Tooltip("tpr:Q", format=".3f")])
+    text = base.mark_text(baseline="middle").encode(
+        text=alt.Text("tpr:Q", format=".2f"),
+        color=alt.condition(alt.datum.tpr > 0.5, alt.value("black"), alt.value("white")))
+    return (cells + text).properties(height=alt.Step(24))
+
+
+def roc_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    points = []
+    for i, r in enumerate(rows):
+        fpr, tpr = r.get("fpr"), r.get("tpr")
+        if isinstance(fpr, list) and isinstance(tpr, list):
+            name = str(r.get("detector") or r.get("name") or f"curve {i + 1}")
+            if r.get("modality"):
+                name += f" ({r['modality']})"
+            points += [{"curve": name, "fpr": float(f), "tpr": float(t)}
+                       for f, t in zip(fpr, tpr, strict=False)]
+    return pd.DataFrame(points)
+
+
+st.header("Watermark robustness")
+runs = common.list_evaluations(url, "robustness")
+if not runs:
+    st.info("No robustness runs are recorded yet. Run `guardrail robustness --modality image` "
+            "(or `audio`, `text`; add `--quick` for a smoke run) to measure how often each "
+            "watermark survives each attack.")
+else:
+    labels = {common.evaluation_label(ev): ev for ev in runs}
+    ev = labels[st.selectbox("Run", list(labels), key="rob_pick")]
+    df = pd.DataFrame(ev["rows"])
+    if {"scheme", "attack", "tpr"} <= set(df.columns):
+        st.altair_chart(tpr_heatmap(df), width="stretch")
+    st.dataframe(df, hide_index=True, width="stretch")
+    if ev.get("summary"):
+        st.json(ev["summary"], expanded=False)
+
+st.header("Synthetic-media detectors")
+evals = common.list_evaluations(url, "detector_eval")
+if not evals:
+    st.info("No detector evaluations are recorded yet. Run `guardrail detectors eval` to "
+            "measure each configured detector (ROC curve and operating points).")
+else:
+    labels = {common.evaluation_label(ev): ev for ev in evals}
+    ev = labels[st.selectbox("Evaluation", list(labels), key="det_pick")]
+    roc = roc_frame(list(ev["rows"]))
+    if not roc.empty:
+        diagonal = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(
+            strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
+        curves = alt.Chart(roc).mark_line(point=False).encode(
+            x=alt.X("fpr:Q", title="false-positive rate", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("tpr:Q", title="true-positive rate", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("curve:N", title="detector"), tooltip=["curve", "fpr", "tpr"])
+        st.altair_chart((diagonal + curves).properties(title="ROC", height=360),
+                        width="stretch")
+    st.markdown("**Operating points**")
+    flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in ev["rows"]]
+    ops = [op for r in ev["rows"] for op in (r.get("operating_points") or [])
+           if isinstance(op, dict)]
+    st.dataframe(pd.DataFrame(ops or flat), hide_index=True, width="stretch")
+    if ev.get("summary"):
+        st.json(ev["summary"], expanded=False)
+
+if not runs and not evals and not common.count_reports(url):
+    common.empty_store_hint()

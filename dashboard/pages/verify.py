@@ -1,0 +1,101 @@
+"""Verify: upload any file and see every kind of evidence about it, and one verdict."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from dashboard import common
+
+st.title("Verify a file")
+st.write("Content Credentials (C2PA), guardrail's watermark, the record recovered through "
+         "the watermark and the configured detectors, combined into one verdict "
+         "(the same as `guardrail verify FILE`).")
+
+
+class _NoTextModel:
+    """Stands in for the text model: the text watermark is then reported as not checked."""
+
+    tokenizer = None
+    model = None
+
+
+@st.cache_resource(show_spinner="Loading the text model's tokenizer ...")
+def _text_generator() -> Any:
+    from guardrail.factory import generator_from_config
+
+    return generator_from_config(common.get_config(), "text", progress=False)
+
+
+def _verify(path: Path, check_text: bool) -> dict[str, Any]:
+    from guardrail.verify import verify_file
+
+    text_gen = _text_generator() if check_text else _NoTextModel()
+    return verify_file(path, common.get_config(), store=common.store(),
+                       text_generator=text_gen).to_dict()
+
+
+@st.cache_data(ttl=common.TTL, show_spinner="Verifying ...", max_entries=32)
+def verify_bytes(data: bytes, name: str, check_text: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="guardrail-verify-") as tmp:
+        path = Path(tmp) / (Path(name).name or "upload")
+        path.write_bytes(data)
+        out = _verify(path, check_text)
+    out["file"] = name
+    return out
+
+
+STYLE = {"Tampered": st.error, "AI-generated": st.success, "Likely AI-generated": st.warning,
+         "Signed, not declared AI-generated": st.info, "Could not be verified": st.warning}
+
+
+def show_result(res: dict[str, Any]) -> None:
+    v = res["verdict"]
+    STYLE.get(v["label"], st.info)(f"### {v['label']}\n{v['summary']}")
+    st.caption(f"{res['file']} - {res['media_type'] or 'unknown type'}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Evidence**")
+        st.markdown("\n".join(f"- {e}" for e in v["evidence"]) or "(none)")
+        st.markdown("**Not checked**")
+        st.markdown("\n".join(f"- {e}" for e in v["not_checked"]) or "Everything was checked.")
+    with right:
+        st.markdown("**Recovered record**")
+        rec = res.get("recovered")
+        if rec:
+            st.markdown(f"Report `{rec['report_id']}` ({rec['how']}); open it on the "
+                        "Generations page.")
+            st.json(rec, expanded=False)
+        else:
+            st.caption("No record recovered (the credentials were checked directly, or no "
+                       "watermark id matched a stored record).")
+        st.markdown("**Content Credentials**")
+        prov = {k: v for k, v in res["provenance"].items() if k != "manifest"}
+        st.json(prov, expanded=False)
+        if res.get("watermark"):
+            st.markdown("**Watermark**")
+            st.json(res["watermark"], expanded=False)
+        if res.get("detectors"):
+            st.markdown("**Detectors**")
+            st.dataframe(res["detectors"], hide_index=True)
+
+
+check_text = st.checkbox("Check text watermarks (loads the text model's tokenizer; slow)",
+                         value=False, key="verify_text")
+upload = st.file_uploader("File to verify (image, audio or text)", key="verify_upload")
+local = st.text_input("...or a path to a file on the dashboard's machine", key="verify_path")
+if upload is not None:
+    show_result(verify_bytes(upload.getvalue(), upload.name, check_text))
+elif local.strip():
+    p = Path(local.strip()).expanduser()
+    if not p.is_file():
+        st.error(f"No file at {str(p)!r}.")
+    else:
+        show_result(_verify(p, check_text))
+else:
+    st.caption("Upload a file to verify it.")
+    if not common.count_reports(common.store_url()):
+        common.empty_store_hint()
