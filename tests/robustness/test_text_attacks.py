@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from guardrail import Artifact, GenerationMetadata
+from guardrail.errors import DependencyError
+from guardrail.robustness.text_attacks import (
+    TEXT_ATTACK_SUITE,
+    deletion,
+    insertion,
+    paraphrase,
+    synonym,
+    truncation,
+    wordnet_dir,
+)
+from guardrail.testing import EchoTextGenerator
+
+TEXT = ("The quick brown fox jumps over the lazy dog. It was a bright morning in the large "
+        "city, and people walked quickly to their work while the river shone.")
+
+
+def art(text=TEXT):
+    return Artifact(modality="text", content=text, metadata=GenerationMetadata(model_id="m"))
+
+
+def test_deletion_insertion_truncation_change_the_expected_amount():
+    n = len(TEXT.split())
+    assert len(deletion(0.2)(art()).content.split()) == n - round(0.2 * n)
+    assert len(insertion(0.2)(art()).content.split()) == n + round(0.2 * n)
+    assert len(truncation(0.5)(art()).content.split()) == round((1 - 0.5) * n)
+    assert deletion(0.0)(art()).content == TEXT
+    assert deletion(0.3)(art()).content == deletion(0.3)(art()).content  # seeded
+
+
+def test_bad_strength_is_refused():
+    with pytest.raises(ValueError, match="fraction"):
+        deletion(1.5)(art())
+
+
+@pytest.mark.skipif(not (wordnet_dir() / "index.noun").is_file(),
+                    reason="Debian wordnet-base is not installed (CI installs it)")
+def test_synonyms_replace_content_words_only():
+    out = synonym(1.0)(art()).content
+    assert out != TEXT
+    for word in ("The", "over", "the", "It", "was", "in", "and", "to", "while"):
+        assert f" {word} " in f" {out} " or word in ("The", "It")
+    assert len(out.split()) >= len(TEXT.split()) - 2
+
+
+def test_synonym_attack_without_wordnet_says_how_to_get_it(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("GUARDRAIL_WORDNET_DIR", str(tmp_path))
+    with pytest.raises(DependencyError, match="wordnet-base"):
+        synonym(0.5)(art())
+
+
+def test_paraphrase_uses_the_local_generator():
+    gen = EchoTextGenerator()
+    out = paraphrase(gen)(1.0)(art()).content
+    assert out.count("echo: Paraphrase this sentence.") == 2
+    assert len(gen.calls[-1][0]) == 2
+
+
+def test_suite_covers_the_issue_attacks():
+    names = {a.name for a in TEXT_ATTACK_SUITE}
+    assert {"word_deletion", "synonym", "word_insertion", "truncation"} <= names
