@@ -73,15 +73,13 @@ Limits
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import math
 from functools import cached_property
 
 import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
-from .base import CannotWatermark, not_performed
+from .base import CannotWatermark, check_payload, keyed_rng, not_performed
 from .ecc import PayloadCode
 
 __all__ = ["GuardrailAudioWatermark", "MIN_SECONDS", "SAMPLE_RATES", "resample"]
@@ -454,9 +452,7 @@ class GuardrailAudioWatermark:
 
     # ------------------------------------------------------------------ keyed layout
     def _rng(self, purpose: str) -> np.random.Generator:
-        digest = hmac.new(self._key, f"{SCHEME}/v{VERSION}/{purpose}".encode(),
-                          hashlib.sha256).digest()
-        return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
+        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
 
     @cached_property
     def _layout(self) -> dict[str, np.ndarray]:
@@ -500,13 +496,7 @@ class GuardrailAudioWatermark:
             the band, unsupported rate or shape, non-finite samples, or so sparse (pure
             tones) that the mark would not be found; the message says which.
         """
-        if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)):
-            raise CannotWatermark(f"cannot embed: the payload must be an int, got "
-                                  f"{type(payload).__name__}")
-        payload = int(payload)
-        if not 0 <= payload < (1 << self.payload_bits):
-            raise CannotWatermark(f"cannot embed: the payload must be in "
-                                  f"[0, 2**{self.payload_bits}), got {payload}")
+        payload = check_payload(payload, self.payload_bits)
         x, sr = _check_audio(artifact, "embed")
         x16 = resample(_mix(x), sr, FS)
         spec = _stft(x16)

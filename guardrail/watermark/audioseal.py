@@ -53,7 +53,7 @@ import numpy as np
 from .._types import Artifact, Modality, WatermarkResult
 from ..errors import DependencyError, ModelLoadError
 from .audio import _check_audio, _mix, resample
-from .base import CannotWatermark, not_performed
+from .base import CannotWatermark, check_payload, not_performed
 
 __all__ = ["AudioSealWatermark", "ENV_DETECTOR", "ENV_GENERATOR"]
 
@@ -235,13 +235,7 @@ class AudioSealWatermark:
             ``audioseal`` is not installed, or the generator checkpoint is missing or
             unusable (the message says how to provide it).
         """
-        if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)):
-            raise CannotWatermark(f"cannot embed: the payload must be an int, got "
-                                  f"{type(payload).__name__}")
-        payload = int(payload)
-        if not 0 <= payload < (1 << self.payload_bits):
-            raise CannotWatermark(f"cannot embed: the payload must be in "
-                                  f"[0, 2**{self.payload_bits}), got {payload}")
+        payload = check_payload(payload, self.payload_bits)
         x, sr = self._audio(artifact, "embed")
         import torch
 

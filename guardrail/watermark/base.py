@@ -12,12 +12,16 @@ A scheme that cannot handle an input (too small, silent, too short) raises
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import hashlib
+import hmac
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..errors import GuardrailError
 
-__all__ = ["CannotWatermark", "Watermarker", "not_performed"]
+__all__ = ["CannotWatermark", "Watermarker", "check_payload", "keyed_rng", "not_performed"]
 
 
 class CannotWatermark(GuardrailError):
@@ -61,3 +65,20 @@ class Watermarker(Protocol):
 def not_performed(scheme: str, version: str, reason: str) -> WatermarkResult:
     """The result of a detection that could not be carried out (distinct from 'absent')."""
     return WatermarkResult(detected=None, scheme=scheme, scheme_version=version, reason=reason)
+
+
+def check_payload(payload: Any, bits: int) -> int:
+    """``payload`` as an int in ``[0, 2**bits)``, or :class:`CannotWatermark` saying why."""
+    if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)):
+        raise CannotWatermark(f"cannot embed: the payload must be an int, got "
+                              f"{type(payload).__name__}")
+    value = int(payload)
+    if not 0 <= value < (1 << bits):
+        raise CannotWatermark(f"cannot embed: the payload must be in [0, 2**{bits}), got {value}")
+    return value
+
+
+def keyed_rng(key: bytes, label: str) -> np.random.Generator:
+    """A random generator seeded by HMAC-SHA256(key, label): one stream per purpose."""
+    digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))

@@ -62,8 +62,6 @@ Limits
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -71,7 +69,7 @@ from functools import cached_property
 import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
-from .base import CannotWatermark, not_performed
+from .base import CannotWatermark, check_payload, keyed_rng, not_performed
 from .ecc import PayloadCode
 
 __all__ = ["GuardrailImageWatermark", "ImageAnalysis", "MIN_SIDE"]
@@ -251,9 +249,7 @@ class GuardrailImageWatermark:
 
     # ------------------------------------------------------------------ keyed layout
     def _rng(self, purpose: str) -> np.random.Generator:
-        digest = hmac.new(self._key, f"{SCHEME}/v{VERSION}/{purpose}".encode(),
-                          hashlib.sha256).digest()
-        return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
+        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
 
     @cached_property
     def _layout(self) -> dict[str, np.ndarray]:
@@ -301,12 +297,7 @@ class GuardrailImageWatermark:
 
         if artifact.modality != Modality.IMAGE:
             raise CannotWatermark(f"{SCHEME} marks images, not {artifact.modality.value}")
-        if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)):
-            raise CannotWatermark(f"payload must be an int, got {type(payload).__name__}")
-        payload = int(payload)
-        if not 0 <= payload < (1 << self.payload_bits):
-            raise CannotWatermark(f"payload must be in [0, 2**{self.payload_bits}), "
-                                  f"got {payload}")
+        payload = check_payload(payload, self.payload_bits)
         kind = _check_image(artifact.content)
         content = np.ascontiguousarray(artifact.content)
         h, w = content.shape[:2]

@@ -56,7 +56,7 @@ import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..errors import DependencyError
-from .base import CannotWatermark, not_performed
+from .base import CannotWatermark, check_payload, not_performed
 
 __all__ = [
     "METHODS",
@@ -200,11 +200,7 @@ class InvisibleWatermark:
         if artifact.modality != Modality.IMAGE:
             raise CannotWatermark(f"{self.scheme} marks images, not "
                                   f"{artifact.modality.value}")
-        if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)):
-            raise CannotWatermark(f"payload must be an int, got {type(payload).__name__}")
-        if not 0 <= int(payload) < (1 << self.payload_bits):
-            raise CannotWatermark(f"payload must be in [0, 2**{self.payload_bits}), "
-                                  f"got {payload}")
+        payload = check_payload(payload, self.payload_bits)
         bgr, alpha = self._to_bgr(artifact.content)
         iw = _imwatermark()
         self._ensure_model()
