@@ -30,6 +30,8 @@ __all__ = ["Config", "ON_FAIL_POLICIES"]
 ON_FAIL_POLICIES = ("block", "flag", "continue")
 ENV_PREFIX = "GUARDRAIL_"
 # Environment variables that are not config keys.
+#: variables of the test suite and CI (``GUARDRAIL_TEST_*``) are not config keys either
+_RESERVED_ENV_PREFIX = "GUARDRAIL_TEST_"
 _RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE", "GUARDRAIL_C2PA_FIXTURES",
                  "GUARDRAIL_WORDNET_DIR", "GUARDRAIL_STORE_URL", "GUARDRAIL_AUDIOSEAL_GENERATOR",
                  "GUARDRAIL_AUDIOSEAL_DETECTOR"}
@@ -88,7 +90,8 @@ def _coerce(value: Any, expected: Any, path: str, source: str) -> Any:
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV or name.startswith(
+                _RESERVED_ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if len(parts) < 2 or not all(parts):

@@ -12,7 +12,7 @@ from guardrail.errors import StoreError
 from guardrail.store import SCHEMA_VERSION, ReportNotFound
 
 # read at import: the autouse fixture clears GUARDRAIL_* variables before each test
-REQUIRE_POSTGRES = bool(os.environ.get("GUARDRAIL_REQUIRE_POSTGRES"))
+REQUIRE_POSTGRES = bool(os.environ.get("GUARDRAIL_TEST_REQUIRE_POSTGRES"))
 
 
 def make_report(rid: str, *, minutes: int = 0, modality: str = "text", status: str = "ok",
@@ -36,7 +36,7 @@ def any_store(request, tmp_path: Path, postgres_url):
     else:
         if not postgres_url:
             if REQUIRE_POSTGRES:
-                pytest.fail("GUARDRAIL_REQUIRE_POSTGRES is set but no PostgreSQL server could be started")
+                pytest.fail("GUARDRAIL_TEST_REQUIRE_POSTGRES is set but no PostgreSQL server could be started")
             pytest.skip("no PostgreSQL server (install Debian's postgresql, or set "
                         "GUARDRAIL_TEST_POSTGRES_URL)")
         s = ReportStore(postgres_url)
