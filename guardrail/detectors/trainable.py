@@ -130,7 +130,7 @@ class TrainedDetector(BaseDetector):
 
     def load(self) -> None:
         if self._features is None:
-            raise ModelLoadError(f"detector {self.name!r} needs its scoring model "
+            raise ModelLoadError(self.name, f"needs its scoring model "
                                  f"({self.meta.get('scoring_model')}); none was given")
         if self.text_scorer is not None:
             self.text_scorer.load()
@@ -179,13 +179,14 @@ def load_trained(data_dir: str | Path, name: str, *, text_scorer: Any = None,
     meta_path, model_path = folder / f"{name}.json", folder / f"{name}.joblib"
     if not meta_path.is_file() or not model_path.is_file():
         known = ", ".join(list_trained(data_dir)) or "none"
-        raise ModelLoadError(f"no trained detector named {name!r} in {folder} "
-                             f"(trained detectors: {known})")
+        raise ModelLoadError(name, f"no trained detector named {name!r} in {folder} "
+                             f"(trained detectors: {known})",
+                             hint="train one with `guardrail detectors train`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         est = joblib.load(model_path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a load error
-        raise ModelLoadError(f"cannot load trained detector {name!r}: {exc}") from None
+        raise ModelLoadError(name, f"cannot load trained detector: {exc}") from None
     return TrainedDetector(name, est, meta, text_scorer=text_scorer, threshold=threshold)
 
 

