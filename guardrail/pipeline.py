@@ -657,6 +657,13 @@ class Guard:
         if released and ctx.output_path is not None:
             try:
                 written = atomic_write(ctx.output_path, art.data)
+                sidecar = (ctx.evidence.get("provenance") or {}).get("sidecar_c2pa_base64")
+                if sidecar:  # text signed in sidecar mode: <output>.c2pa travels with it
+                    import base64
+
+                    from .provenance.text import write_sidecar
+
+                    write_sidecar(written, base64.b64decode(sidecar))
             except OutputError as exc:
                 record_status, record_reason = StageStatus.ERROR, str(exc)
                 call.status, call.error, released = "error", exc, False

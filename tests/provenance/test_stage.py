@@ -171,3 +171,26 @@ def test_from_config_uses_the_dev_chain_and_trusts_its_root(config, store):
     assert stage.signer is not None
     res = Guard(SolidImageGenerator(), store=store, config=config, stages=[stage]).generate("x")
     assert res.report.stage("provenance").details["state"] == "TRUSTED"
+
+
+def test_sidecar_text_mode_writes_the_manifest_next_to_the_output(tmp_path):
+    from guardrail import Config, Guard, ReportStore
+    from guardrail.factory import provenance_stages
+    from guardrail.keys import init_keys
+    from guardrail.provenance.verify import verify_path
+    from guardrail.testing import EchoTextGenerator
+
+    cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                 "provenance": {"text_mode": "sidecar"}})
+    init_keys(cfg)
+    out = tmp_path / "o.txt"
+    with ReportStore(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        res = Guard(EchoTextGenerator(), store=store, config=cfg,
+                    stages=provenance_stages(cfg)).generate("hello there", output=out)
+    assert res.status == "ok"
+    assert out.read_text() == "echo: hello there"  # the text itself is untouched
+    assert out.with_suffix(".c2pa").is_file()
+    from guardrail.provenance.settings import ProvenanceSettings
+
+    result = verify_path(out, trust=ProvenanceSettings.from_config(cfg).trust())
+    assert result.state.value == "TRUSTED"
