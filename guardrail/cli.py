@@ -339,7 +339,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     modality = Modality.parse(args.modality)
     ev = run_robustness(cfg, modality, quick=args.quick, progress=not args.json,
-                        photo_dir=args.photos)
+                        photo_dir=args.photos, items=args.items)
     if args.json:
         _emit_json(ev.to_dict())
     else:
@@ -536,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--modality", required=True, help="image, audio or text")
     rb.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
     rb.add_argument("--out", metavar="FILE", help="also write a markdown section to FILE")
+    rb.add_argument("--items", type=int, metavar="N",
+                    help="text lab: number of generated texts (default 48; --quick 8)")
     rb.add_argument("--photos", metavar="DIR",
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")

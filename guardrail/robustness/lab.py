@@ -17,7 +17,8 @@ from ..store import Evaluation, ReportStore
 __all__ = ["format_table", "run_robustness"]
 
 
-def _text(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
+def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
+          ) -> dict[str, Any]:
     from ..factory import generator_from_config, watermarker_from_config
     from .text_attacks import TEXT_ATTACK_SUITE, paraphrase
 
@@ -26,7 +27,8 @@ def _text(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
     attacks = [*TEXT_ATTACK_SUITE, paraphrase(generator)(1.0)]
     from .text_lab import run_text_lab
 
-    return run_text_lab(generator, wm, attacks=attacks, n_texts=8 if quick else 48,
+    return run_text_lab(generator, wm, attacks=attacks,
+                        n_texts=items or (8 if quick else 48),
                         n_human=200 if quick else 1000, progress=progress)
 
 
@@ -88,7 +90,7 @@ def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
 
 def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
                    progress: bool = True, store: ReportStore | None = None,
-                   photo_dir: str | None = None) -> Evaluation:
+                   photo_dir: str | None = None, items: int | None = None) -> Evaluation:
     """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``).
 
     ``photo_dir`` adds a folder of photographs to the image content (e.g. the third-party
@@ -96,9 +98,10 @@ def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
     """
     if modality is Modality.IMAGE:
         result = _image(cfg, quick=quick, progress=progress, photo_dir=photo_dir)
+    elif modality is Modality.TEXT:
+        result = _text(cfg, quick=quick, progress=progress, items=items)
     else:
-        runner = {Modality.TEXT: _text, Modality.AUDIO: _audio}[modality]
-        result = runner(cfg, quick=quick, progress=progress)
+        result = _audio(cfg, quick=quick, progress=progress)
     ev = Evaluation(
         evaluation_id=uuid.uuid4().hex, kind="robustness", name=f"{modality.value} watermarks",
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
