@@ -264,12 +264,6 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_media(path: str) -> Any:
-    from .media import read_file
-
-    return read_file(path)
-
-
 def _watermarker_for(cfg: Config, modality: Modality, scheme: str | None,
                      progress: bool) -> Any:
     from .factory import generator_from_config, watermarker_from_config
@@ -288,7 +282,9 @@ def cmd_watermark_embed(args: argparse.Namespace) -> int:
     from .watermark.base import CannotWatermark
 
     cfg = _load_config(args)
-    art = _read_media(args.file)
+    from .media import read_file
+
+    art = read_file(args.file)
     out = check_output_path(args.output)
     media_type = media_type_for_path(out, art.modality)
     if art.modality is Modality.TEXT:
@@ -314,7 +310,9 @@ def cmd_watermark_embed(args: argparse.Namespace) -> int:
 
 def cmd_watermark_detect(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
-    art = _read_media(args.file)
+    from .media import read_file
+
+    art = read_file(args.file)
     wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
     res = wm.detect(art)
     result = {"file": args.file, "modality": art.modality.value, "detected": res.detected,

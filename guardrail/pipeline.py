@@ -56,6 +56,7 @@ from ._types import (
     StageRecord,
     StageStatus,
     _frozen_mapping,
+    _jsonable,
 )
 from .config import ON_FAIL_POLICIES, Config
 from .errors import (
@@ -727,7 +728,7 @@ def _empty_reason(gen: Generated, modality: Modality) -> str | None:
 def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if ctx.evidence:
-        extra["evidence"] = _evidence(ctx.evidence)
+        extra["evidence"] = _jsonable(ctx.evidence)
     if art is not None:
         from .fingerprint import fingerprint
 
@@ -736,12 +737,6 @@ def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - a fingerprint is an aid, never a blocker
             log.warning("cannot fingerprint the output: %s", exc)
     return extra
-
-
-def _evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
-    from ._types import _jsonable
-
-    return _jsonable(evidence)
 
 
 def record_failure(

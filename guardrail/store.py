@@ -369,17 +369,25 @@ class ReportStore:
             sa.select(reports_table), modality=modality, status=status, model_id=model_id,
             since=since, until=until, search=search)
         query = query.order_by(reports_table.c.created_at.desc(), reports_table.c.report_id.desc())
-        query = query.limit(max(0, int(limit))).offset(max(0, int(offset)))
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-            stages = self._stages(conn, [r.report_id for r in rows])
-        return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
+        return self._reports(query.limit(max(0, int(limit))).offset(max(0, int(offset))))
 
     def find_by_watermark(self, scheme: str, payload: str, *, limit: int = 10) -> list[Report]:
         """Reports whose output carries watermark ``payload`` of ``scheme``, newest first."""
         t = reports_table
-        query = (sa.select(t).where(t.c.watermark_scheme == scheme, t.c.watermark_id == payload)
-                 .order_by(t.c.created_at.desc()).limit(limit))
+        return self._find(sa.and_(t.c.watermark_scheme == scheme, t.c.watermark_id == payload),
+                          limit)
+
+    def find_by_text_fingerprint(self, fingerprint: str, *, limit: int = 10) -> list[Report]:
+        """Reports whose text output has this normalised-text fingerprint, newest first."""
+        return self._find(reports_table.c.text_fingerprint == fingerprint, limit)
+
+    def _find(self, condition: Any, limit: int) -> list[Report]:
+        t = reports_table
+        return self._reports(
+            sa.select(t).where(condition).order_by(t.c.created_at.desc()).limit(limit))
+
+    def _reports(self, query: Any) -> list[Report]:
+        """Run a reports query and attach each report's stage records (one extra query)."""
         with self._read() as conn:
             rows = conn.execute(query).all()
             stages = self._stages(conn, [r.report_id for r in rows])
@@ -416,17 +424,6 @@ class ReportStore:
         query = query.order_by(t.c.created_at.desc()).limit(limit).offset(offset)
         with self._read() as conn:
             return [_row_evaluation(r) for r in conn.execute(query).all()]
-
-    def find_by_text_fingerprint(self, fingerprint: str, *, limit: int = 10) -> list[Report]:
-        """Reports whose text output has this normalised-text fingerprint, newest first."""
-        t = reports_table
-        query = (sa.select(t).where(t.c.text_fingerprint == fingerprint)
-                 .order_by(t.c.created_at.desc()).limit(limit))
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-            stages = self._stages(conn, [r.report_id for r in rows])
-        return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
-
     def count(self, **filters: Any) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
         with self._read() as conn:
