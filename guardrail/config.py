@@ -170,6 +170,7 @@ class Config:
         for name in ("text_fpr", "image_fpr", "audio_fpr"):
             if not 0 < wm[name] < 1:
                 raise ConfigError(f"watermark.{name} must be between 0 and 1, got {wm[name]}")
+        _validate_audit(self.data["audit"])
         for stage, value in pol["on_fail"].items():
             if value not in ON_FAIL_POLICIES:
                 raise ConfigError(
@@ -228,6 +229,27 @@ class Config:
     @property
     def store_prompts(self) -> bool:
         return bool(self.data["store"]["store_prompts"])
+
+
+def _validate_audit(audit: Mapping[str, Any]) -> None:
+    for name in ("samples", "batch_size", "max_new_tokens", "n_boot", "permutations"):
+        if audit[name] < 1:
+            raise ConfigError(f"audit.{name} must be at least 1, got {audit[name]}")
+    if audit["min_group_n"] < 1:
+        raise ConfigError(f"audit.min_group_n must be at least 1, got {audit['min_group_n']}")
+    q = audit["ci_quantiles"]
+    if (len(q) != 2 or not all(isinstance(x, (int, float)) and 0 < x < 1 for x in q)
+            or q[0] >= q[1]):
+        raise ConfigError(f"audit.ci_quantiles must be two increasing numbers in (0, 1), got {q}")
+    if not 0 < audit["alpha"] < 1:
+        raise ConfigError(f"audit.alpha must be between 0 and 1, got {audit['alpha']}")
+    if audit["difference_threshold"] < 0:
+        raise ConfigError("audit.difference_threshold must be >= 0")
+    if not 0 < audit["ratio_threshold"] <= 1:
+        raise ConfigError(f"audit.ratio_threshold must be in (0, 1], got {audit['ratio_threshold']}")
+    for key, choices in (("bootstrap", ("numpy", "fairlearn")), ("p_adjust", ("holm", "none"))):
+        if audit[key] not in choices:
+            raise ConfigError(f"audit.{key} = {audit[key]!r}; choose one of {', '.join(choices)}")
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -10,6 +10,7 @@ and the error tree can never drift apart::
     |   +-- PromptError                          empty / over-long prompt
     |   +-- ModalityError                        unknown modality
     |   +-- UnsupportedMediaError                a file type or media type we cannot handle
+    |   +-- SuiteError                           an audit prompt suite that is missing or invalid
     +-- ModelLoadError                  exit 5   a model could not be loaded
     +-- GenerationError                 exit 6   the generator raised or returned nothing
     +-- OutputError                     exit 7   the output could not be written
@@ -37,6 +38,7 @@ __all__ = [
     "PromptError",
     "StageError",
     "StoreError",
+    "SuiteError",
     "UnsupportedMediaError",
 ]
 
@@ -79,6 +81,11 @@ class ModalityError(InputError):
 
 class UnsupportedMediaError(InputError):
     """A file or media type that guardrail cannot handle."""
+
+
+class SuiteError(InputError):
+    """An audit prompt suite cannot be found or is invalid (the message names the file and
+    the field)."""
 
 
 class ModelLoadError(GuardrailError):
