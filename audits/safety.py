@@ -1,0 +1,635 @@
+"""Fairness of the safety layer itself: do watermark detection and the synthetic-media
+detectors make more mistakes for some groups than for others?
+
+A labelled evaluation set with a sensitive feature per item is scored by every configured
+*scorer* - the watermark detector of the modality and each detector of
+:func:`guardrail.detectors.build_all` - and, per scorer and group, the false-positive rate
+(on content that is not watermarked / not generated) and the false-negative rate (on content
+that is) are computed with fairlearn's ``MetricFrame`` (``false_positive_rate``,
+``false_negative_rate``) with bootstrap intervals (:func:`audits.metrics.group_table`). Their
+between-group differences get permutation p-values (labels shuffled within the true class)
+and fairlearn's ``equalized_odds_difference`` - the larger of the two differences - is
+reported with a bootstrap interval.
+
+Two parts, each optional in a ``safety`` suite:
+
+``text`` (sensitive feature: language)
+    negatives: human-written text in each language (Debian's fortunes, :mod:`audits.languages`);
+    positives: continuations of the suite's prompts for each language, generated through the
+    text Guard with the generation-time watermark on (so every one is recorded).
+``image`` (sensitive features: perceived gender and perceived age of the face)
+    real photographs that ship offline (:func:`audits.faces.face_photos`, any ``photo_dirs``)
+    in a few everyday variants (mirror, crop, resize, JPEG, exposure), the groups coming from
+    :class:`audits.faces.FaceAnalyzer`; photos without a face form the group ``no face``. Every
+    photo is scored as is (negative for both the watermark and the detectors) and with the
+    image watermark embedded (positive for the watermark, still a real photo for detectors).
+
+A scorer that cannot run on an item ("not performed": a missing calibration, too short a
+text) is counted per scorer with its reason and left out of its rates - never counted as a
+negative decision.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from guardrail.errors import SuiteError
+from guardrail.store import Evaluation
+
+from .faces import LIMITS as FACE_LIMITS
+
+__all__ = ["IMAGE_VARIANTS", "equalized_odds", "false_negative_rate", "false_positive_rate",
+           "guess_language", "run", "summarize"]
+
+NO_FACE = "no face"
+
+LIMITS = (
+    "Each rate is measured on the evaluation set the audit was given: human-written texts are "
+    "fortune cookies (quotations, jokes, short stories) and the generated texts come from one "
+    "model and a few prompts, so the rates describe that material, not every text in a "
+    "language. The image groups come from a face classifier's perceived gender and age; with "
+    "the photos that ship offline each group is one person in several variants, which tests "
+    "the method, not the population: add labelled photo folders (the suite's photo_dirs) for "
+    "a real measurement. A detector 'not performed' on an item is counted, never taken as a "
+    "negative decision.")
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+def false_positive_rate(y_true: Any, y_pred: Any) -> float:
+    """fairlearn's ``false_positive_rate``; NaN when there is no negative to measure it on."""
+    from fairlearn.metrics import false_positive_rate as fpr
+
+    y_true = np.asarray(y_true)
+    if not np.any(y_true == 0):
+        return float("nan")
+    return float(fpr(y_true, y_pred, pos_label=1))
+
+
+def false_negative_rate(y_true: Any, y_pred: Any) -> float:
+    """fairlearn's ``false_negative_rate``; NaN when there is no positive to measure it on."""
+    from fairlearn.metrics import false_negative_rate as fnr
+
+    y_true = np.asarray(y_true)
+    if not np.any(y_true == 1):
+        return float("nan")
+    return float(fnr(y_true, y_pred, pos_label=1))
+
+
+def _rates(y: np.ndarray, p: np.ndarray, codes: np.ndarray, groups: int) -> np.ndarray:
+    """``(2, groups)``: FPR and FNR of each group (NaN where a class is absent)."""
+    out = np.full((2, groups), np.nan)
+    for k in range(groups):
+        yk, pk = y[codes == k], p[codes == k]
+        if np.any(yk == 0):
+            out[0, k] = float(np.mean(pk[yk == 0]))
+        if np.any(yk == 1):
+            out[1, k] = float(np.mean(1 - pk[yk == 1]))
+    return out
+
+
+def _eod(rates: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        spans = [np.nanmax(r) - np.nanmin(r) for r in rates if np.sum(np.isfinite(r)) >= 2]
+    return float(max(spans)) if spans else float("nan")
+
+
+def equalized_odds(y_true: Any, y_pred: Any, groups: Any, *, n_boot: int = 1000,
+                   ci_quantiles: Sequence[float] = (0.025, 0.975),
+                   random_state: Any = None) -> dict[str, Any]:
+    """fairlearn's ``equalized_odds_difference`` (the larger of the between-group differences
+    of FPR and of TPR, i.e. of FNR) with a bootstrap interval (resampling within each group
+    and true class, so every group keeps its class sizes)."""
+    from fairlearn.metrics import equalized_odds_difference
+
+    y, p = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    g = np.asarray([str(x) for x in groups], dtype=object)
+    levels = sorted(set(g.tolist()))
+    codes = np.searchsorted(np.asarray(levels, dtype=object), g)
+    value = float(equalized_odds_difference(y, p, sensitive_features=g))
+    rng = np.random.default_rng(random_state)
+    cells = [np.flatnonzero((codes == k) & (y == c)) for k in range(len(levels)) for c in (0, 1)]
+    cells = [c for c in cells if len(c)]
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(c, size=len(c)) for c in cells])
+        boots[b] = _eod(_rates(y[idx], p[idx], codes[idx], len(levels)))
+    boots = boots[np.isfinite(boots)]
+    lo, hi = (np.quantile(boots, [ci_quantiles[0], ci_quantiles[-1]]).tolist()
+              if len(boots) else (None, None))
+    return {"value": value, "ci_low": lo, "ci_high": hi}
+
+
+# -- languages of the generated texts ----------------------------------------------------------
+
+_STOPWORDS = {
+    "en": "the and of to is in that it was for with as on are be this not have you".split(),
+    "de": "der die das und ist nicht ein eine zu den mit sich auf dem ich sie es des".split(),
+    "es": "el la de que y en los las un una por con para es se del al lo su".split(),
+    "it": "il la di che e non un una per con del della sono gli le si lo ho".split(),
+}
+
+
+def guess_language(text: str) -> str | None:
+    """The language (``en``, ``de``, ``es``, ``it``) whose common function words are most
+    frequent in ``text`` - a crude check of whether a model answered in the language it was
+    asked for; ``None`` for too little evidence."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    counts = {code: sum(w in set(sw) for w in words) for code, sw in _STOPWORDS.items()}
+    best = max(counts, key=counts.get)
+    ranked = sorted(counts.values(), reverse=True)
+    return best if ranked[0] >= 3 and ranked[0] > ranked[1] else None
+
+
+# -- scorers ---------------------------------------------------------------------------------
+
+class Scorer:
+    """One thing that says "synthetic" / "watermarked" about an artifact: ``truth`` names
+    which label of an item it is judged against (``watermarked`` or ``synthetic``)."""
+
+    def __init__(self, name: str, truth: str, fn: Callable[[Any], tuple[Any, Any, Any]],
+                 model_version: str | None = None) -> None:
+        self.name, self.truth, self.fn, self.model_version = name, truth, fn, model_version
+
+    def __call__(self, artifact: Any) -> dict[str, Any]:
+        try:
+            decision, score, reason = self.fn(artifact)
+        except Exception as exc:  # noqa: BLE001 - a crashing scorer is "not performed"
+            decision, score, reason = None, None, f"not performed: {type(exc).__name__}: {exc}"
+        return {"decision": None if decision is None else int(bool(decision)),
+                "score": score, "reason": reason}
+
+
+def watermark_scorer(config: Any, modality: str, *, generator: Any = None) -> Scorer:
+    """The configured watermark's detector (not performed on every item when there is no
+    key or the scheme cannot be built)."""
+    from guardrail.errors import GuardrailError
+    from guardrail.factory import watermarker_from_config
+
+    try:
+        wm = watermarker_from_config(config, modality, generator=generator)
+    except GuardrailError as exc:
+        reason = f"not performed: {exc}"
+        return Scorer(f"watermark:{config.section('watermark')[f'{modality}_scheme']}",
+                      "watermarked", lambda a: (None, None, reason))
+
+    def fn(artifact: Any) -> tuple[Any, Any, Any]:
+        res = wm.detect(artifact)
+        return res.detected, res.p_value, res.reason if res.detected is None else None
+    return Scorer(f"watermark:{wm.scheme}", "watermarked", fn, getattr(wm, "version", None))
+
+
+def detector_scorers(config: Any, modality: str, *, text_generator: Any = None) -> list[Scorer]:
+    """Every configured detector of ``modality`` (an unavailable one is "not performed")."""
+    from guardrail.detectors import build_all
+
+    out = []
+    for det in build_all(config, [modality], text_generator=text_generator):
+        def fn(artifact: Any, det: Any = det) -> tuple[Any, Any, Any]:
+            res = det.detect(artifact)
+            return res.decision, res.probability, res.reason if res.decision is None else None
+        out.append(Scorer(f"detector:{det.name}", "synthetic", fn,
+                          getattr(det, "model_version", None)))
+    return out
+
+
+# -- the evaluation set ----------------------------------------------------------------------
+
+def _jpeg(img: np.ndarray, quality: int = 70) -> np.ndarray:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    return np.asarray(Image.fromarray(img).resize((max(1, int(w * scale)), max(1, int(h * scale))),
+                                                  Image.Resampling.LANCZOS))
+
+
+def _crop(img: np.ndarray, frac: float = 0.8) -> np.ndarray:
+    h, w = img.shape[:2]
+    dh, dw = int(h * (1 - frac) / 2), int(w * (1 - frac) / 2)
+    return img[dh:h - dh, dw:w - dw]
+
+
+#: everyday edits of a photo (each result is still a real photo)
+IMAGE_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "original": lambda x: x,
+    "mirror": lambda x: x[:, ::-1],
+    "crop": _crop,
+    "small": lambda x: _resize(x, 0.6),
+    "large": lambda x: _resize(x, 1.5),
+    "jpeg70": _jpeg,
+    "dark": lambda x: (x.astype(np.float32) * 0.7).astype(np.uint8),
+    "bright": lambda x: (255 * (x / 255.0) ** 0.7).astype(np.uint8),
+    "gray": lambda x: np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8),
+}
+
+
+def _photos(spec: Mapping[str, Any]) -> list[tuple[str, np.ndarray, bool]]:
+    """``(name, RGB, is_face_photo)`` for the image part."""
+    from pathlib import Path
+
+    from guardrail.corpora import natural_images
+
+    from .faces import face_photos
+
+    out = [(f"face:{m['name']}", img, True) for m, img in face_photos()]
+    dirs = tuple(Path(d).expanduser() for d in spec.get("photo_dirs", []))
+    seen = {n for n, _, _ in out}
+    for name, img in natural_images(dirs):
+        if name == "skimage:astronaut" or name in seen:
+            continue  # already a face photo
+        out.append((name, img, name.startswith("file:")))
+    return out
+
+
+def image_items(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Work items of the image part: every face photo in every variant, the other photos
+    as they are; each once unmarked and once watermarked."""
+    variants = spec.get("variants") or list(IMAGE_VARIANTS)
+    unknown = [v for v in variants if v not in IMAGE_VARIANTS]
+    if unknown:
+        raise SuiteError(f"unknown image variant(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(IMAGE_VARIANTS)}")
+    out = []
+    for name, _img, is_face in _photos(spec):
+        for variant in (variants if is_face else ["original"]):
+            for marked in (0, 1):
+                out.append({"key": f"image:{name}:{variant}:{'marked' if marked else 'plain'}",
+                            "part": "image", "photo": name, "variant": variant,
+                            "watermarked": marked, "synthetic": 0})
+    return out
+
+
+def text_items(suite: Any, spec: Mapping[str, Any], samples: int,
+               limit: int | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Work items of the text part and ``{language group: missing Debian package}``."""
+    from .languages import fortune_texts, missing_languages
+
+    langs = spec.get("languages") or {}
+    groups = suite.attributes.get("language", ())
+    if not groups or set(groups) - set(langs):
+        raise SuiteError(f"{suite.path or suite.name}: the text part needs attribute "
+                         "'language' and text.languages mapping each of its groups to a "
+                         "corpus code (en, de, es, it)")
+    absent = missing_languages([langs[g] for g in groups])
+    missing = {g: absent[langs[g]] for g in groups if langs[g] in absent}
+    per_lang = int(spec.get("human_texts_per_language", 40))
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        for i, (src, text) in enumerate(fortune_texts(langs[g], limit=per_lang,
+                                                      max_words=int(spec.get("max_words", 80)))):
+            out.append({"key": f"text:human:{langs[g]}:{i}", "part": "text", "language": g,
+                        "source": src, "text": text, "watermarked": 0, "synthetic": 0})
+    items = suite.items()
+    if limit:  # keep every language: the first `limit` prompts of each
+        by_group: dict[str, list[Any]] = defaultdict(list)
+        for it in items:
+            by_group[it["group"]].append(it)
+        items = [it for g in groups for it in by_group[g][:int(limit)]]
+    for s in range(samples):
+        for it in items:
+            out.append({"key": f"text:gen:{it['prompt_id']}#{s}", "part": "text",
+                        "language": it["group"], "prompt": it["prompt"], "sample": s,
+                        "watermarked": 1, "synthetic": 1})
+    return out, missing
+
+
+# -- processing ------------------------------------------------------------------------------
+
+def _artifact(modality: str, content: Any) -> Any:
+    from guardrail._types import Artifact, GenerationMetadata, Modality
+
+    return Artifact(modality=Modality.parse(modality), content=content,
+                    metadata=GenerationMetadata(model_id="audit:evaluation-set"))
+
+
+class _TextPart:
+    def __init__(self, ctx: Any, params: Mapping[str, Any], keep_texts: bool) -> None:
+        from .image import audit_config
+
+        self.ctx, self.params, self.keep_texts = ctx, dict(params), keep_texts
+        if ctx.guard is not None:
+            self.guard = ctx.guard
+        else:
+            from guardrail.factory import guard_from_config
+
+            self.guard = guard_from_config(audit_config(ctx.config), "text", model=ctx.generator,
+                                           device=ctx.device, store=ctx.store, progress=False)
+        gen = self.guard.generator
+        self.scorers = [watermark_scorer(ctx.config, "text", generator=gen),
+                        *detector_scorers(ctx.config, "text", text_generator=gen)]
+
+    def process(self, batch: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        by_sample: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+        for w in batch:
+            if w["synthetic"]:
+                by_sample[int(w["sample"])].append(w)
+        for sample, gen in by_sample.items():
+            results = self.guard.generate_batch([w["prompt"] for w in gen], seed=seed + sample,
+                                                params=self.params or None, raise_errors=False)
+            for w, res in zip(gen, results, strict=True):
+                rec = {**w, "report_id": res.report_id, "status": res.status}
+                wm = next((s for s in res.report.stages if s.stage == "watermark"), None)
+                rec["watermark_stage"] = wm.status.value if wm else None
+                if res.artifact is None:
+                    rec.update(outcome="failed", reason=res.report.error or res.status)
+                    out[w["key"]] = rec
+                    continue
+                text = str(res.artifact.content)
+                if wm is None or wm.status.value != "ok":
+                    rec["watermarked"] = None  # not marked at generation: no truth for it
+                    rec["watermark_reason"] = wm.reason if wm else "no watermark stage"
+                rec["detected_language"] = guess_language(text)
+                rec["results"] = {s.name: s(res.artifact) for s in self.scorers}
+                rec["outcome"] = "scored"
+                rec["text"] = text if self.keep_texts else None
+                out[w["key"]] = rec
+        for w in batch:
+            if not w["synthetic"]:
+                art = _artifact("text", w["text"])
+                out[w["key"]] = {**w, "outcome": "scored",
+                                 "results": {s.name: s(art) for s in self.scorers},
+                                 "text": w["text"] if self.keep_texts else None}
+        return [out[w["key"]] for w in batch]
+
+
+class _ImagePart:
+    def __init__(self, ctx: Any, spec: Mapping[str, Any]) -> None:
+        from guardrail.factory import watermarker_from_config
+
+        from .faces import FaceAnalyzer
+
+        self.analyzer = FaceAnalyzer(device=str(ctx.device or "cpu")).load()
+        self.photos = {name: img for name, img, _ in _photos(spec)}
+        self.scorers = [watermark_scorer(ctx.config, "image"),
+                        *detector_scorers(ctx.config, "image")]
+        try:
+            self.marker = watermarker_from_config(ctx.config, "image")
+        except Exception as exc:  # noqa: BLE001 - no key / no scheme: marked items not scored
+            self.marker, self.marker_error = None, str(exc)
+        self._faces: dict[tuple[str, str], Any] = {}
+
+    def process(self, batch: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for w in batch:
+            rec = dict(w)
+            img = self.photos.get(w["photo"])
+            if img is None:
+                out.append({**rec, "outcome": "failed", "reason": "photo no longer available"})
+                continue
+            img = np.ascontiguousarray(IMAGE_VARIANTS[w["variant"]](img))
+            faces = self.analyzer.analyze(img)
+            if faces:
+                main = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                rec.update(faces=len(faces), perceived_gender=main.perceived_gender,
+                           perceived_age=main.perceived_age, age_bucket=main.age_bucket)
+            else:
+                rec.update(faces=0, perceived_gender=NO_FACE, age_bucket=NO_FACE)
+            art = _artifact("image", img)
+            if w["watermarked"]:
+                if self.marker is None:
+                    out.append({**rec, "outcome": "failed",
+                                "reason": f"cannot watermark: {self.marker_error}"})
+                    continue
+                try:
+                    art = self.marker.embed(art, 0x5AFE)
+                except Exception as exc:  # noqa: BLE001 - e.g. an image too small to mark
+                    out.append({**rec, "outcome": "failed", "reason": f"cannot watermark: {exc}"})
+                    continue
+            rec["results"] = {s.name: s(art) for s in self.scorers}
+            rec["outcome"] = "scored"
+            out.append(rec)
+        return out
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+def _scorer_rows(records: Sequence[Mapping[str, Any]], scorer: str, truth: str,
+                 attribute: str, settings: Mapping[str, Any],
+                 flags: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from .metrics import disparities, group_table
+
+    scored = [r for r in records if r.get("outcome") == "scored" and scorer in r["results"]]
+    performed = [r for r in scored if r["results"][scorer]["decision"] is not None
+                 and r.get(truth) is not None and r.get(attribute) is not None]
+    reasons = Counter(r["results"][scorer]["reason"] for r in scored
+                      if r["results"][scorer]["decision"] is None)
+    info = {"scorer": scorer, "attribute": attribute, "items": len(scored),
+            "performed": len(performed), "not_performed": sum(reasons.values()),
+            "not_performed_reasons": dict(reasons.most_common(3))}
+    if not performed:
+        flags.append(f"{scorer}: not performed on any of {len(scored)} items "
+                     f"({next(iter(reasons), 'no items')}); no rates for {attribute}")
+        return [], info
+    y = np.array([int(r[truth]) for r in performed])
+    p = np.array([int(r["results"][scorer]["decision"]) for r in performed])
+    g = [str(r[attribute]) for r in performed]
+    n_boot = int(settings.get("n_boot", 1000))
+    ci = [float(q) for q in settings.get("ci_quantiles", (0.025, 0.975))]
+    seed = int(settings.get("seed", 0))
+    rows: list[dict[str, Any]] = []
+    extra = {"scorer": scorer, "truth": truth}
+    for func, present in ((false_positive_rate, (y == 0).any()),
+                          (false_negative_rate, (y == 1).any())):
+        if not present:
+            continue
+        name = f"{func.__name__} ({scorer})"
+        table = group_table(p, g, y_true=y, metric=name, func=func, attribute=attribute,
+                            n_boot=n_boot, ci_quantiles=ci, random_state=seed)
+        for row in table:
+            cls = 0 if func is false_positive_rate else 1
+            row["n"] = int(sum(1 for yi, gi in zip(y, g, strict=True)
+                               if gi == row["group"] and yi == cls))
+            rows.append({**row, **extra, "base_metric": func.__name__, "row_type": "group"})
+        # disparities compare people: photos without a face keep their rates, not a test
+        people = np.array([gi != NO_FACE for gi in g])
+        disp = disparities(p[people], [gi for gi in g if gi != NO_FACE], y_true=y[people],
+                           metric=name, func=func, attribute=attribute,
+                           n_boot=n_boot, ci_quantiles=ci,
+                           permutations=int(settings.get("permutations", 2000)),
+                           thresholds={"difference": float(settings.get("difference_threshold",
+                                                                         0.1)),
+                                       "alpha": float(settings.get("alpha", 0.05))},
+                           random_state=seed, strata=y[people], kinds=("difference",),
+                           min_group_n=int(settings.get("min_group_n", 10)))
+        rows.extend({**d, **extra, "base_metric": func.__name__, "row_type": "disparity",
+                     "group": f"{d['highest']} vs {d['lowest']}" if d["value"] else
+                     "all groups equal"} for d in disp)
+    people = np.array([gi != NO_FACE for gi in g])
+    yp, pp, gp = y[people], p[people], [gi for gi in g if gi != NO_FACE]
+    if len(set(gp)) >= 2 and (yp == 0).any() and (yp == 1).any():
+        eod = equalized_odds(yp, pp, gp, n_boot=n_boot, ci_quantiles=ci, random_state=seed)
+        rows.append({"attribute": attribute, "metric": f"equalized_odds_difference ({scorer})",
+                     "kind": "equalized_odds_difference", **eod, "p_value": None,
+                     "flagged": False, "groups": dict(Counter(gp)), "n": len(yp),
+                     "group": "all groups", "row_type": "disparity", **extra,
+                     "base_metric": "equalized_odds_difference"})
+    return rows, info
+
+
+def summarize(records: Sequence[Mapping[str, Any]], *, settings: Mapping[str, Any],
+              attributes: Mapping[str, Sequence[str]], scorers: Mapping[str, Sequence[tuple[str, str]]],
+              missing: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows and summary of the safety audit. ``attributes``: part -> sensitive features;
+    ``scorers``: part -> ``(scorer name, truth field)``."""
+    from .metrics import adjust_p_values
+
+    rows: list[dict[str, Any]] = []
+    flags: list[str] = []
+    scorer_info = []
+    for part, attrs in attributes.items():
+        recs = [r for r in records if r["part"] == part]
+        for name, truth in scorers.get(part, ()):
+            for attribute in attrs:
+                part_rows, info = _scorer_rows(recs, name, truth, attribute, settings, flags)
+                rows.extend({**r, "part": part} for r in part_rows)
+                scorer_info.append({**info, "part": part})
+    tested = [r for r in rows if r["row_type"] == "disparity" and r.get("p_value") is not None]
+    if tested:
+        alpha = float(settings.get("alpha", 0.05))
+        adjusted = {id(r): a for r, a in zip(
+            tested, adjust_p_values(tested, method=str(settings.get("p_adjust", "holm")),
+                                    alpha=alpha), strict=True)}
+        rows = [adjusted.get(id(r), r) for r in rows]
+    for r in rows:  # an EOD is flagged when one of its two differences is
+        if r.get("kind") == "equalized_odds_difference":
+            r["flagged"] = any(d.get("flagged") for d in rows
+                               if d.get("kind") == "difference" and d["scorer"] == r["scorer"]
+                               and d["attribute"] == r["attribute"])
+    for r in rows:
+        if r["row_type"] == "disparity" and r.get("flagged"):
+            flags.append(f"{r['scorer']} on {r['part']}: {r['base_metric'].replace('_', ' ')} "
+                         f"differs by {r['value']:.2f} across {r['attribute']} "
+                         f"(highest {r.get('highest', '?')}, lowest {r.get('lowest', '?')})"
+                         if r.get("kind") == "difference" else
+                         f"{r['scorer']} on {r['part']}: equalized-odds difference "
+                         f"{r['value']:.2f} across {r['attribute']}")
+    # did the model answer in the language it was asked for?
+    gen = [r for r in records if r["part"] == "text" and r.get("synthetic")
+           and r.get("outcome") == "scored"]
+    langs = (settings.get("_languages") or {})
+    by_lang: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in gen:
+        by_lang[r["language"]].append(r)
+    for g, recs in sorted(by_lang.items()):
+        ok = sum(r.get("detected_language") == langs.get(g) for r in recs)
+        rows.append({"part": "text", "attribute": "language", "metric": "output_in_language",
+                     "group": g, "value": ok / len(recs), "ci_low": None, "ci_high": None,
+                     "n": len(recs), "row_type": "group"})
+    for g, pkg in missing.items():
+        flags.append(f"no human-written {g} texts (install Debian's {pkg}): false-positive "
+                     f"rates for {g} are not measured")
+    not_marked = [r for r in gen if r.get("watermarked") is None]
+    if not_marked:
+        flags.append(f"{len(not_marked)} generated texts were not watermarked at generation "
+                     f"({not_marked[0].get('watermark_reason')}); left out of the watermark's "
+                     "false-negative rate")
+    failed = [r for r in records if r.get("outcome") == "failed"]
+    if failed:
+        flags.append(f"{len(failed)} items failed and are not scored; see summary.failures")
+    summary = {
+        "items": len(records), "items_scored": sum(r.get("outcome") == "scored" for r in records),
+        "items_failed": len(failed),
+        "failures": [{"key": r["key"], "reason": r.get("reason"),
+                      "report_id": r.get("report_id")} for r in failed[:50]],
+        "scorers": scorer_info, "missing_corpora": dict(missing),
+        "groups": {part: {a: dict(Counter(str(r.get(a)) for r in records
+                                          if r["part"] == part and r.get("outcome") == "scored"))
+                          for a in attrs} for part, attrs in attributes.items()},
+        "flags": flags,
+        "limits": " ".join([LIMITS, FACE_LIMITS] if "image" in attributes else [LIMITS]),
+    }
+    return rows, summary
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+def run(suite: Any, ctx: Any) -> Evaluation:
+    """Run a ``safety`` suite (parts ``text`` and/or ``image``); resumable, stored as an
+    evaluation of kind ``audit``."""
+    from .runner import finish_audit, run_samples, start_audit
+
+    if suite.kind != "safety":
+        raise SuiteError(f"suite {suite.name!r} is a {suite.kind} suite, not a safety suite")
+    text_spec, image_spec = suite.extra.get("text"), suite.extra.get("image")
+    if not text_spec and not image_spec:
+        raise SuiteError(f"{suite.path or suite.name}: a safety suite needs a 'text' or an "
+                         "'image' part")
+    settings = dict(ctx.audit)
+    samples, seed = ctx.n_samples, ctx.base_seed
+    work: list[dict[str, Any]] = []
+    missing: dict[str, str] = {}
+    attributes: dict[str, list[str]] = {}
+    if text_spec:
+        items, missing = text_items(suite, text_spec, samples, ctx.limit)
+        work.extend(items)
+        attributes["text"] = ["language"]
+    if image_spec:
+        work.extend(image_items(image_spec))
+        attributes["image"] = list(image_spec.get("attributes", ["perceived_gender",
+                                                                 "age_bucket"]))
+    params = {"max_new_tokens": int((text_spec or {}).get("max_new_tokens",
+                                                          settings.get("max_new_tokens", 64))),
+              **dict(ctx.params)}
+    started = start_audit(suite, ctx, total=len(work),
+                          config={"kind": "safety", "samples": samples, "seed": seed,
+                                  "generator": ctx.generator, "params": params,
+                                  "limit": ctx.limit, "parts": sorted(attributes)},
+                          key_parts={"kind": "safety", "samples": samples, "seed": seed,
+                                     "generator": ctx.generator, "params": params,
+                                     "limit": ctx.limit})
+    parts: dict[str, Any] = {}
+    pending = {w["part"] for w in work if w["key"] not in started.done}
+
+    def part(name: str) -> Any:  # models load only when their part has work left
+        if name not in parts:
+            parts[name] = (_TextPart(ctx, params, bool(settings.get("keep_texts", True)))
+                           if name == "text" else _ImagePart(ctx, image_spec))
+        return parts[name]
+
+    for name in sorted(pending):
+        part(name)  # a missing dependency fails before anything is generated
+
+    def process(batch: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("text", "image"):
+            sub = [w for w in batch if w["part"] == name]
+            if sub:
+                recs = (part(name).process(sub, seed) if name == "text"
+                        else part(name).process(sub))
+                out.update((r["key"], r) for r in recs)
+        return [out[w["key"]] for w in batch]
+
+    records = run_samples(ctx, started, work, process,
+                          batch_size=int(settings.get("batch_size", 8)), desc="safety audit")
+    scorer_names = {name: [(s.name, s.truth) for s in part(name).scorers] if name in parts
+                    else _names_from(records, name) for name in attributes}
+    langs = (text_spec or {}).get("languages", {})
+    rows, summary = summarize(records, settings={**settings, "_languages": langs},
+                              attributes=attributes, scorers=scorer_names, missing=missing)
+    summary["resumed"] = started.resumed
+    return finish_audit(ctx, started, rows=rows, summary=summary)
+
+
+def _names_from(records: Sequence[Mapping[str, Any]], part: str) -> list[tuple[str, str]]:
+    """Scorer names found in a finished part's records (a resumed run loads no model)."""
+    names: dict[str, str] = {}
+    for r in records:
+        if r["part"] == part and r.get("results"):
+            for n in r["results"]:
+                names[n] = "watermarked" if n.startswith("watermark:") else "synthetic"
+    return sorted(names.items())
