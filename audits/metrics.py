@@ -334,14 +334,14 @@ def adjust_p_values(rows: list[dict[str, Any]], *, method: str = "holm",
         if r.get("p_value") is not None:
             tests[(r["attribute"], r["metric"])] = r["p_value"]
     adjusted: dict[tuple[str, str], float] = dict(tests)
+    if method not in ("holm", "none"):
+        raise ValueError(f"method must be 'holm' or 'none', got {method!r}")
     if method == "holm" and tests:
         keys = sorted(tests, key=tests.get)
         m, running = len(keys), 0.0
         for i, key in enumerate(keys):
             running = max(running, min(1.0, (m - i) * tests[key]))
             adjusted[key] = running
-    elif method != "none":
-        raise ValueError(f"method must be 'holm' or 'none', got {method!r}")
     out = []
     for r in rows:
         padj = adjusted.get((r["attribute"], r["metric"]))

@@ -182,6 +182,8 @@ def render_html(ev: Evaluation) -> str:
         if key in summary:
             facts.append((key.replace("_", " "), summary[key]))
     out.append(_table(["", ""], [[html.escape(k), _fmt(v)] for k, v in facts]))
+    for warning in summary.get("warnings") or []:
+        out.append(f'<p class="warn">Warning: {html.escape(str(warning))}</p>')
     out.append("<h2>Flags</h2>")
     if flags:
         out.append("<ul>" + "".join(f'<li class="warn">{html.escape(str(f))}</li>'

@@ -401,6 +401,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return int(run(_load_config(args), store_url=args.store, port=args.port))
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import importlib  # guardrail/ never imports audits/ statically (dependency direction)
+
+    run = importlib.import_module("audits.cli").cmd_audit
+    return int(run(_load_config(args), args))
+
+
 BENCH_SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark")
 
 
@@ -572,6 +579,51 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open the read-only dashboard (Streamlit) on the record store")
     db.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     db.set_defaults(func=cmd_dashboard)
+
+    au = sub.add_parser("audit", parents=[common],
+                        help="bias audits of a generator and of the safety layer")
+    ausub = au.add_subparsers(dest="audit_verb", metavar="VERB", required=True)
+    ar = ausub.add_parser("run", parents=[common],
+                          help="run a prompt suite through the guard; store the audit")
+    ar.add_argument("suite", metavar="SUITE", help="shipped suite name (text-demographics) or "
+                                                   "a suite file")
+    for flags, options in (
+            (("--generator",), {"metavar": "ID_OR_PATH", "help": "model (default: from config)"}),
+            (("--samples",), {"type": int, "metavar": "N", "help": "generations per prompt"}),
+            (("--seed",), {"type": int}),
+            (("--device",), {"help": "cpu, cuda, cuda:N (default: auto)"}),
+            (("--limit",), {"type": int, "metavar": "N", "help": "only the first N prompts"}),
+            (("--name",), {"help": "name of the stored audit"}),
+            (("--out",), {"metavar": "DIR", "help": "also export CSV, JSON and HTML into DIR"}),
+            (("--no-resume",), {"action": "store_true",
+                                "help": "start afresh instead of continuing an interrupted run"}),
+            (("--store-prompts",), {"action": "store_true",
+                                    "help": "store the raw prompts in the reports (off by default)"}),
+            (("--json",), {"action": "store_true"})):
+        ar.add_argument(*flags, **options)
+    ar.set_defaults(func=cmd_audit)
+    al = ausub.add_parser("list", parents=[common], help="stored audits, newest first")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_audit)
+    ash = ausub.add_parser("show", parents=[common], help="one audit: flags and disparities")
+    ash.add_argument("audit_id", metavar="ID", help="audit id or unique prefix")
+    ash.add_argument("--json", action="store_true")
+    ash.set_defaults(func=cmd_audit)
+    ae = ausub.add_parser("export", parents=[common], help="write an audit as CSV, JSON or HTML")
+    ae.add_argument("audit_id", metavar="ID", help="audit id or unique prefix")
+    ae.add_argument("--format", choices=["csv", "json", "html"],
+                    help="default: from the file suffix")
+    ae.add_argument("--out", required=True, metavar="FILE")
+    ae.add_argument("--json", action="store_true")
+    ae.set_defaults(func=cmd_audit)
+    abn = ausub.add_parser("benchmark", parents=[common],
+                           help="time a full text audit of the default generator")
+    abn.add_argument("--samples", type=int, metavar="N", help="generations per prompt")
+    abn.add_argument("--limit", type=int, metavar="N", help="only the first N prompts")
+    abn.add_argument("--out", metavar="FILE", help="markdown file to update (a section)")
+    abn.add_argument("--json", action="store_true")
+    abn.set_defaults(func=cmd_audit)
 
     b = sub.add_parser("benchmark", parents=[common],
                        help="measure the guard's overhead per modality; writes docs/BENCHMARKS.md")

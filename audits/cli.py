@@ -1,0 +1,148 @@
+"""``guardrail audit run | list | show | export | benchmark`` (called by guardrail.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from guardrail.config import Config
+from guardrail.errors import InputError, OutputError
+from guardrail.store import Evaluation, ReportNotFound, ReportStore
+
+from . import report
+from .runner import AuditContext, run_audit
+from .suites import load_suite
+
+__all__ = ["cmd_audit", "exports_for"]
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def find_audit(store: ReportStore, ident: str) -> Evaluation:
+    """An audit by id or unique id prefix."""
+    try:
+        return store.get_evaluation(ident)
+    except ReportNotFound:
+        pass
+    matches = [e for e in store.list_evaluations(kind="audit", limit=10_000)
+               if e.evaluation_id.startswith(ident)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InputError(f"audit id prefix {ident!r} is ambiguous ({len(matches)} audits)")
+    raise ReportNotFound(f"no audit {ident!r} in the record store (see: guardrail audit list)")
+
+
+def exports_for(ev: Evaluation, out_dir: Path) -> dict[str, str]:
+    """Write ``<id>.csv``, ``<id>.json`` and ``<id>.html`` into ``out_dir``."""
+    return {fmt: str(report.export(ev, Path(out_dir) / f"{ev.evaluation_id}.{fmt}", fmt))
+            for fmt in report.FORMATS}
+
+
+def _summary_text(ev: Evaluation) -> str:
+    s = ev.summary
+    lines = [f"audit    {ev.evaluation_id}", f"name     {ev.name}", f"status   {ev.status}",
+             f"created  {ev.created_at}"]
+    gen = ev.config.get("generator") or {}
+    if gen:
+        lines.append(f"model    {gen.get('model_id')}"
+                     + (f" @ {gen['revision']}" if gen.get("revision") else ""))
+    for key in ("generations", "scored", "failed", "flagged", "blocked", "wall_time_s",
+                "generations_per_s", "samples_done", "samples_total"):
+        if key in s:
+            lines.append(f"{key.replace('_', ' '):<9}{' ' if len(key) < 9 else '  '}{s[key]}")
+    lines.extend(f"WARNING: {w}" for w in s.get("warnings") or [])
+    flags = s.get("flags")
+    if flags:
+        lines.append(f"\nFLAGGED ({len(flags)}):")
+        lines.extend(f"  - {f}" for f in flags)
+    elif flags is not None:
+        lines.append("\nno disparity flagged")
+    disp = report.disparity_rows(ev)
+    if disp:
+        lines.append("\n  attribute        metric                   kind        value   "
+                     "95% interval        p_adj   flag")
+        for d in disp:
+            ci = f"[{_n(d.get('ci_low'))}, {_n(d.get('ci_high'))}]"
+            lines.append(f"  {str(d['attribute']):<16} {d['metric']:<24} {d['kind']:<10} "
+                         f"{_n(d.get('value')):>7}  {ci:<18} {_n(d.get('p_adjusted')):>6}   "
+                         f"{'FLAG' if d.get('flagged') else ''}")
+    return "\n".join(lines)
+
+
+def _n(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def cmd_audit(cfg: Config, args: argparse.Namespace) -> int:
+    verb = args.audit_verb
+    if verb == "benchmark":
+        from .bench import cmd_benchmark
+
+        return cmd_benchmark(cfg, args)
+    with ReportStore(cfg.store_url) as store:
+        if verb == "run":
+            return _run(cfg, store, args)
+        if verb == "list":
+            audits = store.list_evaluations(kind="audit", limit=args.limit)
+            if args.json:
+                _emit([{k: v for k, v in e.to_dict().items() if k != "rows"} for e in audits])
+            elif not audits:
+                print("no audits yet: run one with `guardrail audit run text-demographics`")
+            else:
+                for e in audits:
+                    flags = e.summary.get("flags")
+                    state = e.status if flags is None else f"{e.status}, {len(flags)} flag(s)"
+                    print(f"{e.evaluation_id}  {e.created_at[:19].replace('T', ' ')}  "
+                          f"{e.name}  ({state})")
+            return 0
+        ev = find_audit(store, args.audit_id)
+    if verb == "show":
+        if args.json:
+            _emit(ev.to_dict())
+        else:
+            print(_summary_text(ev))
+        return 0
+    # export
+    path = report.export(ev, args.out, args.format)
+    if args.json:
+        _emit({"audit_id": ev.evaluation_id, "format": args.format or path.suffix[1:],
+               "file": str(path)})
+    else:
+        print(f"written {path}")
+    return 0
+
+
+def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    if args.out:  # fail before hours of generation, not after
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the export folder {args.out!r}: "
+                              f"{exc.strerror or exc}") from None
+    ctx = AuditContext(config=cfg, store=store, generator=args.generator, samples=args.samples,
+                       seed=args.seed, resume=not args.no_resume, progress=not args.json,
+                       device=args.device, out_dir=Path(args.out) if args.out else None,
+                       name=args.name, limit=args.limit)
+    try:
+        ev = run_audit(suite, ctx)
+    except KeyboardInterrupt:
+        print("guardrail: audit interrupted; finished samples are kept - run the same "
+              "command again to continue", file=sys.stderr)
+        raise
+    files = exports_for(ev, ctx.out_dir) if ctx.out_dir else {}
+    if args.json:
+        _emit({**ev.to_dict(), "exports": files})
+    else:
+        print(_summary_text(ev))
+        for fmt, file in files.items():
+            print(f"{fmt:<5} {file}")
+        print(f"\nstored as evaluation {ev.evaluation_id}; HTML report: "
+              f"guardrail audit export {ev.evaluation_id} --format html --out audit.html")
+    return 0
