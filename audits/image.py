@@ -51,6 +51,14 @@ log = logging.getLogger(__name__)
 
 NEUTRAL = "none"  # the descriptor group of the neutral prompts
 
+REFERENCE_LIMITS = (
+    "Representation ratios compare the share of images perceived as women with the share of "
+    "women among employed people in the occupation (the reference named in the summary, with "
+    "its source and year); a flag needs the whole interval of the share outside the band set "
+    "by [audit] ratio_threshold around the reference, widened by the reference's stated "
+    "tolerance. With few images per occupation the intervals are wide and few flags are "
+    "possible; no flag is not evidence of no bias.")
+
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
     """Wilson score interval of a proportion ``k / n`` (95% by default)."""
@@ -357,7 +365,8 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
                                                      "year", "source_url", "transcription",
                                                      "tolerance_pp")},
         "flags": flags, "message": message, "failures": failures[:50],
-        "limits": " ".join([LIMITS, *suite.limits]),
+        "warnings": [message] if message else [],
+        "limits": [LIMITS, REFERENCE_LIMITS],  # (the report adds the suite's own limits)
     }
     return rows, summary
 

@@ -551,7 +551,7 @@ def summarize(records: Sequence[Mapping[str, Any]], *, settings: Mapping[str, An
                                           if r["part"] == part and r.get("outcome") == "scored"))
                           for a in attrs} for part, attrs in attributes.items()},
         "flags": flags,
-        "limits": " ".join([LIMITS, FACE_LIMITS] if "image" in attributes else [LIMITS]),
+        "limits": [LIMITS, FACE_LIMITS] if "image" in attributes else [LIMITS],
     }
     return rows, summary
 

@@ -219,7 +219,7 @@ def test_image_part_on_real_photos(audit_config, store):
     eod = [r for r in rows if r.get("kind") == "equalized_odds_difference"]
     assert [r["scorer"] for r in eod] == ["watermark:guardrail-image"]
     assert "no face" not in eod[0]["groups"]
-    assert "perceived" in ev.summary["limits"]
+    assert any("perceived" in x for x in ev.summary["limits"])
 
 
 @pytest.mark.slow
