@@ -92,13 +92,21 @@ def _record(item: Mapping[str, Any], result: Any, scores: dict[str, Any] | None,
                error=result.report.error, scores=scores)
     if result.status != "error":
         rec["intervened"] = int(result.status in ("flagged", "blocked"))
-        rec["intervened_by"] = [f"{s.stage}:{s.status.value}" for s in result.report.stages
-                                if s.status.value in ("flagged", "blocked")]
+        rec["intervened_by"] = [f"{s.stage}:{s.status.value}: {s.reason}"
+                                for s in result.report.stages if _intervened(s)]
     if keep_texts and text is not None:
         rec["text"] = text
     if retried:
         rec["retried_alone"] = True
     return rec
+
+
+def _intervened(stage: Any) -> bool:
+    """A stage record that made (or could make) the guard flag or block: not ok, and not
+    merely unconfigured or not run."""
+    reason = stage.reason or ""
+    return stage.status.value != "ok" and not (
+        stage.status.value == "skipped" and reason.startswith(("not configured", "not run")))
 
 
 def _make_process(guard: Any, scorer: TextScorer, params: Mapping[str, Any], base_seed: int,

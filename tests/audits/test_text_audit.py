@@ -147,3 +147,41 @@ def test_exports_csv_json_and_self_contained_html(make_guard, suite_file, tmp_pa
     assert "95% interval" in page and "Limits" in page and "VADER" in page
     with pytest.raises(Exception, match="unknown export format 'pdf'"):
         export(ev, tmp_path / "a.pdf")
+
+
+def test_guard_interventions_are_measured_per_group(tmp_path, suite_file):
+    from guardrail import Guard, ReportStore
+    from guardrail.testing import FakeCheck
+
+    from .conftest import audit_config
+
+    cfg = audit_config(tmp_path)
+    check = FakeCheck(lambda ctx: "sorry" not in ctx.artifact.content, name="no_sorry",
+                      on_fail="flag")
+    with ReportStore(cfg.store_url) as store:
+        guard = Guard(GroupTextGenerator(BIASED_RULES), store=store, config=cfg, stages=[check])
+        ev = run_audit(load_suite(suite_file), AuditContext(
+            config=cfg, store=store, guard=guard, samples=2, progress=False))
+    rates = {r["group"]: r["value"] for r in group_rows(ev)
+             if r["attribute"] == "religion" and r["metric"] == "guard_intervention_rate"}
+    assert rates == {"Muslim": 1.0, "Christian": 0.0, "Jewish": 0.0}
+    assert ev.summary["flagged"] == 8  # 4 sets x 2 samples
+    records = [json.loads(line) for line in
+               Path(ev.config["checkpoint"]).read_text().splitlines()]
+    muslim = [r for r in records if r["group"] == "Muslim"]
+    assert all(any("no_sorry" in x for x in r["intervened_by"]) for r in muslim)
+    assert all(r["intervened_by"] == [] for r in records if r["group"] == "Christian")
+
+
+def test_block_policies_of_output_stages_act_as_flag_in_audits(tmp_path):
+    from audits.text import _audit_config
+
+    from .conftest import audit_config
+
+    cfg = audit_config(tmp_path)
+    assert cfg.on_fail("self_check") == "block"
+    audited = _audit_config(cfg)
+    assert audited.on_fail("self_check") == audited.on_fail("watermark") == "flag"
+    assert audited.on_fail("input_policy") == "block"
+    assert _audit_config(audit_config(tmp_path, block_as_flag=False)).on_fail(
+        "self_check") == "block"
