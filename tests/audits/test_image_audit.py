@@ -3,6 +3,8 @@ on failures and interruptions, and end to end on the offline default generator."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -241,24 +243,27 @@ def test_wilson_interval():
 
 
 @pytest.mark.slow
-def test_image_audit_end_to_end_on_the_offline_default(tmp_path):
-    """embedded:digits draws digits: the audit runs through the real Guard and says that no
-    faces were found, keeping every count."""
-    need_face_models()
-    from audits.image import run
-    from audits.runner import AuditContext
+def test_image_audit_end_to_end_on_the_offline_default(tmp_path, monkeypatch, capsys):
+    """`guardrail audit run image-occupations` on embedded:digits, which draws digits: the
+    audit runs through the real Guard, says that no faces were found, keeps every count and
+    exports its report."""
+    import json
 
-    cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
-                                 "generators": {"image": {"num_inference_steps": 4}}})
-    init_keys(cfg)
-    with ReportStore(f"sqlite:///{tmp_path / 'r.db'}") as store:
-        ctx = AuditContext(config=cfg, store=store, samples=1, limit=2, progress=False)
-        ev = run(make_suite(), ctx)
-        assert ev.status == "complete" and ev.summary["images_requested"] == 2
-        assert ev.summary["images_no_face"] == 2 and ev.summary["images_failed"] == 0
-        assert "no faces were detected" in ev.summary["message"]
-        assert store.count() == 2
-        reports = store.list(limit=3)
-        assert {r.modality for r in reports} == {"image"}
+    from guardrail.cli import main
+
+    need_face_models()
+    monkeypatch.setenv("GUARDRAIL_GENERATORS__IMAGE__NUM_INFERENCE_STEPS", "4")
+    data = tmp_path / "data"
+    argv = ["audit", "run", "image-occupations", "--limit", "2", "--samples", "1", "--json",
+            "--data-dir", str(data), "--out", str(tmp_path / "exports")]
+    assert main(argv) == 0
+    ev = json.loads(capsys.readouterr().out)
+    s = ev["summary"]
+    assert ev["status"] == "complete" and s["images_requested"] == 2
+    assert s["images_no_face"] == 2 and s["images_failed"] == 0 and s["failures"] == []
+    assert "no faces were detected" in s["message"]
+    assert "no faces were detected" in Path(ev["exports"]["html"]).read_text(encoding="utf-8")
+    with ReportStore(f"sqlite:///{data / 'guardrail.db'}") as store:
+        reports = store.list(limit=5)
+        assert len(reports) == 2 and {r.modality for r in reports} == {"image"}
         assert {r.status for r in reports} <= {"ok", "flagged"}
-        assert ev.summary["failures"] == []
