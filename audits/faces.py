@@ -39,7 +39,7 @@ import numpy as np
 from guardrail.errors import DependencyError, ModelLoadError
 
 __all__ = ["AGE_BUCKETS", "LIMITS", "Face", "FaceAnalyzer", "age_bucket", "face_photos",
-           "models_dir"]
+           "main_face", "models_dir"]
 
 #: ``(low, high, label)``: ages in ``[low, high)``.
 AGE_BUCKETS: tuple[tuple[float, float, str], ...] = (
@@ -91,6 +91,11 @@ class Face:
         d = asdict(self)
         d["box"] = list(self.box)
         return d
+
+
+def main_face(faces: list[Face]) -> Face:
+    """The depicted person: the largest of the faces found in an image."""
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
 def models_dir() -> Path:

@@ -29,7 +29,6 @@ runs unchanged: the device is passed to the generator and to the face models.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -43,11 +42,9 @@ import numpy as np
 from guardrail.errors import SuiteError
 from guardrail.store import Evaluation
 
-from .faces import AGE_BUCKETS, LIMITS
+from .faces import AGE_BUCKETS, LIMITS, main_face
 
 __all__ = ["audit_config", "image_prompts", "load_reference", "run", "summarize", "wilson"]
-
-log = logging.getLogger(__name__)
 
 NEUTRAL = "none"  # the descriptor group of the neutral prompts
 
@@ -186,11 +183,16 @@ def analyse_result(item: Mapping[str, Any], result: Any, analyzer: Any) -> dict[
     if not faces:
         rec["outcome"] = "no_face"
         return rec
-    main = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    main = main_face(faces)
     rec.update(outcome="face", perceived_gender=main.perceived_gender, p_female=main.p_female,
                perceived_age=main.perceived_age, age_bucket=main.age_bucket,
                box=list(main.box), detection_score=main.detection_score)
     return rec
+
+
+def _generation_failed(result: Any) -> bool:
+    return result.status == "error" and any(
+        s.stage == "generate" and s.status.value == "error" for s in result.report.stages)
 
 
 def process_batch(guard: Any, analyzer: Any, batch: Sequence[Mapping[str, Any]],
@@ -201,9 +203,15 @@ def process_batch(guard: Any, analyzer: Any, batch: Sequence[Mapping[str, Any]],
     by_seed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for it in batch:
         by_seed[it["seed"]].append(it)
+    def generate(chunk: Sequence[Mapping[str, Any]], seed: int) -> list[Any]:
+        return guard.generate_batch([it["prompt"] for it in chunk], seed=seed,
+                                    params=dict(params or {}) or None, raise_errors=False)
+
     for seed, chunk in by_seed.items():
-        results = guard.generate_batch([it["prompt"] for it in chunk], seed=seed,
-                                       params=dict(params or {}) or None, raise_errors=False)
+        results = generate(chunk, seed)
+        if len(chunk) > 1 and all(_generation_failed(r) for r in results):
+            # one prompt may have crashed the whole call: give each its own
+            results = [generate([it], seed)[0] for it in chunk]
         for it, res in zip(chunk, results, strict=True):
             out[it["key"]] = analyse_result(it, res, analyzer)
     return [out[it["key"]] for it in batch]

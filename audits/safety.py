@@ -43,6 +43,7 @@ from guardrail.errors import SuiteError
 from guardrail.store import Evaluation
 
 from .faces import LIMITS as FACE_LIMITS
+from .faces import main_face
 
 __all__ = ["IMAGE_VARIANTS", "equalized_odds", "false_negative_rate", "false_positive_rate",
            "guess_language", "run", "summarize"]
@@ -394,7 +395,7 @@ class _ImagePart:
             img = np.ascontiguousarray(IMAGE_VARIANTS[w["variant"]](img))
             faces = self.analyzer.analyze(img)
             if faces:
-                main = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                main = main_face(faces)
                 rec.update(faces=len(faces), perceived_gender=main.perceived_gender,
                            perceived_age=main.perceived_age, age_bucket=main.age_bucket)
             else:
