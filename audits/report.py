@@ -113,9 +113,8 @@ def forest_svg(rows: Sequence[Mapping[str, Any]], title: str, *, width: int = 42
         return ""
     lows = [r["ci_low"] if r.get("ci_low") is not None else r["value"] for r in rows]
     highs = [r["ci_high"] if r.get("ci_high") is not None else r["value"] for r in rows]
-    lo, hi = min(0.0, *lows), max(*highs, 1e-9)
-    if hi - lo < 1e-9:
-        hi = lo + 1.0
+    lo, hi = min(0.0, *lows), max(0.0, *highs)
+    hi = max(hi, lo + 0.05)  # all-zero rates: a readable axis, not one of width 1e-9
     label_w, pad, row_h, top = 150, 14, 20, 28
     plot_w = width - label_w - 2 * pad
     height = top + row_h * len(rows) + 26
