@@ -47,10 +47,16 @@ def pydoc_topics(min_words: int = 40) -> Iterator[tuple[str, str]]:
 
 
 def fortunes(min_words: int = 40, root: Path = FORTUNES_DIR) -> Iterator[tuple[str, str]]:
-    """Fortune cookies, joined until each item has ``min_words`` words."""
+    """Fortune cookies, joined until each item has ``min_words`` words.
+
+    Only the files in ``root`` itself: the language packages (fortunes-de, -it, ...) put
+    theirs in subfolders and link some into ``root``; links are skipped so the default
+    corpus stays English whatever else is installed. Pass ``root / "de"`` for German.
+    """
     if not root.is_dir():
         return
-    for file in sorted(p for p in root.iterdir() if p.is_file() and not p.suffix)[:64]:
+    for file in sorted(p for p in root.iterdir()
+                       if p.is_file() and not p.is_symlink() and not p.suffix)[:64]:
         try:
             entries = file.read_text(encoding="utf-8", errors="replace").split("\n%\n")
         except OSError:

