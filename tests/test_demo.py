@@ -34,14 +34,14 @@ def run_json(capsys, *args):
 def test_demo_writes_three_guarded_outputs_and_reports(demo, capsys):
     code, reports, data, root = demo
     assert [r["modality"] for r in reports] == ["text", "image", "audio"]
-    for r in reports:  # first, so that a failure names the stage and its reason
+    for r in reports:  # before the exit code, so that a failure names the stage and reason
         assert r["status"] == "ok", (r["modality"], [s for s in r["stages"] if s["status"] != "ok"])
-    assert code == 0
         assert Path(r["output"]).is_file()
         stages = {s["stage"]: s for s in r["stages"]}
         assert stages["watermark"]["status"] == "ok"
         assert stages["self_check"]["status"] == "ok"
         assert stages["provenance"]["status"] == "ok", stages["provenance"]
+    assert code == 0
     code, listed, _ = run_json(capsys, "reports", "list", "--json", *data)
     assert code == 0
     assert {r["report_id"] for r in listed} == {r["report_id"] for r in reports}

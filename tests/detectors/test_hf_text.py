@@ -3,7 +3,7 @@ import pytest
 
 from guardrail.detectors.hf import HFClassifierDetector
 from guardrail.detectors.registry import build
-from guardrail.detectors.text import BinocularsScorer, FastDetectGPTScorer, calibrate
+from guardrail.detectors.text import BinocularsScorer, FastDetectGPTScorer
 from guardrail.errors import ModelLoadError
 
 from .conftest import art
@@ -102,18 +102,22 @@ def test_fast_detectgpt_criterion_and_calibrated_detector(config, text_generator
     crit_g = [sc.criterion(t) for t in gen]
     assert np.isfinite(crit_h + crit_g).all()
     assert np.mean(crit_g) > np.mean(crit_h)  # the model's own text is more "typical"
-    meta = calibrate(sc, human, gen, data_dir=config.data_dir, name="fast-detectgpt-smollm2")
-    assert meta["kind"] == "fast-detectgpt" and meta["n_real"] == 4
+    # the shipped calibration for the embedded model: works with no training step
     det = build("fast-detectgpt", config, text_generator=text_generator)
+    assert det.meta["shipped"] and det.meta["scoring_model"] == sc.model_version
     r = det.detect(art("text", gen[0]))
     assert r.probability is not None and r.operating_fpr is not None
+    assert det.detect(art("text", gen[0])).probability > det.detect(art("text", human[0])).probability
     short = det.detect(art("text", "Too short."))
     assert short.probability is None and "minimum" in short.reason
 
 
-def test_fast_detectgpt_uncalibrated_is_not_performed(config, text_generator):
+def test_fast_detectgpt_without_its_calibration_is_not_performed(tmp_path, text_generator):
+    from guardrail.config import Config
     from guardrail.detectors.registry import build_all
 
+    config = Config.load(overrides={"paths": {"data_dir": str(tmp_path)},
+                                    "detectors": {"text_calibration": "not-trained-here"}})
     dets = build_all(config, ["text"], text_generator=text_generator)
     r = dets[0].detect(art("text", "word " * 50))
     assert r.probability is None and "no trained detector" in r.reason

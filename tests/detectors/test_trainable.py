@@ -39,7 +39,7 @@ def test_train_eval_spectral_on_tiny_folders(config, tmp_path, photos, digit_ima
     res = cmd_train(config, "spectral", str(real), str(synth), "spec-test")
     assert res["n_train"] + res["n_test"] == 15 and 0.0 <= res["threshold"] <= 1.0
     assert res["metrics"]["auroc_ci"] is not None and res["roc"]
-    assert list_trained(config.data_dir) == ["spec-test"]
+    assert list_trained(config.data_dir) == ["fast-detectgpt-smollm2", "spec-test"]  # + shipped
     meta = json.loads((config.data_dir / "detectors" / "spec-test.json").read_text())
     assert meta["kind"] == "spectral" and meta["modality"] == "image"
     det = load_trained(config.data_dir, "spec-test")
