@@ -191,6 +191,43 @@ def cmd_reports_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo_evaluations(args: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
+    """The evaluations behind the dashboard's audit and robustness/detector pages, run
+    through the same CLI verbs a user would type (small sizes)."""
+    import contextlib
+    import io
+
+    common = [flag for name, flag in (("config", "--config"), ("store", "--store"),
+                                      ("data_dir", "--data-dir"))
+              for flag in ([flag, str(getattr(args, name))] if getattr(args, name) else [])]
+    human, generated = out_dir / "eval-texts" / "real", out_dir / "eval-texts" / "synthetic"
+    steps = [
+        ("text bias audit (24 prompts)", ["audit", "run", "text-demographics", "--samples",
+                                          "1", "--limit", "24", "--json"]),
+        ("text corpus for the detector evaluation", ["detectors", "corpus",
+                                                     str(out_dir / "eval-texts"), "--samples",
+                                                     "12", "--length", "64", "--prefix", "16",
+                                                     "--json"]),
+        ("text detector evaluation", ["detectors", "eval", "fast-detectgpt", str(human),
+                                      str(generated), "--bootstrap", "200", "--json"]),
+    ]
+    if (out_dir / "eval-texts").exists():
+        import shutil
+
+        shutil.rmtree(out_dir / "eval-texts")
+    done: list[dict[str, Any]] = []
+    for label, argv in steps:
+        if not args.json:
+            print(f"[evaluation] {label} ...", flush=True)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = main([*argv, *common])
+        done.append({"step": label, "exit_code": code})
+        if code != EXIT_OK and not args.json:
+            print(f"[evaluation] {label}: exit code {code}", flush=True)
+    return done
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .factory import guard_from_config
 
@@ -226,11 +263,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"[{modality.value}] {result.status}: {result.output or 'nothing written'}"
                       f"  (report {result.report_id})")
+    evaluations = _demo_evaluations(args, out_dir) if args.evaluations else []
     if args.json:
-        _emit_json([r.to_dict() for r in reports])
+        _emit_json([r.to_dict() for r in reports] if not args.evaluations else
+                   {"reports": [r.to_dict() for r in reports], "evaluations": evaluations})
     else:
         print(f"\noutputs: {out_dir}\nreports: {ReportStore.describe(cfg.store_url)}\n"
-              "see them with: guardrail reports list")
+              "see them with: guardrail reports list; guardrail dashboard")
     blocked = any(r.status == "blocked" for r in reports)
     return EXIT_BLOCKED if blocked else EXIT_OK
 
@@ -521,6 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one guarded generation per modality on the embedded defaults")
     d.add_argument("--out", metavar="DIR", help="output folder (default: <data_dir>/demo)")
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--evaluations", action="store_true",
+                   help="also record a short text bias audit and a text detector "
+                        "evaluation, so the dashboard's audit and detector pages have data "
+                        "(a few more minutes; robustness runs: guardrail robustness)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
 

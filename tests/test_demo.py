@@ -142,3 +142,23 @@ def test_embedded_text_credentials_survive_a_copy_paste_round_trip(demo, capsys,
     pasted.write_text("".join(list(content)), encoding="utf-8")  # characters, not bytes
     code, v = verify_json(capsys, pasted, data)
     assert v["provenance"]["state"] == "TRUSTED"
+
+
+def test_demo_evaluations_fill_the_audit_and_detector_pages(demo, tmp_path):
+    """`guardrail demo --evaluations` records what the dashboard's other pages show."""
+    import argparse
+
+    from guardrail.cli import _demo_evaluations
+    from guardrail.config import Config
+    from guardrail.store import ReportStore
+
+    _code, _reports, data, root = demo
+    args = argparse.Namespace(config=None, store=None, data_dir=data[1], json=True)
+    steps = _demo_evaluations(args, tmp_path)
+    assert [s["exit_code"] for s in steps] == [0, 0, 0], steps
+    cfg = Config.load(overrides={"paths": {"data_dir": data[1]}})
+    with ReportStore(cfg.store_url) as store:
+        audits = store.list_evaluations(kind="audit")
+        evals = store.list_evaluations(kind="detector_eval")
+    assert audits and audits[0].status == "complete" and audits[0].rows
+    assert evals and evals[0].summary["auroc"] is not None
