@@ -127,7 +127,9 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, *, target_fpr: float = 0.05,
                    seed: int = 0) -> tuple[Any, float, float, dict[str, Any]]:
     """Fit scaler + logistic regression; choose the operating point on held-out data.
 
-    With at least 8 examples of each class, a stratified quarter is held out: the
+    With a single feature the calibration is monotone: the threshold is the quantile of
+    all real examples' scores that meets ``target_fpr``. Otherwise, with at least 8
+    examples of each class, a stratified quarter is held out: the
     threshold is the lowest whose false-positive rate on its real examples is
     ``<= target_fpr``, and that rate is reported. With fewer, the threshold is chosen on
     the training data itself (optimistic; the metadata says so).
@@ -148,6 +150,19 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, *, target_fpr: float = 0.05,
     counts = np.bincount(y, minlength=2)
     if counts.min() < 2:
         raise ConfigError("training needs at least 2 real and 2 synthetic examples")
+    if X.ndim == 2 and X.shape[1] == 1:
+        # one feature (a zero-shot criterion): the calibration is monotone, so the operating
+        # point is a quantile of the real examples' scores - estimated on all of them
+        est = make().fit(X, y)
+        if float(est[-1].coef_[0][0]) <= 0:
+            raise ConfigError("the criterion does not separate the classes on this data "
+                              "(synthetic examples do not score higher than real ones)")
+        thr, fpr = threshold_at_fpr(est.predict_proba(X[y == 0])[:, 1], target_fpr)
+        return est, float(min(thr, 1.0)), float(fpr), {
+            "operating_point_from": f"all {int(counts[0])} real training examples (one "
+                                    "feature: a monotone calibration, the threshold is a "
+                                    "quantile of the real scores)",
+            "n_calibration": int(len(y)), "target_fpr": target_fpr}
     if counts.min() >= 8:
         Xa, Xc, ya, yc = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
         how = "held-out calibration split (25%)"

@@ -155,3 +155,18 @@ def test_text_corpus_is_equal_length_and_atomic(tmp_path, text_generator):
     with pytest.raises(InputError, match="not empty"):
         text_corpus(text_generator, out, samples=3, progress=False)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".corpus-")]
+
+
+def test_one_feature_calibration_sets_its_threshold_on_every_real_example():
+    from guardrail.errors import ConfigError
+
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(0, 1, 200), rng.normal(3, 1, 200)]).reshape(-1, 1)
+    y = np.array([0] * 200 + [1] * 200)
+    est, thr, fpr, info = fit_classifier(X, y, target_fpr=0.05)
+    p_real = est.predict_proba(X[y == 0])[:, 1]
+    assert fpr == pytest.approx(np.mean(p_real >= thr)) and fpr <= 0.05
+    assert np.sum(p_real >= thr) == 10  # exactly 5% of 200: the quantile, on all of them
+    assert "all 200 real" in info["operating_point_from"]
+    with pytest.raises(ConfigError, match="does not separate"):
+        fit_classifier(-X, y)
