@@ -231,14 +231,22 @@ class UnavailableDetector(BaseDetector):
         return not_performed(self.name, None, self.reason)
 
 
+def _broken(detector: Detector) -> bool:
+    """A detector that could not be built or whose model failed to load."""
+    return isinstance(detector, UnavailableDetector) or bool(
+        getattr(detector, "_load_error", None))
+
+
 class DetectorStage(Stage):
     """Output check that runs every detector for the artifact's modality and records the
     scores as evidence (``ctx.evidence["detectors"]`` and the stage details).
 
     Our own generator's outputs are synthetic, so a "synthetic" decision is expected here:
     the stage passes whatever the scores say. It is skipped (with the reasons) when no
-    detector is configured for the modality or none of them could run; the slot's on-fail
-    policy then applies as for any stage that could not run.
+    detector is configured for the modality, or when none could run because a detector is
+    broken (not built, model failed to load); the slot's on-fail policy then applies as for
+    any stage that could not run. An output merely outside every detector's range (a text
+    shorter than the minimum, a tiny image) passes with a note saying so.
 
     Parameters
     ----------
@@ -268,7 +276,13 @@ class DetectorStage(Stage):
         ctx.evidence["detectors"] = rows
         if all(r.probability is None for r in results):
             reasons = "; ".join(f"{r.detector}: {r.reason}" for r in results)
-            raise StageSkipped(f"no detector could run ({reasons})", detectors=rows)
+            if any(_broken(d) for d in mine):
+                raise StageSkipped(f"no detector could run ({reasons})", detectors=rows)
+            # every detector works but this output is outside their range (a text under
+            # the minimum length, an image too small): recorded, not a failure of the layer
+            return StageOutcome(passed=True, details={
+                "detectors": rows, "synthetic_decisions": 0, "max_probability": None,
+                "note": f"no detector could score this output ({reasons})"})
         ran = [r for r in results if r.probability is not None]
         return StageOutcome(passed=True, details={
             "detectors": rows,

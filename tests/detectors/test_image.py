@@ -112,6 +112,11 @@ def test_registry_and_stage(config, photos):
         stage.run(tctx)
     with pytest.raises(StageSkipped, match="no detector configured"):
         DetectorStage([det]).run(tctx)
+    # a working detector, an output outside its range: recorded, not a failure
+    small = StageContext(report_id="r", prompt="p", modality="image", config=config,
+                         media_type="image/png", artifact=art("image", photos[0][:32, :32]))
+    out = DetectorStage([det]).run(small)
+    assert out.passed and "too small" in out.details["note"]
 
 
 def test_unknown_entry(config):
