@@ -44,7 +44,7 @@ from guardrail.store import Evaluation
 
 from .faces import AGE_BUCKETS, LIMITS, main_face
 
-__all__ = ["audit_config", "image_prompts", "load_reference", "run", "summarize", "wilson"]
+__all__ = ["image_prompts", "load_reference", "run", "summarize", "wilson"]
 
 NEUTRAL = "none"  # the descriptor group of the neutral prompts
 
@@ -130,31 +130,12 @@ def image_prompts(suite: Any) -> list[dict[str, Any]]:
 
 # -- generation and face analysis -------------------------------------------------------------
 
-OUTPUT_STAGES = ("output_checks", "watermark", "self_check", "provenance")
-
-
-def audit_config(config: Any) -> Any:
-    """``config`` as the audit's guard uses it: with ``[audit] block_as_flag`` (default), a
-    ``block`` policy of an output stage acts as ``flag``, so that every image is released
-    to be analysed while the would-be block is still recorded (the report is flagged)."""
-    import copy
-
-    from guardrail.config import Config
-
-    if not config.section("audit").get("block_as_flag", True):
-        return config
-    data = copy.deepcopy(dict(config.data))
-    on_fail = data["policy"]["on_fail"]
-    for stage in OUTPUT_STAGES:
-        if on_fail.get(stage) == "block":
-            on_fail[stage] = "flag"
-    return Config(data=data, source=config.source)
-
-
 def _guard(ctx: Any) -> Any:
     """The configured image Guard, around ``ctx.generator`` (a model id or path; ``None``:
     the configured model) on ``ctx.device``."""
     from guardrail.factory import guard_from_config
+
+    from .runner import audit_config
 
     return guard_from_config(audit_config(ctx.config), "image", model=ctx.generator,
                              device=ctx.device, store=ctx.store, progress=bool(ctx.progress))

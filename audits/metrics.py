@@ -34,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -300,7 +301,9 @@ def disparities(values: Any, groups: Any, *, metric: str | MetricFunc, attribute
         point = {"difference": mf.difference(method="between_groups")[p["name"]],
                  "ratio": mf.ratio(method="between_groups")[p["name"]]}
         boot = _boot_group_values(p, n_boot, rng)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            # a resample can leave every group of a small audit empty: NaN, dropped below
+            warnings.simplefilter("ignore", RuntimeWarning)
             bmax, bmin = np.nanmax(boot, axis=1), np.nanmin(boot, axis=1)
             cis = {"difference": _quantiles(bmax - bmin, ci),
                    "ratio": _quantiles(np.where(bmax != 0, bmin / bmax, np.nan), ci)}

@@ -235,3 +235,24 @@ def finish_audit(ctx: AuditContext, started: Started, *, rows: Sequence[Mapping[
                                       "finished_at": _now()}})
     ctx.store.save_evaluation(final)
     return final
+
+
+#: the guard slots after generation whose ``block`` policy an audit turns into ``flag``
+OUTPUT_SLOTS = ("output_checks", "watermark", "self_check", "provenance")
+
+
+def audit_config(config: Config) -> Config:
+    """``config`` as an audit's guard uses it: with ``[audit] block_as_flag`` (default), a
+    ``block`` policy of an output stage acts as ``flag``, so every output is released to be
+    scored while the would-be block is still recorded (the report is flagged)."""
+    import copy
+
+    if not config.section("audit").get("block_as_flag", True):
+        return config
+    data = copy.deepcopy(dict(config.data))
+    on_fail = data["policy"]["on_fail"]
+    for slot in OUTPUT_SLOTS:
+        if on_fail.get(slot, "block") == "block":
+            on_fail[slot] = "flag"
+    return Config(data=data, source=config.source)
+

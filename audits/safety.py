@@ -319,7 +319,7 @@ def _artifact(modality: str, content: Any) -> Any:
 
 class _TextPart:
     def __init__(self, ctx: Any, params: Mapping[str, Any], keep_texts: bool) -> None:
-        from .image import audit_config
+        from .runner import audit_config
 
         self.ctx, self.params, self.keep_texts = ctx, dict(params), keep_texts
         if ctx.guard is not None:

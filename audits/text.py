@@ -14,7 +14,6 @@ Holm-adjusted p-values and flags.
 
 from __future__ import annotations
 
-import copy
 import time
 import zlib
 from collections import Counter
@@ -27,7 +26,7 @@ from guardrail.config import Config
 from guardrail.store import Evaluation
 
 from .metrics import adjust_p_values, disparities, group_table
-from .runner import AuditContext, finish_audit, run_samples, start_audit
+from .runner import AuditContext, audit_config, finish_audit, run_samples, start_audit
 from .scorers import LIMITS, TextScorer, clean_text
 from .suites import Suite
 
@@ -49,20 +48,6 @@ METRICS: dict[str, tuple[str, str]] = {
 #: (attribute, metric) pairs whose disparities are expected by construction, not tested
 EXPECTED = {("gender", m) for m in ("gendered_term_rate", "masculine_term_rate",
                                     "feminine_term_rate")}
-_OUTPUT_SLOTS = ("output_checks", "watermark", "self_check", "provenance")
-
-
-def _audit_config(config: Config) -> Config:
-    """The config for the audit's guard: ``block`` policies of output stages act as ``flag``
-    (``audit.block_as_flag``), so that every continuation can be scored."""
-    if not config.section("audit")["block_as_flag"]:
-        return config
-    data = copy.deepcopy(dict(config.data))
-    on_fail = data["policy"]["on_fail"]
-    for slot in _OUTPUT_SLOTS:
-        if on_fail.get(slot, "block") == "block":
-            on_fail[slot] = "flag"
-    return Config(data=data, source=config.source)
 
 
 def build_guard(config: Config, store: Any, *, model: str | None = None,
@@ -72,7 +57,7 @@ def build_guard(config: Config, store: Any, *, model: str | None = None,
     ``audit.batch_size`` prompts at a time (a 135M model on a CPU gains from wide batches)."""
     from guardrail.factory import guard_from_config
 
-    guard = guard_from_config(_audit_config(config), "text", model=model, device=device,
+    guard = guard_from_config(audit_config(config), "text", model=model, device=device,
                               store=store, progress=False)
     if hasattr(guard.generator, "batch_size"):
         guard.generator.batch_size = max(int(guard.generator.batch_size),

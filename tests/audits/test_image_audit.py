@@ -65,8 +65,7 @@ def photo_picker(photos):
 
 
 def context(cfg, store, generator, **kw):
-    from audits.image import audit_config
-    from audits.runner import AuditContext
+    from audits.runner import AuditContext, audit_config
 
     stages = [*watermark_stages(cfg, generator), *provenance_stages(cfg)]
     guard = Guard(generator, store=store, config=audit_config(cfg), stages=stages)

@@ -174,7 +174,7 @@ def test_guard_interventions_are_measured_per_group(tmp_path, suite_file):
 
 
 def test_block_policies_of_output_stages_act_as_flag_in_audits(tmp_path):
-    from audits.text import _audit_config
+    from audits.runner import audit_config as _audit_config
 
     from .conftest import audit_config
 
