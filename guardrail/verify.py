@@ -246,7 +246,8 @@ def verdict(res: VerifyResult) -> VerifyResult:
     for d in res.detectors:
         if d.probability is not None:
             ev.append(f"detector {d.detector}: {d.probability:.2f} probability synthetic"
-                      + (f" (decision at FPR {d.operating_fpr:g})" if d.operating_fpr else ""))
+                      + (f" (operating point at {d.operating_fpr:.1%} false positives)"
+                         if d.operating_fpr else ""))
     top = max((d.probability for d in res.detectors if d.probability is not None), default=None)
 
     if p.state is ProvenanceState.INVALID:
