@@ -434,7 +434,8 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     elif args.detectors_verb == "report":
         result = dc.cmd_report(cfg, modalities=args.modality or ["image", "text", "audio"],
                                text_corpus=args.text_corpus, human_speech=args.human_speech,
-                               c2pa_peer=args.c2pa_peer, out=None if args.no_write else args.out,
+                               c2pa_peer=args.c2pa_peer, opencv_doc=args.opencv_doc,
+                               out=None if args.no_write else args.out,
                                write_calibration=args.write_calibration,
                                progress=not args.json)
     else:
@@ -659,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     drp.add_argument("--human-speech", metavar="DIR", help="recorded human speech (audio)")
     drp.add_argument("--c2pa-peer", metavar="DIR", help="the c2pa-peer fixtures folder "
                      "(its plain photographs join the real photos)")
+    drp.add_argument("--opencv-doc", metavar="DIR", help="OpenCV's sample data folder "
+                     "(Debian opencv-doc: .../examples/data; its scene photos join them)")
     drp.add_argument("--out", default="docs/DETECTORS.md")
     drp.add_argument("--no-write", action="store_true", help="print only")
     drp.add_argument("--write-calibration", action="store_true",

