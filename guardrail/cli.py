@@ -197,9 +197,10 @@ def _demo_evaluations(args: argparse.Namespace, out_dir: Path) -> list[dict[str,
     import contextlib
     import io
 
-    common = [flag for name, flag in (("config", "--config"), ("store", "--store"),
-                                      ("data_dir", "--data-dir"))
-              for flag in ([flag, str(getattr(args, name))] if getattr(args, name) else [])]
+    common: list[str] = []
+    for name, flag in (("config", "--config"), ("store", "--store"), ("data_dir", "--data-dir")):
+        if getattr(args, name):
+            common += [flag, str(getattr(args, name))]
     human, generated = out_dir / "eval-texts" / "real", out_dir / "eval-texts" / "synthetic"
     steps = [
         ("text bias audit (24 prompts)", ["audit", "run", "text-demographics", "--samples",

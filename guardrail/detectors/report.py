@@ -16,7 +16,6 @@ offline, written to ``docs/DETECTORS.md`` by ``guardrail detectors report``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,13 +145,11 @@ def image_report(config: Any, *, c2pa_peer: str | Path | None = None,
 
 def write_calibration(calibration: dict[str, Any]) -> Path:
     """Write the photo operating point into the shipped calibrations (a maintainer step)."""
+    from ..media import atomic_write
     from .trainable import SHIPPED_DIR
 
-    path = SHIPPED_DIR / f"{calibration['name']}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    data = (json.dumps(calibration, indent=2) + "\n").encode("utf-8")
+    return atomic_write(SHIPPED_DIR / f"{calibration['name']}.json", data)
 
 
 def text_report(config: Any, corpus_dir: str | Path, *, text_generator: Any = None,
@@ -171,19 +168,17 @@ def text_report(config: Any, corpus_dir: str | Path, *, text_generator: Any = No
 
 def _resampled_wav(samples: np.ndarray, rate: int, target: int) -> bytes:
     import io
-    from math import gcd
 
     import soundfile as sf
-    from scipy.signal import resample_poly
+
+    from ..watermark.audio import resample
 
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim > 1:
         x = x.mean(axis=1)
-    if rate != target:
-        g = gcd(int(rate), int(target))
-        x = resample_poly(x, target // g, int(rate) // g).astype(np.float32)
     buf = io.BytesIO()
-    sf.write(buf, np.clip(x, -1, 1), target, format="WAV", subtype="PCM_16")
+    sf.write(buf, np.clip(resample(x, int(rate), int(target)), -1, 1), target, format="WAV",
+             subtype="PCM_16")
     return buf.getvalue()
 
 

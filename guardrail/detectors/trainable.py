@@ -221,10 +221,9 @@ class TrainedDetector(BaseDetector):
 def save_trained(data_dir: str | Path, name: str, estimator: Any,
                  meta: dict[str, Any]) -> Path:
     """Write ``NAME.json`` (metadata + model parameters) atomically; returns its path."""
-    import os
-    import tempfile
-
     import sklearn
+
+    from ..media import atomic_write
 
     _check_name(name)
     model = estimator if isinstance(estimator, LogisticModel) else \
@@ -235,15 +234,8 @@ def save_trained(data_dir: str | Path, name: str, estimator: Any,
             "created_at": meta.get("created_at") or datetime.now(UTC).isoformat(),
             "model": model.to_dict()}
     path = folder / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    data = json.dumps(meta, indent=2, sort_keys=True, default=str).encode("utf-8")
+    return atomic_write(path, data)
 
 
 def _find(data_dir: str | Path, name: str) -> Path | None:
@@ -254,13 +246,17 @@ def _find(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
+def _kind_of(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def trained_kind(data_dir: str | Path, name: str) -> str | None:
     """The ``kind`` of the saved or shipped detector ``name`` (``None`` if unknown)."""
     path = _find(data_dir, name) if _NAME.match(name) else None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("kind") if path else None
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _kind_of(path) if path else None
 
 
 def load_trained(data_dir: str | Path, name: str, *, text_scorer: Any = None,
@@ -301,8 +297,8 @@ def list_trained(data_dir: str | Path) -> list[str]:
     names = set()
     for folder in (detectors_dir(data_dir), SHIPPED_DIR):
         if folder.is_dir():
-            names.update(p.stem for p in folder.glob("*.json") if not p.name.startswith(".")
-                         and trained_kind(data_dir, p.stem) in TRAINABLE_KINDS)
+            names.update(p.stem for p in folder.glob("*.json")
+                         if _kind_of(p) in TRAINABLE_KINDS)
     return sorted(names)
 
 
