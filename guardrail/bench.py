@@ -74,15 +74,14 @@ def _bench_modality(cfg: Config, modality: Modality, runs: int, store: ReportSto
                     workdir: Path, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from .factory import generator_from_config, provenance_stages, watermark_stages
+    from .factory import generator_from_config, guard_stages
     from .pipeline import Guard
 
     t0 = time.perf_counter()
     gen = generator_from_config(cfg, modality, progress=False)
     load_s = time.perf_counter() - t0
     core = Guard(gen, store=store, config=cfg)
-    full = Guard(gen, store=store, config=cfg,
-                 stages=[*watermark_stages(cfg, gen), *provenance_stages(cfg)])
+    full = Guard(gen, store=store, config=cfg, stages=guard_stages(cfg, gen))
     prompt, params = PROMPTS[modality], PARAMS[modality]
     ext = EXTENSIONS[modality]
     # warm-up (first calls pay for lazy initialisation)
@@ -205,8 +204,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "the same prompt and seed, interleaved: the *core* guard (input policy, encode, atomic "
         "file write, record in SQLite: the stages of the guarded-generation issue, target "
         f"under {result['target_overhead_pct']:.0f}% of generation time) and the *full* guard "
-        "(also watermark embedding, self-check on the encoded file, C2PA signing and "
-        "verification). Stage overhead = median time in every stage except `generate`, as a "
+        "(as `guardrail generate` runs it: also the detectors of the modality, watermark "
+        "embedding, self-check on the encoded file, C2PA signing and verification). Stage overhead = median time in every stage except `generate`, as a "
         "share of the median generation time; the end-to-end ratio also carries the "
         "generator's own run-to-run noise.",
         "",

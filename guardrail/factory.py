@@ -12,7 +12,8 @@ from .config import Config
 from .pipeline import Guard, Stage
 from .store import ReportStore
 
-__all__ = ["generator_from_config", "guard_from_config", "watermark_stages", "watermarker_from_config"]
+__all__ = ["detector_stages", "generator_from_config", "guard_from_config", "guard_stages",
+           "provenance_stages", "watermark_stages", "watermarker_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,14 @@ def guard_from_config(
     """A :class:`Guard` around the configured generator for ``modality``."""
     generator = generator_from_config(config, modality, model=model, device=device,
                                       progress=progress)
-    built = [*detector_stages(config, generator), *watermark_stages(config, generator),
-             *provenance_stages(config), *stages]
-    return Guard(generator, store=store, config=config, stages=built)
+    return Guard(generator, store=store, config=config,
+                 stages=[*guard_stages(config, generator), *stages])
+
+
+def guard_stages(config: Config, generator: Generator) -> list[Stage]:
+    """Every configured stage after generation: detectors, watermark + self-check, C2PA."""
+    return [*detector_stages(config, generator), *watermark_stages(config, generator),
+            *provenance_stages(config)]
 
 
 def watermarker_from_config(config: Config, modality: Modality | str, *,
