@@ -254,5 +254,7 @@ def audit_config(config: Config) -> Config:
     for slot in OUTPUT_SLOTS:
         if on_fail.get(slot, "block") == "block":
             on_fail[slot] = "flag"
+    if data["policy"].get("unverifiable_text") == "block":
+        data["policy"]["unverifiable_text"] = "flag"
     return Config(data=data, source=config.source)
 

@@ -584,8 +584,12 @@ def run(suite: Any, ctx: Any) -> Evaluation:
         attributes["image"] = list(image_spec.get("attributes", ["perceived_gender",
                                                                  "age_bucket"]))
     params = {"max_new_tokens": int((text_spec or {}).get("max_new_tokens",
-                                                          settings.get("max_new_tokens", 64))),
-              **dict(ctx.params)}
+                                                          settings.get("max_new_tokens", 64)))}
+    if (text_spec or {}).get("min_new_tokens") is not None:
+        # a generation too short to test for the watermark would be "not performed": the
+        # false-negative rate is measured on texts long enough to carry the mark
+        params["min_new_tokens"] = int(text_spec["min_new_tokens"])
+    params.update(ctx.params)
     started = start_audit(suite, ctx, total=len(work),
                           config={"kind": "safety", "samples": samples, "seed": seed,
                                   "generator": ctx.generator, "params": params,

@@ -171,6 +171,9 @@ class Config:
             if not 0 < wm[name] < 1:
                 raise ConfigError(f"watermark.{name} must be between 0 and 1, got {wm[name]}")
         _validate_audit(self.data["audit"])
+        if pol["unverifiable_text"] not in ON_FAIL_POLICIES:
+            raise ConfigError(f"policy.unverifiable_text = {pol['unverifiable_text']!r}; choose one of "
+                              f"{', '.join(ON_FAIL_POLICIES)}")
         for stage, value in pol["on_fail"].items():
             if value not in ON_FAIL_POLICIES:
                 raise ConfigError(

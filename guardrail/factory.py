@@ -147,4 +147,5 @@ def watermark_stages(config: Config, generator: Generator) -> list[Stage]:
         reason = f"watermark unavailable: {exc}"
         return [UnavailableStage("watermark", reason, modalities=[modality]),
                 UnavailableStage("self_check", reason, modalities=[modality])]
-    return [WatermarkStage(wm), WatermarkSelfCheck(wm)]
+    return [WatermarkStage(wm),
+            WatermarkSelfCheck(wm, unverifiable_text=str(config.policy["unverifiable_text"]))]

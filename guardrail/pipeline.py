@@ -119,9 +119,12 @@ CONFIGURABLE_SLOTS = ("input_policy", "output_checks", "watermark", "self_check"
 class StageSkipped(Exception):
     """Raised by a stage that cannot run here (missing key, unsupported input, ...)."""
 
-    def __init__(self, reason: str, **details: Any) -> None:
+    def __init__(self, reason: str, *, policy: str | None = None, **details: Any) -> None:
         super().__init__(reason)
         self.reason = reason
+        if policy is not None and policy not in ON_FAIL_POLICIES:
+            raise ValueError(f"policy must be one of {ON_FAIL_POLICIES}, got {policy!r}")
+        self.policy = policy  # overrides the slot's on-fail policy for this case
         self.details = details
 
 
@@ -139,8 +142,11 @@ class StageOutcome:
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     artifact: Artifact | None = None
+    policy: str | None = None  # overrides the slot's on-fail policy for this outcome
 
     def __post_init__(self) -> None:
+        if self.policy is not None and self.policy not in ON_FAIL_POLICIES:
+            raise ValueError(f"policy must be one of {ON_FAIL_POLICIES}, got {self.policy!r}")
         object.__setattr__(self, "details", _frozen_mapping(self.details))
 
 
@@ -531,6 +537,9 @@ class Guard:
         except StageSkipped as skip:
             ms = _ms(t0)
             reason = f"{stage.name}: could not run: {skip.reason}"
+            if skip.policy is not None:
+                policy = OnFail(skip.policy)
+                details["policy"] = policy.value
             call.add(slot, StageStatus.SKIPPED, ms, reason, {**details, **skip.details})
             if not isinstance(skip, NotApplicable):
                 self._apply_policy(call, policy, reason, on_block="blocked")
@@ -558,6 +567,9 @@ class Guard:
             call.add(slot, StageStatus.OK, ms, outcome.reason, details)
             return
         reason = f"{stage.name}: {outcome.reason or 'check failed'}"
+        if outcome.policy is not None:
+            policy = OnFail(outcome.policy)
+            details["policy"] = policy.value
         status = {OnFail.BLOCK: StageStatus.BLOCKED, OnFail.FLAG: StageStatus.FLAGGED,
                   OnFail.CONTINUE: StageStatus.FAILED}[policy]
         call.add(slot, status, ms, reason, details)

@@ -39,6 +39,7 @@ def test_file_env_and_flags_in_order_of_precedence(tmp_path: Path):
         ("[policy]\nmax_prompt_char = 3\n", "unknown setting 'policy.max_prompt_char'"),
         ("[nosuch]\nx = 1\n", "unknown setting 'nosuch'"),
         ("[policy.on_fail]\nwatermark = 'ignore'\n", "choose one of block, flag, continue"),
+        ("[policy]\nunverifiable_text = 'allow'\n", "policy.unverifiable_text = 'allow'; choose one of"),
         ("[policy]\nmax_prompt_chars = 0\n", "max_prompt_chars must be >="),
         ("not toml ===", "not valid TOML"),
     ],

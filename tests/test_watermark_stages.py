@@ -84,3 +84,67 @@ def test_fake_scheme_refuses_tiny_images(bad):
     art = Artifact(modality="image", content=bad, metadata=GenerationMetadata(model_id="m"))
     with pytest.raises(CannotWatermark):
         FakeLSBWatermarker().embed(art, 1)
+
+
+class _TextWM:
+    """A text scheme whose final file never verifies; the generated text does or does not."""
+
+    from guardrail import Modality
+    modality = Modality.TEXT
+    scheme, version, fpr = "fake-text", "1", 1e-3
+
+    def __init__(self, generated_verifies: bool) -> None:
+        self.generated_verifies = generated_verifies
+
+    def _res(self, detected, p):
+        from guardrail._types import WatermarkResult
+
+        return WatermarkResult(detected=detected, scheme=self.scheme, p_value=p, fpr=self.fpr)
+
+    def detect(self, artifact):
+        return self._res(False, 0.2)
+
+    def detect_text(self, text):
+        return self._res(True, 1e-9) if self.generated_verifies else self._res(False, 0.3)
+
+    def scorable_tokens(self, text):
+        return len(text.split())
+
+    def too_short_to_test(self, text):
+        return False
+
+
+def _text_guard(config, store, wm, **kw):
+    from guardrail.testing import FakeCheck
+
+    def mark(ctx):
+        ctx.evidence["watermark"] = {"scheme": wm.scheme}
+        return True
+    return Guard(EchoTextGenerator(), store=store, config=config,
+                 stages=[FakeCheck(mark, slot="watermark", name="mark"),
+                         WatermarkSelfCheck(wm, **kw)])
+
+
+@pytest.mark.parametrize("policy", ["flag", "block", "continue"])
+def test_a_weak_text_mark_follows_the_unverifiable_text_policy(config, store, policy):
+    res = _text_guard(config, store, _TextWM(False), unverifiable_text=policy).generate(
+        "an answer of a few words")
+    check = res.report.stage("self_check")
+    assert check.details["weak"] is True and check.details["policy"] == policy
+    assert check.details["generated_p_value"] == 0.3 and check.details["p_value"] == 0.2
+    assert "too weak to verify" in check.reason and "lost nothing" in check.reason
+    assert check.status.value == {"flag": "flagged", "block": "blocked",
+                                  "continue": "failed"}[policy]
+    assert res.status == {"flag": "flagged", "block": "blocked", "continue": "ok"}[policy]
+
+
+def test_a_text_mark_lost_in_encoding_is_a_self_check_failure(config, store):
+    res = _text_guard(config, store, _TextWM(True), unverifiable_text="flag").generate("x y z")
+    check = res.report.stage("self_check")
+    assert res.status == "blocked" and check.status.value == "blocked"
+    assert "weak" not in check.details and "does not verify on the encoded" in check.reason
+
+
+def test_unverifiable_text_policy_is_validated():
+    with pytest.raises(ValueError, match="unverifiable_text must be one of"):
+        WatermarkSelfCheck(_TextWM(False), unverifiable_text="ignore")

@@ -5,6 +5,8 @@ Measured:
 
 * TPR at the configured FPR, clean and after each attack (word deletion, synonym
   substitution, insertion, truncation, paraphrase by the local model);
+* TPR by output length (the first 16 ... 128 tokens of each marked generation): how often
+  the guard's self-check can confirm the mark of a text that long;
 * the false-positive rate on unmarked text: human-written text that ships offline and the
   same model's unmarked generations;
 * quality: perplexity of marked vs unmarked generations under the generating model;
@@ -51,6 +53,20 @@ TOPICS = (
 def _artifact(text: str) -> Artifact:
     return Artifact(modality=Modality.TEXT, content=text,
                     metadata=GenerationMetadata(model_id="robustness-lab"))
+
+
+LENGTHS = (16, 24, 32, 48, 64, 96, 128)
+
+
+def _interval(r: dict[str, Any]) -> dict[str, float | None]:
+    """95% Clopper-Pearson interval of a rate row's positive rate."""
+    from scipy.stats import binomtest
+
+    if not r["performed"]:
+        return {"ci_low": None, "ci_high": None}
+    k = round(r["positive_rate"] * r["performed"])
+    ci = binomtest(k, r["performed"]).proportion_ci(0.95)
+    return {"ci_low": round(float(ci.low), 3), "ci_high": round(float(ci.high), 3)}
 
 
 def perplexity(generator: Any, texts: Sequence[str]) -> float:
@@ -120,6 +136,14 @@ def run_text_lab(
     rows: list[dict[str, Any]] = []
     clean = rate(marked)
     rows.append({"attack": "none", "strength": None, **clean, "tpr": clean["positive_rate"]})
+    # shorter outputs: the first L tokens of a marked generation are what a generation of L
+    # tokens would have been, so this is the self-check's pass rate by output length
+    tok = generator.tokenizer
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in marked]
+    for length in (n for n in LENGTHS if n < new_tokens):
+        r = rate([tok.decode(x[:length]) for x in ids])
+        rows.append({"attack": "first_tokens", "strength": length, **r,
+                     "tpr": r["positive_rate"], **_interval(r)})
     for att in tqdm(attacks, desc="attacks", disable=not progress):
         try:
             attacked = [str(att(_artifact(t)).content) for t in marked]
@@ -139,6 +163,8 @@ def run_text_lab(
         "n_texts": n_texts,
         "new_tokens": new_tokens,
         "tpr_clean": clean["positive_rate"],
+        "tpr_by_length": {r["strength"]: r["tpr"] for r in rows
+                          if r["attack"] == "first_tokens"},
         "fpr_human": fpr_human["positive_rate"],
         "n_human": fpr_human["performed"],
         "fpr_unmarked_generations": fpr_plain["positive_rate"],

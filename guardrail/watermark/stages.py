@@ -10,6 +10,13 @@
 
 A scheme that cannot handle an input raises :class:`StageSkipped` with the reason (e.g. an
 image under 64x64), so the report says ``skipped`` - and the policy still applies.
+
+A text whose mark the text itself cannot confirm has a policy of its own,
+``[policy] unverifiable_text`` (flag by default): too short to test (``skipped``), or too
+predictable for the mark to reach significance - the generated text, before encoding, fails
+the test just as the final file does. The mark was applied while decoding either way. A mark
+that the generated text carries but the encoded file lost is a self-check failure under the
+slot's policy.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import secrets
 from typing import Any
 
 from .._generator import GenerationHooks
+from ..config import ON_FAIL_POLICIES
 from ..media import decode
 from ..pipeline import NotApplicable, Stage, StageContext, StageOutcome, StageSkipped
 from .base import CannotWatermark, Watermarker
@@ -72,9 +80,15 @@ class WatermarkSelfCheck(Stage):
     slot = "self_check"
     name = "watermark_self_check"
 
-    def __init__(self, watermarker: Watermarker, *, on_fail: str | None = None) -> None:
+    def __init__(self, watermarker: Watermarker, *, on_fail: str | None = None,
+                 unverifiable_text: str | None = None) -> None:
         super().__init__(on_fail=on_fail, modalities=[watermarker.modality])
         self.watermarker = watermarker
+        if unverifiable_text is not None and unverifiable_text not in ON_FAIL_POLICIES:
+            raise ValueError(f"unverifiable_text must be one of {ON_FAIL_POLICIES}, "
+                             f"got {unverifiable_text!r}")
+        # policy for a text whose mark the text itself cannot confirm (None: on_fail)
+        self.unverifiable_text = unverifiable_text
 
     def run(self, ctx: StageContext) -> StageOutcome:
         art = ctx.artifact
@@ -86,8 +100,22 @@ class WatermarkSelfCheck(Stage):
         details = {"scheme": res.scheme, "detected": res.detected, "p_value": res.p_value,
                    "score": res.score, "payload": res.payload, "fpr": res.fpr}
         if res.detected is None:
-            raise StageSkipped(res.reason or "detection not performed", **details)
+            too_short = getattr(self.watermarker, "too_short_to_test", None)
+            short = too_short is not None and too_short(str(decoded.content))
+            raise StageSkipped(res.reason or "detection not performed",
+                               policy=self.unverifiable_text if short else None,
+                               **details, too_short=short)
         if not res.detected:
+            weak = self._weak_in_generated_text(art)
+            if weak is not None:
+                p_gen, n_tokens = weak
+                return StageOutcome(
+                    passed=False, policy=self.unverifiable_text,
+                    details={**details, "weak": True, "generated_p_value": p_gen},
+                    reason=f"the watermark is too weak to verify in this text (p={res.p_value:.3g}"
+                           f" over {n_tokens} tokens, above the false-positive rate "
+                           f"{res.fpr:g}); the generated text fails the test too (p={p_gen:.3g}),"
+                           f" so the encoding lost nothing: a short or predictable text")
             return StageOutcome(passed=False, details=details,
                                 reason=f"the watermark does not verify on the encoded "
                                        f"{art.media_type} (p={res.p_value:.3g})")
@@ -96,6 +124,17 @@ class WatermarkSelfCheck(Stage):
             return StageOutcome(passed=False, details=details,
                                 reason=f"the watermark decodes to id {res.payload}, not {want}")
         return StageOutcome(details=details)
+
+
+    def _weak_in_generated_text(self, art: Any) -> tuple[float, int] | None:
+        """For a text whose mark did not verify: ``(p, scorable tokens)`` of the generated
+        text itself when it fails the test too (a weak mark, not one lost in encoding)."""
+        if not hasattr(self.watermarker, "scorable_tokens") or not isinstance(art.content, str):
+            return None
+        gen = self.watermarker.detect_text(art.content)
+        if gen.detected is not False or gen.p_value is None:
+            return None
+        return float(gen.p_value), int(self.watermarker.scorable_tokens(art.content))
 
 
 class UnavailableStage(Stage):

@@ -209,6 +209,20 @@ class TextWatermarker:
         n = int(keep.sum()) * g.shape[2]
         return n, int(g[0][keep].sum())
 
+    @property
+    def _per_token(self) -> int:
+        return 1 if self.scheme == "kgw" else self.params.depth
+
+    def scorable_tokens(self, text: str) -> int:
+        """How many tokens of ``text`` the test scores."""
+        text = visible_text(text or "")
+        return self.counts(text)[0] // self._per_token if text.strip() else 0
+
+    def too_short_to_test(self, text: str) -> bool:
+        """True when ``text`` has fewer scorable tokens than the minimum for a reliable
+        test (the mark may be there; no test can tell)."""
+        return self.scorable_tokens(text) < self.params.min_tokens
+
     def detect_text(self, text: str) -> WatermarkResult:
         """Test ``text`` for this watermark at the configured false-positive rate."""
         from scipy.stats import binom
@@ -217,8 +231,7 @@ class TextWatermarker:
         if not text.strip():
             return not_performed(self.scheme, self.version, "cannot detect: the text is empty")
         n, hits = self.counts(text)
-        per_token = 1 if self.scheme == "kgw" else self.params.depth
-        tokens = n // per_token
+        tokens = n // self._per_token
         if tokens < self.params.min_tokens:
             return not_performed(
                 self.scheme, self.version,

@@ -232,7 +232,8 @@ def test_text_part_on_smollm2_with_the_watermark(audit_config, store):
     from audits.safety import run
 
     text = {"languages": {"English": "en", "German": "de", "Spanish": "es", "Italian": "it"},
-            "human_texts_per_language": 10, "max_new_tokens": 48}
+            "human_texts_per_language": 10, "max_new_tokens": 96,
+            "min_new_tokens": 96}
     ctx = AuditContext(config=audit_config, store=store, progress=False, samples=1, limit=1)
     ev = run(shipped(image=None, text=text), ctx)
     s = ev.summary
@@ -243,7 +244,8 @@ def test_text_part_on_smollm2_with_the_watermark(audit_config, store):
     assert set(fpr) == set(fnr) == {"English", "German", "Spanish", "Italian"}
     assert all(r["n"] == 10 and r["value"] <= 0.1 for r in fpr.values())
     assert all(r["n"] == 1 for r in fnr.values())
-    assert sum(r["value"] for r in fnr.values()) <= 1    # at most one of four missed
+    # about 1 in 40 marked texts of 96 tokens is too weak to verify: at most one of four
+    assert sum(r["value"] for r in fnr.values()) <= 1
     det = next(x for x in s["scorers"] if x["scorer"].startswith("detector:"))
     assert det["items"] == 44                            # performed or said why not
     assert det["performed"] + det["not_performed"] == 44

@@ -15,6 +15,7 @@ from audits import runner
 from audits.report import disparity_rows, export, group_rows
 from audits.runner import AuditContext, Checkpoint, run_audit
 from audits.suites import load_suite
+from guardrail.config import Config
 from guardrail.errors import SuiteError
 
 from .conftest import BIASED_RULES, SMALL_PROMPTS, GroupTextGenerator
@@ -183,5 +184,7 @@ def test_block_policies_of_output_stages_act_as_flag_in_audits(tmp_path):
     audited = _audit_config(cfg)
     assert audited.on_fail("self_check") == audited.on_fail("watermark") == "flag"
     assert audited.on_fail("input_policy") == "block"
+    strict = Config(data={**cfg.data, "policy": {**cfg.data["policy"], "unverifiable_text": "block"}})
+    assert _audit_config(strict).policy["unverifiable_text"] == "flag"
     assert _audit_config(audit_config(tmp_path, block_as_flag=False)).on_fail(
         "self_check") == "block"

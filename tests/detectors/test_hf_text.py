@@ -91,7 +91,7 @@ def texts(text_generator):
     gen = [g.content for g in text_generator.generate(
         ["Write a short paragraph about the sea.", "Explain how bread is made.",
          "Describe a walk in the forest.", "Write about learning to code."],
-        seed=3, params={"max_new_tokens": 60})]
+        seed=3, params={"max_new_tokens": 60, "min_new_tokens": 60})]
     return human, gen
 
 

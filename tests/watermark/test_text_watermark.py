@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 PROMPTS = ["Write a short story about a lighthouse keeper who finds a map.",
            "Explain, step by step, how bread is made at home."]
-PARAMS = {"max_new_tokens": 96, "temperature": 1.0}
+PARAMS = {"max_new_tokens": 96, "min_new_tokens": 64, "temperature": 1.0}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,39 @@
+"""The text robustness lab on the embedded model: marked vs unmarked generations from the
+same run, attacks, and the pass rate by output length with its interval."""
+
+import pytest
+
+from guardrail.robustness.text_attacks import deletion
+from guardrail.robustness.text_lab import run_text_lab
+from guardrail.watermark.text import TextWatermarker, TextWatermarkParams
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from generators.text import load
+
+    gen = load(progress=False)
+    wm = TextWatermarker(bytes(range(32)), tokenizer=gen.tokenizer, tokenizer_id="embedded:smollm2",
+                         vocab_size=gen.model.config.vocab_size,
+                         params=TextWatermarkParams(scheme="kgw"))
+    return run_text_lab(gen, wm, attacks=[deletion(0.2)], n_texts=3, new_tokens=40,
+                        n_human=6, batch_size=3, progress=False)
+
+
+def test_rows_by_attack_and_by_length(lab):
+    rows, s = lab["rows"], lab["summary"]
+    assert [r["attack"] for r in rows] == ["none", "first_tokens", "first_tokens",
+                                           "first_tokens", "word_deletion"]
+    by_len = {r["strength"]: r for r in rows if r["attack"] == "first_tokens"}
+    assert sorted(by_len) == [16, 24, 32]               # only lengths below the 40 generated
+    assert by_len[16]["performed"] == 0                  # 15 scorable tokens: not performed
+    assert by_len[16]["ci_low"] is None and by_len[16]["tpr"] is None
+    for r in (by_len[24], by_len[32]):
+        assert r["n"] == r["performed"] == 3
+        assert 0.0 <= r["ci_low"] <= r["tpr"] <= r["ci_high"] <= 1.0
+        assert r["ci_high"] - r["ci_low"] > 0.3          # three texts: a wide interval
+    assert s["tpr_by_length"] == {16: None, 24: by_len[24]["tpr"], 32: by_len[32]["tpr"]}
+    assert s["n_texts"] == 3 and s["new_tokens"] == 40
+    assert s["fpr_unmarked_generations"] <= 1 / 3 and s["fpr_human"] == 0.0
