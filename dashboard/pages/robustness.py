@@ -26,6 +26,39 @@ def tpr_heatmap(df: pd.DataFrame) -> alt.Chart:
     return (cells + text).properties(height=alt.Step(24))
 
 
+def heatmap_frame(rows: list[dict[str, Any]], summary: dict[str, Any]) -> pd.DataFrame:
+    """One cell per scheme x attack (with its strength); the pass rate by length is charted
+    on its own."""
+    df = pd.DataFrame(rows)
+    if df.empty or not {"attack", "tpr"} <= set(df.columns):
+        return pd.DataFrame()
+    df = df[df["attack"] != "first_tokens"].copy()
+    if "scheme" not in df.columns:
+        df["scheme"] = str(summary.get("scheme") or "watermark")
+    if "strength" in df.columns:
+        df["attack"] = [a if pd.isna(s) else f"{a} {s:g}"
+                        for a, s in zip(df["attack"], df["strength"], strict=True)]
+    return df[["scheme", "attack", "tpr"]].dropna(subset=["tpr"])
+
+
+def length_chart(rows: list[dict[str, Any]]) -> alt.Chart | None:
+    """Text watermarks: the share of marked texts confirmed by length, with its 95%
+    interval (rows ``first_tokens`` of the text lab)."""
+    pts = pd.DataFrame([r for r in rows if r.get("attack") == "first_tokens"
+                        and r.get("tpr") is not None])
+    if pts.empty:
+        return None
+    x = alt.X("strength:Q", title="tokens in the text")
+    y = alt.Y("tpr:Q", title="marked texts confirmed", scale=alt.Scale(domain=[0, 1]))
+    band = alt.Chart(pts).mark_area(opacity=0.25).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
+    line = alt.Chart(pts).mark_line(point=True).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("strength:Q", title="tokens"),
+                           alt.Tooltip("tpr:Q", format=".3f"), "ci_low", "ci_high",
+                           alt.Tooltip("performed:Q", title="texts")])
+    return (band + line).properties(title="Text watermark confirmed, by length (95% interval)",
+                                    height=300)
+
+
 def roc_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     points = []
     for i, r in enumerate(rows):
@@ -49,8 +82,14 @@ else:
     labels = {common.evaluation_label(ev): ev for ev in runs}
     ev = labels[st.selectbox("Run", list(labels), key="rob_pick")]
     df = pd.DataFrame(ev["rows"])
-    if {"scheme", "attack", "tpr"} <= set(df.columns):
-        st.altair_chart(tpr_heatmap(df), width="stretch")
+    cells = heatmap_frame(list(ev["rows"]), dict(ev.get("summary") or {}))
+    if not cells.empty:
+        st.altair_chart(tpr_heatmap(cells), width="stretch")
+    by_length = length_chart(list(ev["rows"]))
+    if by_length is not None:
+        st.altair_chart(by_length, width="stretch")
+        st.caption("A shorter text is a weaker test: a marked text whose mark is not confirmed "
+                   "is released flagged under `[policy] unverifiable_text`.")
     st.dataframe(df, hide_index=True, width="stretch")
     if ev.get("summary"):
         st.json(ev["summary"], expanded=False)

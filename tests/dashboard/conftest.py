@@ -76,6 +76,14 @@ def seed(store: ReportStore, image_dir: Path) -> None:
         rows=[{"scheme": s, "attack": a, "tpr": t}
               for s in ("guardrail-image", "dwtDct")
               for a, t in (("none", 1.0), ("jpeg-50", 0.9), ("crop-0.5", 0.4))]))
+    store.save_evaluation(Evaluation(  # a text lab run, older: not the default pick
+        evaluation_id="rob-text", kind="robustness", name="text watermarks",
+        created_at=(T0 - timedelta(days=1)).isoformat(), summary={"scheme": "kgw"},
+        rows=[{"attack": "none", "strength": None, "tpr": 1.0},
+              {"attack": "word_deletion", "strength": 0.2, "tpr": 0.95},
+              *({"attack": "first_tokens", "strength": n, "tpr": t, "ci_low": t - 0.1,
+                 "ci_high": min(1.0, t + 0.1), "performed": 48}
+                for n, t in ((24, 0.5), (48, 0.85), (96, 0.98)))]))
     store.save_evaluation(Evaluation(
         evaluation_id="det-1", kind="detector_eval", name="image detectors",
         created_at=T0.isoformat(),

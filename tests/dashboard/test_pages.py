@@ -139,3 +139,10 @@ def test_robustness_and_detectors(seeded_url: str) -> None:
     assert len(rob) == 6 and set(rob["scheme"]) == {"guardrail-image", "dwtDct"}
     ops = at.dataframe[1].value
     assert list(ops["threshold"]) == [0.8]
+    # the text lab's run: a heatmap of its attacks and the pass rate by length
+    picker = at.selectbox(key="rob_pick")
+    picker.set_value(next(o for o in picker.options if "text watermarks" in o)).run()
+    assert charts(at) == 3  # TPR heatmap, confirmed-by-length, ROC
+    assert len(at.dataframe[0].value) == 5
+    assert any("unverifiable_text" in c.value for c in at.caption)
+
