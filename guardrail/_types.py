@@ -229,7 +229,9 @@ class WatermarkResult:
     """Watermark detection evidence (never bare bits).
 
     ``detected`` is decided at ``fpr`` (the configured false-positive rate);
-    ``None`` when detection was not performed (``reason`` says why).
+    ``None`` when detection was not performed (``reason`` says why). ``tokens`` (text
+    schemes): how many tokens the test scored; on a result that was not performed it is set
+    only when the text was too short to test, and says how many tokens there were.
     """
 
     detected: bool | None
@@ -240,6 +242,7 @@ class WatermarkResult:
     fpr: float | None = None
     payload: str | None = None
     reason: str | None = None
+    tokens: int | None = None
 
 
 class ProvenanceState(enum.StrEnum):

@@ -116,14 +116,19 @@ SLOTS = (
 CONFIGURABLE_SLOTS = ("input_policy", "output_checks", "watermark", "self_check", "provenance")
 
 
+def check_policy(value: str | None, what: str) -> None:
+    """ValueError unless ``value`` is None or one of the on-fail policies."""
+    if value is not None and value not in ON_FAIL_POLICIES:
+        raise ValueError(f"{what} must be one of {ON_FAIL_POLICIES}, got {value!r}")
+
+
 class StageSkipped(Exception):
     """Raised by a stage that cannot run here (missing key, unsupported input, ...)."""
 
     def __init__(self, reason: str, *, policy: str | None = None, **details: Any) -> None:
         super().__init__(reason)
         self.reason = reason
-        if policy is not None and policy not in ON_FAIL_POLICIES:
-            raise ValueError(f"policy must be one of {ON_FAIL_POLICIES}, got {policy!r}")
+        check_policy(policy, "policy")
         self.policy = policy  # overrides the slot's on-fail policy for this case
         self.details = details
 
@@ -145,8 +150,7 @@ class StageOutcome:
     policy: str | None = None  # overrides the slot's on-fail policy for this outcome
 
     def __post_init__(self) -> None:
-        if self.policy is not None and self.policy not in ON_FAIL_POLICIES:
-            raise ValueError(f"policy must be one of {ON_FAIL_POLICIES}, got {self.policy!r}")
+        check_policy(self.policy, "policy")
         object.__setattr__(self, "details", _frozen_mapping(self.details))
 
 
@@ -186,8 +190,7 @@ class Stage:
 
     def __init__(self, *, on_fail: str | None = None,
                  modalities: Iterable[Modality | str] | None = None) -> None:
-        if on_fail is not None and on_fail not in ON_FAIL_POLICIES:
-            raise ValueError(f"on_fail must be one of {ON_FAIL_POLICIES}, got {on_fail!r}")
+        check_policy(on_fail, "on_fail")
         if self.slot not in CONFIGURABLE_SLOTS:
             raise ValueError(f"stage slot must be one of {CONFIGURABLE_SLOTS}, got {self.slot!r}")
         self.on_fail = on_fail
@@ -537,9 +540,7 @@ class Guard:
         except StageSkipped as skip:
             ms = _ms(t0)
             reason = f"{stage.name}: could not run: {skip.reason}"
-            if skip.policy is not None:
-                policy = OnFail(skip.policy)
-                details["policy"] = policy.value
+            policy = self._override(policy, skip.policy, details)
             call.add(slot, StageStatus.SKIPPED, ms, reason, {**details, **skip.details})
             if not isinstance(skip, NotApplicable):
                 self._apply_policy(call, policy, reason, on_block="blocked")
@@ -567,13 +568,19 @@ class Guard:
             call.add(slot, StageStatus.OK, ms, outcome.reason, details)
             return
         reason = f"{stage.name}: {outcome.reason or 'check failed'}"
-        if outcome.policy is not None:
-            policy = OnFail(outcome.policy)
-            details["policy"] = policy.value
+        policy = self._override(policy, outcome.policy, details)
         status = {OnFail.BLOCK: StageStatus.BLOCKED, OnFail.FLAG: StageStatus.FLAGGED,
                   OnFail.CONTINUE: StageStatus.FAILED}[policy]
         call.add(slot, status, ms, reason, details)
         self._apply_policy(call, policy, reason, on_block="blocked")
+
+    @staticmethod
+    def _override(policy: OnFail, value: str | None, details: dict[str, Any]) -> OnFail:
+        """The policy a stage's outcome names for itself, else the slot's (recorded)."""
+        if value is None:
+            return policy
+        details["policy"] = value
+        return OnFail(value)
 
     @staticmethod
     def _apply_policy(call: _Call, policy: OnFail, reason: str, *, on_block: str) -> None:

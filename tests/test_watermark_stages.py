@@ -99,19 +99,14 @@ class _TextWM:
     def _res(self, detected, p):
         from guardrail._types import WatermarkResult
 
-        return WatermarkResult(detected=detected, scheme=self.scheme, p_value=p, fpr=self.fpr)
+        return WatermarkResult(detected=detected, scheme=self.scheme, p_value=p, fpr=self.fpr,
+                               tokens=5)
 
     def detect(self, artifact):
         return self._res(False, 0.2)
 
     def detect_text(self, text):
         return self._res(True, 1e-9) if self.generated_verifies else self._res(False, 0.3)
-
-    def scorable_tokens(self, text):
-        return len(text.split())
-
-    def too_short_to_test(self, text):
-        return False
 
 
 def _text_guard(config, store, wm, **kw):

@@ -62,9 +62,12 @@ class Watermarker(Protocol):
         ...
 
 
-def not_performed(scheme: str, version: str, reason: str) -> WatermarkResult:
-    """The result of a detection that could not be carried out (distinct from 'absent')."""
-    return WatermarkResult(detected=None, scheme=scheme, scheme_version=version, reason=reason)
+def not_performed(scheme: str, version: str, reason: str, *,
+                  tokens: int | None = None) -> WatermarkResult:
+    """The result of a detection that could not be carried out (distinct from 'absent');
+    ``tokens`` only for a text too short to test."""
+    return WatermarkResult(detected=None, scheme=scheme, scheme_version=version, reason=reason,
+                           tokens=tokens)
 
 
 def check_payload(payload: Any, bits: int) -> int:

@@ -25,9 +25,15 @@ import secrets
 from typing import Any
 
 from .._generator import GenerationHooks
-from ..config import ON_FAIL_POLICIES
 from ..media import decode
-from ..pipeline import NotApplicable, Stage, StageContext, StageOutcome, StageSkipped
+from ..pipeline import (
+    NotApplicable,
+    Stage,
+    StageContext,
+    StageOutcome,
+    StageSkipped,
+    check_policy,
+)
 from .base import CannotWatermark, Watermarker
 
 __all__ = ["UnavailableStage", "WatermarkSelfCheck", "WatermarkStage"]
@@ -84,9 +90,7 @@ class WatermarkSelfCheck(Stage):
                  unverifiable_text: str | None = None) -> None:
         super().__init__(on_fail=on_fail, modalities=[watermarker.modality])
         self.watermarker = watermarker
-        if unverifiable_text is not None and unverifiable_text not in ON_FAIL_POLICIES:
-            raise ValueError(f"unverifiable_text must be one of {ON_FAIL_POLICIES}, "
-                             f"got {unverifiable_text!r}")
+        check_policy(unverifiable_text, "unverifiable_text")
         # policy for a text whose mark the text itself cannot confirm (None: on_fail)
         self.unverifiable_text = unverifiable_text
 
@@ -100,20 +104,18 @@ class WatermarkSelfCheck(Stage):
         details = {"scheme": res.scheme, "detected": res.detected, "p_value": res.p_value,
                    "score": res.score, "payload": res.payload, "fpr": res.fpr}
         if res.detected is None:
-            too_short = getattr(self.watermarker, "too_short_to_test", None)
-            short = too_short is not None and too_short(str(decoded.content))
+            short = res.tokens is not None  # a text too short to test
             raise StageSkipped(res.reason or "detection not performed",
                                policy=self.unverifiable_text if short else None,
                                **details, too_short=short)
         if not res.detected:
-            weak = self._weak_in_generated_text(art)
-            if weak is not None:
-                p_gen, n_tokens = weak
+            p_gen = self._generated_text_fails_too(art)
+            if p_gen is not None:
                 return StageOutcome(
                     passed=False, policy=self.unverifiable_text,
                     details={**details, "weak": True, "generated_p_value": p_gen},
                     reason=f"the watermark is too weak to verify in this text (p={res.p_value:.3g}"
-                           f" over {n_tokens} tokens, above the false-positive rate "
+                           f" over {res.tokens} tokens, above the false-positive rate "
                            f"{res.fpr:g}); the generated text fails the test too (p={p_gen:.3g}),"
                            f" so the encoding lost nothing: a short or predictable text")
             return StageOutcome(passed=False, details=details,
@@ -125,16 +127,13 @@ class WatermarkSelfCheck(Stage):
                                 reason=f"the watermark decodes to id {res.payload}, not {want}")
         return StageOutcome(details=details)
 
-
-    def _weak_in_generated_text(self, art: Any) -> tuple[float, int] | None:
-        """For a text whose mark did not verify: ``(p, scorable tokens)`` of the generated
-        text itself when it fails the test too (a weak mark, not one lost in encoding)."""
-        if not hasattr(self.watermarker, "scorable_tokens") or not isinstance(art.content, str):
+    def _generated_text_fails_too(self, art: Any) -> float | None:
+        """For a text whose mark did not verify: the p-value of the generated text itself
+        when it fails the test too (a weak mark, not one lost in encoding)."""
+        if not hasattr(self.watermarker, "detect_text") or not isinstance(art.content, str):
             return None
         gen = self.watermarker.detect_text(art.content)
-        if gen.detected is not False or gen.p_value is None:
-            return None
-        return float(gen.p_value), int(self.watermarker.scorable_tokens(art.content))
+        return float(gen.p_value) if gen.detected is False and gen.p_value is not None else None
 
 
 class UnavailableStage(Stage):

@@ -209,40 +209,28 @@ class TextWatermarker:
         n = int(keep.sum()) * g.shape[2]
         return n, int(g[0][keep].sum())
 
-    @property
-    def _per_token(self) -> int:
-        return 1 if self.scheme == "kgw" else self.params.depth
-
-    def scorable_tokens(self, text: str) -> int:
-        """How many tokens of ``text`` the test scores."""
-        text = visible_text(text or "")
-        return self.counts(text)[0] // self._per_token if text.strip() else 0
-
-    def too_short_to_test(self, text: str) -> bool:
-        """True when ``text`` has fewer scorable tokens than the minimum for a reliable
-        test (the mark may be there; no test can tell)."""
-        return self.scorable_tokens(text) < self.params.min_tokens
-
     def detect_text(self, text: str) -> WatermarkResult:
         """Test ``text`` for this watermark at the configured false-positive rate."""
         from scipy.stats import binom
 
         text = visible_text(text or "")
         if not text.strip():
-            return not_performed(self.scheme, self.version, "cannot detect: the text is empty")
+            return not_performed(self.scheme, self.version, "cannot detect: the text is empty",
+                                 tokens=0)
         n, hits = self.counts(text)
-        tokens = n // self._per_token
+        per_token = 1 if self.scheme == "kgw" else self.params.depth
+        tokens = n // per_token
         if tokens < self.params.min_tokens:
             return not_performed(
                 self.scheme, self.version,
                 f"cannot detect: {tokens} scorable tokens, fewer than the minimum of "
-                f"{self.params.min_tokens} for a reliable test")
+                f"{self.params.min_tokens} for a reliable test", tokens=tokens)
         gamma = self.params.greenlist_ratio if self.scheme == "kgw" else 0.5
         p_value = float(binom.sf(hits - 1, n, gamma))
         z = (hits - gamma * n) / ((n * gamma * (1 - gamma)) ** 0.5)
         return WatermarkResult(detected=p_value <= self.fpr, scheme=self.scheme,
                                scheme_version=self.version, score=round(float(z), 4),
-                               p_value=p_value, fpr=self.fpr, payload=None,
+                               p_value=p_value, fpr=self.fpr, payload=None, tokens=tokens,
                                reason=f"{hits} of {n} {'green tokens' if self.scheme == 'kgw' else 'g-values'}")
 
     def _kgw_detector(self) -> Any:
