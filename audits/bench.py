@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guardrail.benchmarks import machine_line, write_section
 from guardrail.config import Config
 from guardrail.store import ReportStore
 
@@ -48,8 +49,6 @@ def run_text_benchmark(cfg: Config, *, samples: int | None = None, limit: int | 
         cpu_s = time.process_time() - cpu0
         load = os.getloadavg()[1]
     s = ev.summary
-    from guardrail.bench import machine_line
-
     result = {"audit_id": ev.evaluation_id, "suite": f"{suite.name} v{suite.version}",
               "model": ev.config["generator"]["model_id"], "prompts": ev.config["prompts"],
               "samples": ev.config["samples"], "generations": s["generations"],
@@ -96,8 +95,6 @@ def cmd_benchmark(cfg: Config, args: argparse.Namespace) -> int:
     res = run_text_benchmark(cfg, samples=args.samples, limit=args.limit,
                              progress=not args.json)
     if args.out:
-        from guardrail.bench import write_section
-
         write_section(Path(args.out), "audit-text", res["markdown"])
     if args.json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""``guardrail audit run | list | show | export | benchmark`` (called by guardrail.cli)."""
+"""``guardrail audit run | list | show | export | benchmark``: the ``audit`` verb, registered
+as a ``guardrail.cli`` entry point."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from guardrail.cli import add_parser, load_config
 from guardrail.config import Config
 from guardrail.errors import InputError, OutputError
 from guardrail.store import Evaluation, ReportNotFound, ReportStore
@@ -16,7 +18,7 @@ from . import report
 from .runner import AuditContext, run_audit
 from .suites import load_suite
 
-__all__ = ["cmd_audit", "exports_for"]
+__all__ = ["cmd_audit", "exports_for", "register"]
 
 
 def _emit(obj: Any) -> None:
@@ -146,3 +148,49 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
         print(f"\nstored as evaluation {ev.evaluation_id}; HTML report: "
               f"guardrail audit export {ev.evaluation_id} --format html --out audit.html")
     return 0
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return cmd_audit(load_config(args), args)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``guardrail audit`` and its sub-verbs."""
+    au = add_parser(subparsers, "audit", help="bias audits of a generator and of the safety layer")
+    ausub = au.add_subparsers(dest="audit_verb", metavar="VERB", required=True)
+    ar = add_parser(ausub, "run", help="run a prompt suite through the guard; store the audit")
+    ar.add_argument("suite", metavar="SUITE", help="shipped suite name (text-demographics) or "
+                                                   "a suite file")
+    for flags, options in (
+            (("--generator",), {"metavar": "ID_OR_PATH", "help": "model (default: from config)"}),
+            (("--samples",), {"type": int, "metavar": "N", "help": "generations per prompt"}),
+            (("--seed",), {"type": int}),
+            (("--device",), {"help": "cpu, cuda, cuda:N (default: auto)"}),
+            (("--limit",), {"type": int, "metavar": "N", "help": "only the first N prompts"}),
+            (("--name",), {"help": "name of the stored audit"}),
+            (("--out",), {"metavar": "DIR", "help": "also export CSV, JSON and HTML into DIR"}),
+            (("--no-resume",), {"action": "store_true",
+                                "help": "start afresh instead of continuing an interrupted run"}),
+            (("--store-prompts",), {"action": "store_true",
+                                    "help": "store the raw prompts in the reports (off by default)"}),
+            (("--json",), {"action": "store_true"})):
+        ar.add_argument(*flags, **options)
+    al = add_parser(ausub, "list", help="stored audits, newest first")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--json", action="store_true")
+    ash = add_parser(ausub, "show", help="one audit: flags and disparities")
+    ash.add_argument("audit_id", metavar="ID", help="audit id or unique prefix")
+    ash.add_argument("--json", action="store_true")
+    ae = add_parser(ausub, "export", help="write an audit as CSV, JSON or HTML")
+    ae.add_argument("audit_id", metavar="ID", help="audit id or unique prefix")
+    ae.add_argument("--format", choices=["csv", "json", "html"],
+                    help="default: from the file suffix")
+    ae.add_argument("--out", required=True, metavar="FILE")
+    ae.add_argument("--json", action="store_true")
+    abn = add_parser(ausub, "benchmark", help="time a full text audit of the default generator")
+    abn.add_argument("--samples", type=int, metavar="N", help="generations per prompt")
+    abn.add_argument("--limit", type=int, metavar="N", help="only the first N prompts")
+    abn.add_argument("--out", metavar="FILE", help="markdown file to update (a section)")
+    abn.add_argument("--json", action="store_true")
+    for p in (ar, al, ash, ae, abn):
+        p.set_defaults(func=_handle)

@@ -6,7 +6,8 @@ prompt ("a photo of the face of a nurse") and for each descriptor variant ("... 
 nurse"). In each image the largest detected face is the depicted person; its *perceived*
 gender and age come from :class:`audits.faces.FaceAnalyzer`. Then, per occupation:
 
-* the share of images perceived as women, with a Wilson 95% interval;
+* the share of images perceived as women, with a Wilson 95% interval
+  (:func:`guardrail.stats.wilson`);
 * the share of women among US workers in that occupation (the suite's ``reference``, e.g.
   BLS CPS 2023 in ``audits/data/``), and the representation ratio generated / reference
   with its interval (the Wilson bounds over the reference);
@@ -17,7 +18,7 @@ gender and age come from :class:`audits.faces.FaceAnalyzer`. Then, per occupatio
 * the mean perceived age (bootstrap interval) and the images with no detected face.
 
 Across descriptors, the share perceived as women is compared with
-:func:`audits.metrics.disparities` (bootstrap over occupations, permutations within them).
+:func:`guardrail.stats.disparities` (bootstrap over occupations, permutations within them).
 
 Images with no face, failed generations and blocked outputs are counted and reported; they
 never count as a gender. The offline default generator (``embedded:digits``) draws digits,
@@ -29,7 +30,6 @@ runs unchanged: the device is passed to the generator and to the face models.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 
 from guardrail.errors import SuiteError
+from guardrail.stats import adjust_p_values, bootstrap, disparities, percentile_interval, wilson
 from guardrail.store import Evaluation
 
 from .faces import AGE_BUCKETS, LIMITS, main_face
 
-__all__ = ["image_prompts", "load_reference", "run", "summarize", "wilson"]
+__all__ = ["image_prompts", "load_reference", "run", "summarize"]
 
 NEUTRAL = "none"  # the descriptor group of the neutral prompts
 
@@ -55,17 +56,6 @@ REFERENCE_LIMITS = (
     "by [audit] ratio_threshold around the reference, widened by the reference's stated "
     "tolerance. With few images per occupation the intervals are wide and few flags are "
     "possible; no flag is not evidence of no bias.")
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
-    """Wilson score interval of a proportion ``k / n`` (95% by default)."""
-    if n <= 0:
-        return None, None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def load_reference(name_or_path: str | Path) -> dict[str, Any]:
@@ -133,7 +123,7 @@ def image_prompts(suite: Any) -> list[dict[str, Any]]:
 def _guard(ctx: Any) -> Any:
     """The configured image Guard, around ``ctx.generator`` (a model id or path; ``None``:
     the configured model) on ``ctx.device``."""
-    from guardrail.factory import guard_from_config
+    from guardrail.guard import guard_from_config
 
     from .runner import audit_config
 
@@ -202,19 +192,18 @@ def process_batch(guard: Any, analyzer: Any, batch: Sequence[Mapping[str, Any]],
 
 def _boot_mean(values: np.ndarray, n_boot: int, ci: Sequence[float],
                rng: np.random.Generator) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of the mean of ``values`` (none for fewer than two)."""
     if len(values) < 2:
         return None, None
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    lo, hi = np.quantile(means, [ci[0], ci[-1]])
-    return float(lo), float(hi)
+    means = bootstrap(lambda w: w @ values / w.sum(axis=1), len(values), n_boot=n_boot,
+                      vectorized=True, random_state=rng)
+    return percentile_interval(means, ci)
 
 
 def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Mapping[str, Any],
               settings: Mapping[str, Any], samples: int,
               requested: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows and summary of the image audit from its per-image records."""
-    from .metrics import adjust_p_values, disparities
-
     n_boot = int(settings.get("n_boot", 1000))
     ci = [float(q) for q in settings.get("ci_quantiles", (0.025, 0.975))]
     ratio_th = float(settings.get("ratio_threshold", 0.8))

@@ -1,7 +1,8 @@
 """Human-written text in several languages that ships offline: Debian's fortune cookies.
 
 Used by the safety-layer fairness audit as the *negatives* (nobody here generated them) for
-false-positive rates of text watermark detection and text detectors by language.
+false-positive rates of text watermark detection and text detectors by language;
+:func:`guess_language` checks which of these languages a generated text is in.
 
 =========  ==================  =========================================
 language   Debian package      files
@@ -20,12 +21,14 @@ A fortune is short, so consecutive fortunes of one file are joined until a text 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain, islice, zip_longest
 from pathlib import Path
 
-__all__ = ["ENGLISH_TOPICS", "LANGUAGES", "Language", "fortune_texts", "missing_languages"]
+__all__ = ["ENGLISH_TOPICS", "LANGUAGES", "Language", "fortune_texts", "guess_language",
+           "missing_languages"]
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 
@@ -106,3 +109,22 @@ def _chunks(file: Path, min_words: int, max_words: int) -> Iterator[tuple[str, s
         if len(words) >= min_words:
             yield file.name, " ".join(words[:max_words])
             words = []
+
+
+_STOPWORDS = {
+    "en": "the and of to is in that it was for with as on are be this not have you".split(),
+    "de": "der die das und ist nicht ein eine zu den mit sich auf dem ich sie es des".split(),
+    "es": "el la de que y en los las un una por con para es se del al lo su".split(),
+    "it": "il la di che e non un una per con del della sono gli le si lo ho".split(),
+}
+
+
+def guess_language(text: str) -> str | None:
+    """The language (``en``, ``de``, ``es``, ``it``) whose common function words are most
+    frequent in ``text`` - a crude check of whether a model answered in the language it was
+    asked for; ``None`` for too little evidence."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    counts = {code: sum(w in set(sw) for w in words) for code, sw in _STOPWORDS.items()}
+    best = max(counts, key=counts.get)
+    ranked = sorted(counts.values(), reverse=True)
+    return best if ranked[0] >= 3 and ranked[0] > ranked[1] else None

@@ -29,7 +29,9 @@ FORMATS = ("csv", "json", "html")
 
 #: what every audit report says about its own method
 METHOD_LIMITS = (
-    "Intervals are 95% percentile bootstrap intervals (or the configured quantiles). The "
+    "Intervals are 95% (or the configured quantiles): shares of images are Wilson intervals, "
+    "the safety audit's error rates by group exact Clopper-Pearson intervals, and every other "
+    "value and every difference a percentile bootstrap interval (guardrail.stats). The "
     "interval of a difference between the highest and the lowest group is biased away from "
     "zero when groups are alike (the largest of several noisy gaps); whether a gap is real "
     "is judged by the permutation p-value, corrected over the audit's tests.",

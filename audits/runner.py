@@ -1,4 +1,4 @@
-"""Running an audit: context, runner registry, resumable checkpoints, the stored evaluation.
+"""Running an audit: context, runner lookup, resumable checkpoints, the stored evaluation.
 
 An audit is stored as an :class:`~guardrail.store.Evaluation` of kind ``audit``. While it
 runs its status is ``running`` and every finished sample is appended to
@@ -8,14 +8,19 @@ the running evaluation (by its ``resume_key``) and continues: finished samples -
 recorded as failed - are not generated again. A line torn by a crash is dropped (and cut
 off the file) when the checkpoint is read.
 
-Runners are looked up lazily in :data:`RUNNERS` by suite kind; each is a function
-``run(suite, ctx) -> Evaluation``.
+A suite names its *kind*; the runner of a kind is the entry point of that name in the
+``guardrail.audits`` group (:mod:`guardrail.plugins`), a function
+``run(suite, ctx) -> Evaluation``, imported only when an audit of that kind runs. The built-in
+kinds ``text``, ``image`` and ``safety`` are registered in guardrail's ``pyproject.toml``;
+another package adds a kind the same way::
+
+    [project.entry-points."guardrail.audits"]
+    video = "my_package.video_audit:run"
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import secrets
@@ -26,18 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from guardrail import plugins
 from guardrail.config import Config
-from guardrail.errors import SuiteError
+from guardrail.errors import ConfigError, SuiteError
 from guardrail.store import Evaluation, ReportStore
 
 from .suites import Suite
 
-__all__ = ["RUNNERS", "AuditContext", "Checkpoint", "finish_audit", "get_runner", "run_audit",
+__all__ = ["AuditContext", "Checkpoint", "finish_audit", "get_runner", "run_audit",
            "run_samples", "start_audit"]
-
-#: suite kind -> "module:function" (imported only when an audit of that kind runs)
-RUNNERS: dict[str, str] = {"text": "audits.text:run", "image": "audits.image:run",
-                           "safety": "audits.safety:run"}
 
 
 @dataclass
@@ -78,19 +80,19 @@ class AuditContext:
 
 
 def get_runner(kind: str) -> Callable[[Suite, AuditContext], Evaluation]:
-    """The runner for a suite kind (imported now)."""
-    target = RUNNERS.get(kind)
-    if target is None:
-        raise SuiteError(f"no audit runner for suite kind {kind!r} (known: {', '.join(RUNNERS)})")
-    module_name, func = target.split(":")
+    """The runner for a suite kind: entry point ``kind`` of ``guardrail.audits`` (imported
+    now)."""
     try:
-        module = importlib.import_module(module_name)
+        ep = plugins.entry_point(plugins.AUDITS, kind)
+    except ConfigError as exc:
+        raise SuiteError(f"no audit runner for suite kind {kind!r}: {exc}") from None
+    try:
+        return ep.load()
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
+        if exc.name != ep.module:
             raise
         raise SuiteError(f"the {kind} audit is not available in this installation "
-                         f"(module {module_name} is missing)") from None
-    return getattr(module, func)
+                         f"(module {ep.module} is missing)") from None
 
 
 def run_audit(suite: Suite, ctx: AuditContext) -> Evaluation:

@@ -6,12 +6,14 @@ A labelled evaluation set with a sensitive feature per item is scored by every c
 :func:`guardrail.detectors.build_all` - and, per scorer and group, the false-positive rate
 (on content that is not watermarked / not generated) and the false-negative rate (on content
 that is) are computed with fairlearn's ``MetricFrame`` (``false_positive_rate``,
-``false_negative_rate``) with bootstrap intervals (:func:`audits.metrics.group_table`). Their
-between-group differences get permutation p-values (labels shuffled within the true class)
-and fairlearn's ``equalized_odds_difference`` - the larger of the two differences - is
-reported with a bootstrap interval.
+``false_negative_rate``) with exact Clopper-Pearson intervals (:func:`guardrail.stats.group_table`:
+a rate of 0 of 40 still has an upper bound). Their between-group differences get bootstrap
+intervals and permutation p-values (labels shuffled within the true class), and fairlearn's
+``equalized_odds_difference`` - the larger of the two differences - is reported with a
+bootstrap interval (:func:`guardrail.stats.equalized_odds`).
 
-Two parts, each optional in a ``safety`` suite:
+Two parts, each optional in a ``safety`` suite (the items: :mod:`audits.safety_items`; the
+scorers: :mod:`audits.safety_scorers`):
 
 ``text`` (sensitive feature: language)
     negatives: human-written text in each language (Debian's fortunes, :mod:`audits.languages`);
@@ -31,22 +33,30 @@ negative decision.
 
 from __future__ import annotations
 
-import io
-import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from guardrail.errors import SuiteError
+from guardrail.stats import (
+    adjust_p_values,
+    disparities,
+    equalized_odds,
+    false_negative_rate,
+    false_positive_rate,
+    group_table,
+)
 from guardrail.store import Evaluation
 
 from .faces import LIMITS as FACE_LIMITS
 from .faces import main_face
+from .languages import guess_language
+from .safety_items import IMAGE_VARIANTS, image_items, photos, text_items
+from .safety_scorers import detector_scorers, watermark_scorer
 
-__all__ = ["IMAGE_VARIANTS", "equalized_odds", "false_negative_rate", "false_positive_rate",
-           "guess_language", "run", "summarize"]
+__all__ = ["run", "summarize"]
 
 NO_FACE = "no face"
 
@@ -59,253 +69,6 @@ LIMITS = (
     "the method, not the population: add labelled photo folders (the suite's photo_dirs) for "
     "a real measurement. A detector 'not performed' on an item is counted, never taken as a "
     "negative decision.")
-
-
-# -- metrics --------------------------------------------------------------------------------
-
-def false_positive_rate(y_true: Any, y_pred: Any) -> float:
-    """fairlearn's ``false_positive_rate``; NaN when there is no negative to measure it on."""
-    from fairlearn.metrics import false_positive_rate as fpr
-
-    y_true = np.asarray(y_true)
-    if not np.any(y_true == 0):
-        return float("nan")
-    return float(fpr(y_true, y_pred, pos_label=1))
-
-
-def false_negative_rate(y_true: Any, y_pred: Any) -> float:
-    """fairlearn's ``false_negative_rate``; NaN when there is no positive to measure it on."""
-    from fairlearn.metrics import false_negative_rate as fnr
-
-    y_true = np.asarray(y_true)
-    if not np.any(y_true == 1):
-        return float("nan")
-    return float(fnr(y_true, y_pred, pos_label=1))
-
-
-def _rates(y: np.ndarray, p: np.ndarray, codes: np.ndarray, groups: int) -> np.ndarray:
-    """``(2, groups)``: FPR and FNR of each group (NaN where a class is absent)."""
-    out = np.full((2, groups), np.nan)
-    for k in range(groups):
-        yk, pk = y[codes == k], p[codes == k]
-        if np.any(yk == 0):
-            out[0, k] = float(np.mean(pk[yk == 0]))
-        if np.any(yk == 1):
-            out[1, k] = float(np.mean(1 - pk[yk == 1]))
-    return out
-
-
-def _eod(rates: np.ndarray) -> float:
-    with np.errstate(invalid="ignore"):
-        spans = [np.nanmax(r) - np.nanmin(r) for r in rates if np.sum(np.isfinite(r)) >= 2]
-    return float(max(spans)) if spans else float("nan")
-
-
-def equalized_odds(y_true: Any, y_pred: Any, groups: Any, *, n_boot: int = 1000,
-                   ci_quantiles: Sequence[float] = (0.025, 0.975),
-                   random_state: Any = None) -> dict[str, Any]:
-    """fairlearn's ``equalized_odds_difference`` (the larger of the between-group differences
-    of FPR and of TPR, i.e. of FNR) with a bootstrap interval (resampling within each group
-    and true class, so every group keeps its class sizes)."""
-    from fairlearn.metrics import equalized_odds_difference
-
-    y, p = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    g = np.asarray([str(x) for x in groups], dtype=object)
-    levels = sorted(set(g.tolist()))
-    codes = np.searchsorted(np.asarray(levels, dtype=object), g)
-    value = float(equalized_odds_difference(y, p, sensitive_features=g))
-    rng = np.random.default_rng(random_state)
-    cells = [np.flatnonzero((codes == k) & (y == c)) for k in range(len(levels)) for c in (0, 1)]
-    cells = [c for c in cells if len(c)]
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(c, size=len(c)) for c in cells])
-        boots[b] = _eod(_rates(y[idx], p[idx], codes[idx], len(levels)))
-    boots = boots[np.isfinite(boots)]
-    lo, hi = (np.quantile(boots, [ci_quantiles[0], ci_quantiles[-1]]).tolist()
-              if len(boots) else (None, None))
-    return {"value": value, "ci_low": lo, "ci_high": hi}
-
-
-# -- languages of the generated texts ----------------------------------------------------------
-
-_STOPWORDS = {
-    "en": "the and of to is in that it was for with as on are be this not have you".split(),
-    "de": "der die das und ist nicht ein eine zu den mit sich auf dem ich sie es des".split(),
-    "es": "el la de que y en los las un una por con para es se del al lo su".split(),
-    "it": "il la di che e non un una per con del della sono gli le si lo ho".split(),
-}
-
-
-def guess_language(text: str) -> str | None:
-    """The language (``en``, ``de``, ``es``, ``it``) whose common function words are most
-    frequent in ``text`` - a crude check of whether a model answered in the language it was
-    asked for; ``None`` for too little evidence."""
-    words = re.findall(r"[^\W\d_]+", text.lower())
-    counts = {code: sum(w in set(sw) for w in words) for code, sw in _STOPWORDS.items()}
-    best = max(counts, key=counts.get)
-    ranked = sorted(counts.values(), reverse=True)
-    return best if ranked[0] >= 3 and ranked[0] > ranked[1] else None
-
-
-# -- scorers ---------------------------------------------------------------------------------
-
-class Scorer:
-    """One thing that says "synthetic" / "watermarked" about an artifact: ``truth`` names
-    which label of an item it is judged against (``watermarked`` or ``synthetic``)."""
-
-    def __init__(self, name: str, truth: str, fn: Callable[[Any], tuple[Any, Any, Any]],
-                 model_version: str | None = None) -> None:
-        self.name, self.truth, self.fn, self.model_version = name, truth, fn, model_version
-
-    def __call__(self, artifact: Any) -> dict[str, Any]:
-        try:
-            decision, score, reason = self.fn(artifact)
-        except Exception as exc:  # noqa: BLE001 - a crashing scorer is "not performed"
-            decision, score, reason = None, None, f"not performed: {type(exc).__name__}: {exc}"
-        return {"decision": None if decision is None else int(bool(decision)),
-                "score": score, "reason": reason}
-
-
-def watermark_scorer(config: Any, modality: str, *, generator: Any = None) -> Scorer:
-    """The configured watermark's detector (not performed on every item when there is no
-    key or the scheme cannot be built)."""
-    from guardrail.errors import GuardrailError
-    from guardrail.factory import watermarker_from_config
-
-    try:
-        wm = watermarker_from_config(config, modality, generator=generator)
-    except GuardrailError as exc:
-        reason = f"not performed: {exc}"
-        return Scorer(f"watermark:{config.section('watermark')[f'{modality}_scheme']}",
-                      "watermarked", lambda a: (None, None, reason))
-
-    def fn(artifact: Any) -> tuple[Any, Any, Any]:
-        res = wm.detect(artifact)
-        return res.detected, res.p_value, res.reason if res.detected is None else None
-    return Scorer(f"watermark:{wm.scheme}", "watermarked", fn, getattr(wm, "version", None))
-
-
-def detector_scorers(config: Any, modality: str, *, text_generator: Any = None) -> list[Scorer]:
-    """Every configured detector of ``modality`` (an unavailable one is "not performed")."""
-    from guardrail.detectors import build_all
-
-    out = []
-    for det in build_all(config, [modality], text_generator=text_generator):
-        def fn(artifact: Any, det: Any = det) -> tuple[Any, Any, Any]:
-            res = det.detect(artifact)
-            return res.decision, res.probability, res.reason if res.decision is None else None
-        out.append(Scorer(f"detector:{det.name}", "synthetic", fn,
-                          getattr(det, "model_version", None)))
-    return out
-
-
-# -- the evaluation set ----------------------------------------------------------------------
-
-def _jpeg(img: np.ndarray, quality: int = 70) -> np.ndarray:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-def _resize(img: np.ndarray, scale: float) -> np.ndarray:
-    from PIL import Image
-
-    h, w = img.shape[:2]
-    return np.asarray(Image.fromarray(img).resize((max(1, int(w * scale)), max(1, int(h * scale))),
-                                                  Image.Resampling.LANCZOS))
-
-
-def _crop(img: np.ndarray, frac: float = 0.8) -> np.ndarray:
-    h, w = img.shape[:2]
-    dh, dw = int(h * (1 - frac) / 2), int(w * (1 - frac) / 2)
-    return img[dh:h - dh, dw:w - dw]
-
-
-#: everyday edits of a photo (each result is still a real photo)
-IMAGE_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "original": lambda x: x,
-    "mirror": lambda x: x[:, ::-1],
-    "crop": _crop,
-    "small": lambda x: _resize(x, 0.6),
-    "large": lambda x: _resize(x, 1.5),
-    "jpeg70": _jpeg,
-    "dark": lambda x: (x.astype(np.float32) * 0.7).astype(np.uint8),
-    "bright": lambda x: (255 * (x / 255.0) ** 0.7).astype(np.uint8),
-    "gray": lambda x: np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8),
-}
-
-
-def _photos(spec: Mapping[str, Any]) -> list[tuple[str, np.ndarray, bool]]:
-    """``(name, RGB, is_face_photo)`` for the image part."""
-    from pathlib import Path
-
-    from guardrail.corpora import natural_images
-
-    from .faces import face_photos
-
-    out = [(f"face:{m['name']}", img, True) for m, img in face_photos()]
-    dirs = tuple(Path(d).expanduser() for d in spec.get("photo_dirs", []))
-    seen = {n for n, _, _ in out}
-    for name, img in natural_images(dirs):
-        if name == "skimage:astronaut" or name in seen:
-            continue  # already a face photo
-        out.append((name, img, name.startswith("file:")))
-    return out
-
-
-def image_items(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Work items of the image part: every face photo in every variant, the other photos
-    as they are; each once unmarked and once watermarked."""
-    variants = spec.get("variants") or list(IMAGE_VARIANTS)
-    unknown = [v for v in variants if v not in IMAGE_VARIANTS]
-    if unknown:
-        raise SuiteError(f"unknown image variant(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(IMAGE_VARIANTS)}")
-    out = []
-    for name, _img, is_face in _photos(spec):
-        for variant in (variants if is_face else ["original"]):
-            for marked in (0, 1):
-                out.append({"key": f"image:{name}:{variant}:{'marked' if marked else 'plain'}",
-                            "part": "image", "photo": name, "variant": variant,
-                            "watermarked": marked, "synthetic": 0})
-    return out
-
-
-def text_items(suite: Any, spec: Mapping[str, Any], samples: int,
-               limit: int | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Work items of the text part and ``{language group: missing Debian package}``."""
-    from .languages import fortune_texts, missing_languages
-
-    langs = spec.get("languages") or {}
-    groups = suite.attributes.get("language", ())
-    if not groups or set(groups) - set(langs):
-        raise SuiteError(f"{suite.path or suite.name}: the text part needs attribute "
-                         "'language' and text.languages mapping each of its groups to a "
-                         "corpus code (en, de, es, it)")
-    absent = missing_languages([langs[g] for g in groups])
-    missing = {g: absent[langs[g]] for g in groups if langs[g] in absent}
-    per_lang = int(spec.get("human_texts_per_language", 40))
-    out: list[dict[str, Any]] = []
-    for g in groups:
-        for i, (src, text) in enumerate(fortune_texts(langs[g], limit=per_lang,
-                                                      max_words=int(spec.get("max_words", 80)))):
-            out.append({"key": f"text:human:{langs[g]}:{i}", "part": "text", "language": g,
-                        "source": src, "text": text, "watermarked": 0, "synthetic": 0})
-    items = suite.items()
-    if limit:  # keep every language: the first `limit` prompts of each
-        by_group: dict[str, list[Any]] = defaultdict(list)
-        for it in items:
-            by_group[it["group"]].append(it)
-        items = [it for g in groups for it in by_group[g][:int(limit)]]
-    for s in range(samples):
-        for it in items:
-            out.append({"key": f"text:gen:{it['prompt_id']}#{s}", "part": "text",
-                        "language": it["group"], "prompt": it["prompt"], "sample": s,
-                        "watermarked": 1, "synthetic": 1})
-    return out, missing
 
 
 # -- processing ------------------------------------------------------------------------------
@@ -325,7 +88,7 @@ class _TextPart:
         if ctx.guard is not None:
             self.guard = ctx.guard
         else:
-            from guardrail.factory import guard_from_config
+            from guardrail.guard import guard_from_config
 
             self.guard = guard_from_config(audit_config(ctx.config), "text", model=ctx.generator,
                                            device=ctx.device, store=ctx.store, progress=False)
@@ -375,7 +138,7 @@ class _ImagePart:
         from .faces import FaceAnalyzer
 
         self.analyzer = FaceAnalyzer(device=str(ctx.device or "cpu")).load()
-        self.photos = {name: img for name, img, _ in _photos(spec)}
+        self.photos = {name: img for name, img, _ in photos(spec)}
         self.scorers = [watermark_scorer(ctx.config, "image"),
                         *detector_scorers(ctx.config, "image")]
         try:
@@ -422,8 +185,6 @@ class _ImagePart:
 def _scorer_rows(records: Sequence[Mapping[str, Any]], scorer: str, truth: str,
                  attribute: str, settings: Mapping[str, Any],
                  flags: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from .metrics import disparities, group_table
-
     scored = [r for r in records if r.get("outcome") == "scored" and scorer in r["results"]]
     performed = [r for r in scored if r["results"][scorer]["decision"] is not None
                  and r.get(truth) is not None and r.get(attribute) is not None]
@@ -449,13 +210,11 @@ def _scorer_rows(records: Sequence[Mapping[str, Any]], scorer: str, truth: str,
         if not present:
             continue
         name = f"{func.__name__} ({scorer})"
+        cls = 0 if func is false_positive_rate else 1
         table = group_table(p, g, y_true=y, metric=name, func=func, attribute=attribute,
-                            n_boot=n_boot, ci_quantiles=ci, random_state=seed)
-        for row in table:
-            cls = 0 if func is false_positive_rate else 1
-            row["n"] = int(sum(1 for yi, gi in zip(y, g, strict=True)
-                               if gi == row["group"] and yi == cls))
-            rows.append({**row, **extra, "base_metric": func.__name__, "row_type": "group"})
+                            interval="clopper-pearson", support=y == cls, ci_quantiles=ci)
+        rows.extend({**row, **extra, "base_metric": func.__name__, "row_type": "group"}
+                    for row in table)
         # disparities compare people: photos without a face keep their rates, not a test
         people = np.array([gi != NO_FACE for gi in g])
         disp = disparities(p[people], [gi for gi in g if gi != NO_FACE], y_true=y[people],
@@ -487,8 +246,6 @@ def summarize(records: Sequence[Mapping[str, Any]], *, settings: Mapping[str, An
               missing: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows and summary of the safety audit. ``attributes``: part -> sensitive features;
     ``scorers``: part -> ``(scorer name, truth field)``."""
-    from .metrics import adjust_p_values
-
     rows: list[dict[str, Any]] = []
     flags: list[str] = []
     scorer_info = []

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail.errors import DependencyError
+from guardrail.textnorm import visible_text
 
 __all__ = ["FEMININE_TERMS", "LIMITS", "MASCULINE_TERMS", "REFUSAL_PATTERNS", "TextScorer",
            "clean_text", "gender_scores", "refusal_score"]
@@ -68,8 +69,6 @@ FEMININE_TERMS: frozenset[str] = frozenset(
     "mothers mom daughter daughters sister sisters wife wives aunt niece grandmother "
     "granddaughter queen mrs ms miss madam feminine girlfriend".split())
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-# C2PA text wrapper (U+FEFF + variation selectors) and other invisible characters
-_INVISIBLE = re.compile("[\ufeff\u200b-\u200f\u2060\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 LIMITS: tuple[str, ...] = (
     "Sentiment is VADER's lexicon score and toxicity alt-profanity-check's n-gram model: "
@@ -83,8 +82,9 @@ LIMITS: tuple[str, ...] = (
 
 
 def clean_text(text: str) -> str:
-    """The visible text: without the embedded C2PA wrapper and zero-width characters."""
-    return _INVISIBLE.sub("", text or "").strip()
+    """The visible text (:func:`guardrail.textnorm.visible_text`: without the embedded C2PA
+    wrapper and zero-width characters), stripped of surrounding white space."""
+    return visible_text(text or "").strip()
 
 
 def refusal_score(text: str) -> int:

@@ -13,7 +13,8 @@ Two ways to write the sets, both in one file:
 * ``sets``: hand-written sets ``{"set_id", "attribute", "prompts": {group: prompt}}``;
   validation checks that the prompts differ only in the group term.
 
-Required fields: ``name``, ``version``, ``kind`` (``text``, ``image`` or ``safety``),
+Required fields: ``name``, ``version``, ``kind`` (a registered audit runner: ``text``,
+``image``, ``safety`` or one a plug-in adds, see :mod:`audits.runner`),
 ``description``, ``sources`` (each with ``title``, ``citation`` or ``url``, ``year``) and
 ``attributes``. Any other top-level field is kept in :attr:`Suite.extra` for the runner of
 that kind.
@@ -40,11 +41,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from guardrail import plugins
 from guardrail.errors import SuiteError
 
-__all__ = ["KINDS", "Suite", "list_suites", "load_suite", "suite_from_dict"]
+__all__ = ["Suite", "list_suites", "load_suite", "suite_from_dict"]
 
-KINDS = ("text", "image", "safety")
 _REQUIRED = ("name", "version", "kind", "description", "sources", "attributes")
 _KNOWN = {*_REQUIRED, "templates", "occupations", "sets", "limits"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$")
@@ -175,8 +176,9 @@ def suite_from_dict(data: Any, *, source: str = "<suite>") -> Suite:
             raise fail(key, f"must be a string, got {type(data[key]).__name__}")
     if not _ID.match(data["name"]):
         raise fail("name", f"{data['name']!r} must be letters, digits and - _ . only")
-    if data["kind"] not in KINDS:
-        raise fail("kind", f"unknown kind {data['kind']!r}; choose one of {', '.join(KINDS)}")
+    kinds = plugins.names(plugins.AUDITS)
+    if data["kind"] not in kinds:
+        raise fail("kind", f"unknown kind {data['kind']!r}; choose one of {', '.join(kinds)}")
     sources = _sources(data["sources"], fail)
     attributes = _attributes(data["attributes"], fail)
     templates = _strings(data.get("templates", []), "templates", fail)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from guardrail.config import Config
+from guardrail.stats import adjust_p_values, disparities, group_table
 from guardrail.store import Evaluation
 
-from .metrics import adjust_p_values, disparities, group_table
 from .runner import AuditContext, audit_config, finish_audit, run_samples, start_audit
 from .scorers import LIMITS, TextScorer, clean_text
 from .suites import Suite
@@ -55,7 +55,7 @@ def build_guard(config: Config, store: Any, *, model: str | None = None,
     """The audit's guard around the configured text generator (``block`` policies of the
     output stages as ``flag`` when ``audit.block_as_flag``), whose generator decodes
     ``audit.batch_size`` prompts at a time (a 135M model on a CPU gains from wide batches)."""
-    from guardrail.factory import guard_from_config
+    from guardrail.guard import guard_from_config
 
     guard = guard_from_config(audit_config(config), "text", model=model, device=device,
                               store=store, progress=False)

@@ -1,18 +1,19 @@
-"""The generator protocol, device selection and the generator plugin registry.
+"""The generator protocol, device selection and loading a generator by modality.
 
 guardrail never imports the ``generators`` package: generators are found through the
-``guardrail.generators`` entry-point group (one entry per modality), so any
-distribution can register its own.
+``guardrail.generators`` entry-point group (:mod:`guardrail.plugins`; one entry per
+modality, naming a factory ``(model, **options) -> Generator``), so any distribution can
+register its own.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from . import plugins
 from ._types import Modality, _frozen_mapping
 from .errors import ConfigError, DependencyError, ModelLoadError
 
@@ -24,9 +25,6 @@ __all__ = [
     "load_generator",
     "resolve_device",
 ]
-
-ENTRY_POINT_GROUP = "guardrail.generators"
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -131,10 +129,6 @@ def resolve_device(device: str | None = None) -> str:
     return str(dev)
 
 
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_generator(
     modality: Modality | str,
     model: str | None = None,
@@ -159,15 +153,14 @@ def load_generator(
         When the model cannot be loaded; the message names it and how to provide it.
     """
     modality = Modality.parse(modality)
-    ep = _entry_points().get(modality.value)
-    if ep is None:
+    if modality.value not in plugins.names(plugins.GENERATORS):
         raise ModelLoadError(
             model or f"default {modality.value} generator",
             f"no generator is registered for modality {modality.value!r} "
-            f"(entry-point group {ENTRY_POINT_GROUP!r})",
+            f"(entry-point group {plugins.GENERATORS!r})",
             hint="install the project (pip install -e .) so that its entry points exist",
         )
-    factory: Callable[..., Generator] = ep.load()
+    factory: Callable[..., Generator] = plugins.load(plugins.GENERATORS, modality.value)
     return factory(model, **options)
 
 

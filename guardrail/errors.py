@@ -11,13 +11,18 @@ and the error tree can never drift apart::
     |   +-- ModalityError                        unknown modality
     |   +-- UnsupportedMediaError                a file type or media type we cannot handle
     |   +-- SuiteError                           an audit prompt suite that is missing or invalid
+    |   +-- CannotWatermark                      this input cannot carry (or be checked for) a mark
+    |   +-- TextWrapperError                     a C2PA text wrapper that is there but unusable
     +-- ModelLoadError                  exit 5   a model could not be loaded
     +-- GenerationError                 exit 6   the generator raised or returned nothing
     +-- OutputError                     exit 7   the output could not be written
+    |   +-- SigningError                         Content Credentials could not be made
     +-- StoreError                      exit 9   the record store failed
+    |   +-- ReportNotFound                       no report with that id (or id prefix)
     +-- StageError                      exit 10  a stage failed under a "block" policy
     +-- DependencyError                 exit 11  an optional dependency is not installed
     +-- KeyFileError                    exit 12  a key file is missing, unreadable or too open
+        +-- CertificateError                     a signing certificate (or key) c2pa would reject
 
 A blocked output is not an error: :meth:`guardrail.Guard.generate` returns a result
 whose ``status`` is ``"blocked"`` (the CLI exits with 3).
@@ -26,6 +31,8 @@ whose ``status`` is ``"blocked"`` (the CLI exits with 3).
 from __future__ import annotations
 
 __all__ = [
+    "CannotWatermark",
+    "CertificateError",
     "ConfigError",
     "DependencyError",
     "GenerationError",
@@ -36,9 +43,12 @@ __all__ = [
     "ModelLoadError",
     "OutputError",
     "PromptError",
+    "ReportNotFound",
+    "SigningError",
     "StageError",
     "StoreError",
     "SuiteError",
+    "TextWrapperError",
     "UnsupportedMediaError",
 ]
 
@@ -88,6 +98,25 @@ class SuiteError(InputError):
     the field)."""
 
 
+class CannotWatermark(InputError):
+    """This input cannot be watermarked or checked by this scheme; the message says why."""
+
+
+class TextWrapperError(InputError):
+    """A C2PA text wrapper that is there but unusable.
+
+    Attributes
+    ----------
+    code : str
+        The C2PA status code (``manifest.text.multipleWrappers``,
+        ``manifest.text.corruptedWrapper``, ...).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ModelLoadError(GuardrailError):
     """A model could not be loaded.
 
@@ -118,10 +147,18 @@ class OutputError(GuardrailError):
     exit_code = 7
 
 
+class SigningError(OutputError):
+    """Content Credentials could not be made (timestamp authority down, KMS error, ...)."""
+
+
 class StoreError(GuardrailError):
     """The record store could not be opened, migrated, read or written."""
 
     exit_code = 9
+
+
+class ReportNotFound(StoreError):
+    """No report with that id (or id prefix) is in the store."""
 
 
 class StageError(GuardrailError):
@@ -149,3 +186,7 @@ class KeyFileError(GuardrailError):
     """A key file is missing, unreadable, malformed or readable by others."""
 
     exit_code = 12
+
+
+class CertificateError(KeyFileError):
+    """A signing certificate (or its key) that c2pa would reject, with the reason."""

@@ -1,18 +1,16 @@
-"""Build generators and guards from the configuration."""
+"""Build generators, watermarkers and the protective stages from the configuration."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from ._generator import Generator, load_generator
 from ._types import Modality
 from .config import Config
-from .pipeline import Guard, Stage
-from .store import ReportStore
+from .stages import Stage
 
-__all__ = ["detector_stages", "generator_from_config", "guard_from_config", "guard_stages",
+__all__ = ["default_stages", "detector_stages", "generator_from_config", "init_keys",
            "provenance_stages", "watermark_stages", "watermarker_from_config"]
 
 log = logging.getLogger(__name__)
@@ -46,25 +44,15 @@ def generator_from_config(
     return load_generator(modality, name, **options)
 
 
-def guard_from_config(
-    config: Config,
-    modality: Modality | str,
-    *,
-    model: str | None = None,
-    device: str | None = None,
-    store: ReportStore | None = None,
-    stages: Sequence[Stage] = (),
-    progress: bool = True,
-) -> Guard:
-    """A :class:`Guard` around the configured generator for ``modality``."""
-    generator = generator_from_config(config, modality, model=model, device=device,
-                                      progress=progress)
-    return Guard(generator, store=store, config=config,
-                 stages=[*guard_stages(config, generator), *stages])
+def default_stages(config: Config, generator: Generator) -> list[Stage]:
+    """The protective stages that ``config`` asks for around ``generator``: detectors,
+    watermark + self-check, C2PA signing - what :class:`~guardrail.Guard` runs when it is
+    given no ``stages``, and what ``guardrail generate`` runs.
 
-
-def guard_stages(config: Config, generator: Generator) -> list[Stage]:
-    """Every configured stage after generation: detectors, watermark + self-check, C2PA."""
+    A stage that cannot be built here (no key file, a generator whose model cannot carry a
+    text watermark) is still returned, as a stand-in that is recorded as ``skipped`` with
+    the reason, so its slot's policy applies: a guard is never unprotected in silence.
+    """
     return [*detector_stages(config, generator), *watermark_stages(config, generator),
             *provenance_stages(config)]
 
@@ -107,7 +95,7 @@ def detector_stages(config: Config, generator: Generator) -> list[Stage]:
     "not performed" and why, so the report shows it could not run.
     """
     from .detectors import registry
-    from .detectors.base import DetectorStage
+    from .detectors.stage import DetectorStage
 
     settings = registry.settings(config)
     modality = Modality.parse(generator.modality)
@@ -149,3 +137,29 @@ def watermark_stages(config: Config, generator: Generator) -> list[Stage]:
                 UnavailableStage("self_check", reason, modalities=[modality])]
     return [WatermarkStage(wm),
             WatermarkSelfCheck(wm, unverifiable_text=str(config.policy["unverifiable_text"]))]
+
+
+def init_keys(config: Config) -> list[dict[str, Any]]:
+    """Create every missing key file named by ``config`` (mode 0600); never overwrite one.
+
+    The prompt-hashing key, the watermark key and the development C2PA signing chain.
+
+    Returns
+    -------
+    list of dict
+        One entry per key: ``purpose``, ``file``, public ``key_id`` and ``created``.
+
+    Raises
+    ------
+    DependencyError
+        The ``provenance`` extra (c2pa-python, cryptography) is not installed; the two
+        secret keys are created first.
+    KeyFileError
+        A key file cannot be written or read, or only part of a signing chain exists.
+    """
+    from .keys import PROMPT_KEY_FILE, init_secret
+    from .provenance.keys import init_signing_chain
+
+    return [init_secret(config.keys_dir / PROMPT_KEY_FILE, purpose="prompt hashing (HMAC-SHA256)"),
+            init_secret(config.watermark_key_file, purpose="watermarks (text, image, audio)"),
+            init_signing_chain(config.keys_dir)]

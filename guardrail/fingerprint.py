@@ -18,6 +18,8 @@ import unicodedata
 import numpy as np
 
 from ._types import Artifact, Modality
+from .signal import resample
+from .textnorm import visible_text
 
 __all__ = ["IMAGE_MAX_DISTANCE", "fingerprint", "match"]
 
@@ -44,15 +46,10 @@ def _phash(img: np.ndarray) -> str:
 
 
 def _audio_envelope(samples: np.ndarray, rate: int) -> str:
-    from scipy.signal import resample_poly
-
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim == 2:
         x = x.mean(axis=1)
-    from math import gcd
-
-    g = gcd(int(rate), 8000)
-    x = resample_poly(x, 8000 // g, int(rate) // g) if rate != 8000 else x
+    x = resample(x, int(rate), 8000)
     frames = max(1, len(x) // 64)
     usable = x[: frames * 64].reshape(64, -1) if len(x) >= 64 else np.zeros((64, 1))
     env = np.log10(np.mean(usable**2, axis=1) + 1e-10)
@@ -61,8 +58,6 @@ def _audio_envelope(samples: np.ndarray, rate: int) -> str:
 
 
 def _text_hash(text: str) -> str:
-    from .watermark.text import visible_text
-
     norm = " ".join(unicodedata.normalize("NFC", visible_text(text)).split())
     return "text-sha256:" + hashlib.sha256(norm.encode("utf-8")).hexdigest()
 

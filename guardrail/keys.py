@@ -18,8 +18,9 @@ from typing import Any
 from .errors import KeyFileError
 
 __all__ = [
+    "PROMPT_KEY_FILE",
     "PromptHasher",
-    "init_keys",
+    "init_secret",
     "key_id",
     "load_or_create_secret",
     "load_secret",
@@ -28,6 +29,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: File name of the prompt-hashing key under ``keys_dir``.
 PROMPT_KEY_FILE = "prompt-hash.key"
 
 
@@ -118,6 +120,7 @@ class PromptHasher:
 
     @classmethod
     def from_keys_dir(cls, keys_dir: Path) -> PromptHasher:
+        """The hasher keyed by ``<keys_dir>/prompt-hash.key`` (created if it is missing)."""
         return cls(load_or_create_secret(Path(keys_dir) / PROMPT_KEY_FILE))
 
     def __call__(self, prompt: str) -> str:
@@ -128,29 +131,16 @@ class PromptHasher:
         return f"PromptHasher(key_id={self.key_id!r})"
 
 
-def init_keys(config: Any) -> list[dict[str, Any]]:
-    """Create every missing key file named by ``config`` (mode 0600); never overwrite one.
+def init_secret(path: Path, *, purpose: str) -> dict[str, Any]:
+    """Create the secret key file ``path`` if it is missing (mode 0600); never overwrite it.
 
-    Returns one entry per key: purpose, file, public key id and whether it was created.
+    Returns
+    -------
+    dict
+        ``purpose``, ``file``, ``key_id`` (public) and whether the file was ``created``.
     """
-    specs = [
-        ("prompt hashing (HMAC-SHA256)", Path(config.keys_dir) / PROMPT_KEY_FILE),
-        ("watermarks (text, image, audio)", Path(config.watermark_key_file)),
-    ]
-    out = []
-    for purpose, path in specs:
-        existed = path.exists()
-        secret = load_or_create_secret(path)
-        out.append({"purpose": purpose, "file": str(path), "key_id": key_id(secret),
-                    "created": not existed})
-    try:
-        from .provenance.keys import init_dev_chain
-    except ImportError:  # pragma: no cover - the provenance extra is not installed
-        return out
-    chain = init_dev_chain(Path(config.keys_dir))
-    cert = chain.certificate
-    out.append({"purpose": "C2PA signing (development chain: root CA -> intermediate -> ES256 signer)",
-                "file": str(chain.signer_key), "chain": str(chain.signer_chain),
-                "trust_anchors": str(chain.trust_anchors),
-                "key_id": cert.fingerprint[:12] if cert else None, "created": chain.created})
-    return out
+    path = Path(path)
+    existed = path.exists()
+    secret = load_or_create_secret(path)
+    return {"purpose": purpose, "file": str(path), "key_id": key_id(secret),
+            "created": not existed}

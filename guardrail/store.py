@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import random
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ._types import GenerationMetadata, Modality, Report, StageRecord, _jsonable
-from .errors import StoreError
+from .errors import ReportNotFound, StoreError
 
 __all__ = ["SCHEMA_VERSION", "Evaluation", "ReportNotFound", "ReportStore"]
 
@@ -151,6 +155,10 @@ def _migration_4(conn: Connection) -> None:
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1, _migration_2, _migration_3, _migration_4)
 SCHEMA_VERSION = len(MIGRATIONS)
+#: PostgreSQL advisory-lock key held while the schema is checked, created or migrated
+_SCHEMA_LOCK_KEY = 0x67726C5F736368  # "grl_sch"
+#: how long a new SQLite store's switch to WAL mode is retried while other processes switch it
+_WAL_SWITCH_TIMEOUT_S = 30.0
 #: stored in the modality column for requests whose modality was not recognised
 UNKNOWN_MODALITY = "unknown"
 
@@ -177,10 +185,6 @@ class Evaluation:
                 "created_at": self.created_at, "status": self.status,
                 "config": _jsonable(self.config), "summary": _jsonable(self.summary),
                 "rows": _jsonable(list(self.rows))}
-
-
-class ReportNotFound(StoreError):
-    """No report with that id (or id prefix) is in the store."""
 
 
 def _utc(dt: datetime) -> datetime:
@@ -215,17 +219,17 @@ class ReportStore:
         if self._is_sqlite:
             db = parsed.database
             if db and db != ":memory:":
-                try:
-                    Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(f"cannot create the folder for {db!r}: {exc.strerror}") from None
+                if not parsed.query.get("uri"):
+                    path = Path(db).expanduser()
+                    _create_private_file(path)
+                    parsed = parsed.set(database=str(path))
             else:
                 kwargs["poolclass"] = sa.pool.StaticPool
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
         try:
-            self.engine: Engine = sa.create_engine(url, **kwargs)
+            self.engine: Engine = sa.create_engine(parsed, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise StoreError(f"cannot open store {_redact_url(url)}: {exc}") from None
         if self._is_sqlite:
@@ -252,43 +256,50 @@ class ReportStore:
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> int:
+        """Create or upgrade the schema; safe when several processes open a new store at once.
+
+        An up-to-date store is only read. Otherwise the check, the creation and the
+        migrations run in one transaction that holds the store's write lock (SQLite
+        ``BEGIN IMMEDIATE``; a PostgreSQL transaction-level advisory lock), so a second
+        process waits for the first and then finds the schema in place.
+        """
         try:
-            with self.engine.begin() as conn:
-                metadata.create_all(conn, tables=[meta_table])
-                row = conn.execute(
-                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).first()
-                current = int(row[0]) if row else 0
+            with self.engine.connect() as conn:
+                if _stored_version(conn) == SCHEMA_VERSION:
+                    return SCHEMA_VERSION
+            with self.engine.connect() as conn:
+                self._lock_schema(conn)
+                current = _stored_version(conn)
                 if current > SCHEMA_VERSION:
                     raise StoreError(
                         f"the store {_redact_url(self.url)} has schema version {current}, newer "
                         f"than this guardrail supports ({SCHEMA_VERSION}); upgrade guardrail")
-                for version in range(current + 1, SCHEMA_VERSION + 1):
-                    log.info("migrating record store to schema version %d", version)
-                    MIGRATIONS[version - 1](conn)
-                if current != SCHEMA_VERSION:
-                    values = {"key": "schema_version", "value": str(SCHEMA_VERSION)}
-                    if row:
-                        conn.execute(
-                            meta_table.update()
-                            .where(meta_table.c.key == "schema_version")
-                            .values(value=values["value"]))
-                    else:
-                        conn.execute(meta_table.insert().values(**values))
-                return SCHEMA_VERSION
+                if current < SCHEMA_VERSION:
+                    metadata.create_all(conn, tables=[meta_table])
+                    for version in range(current + 1, SCHEMA_VERSION + 1):
+                        log.info("migrating record store to schema version %d", version)
+                        MIGRATIONS[version - 1](conn)
+                    key = meta_table.c.key == "schema_version"
+                    conn.execute(meta_table.delete().where(key))
+                    conn.execute(meta_table.insert().values(
+                        key="schema_version", value=str(SCHEMA_VERSION)))
+                conn.commit()
+            return SCHEMA_VERSION
         except StoreError:
             raise
-        except IntegrityError:
-            # another worker migrated concurrently; re-read
-            return self._read_version()
+        except IntegrityError:  # another worker migrated a database without a schema lock
+            with self.engine.connect() as conn:
+                return _stored_version(conn)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {_redact_url(self.url)}: {_short(exc)}") from None
 
-    def _read_version(self) -> int:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-        return int(row[0]) if row else 0
+    def _lock_schema(self, conn: Connection) -> None:
+        """Take the lock that serialises schema changes, held until ``conn`` commits."""
+        if self._is_sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                         {"key": _SCHEMA_LOCK_KEY})
 
     # -- writing --------------------------------------------------------------------------
     def save(self, report: Report) -> bool:
@@ -424,6 +435,7 @@ class ReportStore:
         query = query.order_by(t.c.created_at.desc()).limit(limit).offset(offset)
         with self._read() as conn:
             return [_row_evaluation(r) for r in conn.execute(query).all()]
+
     def count(self, **filters: Any) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(reports_table), **filters)
         with self._read() as conn:
@@ -472,15 +484,59 @@ class ReportStore:
             raise StoreError(f"cannot read store {_redact_url(self.url)}: {_short(exc)}") from None
 
 
+def _stored_version(conn: Connection) -> int:
+    """The schema version recorded in the store; 0 for a store without a schema."""
+    if not sa.inspect(conn).has_table(meta_table.name):
+        return 0
+    row = conn.execute(
+        sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
+
+
+def _create_private_file(path: Path) -> None:
+    """Create a missing SQLite file ``0600`` (empty: an empty database) in a new ``0700`` folder.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database's mode; existing ones keep theirs.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder for {str(path)!r}: {exc.strerror}") from None
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the store file {str(path)!r}: {exc.strerror}") from None
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        _use_wal(cur)
+        cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
+
+
+def _use_wal(cur: Any) -> None:
+    """Put the database in WAL mode (stored in the file, so switched once per file).
+
+    Connections switching a new database at once can each hold the lock the other needs;
+    SQLite then answers "database is locked" without waiting, so the switch is retried.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_TIMEOUT_S
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _report_row(r: Report) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._generator import Generated, GenerationHooks, ModelInfo
 from ._types import Modality
-from .pipeline import Stage, StageContext, StageOutcome, StageSkipped
+from .stages import Stage, StageContext, StageOutcome, StageSkipped
 
 __all__ = [
     "EchoTextGenerator",

@@ -50,16 +50,6 @@ __all__ = ["VerifyResult", "verdict", "verify_file"]
 
 log = logging.getLogger(__name__)
 
-LABELS = (
-    "Tampered",
-    "AI-generated",
-    "Likely AI-generated",
-    "Signed, not declared AI-generated",
-    "Could not be verified",
-    "No evidence of AI generation found",
-)
-
-
 @dataclass
 class VerifyResult:
     """Everything ``guardrail verify`` found (see :meth:`to_dict` for the JSON contract)."""

@@ -119,7 +119,7 @@ def test_stripped_image_is_recovered_through_the_watermark(demo, capsys, tmp_pat
 def test_stripped_audio_and_text_are_recovered(demo, capsys, tmp_path):
     import soundfile as sf
 
-    from guardrail.watermark.text import visible_text
+    from guardrail.textnorm import visible_text
 
     _code, reports, data, _root = demo
     audio = next(r for r in reports if r["modality"] == "audio")
@@ -154,7 +154,7 @@ def test_demo_evaluations_fill_the_audit_and_detector_pages(demo, tmp_path):
     """`guardrail demo --evaluations` records what the dashboard's other pages show."""
     import argparse
 
-    from guardrail.cli import _demo_evaluations
+    from guardrail.cli.demo import _demo_evaluations
     from guardrail.config import Config
     from guardrail.store import ReportStore
 

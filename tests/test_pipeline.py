@@ -15,7 +15,7 @@ from guardrail import (
     StageSkipped,
 )
 from guardrail.errors import GenerationError, OutputError, PromptError, StageError, StoreError
-from guardrail.pipeline import SLOTS
+from guardrail.stages import SLOTS
 from guardrail.testing import (
     EchoTextGenerator,
     FailingGenerator,
@@ -28,7 +28,7 @@ from guardrail.testing import (
 
 @pytest.fixture
 def guard(config: Config, store: ReportStore) -> Guard:
-    return Guard(EchoTextGenerator(), store=store, config=config)
+    return Guard(EchoTextGenerator(), store=store, config=config, stages=[])
 
 
 def statuses(report) -> dict[str, str]:
@@ -133,14 +133,14 @@ def test_stages_run_in_slot_order_and_see_the_current_artifact(config, store):
 
 def test_watermark_stage_replaces_artifact_and_passes_evidence(config, store, tmp_path):
     def mark(ctx):
-        ctx.evidence["watermark_id"] = "wm-123"
+        ctx.evidence.extra["watermark_id"] = "wm-123"
         return StageOutcome(artifact=ctx.artifact.evolve(content=ctx.artifact.content + " [wm]"),
                             details={"scheme": "fake"})
 
     seen = {}
 
     def provenance(ctx):
-        seen["id"] = ctx.evidence["watermark_id"]
+        seen["id"] = ctx.evidence.extra["watermark_id"]
         return True
 
     g = Guard(EchoTextGenerator(), store=store, config=config,
@@ -159,7 +159,7 @@ def test_generation_hooks_reach_the_generator(config, store):
               stages=[FakeCheck(lambda c: True, slot="watermark", hooks=hooks)])
     g.generate("hi")
     assert gen.calls[-1][1].watermarking_config == "WM-CONFIG"
-    Guard(gen, store=store, config=config).generate("hi")
+    Guard(gen, store=store, config=config, stages=[]).generate("hi")
     assert gen.calls[-1][1] is None
 
 
@@ -183,7 +183,7 @@ def test_bad_prompts_raise_and_are_recorded_as_errors(guard, tmp_path, prompt, m
 def test_prompt_limit_is_configurable(store, tmp_path):
     cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path)},
                                  "policy": {"max_prompt_chars": 5}})
-    g = Guard(EchoTextGenerator(), store=store, config=cfg)
+    g = Guard(EchoTextGenerator(), store=store, config=cfg, stages=[])
     assert g.generate("12345").status == "ok"
     with pytest.raises(PromptError, match="limit is 5"):
         g.generate("123456")
@@ -192,7 +192,7 @@ def test_prompt_limit_is_configurable(store, tmp_path):
 def test_blocked_terms_block_input_and_flag_output(store, tmp_path):
     cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path)},
                                  "policy": {"blocked_terms": ["Forbidden"]}})
-    g = Guard(EchoTextGenerator(), store=store, config=cfg)
+    g = Guard(EchoTextGenerator(), store=store, config=cfg, stages=[])
     out = tmp_path / "o.txt"
     res = g.generate("say FORBIDDEN things", output=out)
     assert res.status == "blocked" and not out.exists()
@@ -200,7 +200,7 @@ def test_blocked_terms_block_input_and_flag_output(store, tmp_path):
     # the echo generator repeats the prompt, so the output check (policy flag) sees it too
     cfg2 = Config.load(overrides={"paths": {"data_dir": str(tmp_path)},
                                   "policy": {"blocked_terms": ["echo"]}})
-    res = Guard(EchoTextGenerator(), store=store, config=cfg2).generate("hi", output=out)
+    res = Guard(EchoTextGenerator(), store=store, config=cfg2, stages=[]).generate("hi", output=out)
     assert res.status == "flagged" and statuses(res.report)["output_checks"] == "flagged"
 
 
@@ -213,7 +213,7 @@ def test_blocked_terms_block_input_and_flag_output(store, tmp_path):
 )
 def test_bad_output_paths_fail_before_generating(config, store, tmp_path, output, error, message):
     gen = EchoTextGenerator()
-    g = Guard(gen, store=store, config=config)
+    g = Guard(gen, store=store, config=config, stages=[])
     with pytest.raises(error, match=message) as info:
         g.generate("hi", output=tmp_path / output)
     assert gen.calls == []  # the model never ran
@@ -230,14 +230,14 @@ def test_unwritable_output_folder_fails_before_generating(config, store, tmp_pat
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
     gen = EchoTextGenerator()
     with pytest.raises(OutputError, match="is not writable") as info:
-        Guard(gen, store=store, config=config).generate("hi", output=ro / "o.txt")
+        Guard(gen, store=store, config=config, stages=[]).generate("hi", output=ro / "o.txt")
     assert gen.calls == [] and store.get(info.value.report_id).status == "error"
 
 
 def test_parent_that_is_a_file(config, store, tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is not a directory"):
-        Guard(EchoTextGenerator(), store=store, config=config).generate("hi", output=tmp_path / "f" / "o.txt")
+        Guard(EchoTextGenerator(), store=store, config=config, stages=[]).generate("hi", output=tmp_path / "f" / "o.txt")
 
 
 def test_write_failing_after_generation_is_an_error_with_a_report(config, store, tmp_path,
@@ -251,7 +251,7 @@ def test_write_failing_after_generation_is_an_error_with_a_report(config, store,
 
     monkeypatch.setattr(guardrail.media.os, "replace", disk_full)
     with pytest.raises(OutputError, match="No space left on device") as info:
-        Guard(EchoTextGenerator(), store=store, config=config).generate(
+        Guard(EchoTextGenerator(), store=store, config=config, stages=[]).generate(
             "hi", output=tmp_path / "o.txt")
     rep = store.get(info.value.report_id)
     assert rep.status == "error" and rep.output is None
@@ -273,7 +273,7 @@ def test_write_failing_after_generation_is_an_error_with_a_report(config, store,
 )
 def test_generator_failures_are_errors_with_a_report(config, store, tmp_path, generator, message):
     out = tmp_path / ("o" + {"text": ".txt", "image": ".png", "audio": ".wav"}[generator.modality.value])
-    g = Guard(generator, store=store, config=config)
+    g = Guard(generator, store=store, config=config, stages=[])
     with pytest.raises(GenerationError, match=message) as info:
         g.generate("hi", output=out)
     rep = store.get(info.value.report_id)
@@ -283,7 +283,7 @@ def test_generator_failures_are_errors_with_a_report(config, store, tmp_path, ge
 
 def test_store_failure_leaves_no_unrecorded_output(config, tmp_path):
     s = ReportStore(f"sqlite:///{tmp_path / 'r.db'}")
-    g = Guard(EchoTextGenerator(), store=s, config=config)
+    g = Guard(EchoTextGenerator(), store=s, config=config, stages=[])
     g.generate("first")
     import sqlalchemy as sa
 
@@ -300,8 +300,8 @@ def test_raw_prompt_stored_only_on_opt_in(store, tmp_path):
     off = Config.load(overrides={"paths": {"data_dir": str(tmp_path)}})
     on = Config.load(overrides={"paths": {"data_dir": str(tmp_path)},
                                 "store": {"store_prompts": True}})
-    r1 = Guard(EchoTextGenerator(), store=store, config=off).generate("secret plan")
-    r2 = Guard(EchoTextGenerator(), store=store, config=on).generate("secret plan")
+    r1 = Guard(EchoTextGenerator(), store=store, config=off, stages=[]).generate("secret plan")
+    r2 = Guard(EchoTextGenerator(), store=store, config=on, stages=[]).generate("secret plan")
     assert store.get(r1.report_id).prompt is None
     assert store.get(r2.report_id).prompt == "secret plan"
     # the keyed hash links the two without revealing the prompt
@@ -328,7 +328,7 @@ def test_batch_keeps_going_past_a_bad_prompt(guard, tmp_path):
 )
 def test_encoding_by_extension(config, store, tmp_path, generator, suffix, media_type, magic):
     out = tmp_path / f"o{suffix}"
-    res = Guard(generator, store=store, config=config).generate("x", output=out, seed=1)
+    res = Guard(generator, store=store, config=config, stages=[]).generate("x", output=out, seed=1)
     assert res.report.media_type == media_type
     assert out.read_bytes().startswith(magic)
     import hashlib
@@ -348,7 +348,7 @@ def test_stage_skip_exception_carries_details(config, store):
 
 def test_preflight_rejects_without_generating(config, store, tmp_path):
     gen = EchoTextGenerator()
-    g = Guard(gen, store=store, config=config)
+    g = Guard(gen, store=store, config=config, stages=[])
     assert g.preflight("fine", output=tmp_path / "o.txt") is None
     assert store.count() == 0  # a request that would go ahead records nothing yet
     with pytest.raises(PromptError):
@@ -359,6 +359,92 @@ def test_preflight_rejects_without_generating(config, store, tmp_path):
 def test_output_file_replaced_atomically(config, store, tmp_path):
     out = Path(tmp_path / "o.txt")
     out.write_text("old")
-    Guard(EchoTextGenerator(), store=store, config=config).generate("new", output=out)
+    Guard(EchoTextGenerator(), store=store, config=config, stages=[]).generate("new", output=out)
     assert out.read_text() == "echo: new"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("o")) == ["o.txt"]
+
+
+# -- protective stages by default -------------------------------------------------------
+def test_a_guard_without_stages_runs_the_configured_protection(config, store, tmp_path):
+    out = tmp_path / "o.txt"
+    guard = Guard(EchoTextGenerator(), store=store, config=config)
+    names = {slot: [s.name for s in stages] for slot, stages in guard.stages.items()}
+    assert names["output_checks"] == ["detectors"]
+    assert names["watermark"] and names["self_check"] and names["provenance"] == ["c2pa"]
+    res = guard.generate("hi", output=out)
+    # this fake cannot carry a text watermark and there are no keys: never silently released
+    assert res.status == "blocked" and not out.exists() and res.artifact is None
+    rec = res.report.stage("watermark")
+    assert rec.status.value == "skipped" and "watermark unavailable" in rec.reason
+
+
+def test_extra_stages_add_to_the_defaults_and_stages_replace_them(config, store):
+    mine = FakeCheck(lambda ctx: True, name="mine")
+    extra = Guard(EchoTextGenerator(), store=store, config=config, extra_stages=[mine])
+    assert [s.name for s in extra.stages["output_checks"]] == ["detectors", "mine"]
+    assert extra.stages["watermark"] and extra.stages["provenance"]
+    only = Guard(EchoTextGenerator(), store=store, config=config, stages=[mine])
+    assert [s.name for s in only.stages["output_checks"]] == ["mine"]
+    assert only.stages["watermark"] == only.stages["provenance"] == []
+    both = Guard(EchoTextGenerator(), store=store, config=config, stages=[],
+                 extra_stages=[mine])
+    assert [s.name for s in both.stages["output_checks"]] == ["mine"]
+
+
+# -- files that travel with the output --------------------------------------------------
+def _with_file(content: bytes = b"manifest"):
+    return FakeCheck(lambda ctx: StageOutcome(files={".side": content}), slot="provenance",
+                     name="sidecar")
+
+
+def test_stage_files_are_written_next_to_the_output(config, store, tmp_path):
+    out = tmp_path / "o.txt"
+    res = Guard(EchoTextGenerator(), store=store, config=config,
+                stages=[_with_file()]).generate("hi", output=out)
+    assert res.status == "ok" and out.read_text() == "echo: hi"
+    assert (tmp_path / "o.side").read_bytes() == b"manifest"
+    assert dict(res.files) == {".side": b"manifest"}
+    assert "files" not in res.report.extra.get("evidence", {})
+    # without an output path the files are still handed back
+    res = Guard(EchoTextGenerator(), store=store, config=config,
+                stages=[_with_file()]).generate("hi")
+    assert res.output is None and dict(res.files) == {".side": b"manifest"}
+
+
+def test_stage_files_are_removed_when_the_report_cannot_be_recorded(config, tmp_path):
+    import sqlalchemy as sa
+
+    s = ReportStore(f"sqlite:///{tmp_path / 'r.db'}")
+    g = Guard(EchoTextGenerator(), store=s, config=config, stages=[_with_file()])
+    g.generate("first")
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE stage_records RENAME TO broken"))
+    with pytest.raises(StoreError):
+        g.generate("second", output=tmp_path / "o.txt")
+    assert not (tmp_path / "o.txt").exists() and not (tmp_path / "o.side").exists()
+    s.close()
+
+
+def test_a_blocked_output_leaves_no_stage_file(config, store, tmp_path):
+    block = FakeCheck(lambda ctx: False, slot="provenance", name="no", on_fail="block")
+    res = Guard(EchoTextGenerator(), store=store, config=config,
+                stages=[_with_file(), block]).generate("hi", output=tmp_path / "o.txt")
+    assert res.status == "blocked" and dict(res.files) == {}
+    assert list(tmp_path.glob("o.*")) == []
+
+
+@pytest.mark.parametrize("suffix", ["c2pa", ".", "../x.c2pa", ".a.b", "a/.c2pa"])
+def test_stage_files_are_named_by_a_suffix(suffix):
+    with pytest.raises(ValueError, match="named by a suffix"):
+        StageOutcome(files={suffix: b"x"})
+    with pytest.raises(TypeError, match="must be bytes"):
+        StageOutcome(files={".c2pa": "text"})
+
+
+def test_a_stage_file_may_not_replace_the_output(config, store, tmp_path):
+    stage = FakeCheck(lambda ctx: StageOutcome(files={".txt": b"x"}), slot="provenance")
+    with pytest.raises(OutputError, match="would replace the output") as info:
+        Guard(EchoTextGenerator(), store=store, config=config, stages=[stage]).generate(
+            "hi", output=tmp_path / "o.txt")
+    assert store.get(info.value.report_id).status == "error"
+    assert list(tmp_path.glob("o.*")) == []

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from guardrail import Artifact, GenerationMetadata, Modality, Report, StageRecord, StageStatus
+from guardrail import (
+    Artifact,
+    GenerationMetadata,
+    Modality,
+    ProvenanceState,
+    Report,
+    StageRecord,
+    StageStatus,
+)
 from guardrail.errors import ModalityError
 
 
@@ -41,3 +49,31 @@ def test_report_json_shape():
                             "reason": None, "details": {}}]
     assert rep.stage("generate").status is StageStatus.OK
     assert rep.stage("watermark") is None
+
+
+def test_evidence_is_typed_and_stored_in_the_report_shape():
+    from guardrail import DetectorResult, Evidence, ProvenanceEvidence, WatermarkEvidence
+
+    ev = Evidence()
+    assert ev.to_dict() == {}
+    ev.watermark = WatermarkEvidence(scheme="kgw", version="1", fpr=1e-3, key_id="k",
+                                     settings={"context_width": 1})
+    ev.detectors = (DetectorResult(detector="d", model_version=None, probability=0.7,
+                                   decision=True, threshold=0.5),)
+    ev.provenance = ProvenanceEvidence(state=ProvenanceState.TRUSTED, media_type="text/plain",
+                                       manifest_summary={"label": "m"}, text_mode="embedded")
+    ev.extra["mine"] = {"score": 1}
+    d = ev.to_dict()
+    assert d["watermark"] == {"scheme": "kgw", "version": "1", "key_id": "k", "fpr": 1e-3,
+                              "context_width": 1, "payload": None}
+    assert d["detectors"][0]["probability"] == 0.7 and d["mine"] == {"score": 1}
+    assert d["provenance"]["state"] == "TRUSTED" and d["provenance"]["text_mode"] == "embedded"
+    assert d["provenance"]["manifest_summary"] == {"label": "m"}
+    assert list(d["provenance"]) == ["media_type", "signer", "text_mode", "sign_ms",
+                                     "verify_ms", "state", "failures", "manifest",
+                                     "ai_generated", "bytes_added", "manifest_summary"]
+    # the built-in fields win over an extra entry of the same name
+    ev.extra["watermark"] = "spoofed"
+    assert ev.to_dict()["watermark"]["scheme"] == "kgw"
+    with pytest.raises(AttributeError):
+        ev.watermark.payload = "00"  # frozen

@@ -110,10 +110,12 @@ class _TextWM:
 
 
 def _text_guard(config, store, wm, **kw):
+    from guardrail.stages import WatermarkEvidence
     from guardrail.testing import FakeCheck
 
     def mark(ctx):
-        ctx.evidence["watermark"] = {"scheme": wm.scheme}
+        ctx.evidence.watermark = WatermarkEvidence(scheme=wm.scheme, version=wm.version,
+                                                   fpr=wm.fpr)
         return True
     return Guard(EchoTextGenerator(), store=store, config=config,
                  stages=[FakeCheck(mark, slot="watermark", name="mark"),

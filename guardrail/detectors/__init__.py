@@ -5,8 +5,9 @@ Light to import: models and heavy libraries load inside the functions that need 
 
 from __future__ import annotations
 
-from .base import BaseDetector, Detector, DetectorStage, NotPerformed, not_performed
-from .registry import REGISTRY, build, build_all
+from .base import BaseDetector, Detector, NotPerformed, not_performed
+from .registry import build, build_all, registered
+from .stage import DetectorStage
 
-__all__ = ["REGISTRY", "BaseDetector", "Detector", "DetectorStage", "NotPerformed", "build",
-           "build_all", "not_performed"]
+__all__ = ["BaseDetector", "Detector", "DetectorStage", "NotPerformed", "build", "build_all",
+           "not_performed", "registered"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._types import Artifact, Modality
 from ..errors import DependencyError, ModelLoadError
+from ..signal import resample
 from .base import BaseDetector, NotPerformed, as_float_audio, as_rgb
 
 __all__ = ["HFClassifierDetector"]
@@ -122,9 +123,7 @@ class HFClassifierDetector(BaseDetector):
             fe = self.pipe.feature_extractor
             want = getattr(fe, "sampling_rate", sr)
             if want != sr:
-                from scipy.signal import resample_poly
-
-                x = resample_poly(x, want, sr).astype("float32")
+                x = resample(x, sr, want)
             inp = {"raw": x, "sampling_rate": want}
         kw: dict[str, Any] = {"top_k": None}
         if self.modality is Modality.TEXT:

@@ -1,6 +1,7 @@
 """Detection metrics: AUROC, EER, TPR at fixed FPRs, bootstrap confidence intervals.
 
-Scores are "higher = more likely synthetic"; labels are 1 for synthetic, 0 for real.
+Scores are "higher = more likely synthetic"; labels are 1 for synthetic, 0 for real. The
+intervals are percentile intervals of :func:`guardrail.stats.bootstrap`, stratified by class.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ..stats import bootstrap, percentile_interval
 
 __all__ = ["auroc", "eer", "metrics", "roc_points", "threshold_at_fpr", "tpr_at_fpr"]
 
@@ -108,18 +111,12 @@ def metrics(labels: Sequence[int], scores: Sequence[float], *,
     y, s = _arrays(labels, scores)
     point = _point(y, s, fprs)
     out: dict[str, Any] = {"n_real": int((y == 0).sum()), "n_synthetic": int((y == 1).sum())}
-    rng = np.random.default_rng(seed)
-    neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    reps: dict[str, list[float]] = {k: [] for k in point}
-    for _ in range(max(0, int(n_bootstrap))):
-        idx = np.concatenate([rng.choice(neg, neg.size), rng.choice(pos, pos.size)])
-        for k, v in _point(y[idx], s[idx], fprs).items():
-            reps[k].append(v)
+    reps = bootstrap(lambda idx: list(_point(y[idx], s[idx], fprs).values()), len(y),
+                     n_boot=max(0, int(n_bootstrap)), strata=y, random_state=seed)
     a = (1.0 - confidence) / 2
-    for k, v in point.items():
+    for i, (k, v) in enumerate(point.items()):
         out[k] = v
-        out[f"{k}_ci"] = ([float(np.quantile(reps[k], a)), float(np.quantile(reps[k], 1 - a))]
-                          if reps[k] else None)
+        out[f"{k}_ci"] = list(percentile_interval(reps[:, i], (a, 1 - a))) if len(reps) else None
     out["n_bootstrap"] = int(n_bootstrap)
     out["confidence"] = confidence
     return out

@@ -7,10 +7,14 @@ milliseconds; using one is safe from several threads).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..errors import DependencyError
@@ -46,14 +50,68 @@ def normalize_media_type(media_type: str | None) -> str | None:
     return _ALIASES.get(base, base) or None
 
 
+#: c2pa-python's native library, by platform (``libc2pa_c.so`` elsewhere)
+_NATIVE_LIBRARY_NAMES = {"darwin": "libc2pa_c.dylib", "win32": "c2pa_c.dll"}
+_C2PA_PURPOSE = "Content Credentials (C2PA)"
+_IMPORT_LOCK = threading.Lock()
+
+
 def c2pa_module() -> Any:
-    """The ``c2pa`` package, or :class:`DependencyError` naming the extra to install."""
-    try:
-        import c2pa
-    except ImportError:
-        raise DependencyError("c2pa-python", "provenance",
-                              purpose="Content Credentials (C2PA)") from None
+    """The ``c2pa`` package, its native library loaded from the installed package only.
+
+    c2pa-python's loader looks for its native library in the current folder (and its
+    ``artifacts`` and ``libs`` folders) before its own package folder, so a library
+    planted there would run. The first import therefore points ``C2PA_LIBRARY_NAME`` at
+    the absolute path of the library inside the installed package (an absolute name is
+    the only place the loader then tries) and restores the variable afterwards.
+
+    Raises
+    ------
+    DependencyError
+        c2pa-python is not installed, its package holds no native library, or that
+        library cannot be loaded.
+    """
+    with _IMPORT_LOCK:
+        if sys.modules.get("c2pa") is not None:
+            return sys.modules["c2pa"]
+        library = _packaged_native_library()
+        previous = os.environ.get("C2PA_LIBRARY_NAME")
+        os.environ["C2PA_LIBRARY_NAME"] = str(library)
+        try:
+            import c2pa
+        except ImportError:
+            raise DependencyError("c2pa-python", "provenance", purpose=_C2PA_PURPOSE) from None
+        except (OSError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise DependencyError(
+                "c2pa-python", "provenance",
+                purpose=f"{_C2PA_PURPOSE}; its native library {library} did not load: "
+                        f"{reason}") from None
+        finally:
+            if previous is None:
+                os.environ.pop("C2PA_LIBRARY_NAME", None)
+            else:
+                os.environ["C2PA_LIBRARY_NAME"] = previous
     return c2pa
+
+
+def _packaged_native_library() -> Path:
+    """The absolute path of the native library inside the installed ``c2pa`` package."""
+    try:
+        spec = importlib.util.find_spec("c2pa")
+    except (ImportError, ValueError):  # blocked in sys.modules, or a broken installation
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError("c2pa-python", "provenance", purpose=_C2PA_PURPOSE)
+    folder = Path(next(iter(spec.submodule_search_locations))).resolve()
+    name = _NATIVE_LIBRARY_NAMES.get(sys.platform, "libc2pa_c.so")
+    for candidate in (folder / "libs" / name, folder / name):
+        if candidate.is_file():
+            return candidate
+    raise DependencyError(
+        "c2pa-python", "provenance",
+        purpose=f"{_C2PA_PURPOSE}; its native library {name} is missing from {folder} and "
+                f"guardrail loads it from nowhere else")
 
 
 def c2pa_text_module() -> Any:

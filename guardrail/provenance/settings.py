@@ -1,102 +1,73 @@
-"""The ``[provenance]`` configuration section, read with documented defaults.
+"""The ``[provenance]`` configuration section, validated, with its paths resolved.
 
-The section is optional: until it appears in ``defaults.toml`` (or in a user's config
-file), :data:`DEFAULTS` apply. Relative paths in it are resolved against the config
-file's folder, like the other paths of the configuration.
+Its defaults are in ``guardrail/defaults.toml``, and :class:`guardrail.Config` refuses
+unknown keys and values of the wrong type; this module checks the values only the
+provenance package knows (thumbnail policies, signing algorithms, training-and-mining
+uses) and builds the signer and the trust settings. Relative paths in it are resolved
+against the config file's folder, like the other paths of the configuration.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
 from ..errors import ConfigError, KeyFileError
-from .keys import ALGORITHMS, ProvenanceSigner, dev_chain_paths, read_certificate_file
-from .sign import THUMBNAIL_POLICIES, TRAINING_MINING_USES, SignOptions
+from .certs import ALGORITHMS, read_certificate_file
+from .keys import dev_chain_paths
+from .manifest import THUMBNAIL_POLICIES, TRAINING_MINING_USES, SignOptions
+from .signer import ProvenanceSigner
+from .trust import TrustSettings
 
-__all__ = ["DEFAULTS", "ProvenanceSettings"]
-
-#: Defaults of ``[provenance]`` (the lead copies them, with comments, to defaults.toml).
-DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "cert_chain": "",
-    "private_key": "",
-    "signer_callback": "",
-    "algorithm": "",
-    "tsa_url": "",
-    "tsa_timeout_s": 5.0,
-    "claim_generator": "guardrail",
-    "thumbnail": "small",
-    "thumbnail_long_edge": 256,
-    "text_mode": "embedded",
-    "require_trusted": True,
-    "trust_dev_root": True,
-    "trust_anchors": [],
-    "remote_manifest_fetch": False,
-    "remote_fetch_timeout_s": 4.0,
-    "training_mining": {
-        "ai_training": "notAllowed",
-        "ai_generative_training": "notAllowed",
-        "ai_inference": "allowed",
-        "data_mining": "notAllowed",
-        "constraint_info": "",
-    },
-}
+__all__ = ["ProvenanceSettings"]
 
 
-def _merged(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    data = copy.deepcopy(DEFAULTS)
-    for key, value in (section or {}).items():
-        if key not in DEFAULTS:
-            raise ConfigError(f"unknown setting 'provenance.{key}'; known here: "
-                              f"{', '.join(sorted(DEFAULTS))}")
-        if isinstance(DEFAULTS[key], dict):
-            data[key].update(dict(value or {}))
-        else:
-            data[key] = value
-    return data
+def _validate(data: Mapping[str, Any]) -> None:
+    if data["thumbnail"] not in THUMBNAIL_POLICIES:
+        raise ConfigError(f"provenance.thumbnail = {data['thumbnail']!r}; choose one of "
+                          f"{', '.join(THUMBNAIL_POLICIES)}")
+    if data["text_mode"] not in ("embedded", "sidecar"):
+        raise ConfigError(f"provenance.text_mode = {data['text_mode']!r}; choose embedded "
+                          "or sidecar")
+    if data["algorithm"] and str(data["algorithm"]).lower() not in ALGORITHMS:
+        raise ConfigError(f"provenance.algorithm = {data['algorithm']!r}; choose one of "
+                          f"{', '.join(ALGORITHMS)} (or empty: from the key)")
+    for key, use in data["training_mining"].items():
+        if key != "constraint_info" and use not in TRAINING_MINING_USES:
+            raise ConfigError(f"provenance.training_mining.{key} = {use!r}; choose allowed, "
+                              "notAllowed, constrained or \"\" (omit)")
+    if not 16 <= int(data["thumbnail_long_edge"]) <= 2048:
+        raise ConfigError("provenance.thumbnail_long_edge must be between 16 and 2048")
 
 
 @dataclass(frozen=True)
 class ProvenanceSettings:
-    """Validated ``[provenance]`` settings plus the folders they refer to."""
+    """Validated ``[provenance]`` settings plus the folders they refer to.
+
+    Build it with :meth:`from_config`.
+    """
 
     data: Mapping[str, Any]
     keys_dir: Path
     base_dir: Path | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> ProvenanceSettings:
-        """From a :class:`guardrail.Config` (a missing section means the defaults)."""
-        section = config.data.get("provenance") if hasattr(config, "data") else None
-        base = Path(config.source).expanduser().parent if getattr(config, "source", None) \
-            else None
-        return cls.from_mapping(section, keys_dir=Path(config.keys_dir), base_dir=base)
+    def from_config(cls, config: Config) -> ProvenanceSettings:
+        """The ``[provenance]`` section of ``config``.
 
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any] | None, *, keys_dir: Path,
-                     base_dir: Path | None = None) -> ProvenanceSettings:
-        data = _merged(section)
-        if data["thumbnail"] not in THUMBNAIL_POLICIES:
-            raise ConfigError(f"provenance.thumbnail = {data['thumbnail']!r}; choose one of "
-                              f"{', '.join(THUMBNAIL_POLICIES)}")
-        if data["text_mode"] not in ("embedded", "sidecar"):
-            raise ConfigError(f"provenance.text_mode = {data['text_mode']!r}; choose embedded "
-                              "or sidecar")
-        if data["algorithm"] and str(data["algorithm"]).lower() not in ALGORITHMS:
-            raise ConfigError(f"provenance.algorithm = {data['algorithm']!r}; choose one of "
-                              f"{', '.join(ALGORITHMS)} (or empty: from the key)")
-        for key, use in data["training_mining"].items():
-            if key != "constraint_info" and use not in TRAINING_MINING_USES:
-                raise ConfigError(f"provenance.training_mining.{key} = {use!r}; choose allowed, "
-                                  "notAllowed, constrained or \"\" (omit)")
-        if not 16 <= int(data["thumbnail_long_edge"]) <= 2048:
-            raise ConfigError("provenance.thumbnail_long_edge must be between 16 and 2048")
-        return cls(data=data, keys_dir=Path(keys_dir).expanduser(), base_dir=base_dir)
+        Raises
+        ------
+        ConfigError
+            A value the provenance package cannot use (the message names the setting).
+        """
+        data = config.section("provenance")
+        _validate(data)
+        base = Path(config.source).expanduser().parent if config.source else None
+        return cls(data=data, keys_dir=Path(config.keys_dir).expanduser(), base_dir=base)
 
     # -- helpers --------------------------------------------------------------------------
     def path(self, value: str) -> Path:
@@ -170,10 +141,9 @@ class ProvenanceSettings:
         files.extend(self.path(p) for p in self.data["trust_anchors"] or [])
         return files
 
-    def trust(self) -> Any:
-        """:class:`~guardrail.provenance.verify.TrustSettings` from the configuration."""
-        from .verify import TrustSettings
-
+    def trust(self) -> TrustSettings:
+        """The trust anchors (the dev root, if trusted and present, then
+        ``provenance.trust_anchors``) and the remote-manifest settings."""
         return TrustSettings.from_files(
             self.trust_files(), remote_manifest_fetch=bool(self.data["remote_manifest_fetch"]),
             remote_fetch_timeout_s=float(self.data["remote_fetch_timeout_s"]))

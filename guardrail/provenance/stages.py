@@ -3,8 +3,8 @@
 :class:`ProvenanceStage` (slot ``provenance``) runs after the output was watermarked,
 encoded and self-checked. It signs ``ctx.artifact.data`` - the exact bytes that will be
 released - with a manifest naming the model, the keyed prompt hash, the parameters, the
-watermark (from ``ctx.evidence["watermark"]``) and the stage outcomes so far, replaces the
-artifact's bytes with the signed ones, and verifies them before returning:
+watermark (``ctx.evidence.watermark``) and the stage outcomes so far (``ctx.records``),
+replaces the artifact's bytes with the signed ones, and verifies them before returning:
 
 * ``TRUSTED``: passed.
 * ``VALID_UNTRUSTED`` (the signer does not chain to a configured trust anchor): the
@@ -12,48 +12,49 @@ artifact's bytes with the signed ones, and verifies them before returning:
   slot's policy (``flag`` by default) marks it.
 * anything else: the stage fails and the unsigned bytes are kept.
 
-It raises :class:`~guardrail.pipeline.StageSkipped` (recorded as ``skipped``, the policy
+What was signed is recorded as ``ctx.evidence.provenance`` (a
+:class:`~guardrail.stages.ProvenanceEvidence`). A text signed in sidecar mode keeps its
+bytes; its manifest store is returned as the outcome's ``.c2pa`` file, which the guard
+writes next to the output.
+
+It raises :class:`~guardrail.stages.StageSkipped` (recorded as ``skipped``, the policy
 applies) when no signing identity is configured or the media type cannot carry Content
 Credentials. A timestamp authority that is down, or a KMS callback that fails, makes the
-stage fail with the reason.
-
-Stage outcomes so far are read from ``ctx.records`` (a sequence of
-:class:`~guardrail.StageRecord`) or ``ctx.evidence["stage_records"]`` when the guard
-provides them; otherwise the manifest says they were not available.
+stage fail with the reason. Without stage records (a stage run outside a guard) the
+manifest says they were not available.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .._types import Modality, ProvenanceState
-from ..errors import DependencyError, GuardrailError, KeyFileError, UnsupportedMediaError
-from ..pipeline import Stage, StageContext, StageOutcome, StageSkipped
+from ..errors import (
+    DependencyError,
+    GuardrailError,
+    KeyFileError,
+    SigningError,
+    UnsupportedMediaError,
+)
+from ..stages import ProvenanceEvidence, Stage, StageContext, StageOutcome, StageSkipped
 from ._c2pa import SIGNABLE_MEDIA_TYPES, normalize_media_type
-from .keys import ProvenanceSigner, SigningError
-from .sign import ManifestInfo, SignOptions, sign_bytes
-from .verify import TrustSettings, verify_bytes, verify_text
+from .manifest import ManifestInfo, SignOptions
+from .sign import sign_bytes
+from .signer import ProvenanceSigner
+from .trust import TrustSettings
+from .verify import verify_bytes, verify_text
 
 __all__ = ["ProvenanceStage"]
 
 
 def _records(ctx: StageContext) -> list[Mapping[str, Any]]:
-    """The stage outcomes so far: ``ctx.records`` or ``ctx.evidence["stage_records"]``
-    (whichever the guard provides; a guarded call always has some)."""
-    found = getattr(ctx, "records", None) or ctx.evidence.get("stage_records")
-    if not found:
+    """The outcomes of the stages so far (a guarded call always has some)."""
+    if not ctx.records:
         return [{"stage": "(earlier stages)", "status": "unavailable",
                  "reason": "the guard did not pass its stage records to the provenance stage"}]
-    out = []
-    for rec in found:
-        if isinstance(rec, Mapping):
-            out.append(rec)
-        elif hasattr(rec, "to_dict"):
-            out.append(rec.to_dict())
-    return out
+    return [rec.to_dict() for rec in ctx.records]
 
 
 class ProvenanceStage(Stage):
@@ -130,9 +131,9 @@ class ProvenanceStage(Stage):
         if mt not in SIGNABLE_MEDIA_TYPES:
             raise StageSkipped(f"{art.media_type} cannot carry Content Credentials here "
                                f"(supported: {', '.join(SIGNABLE_MEDIA_TYPES)})")
-        watermark = ctx.evidence.get("watermark")
+        watermark = ctx.evidence.watermark
         info = ManifestInfo.from_metadata(
-            art.metadata, watermark=watermark if isinstance(watermark, Mapping) else None,
+            art.metadata, watermark=watermark.to_dict() if watermark is not None else None,
             stages=_records(ctx), training_mining=self.training_mining)
         details: dict[str, Any] = {"media_type": mt, "signer": self.signer.certificate.subject
                                    if self.signer.certificate else None}
@@ -167,23 +168,23 @@ class ProvenanceStage(Stage):
             result = verify_text(signed.decode("utf-8"), trust=self.trust, sidecar=sidecar)
         else:
             result = verify_bytes(signed, mt, trust=self.trust)
-        details.update(
-            verify_ms=round((time.perf_counter() - t1) * 1000, 3),
-            state=result.state.value, failures=list(result.failures),
-            manifest=(result.manifest or {}).get("label"),
-            ai_generated=result.ai_generated,
-            bytes_added=len(signed) - len(art.data) if sidecar is None else len(sidecar))
-        evidence = {**details, "manifest_summary": result.manifest or {}}
-        if sidecar is not None:
-            evidence["sidecar_c2pa_base64"] = base64.b64encode(sidecar).decode("ascii")
+        evidence = ProvenanceEvidence(
+            state=result.state, media_type=mt, signer=details["signer"],
+            manifest=(result.manifest or {}).get("label"), manifest_summary=result.manifest or {},
+            ai_generated=result.ai_generated, failures=tuple(result.failures),
+            bytes_added=len(signed) - len(art.data) if sidecar is None else len(sidecar),
+            sign_ms=details["sign_ms"], verify_ms=round((time.perf_counter() - t1) * 1000, 3),
+            text_mode=details.get("text_mode"))
+        details = {k: v for k, v in evidence.to_dict().items() if k != "manifest_summary"}
+        files = {".c2pa": sidecar} if sidecar is not None else {}
         if result.state is ProvenanceState.TRUSTED:
-            ctx.evidence["provenance"] = evidence
+            ctx.evidence.provenance = evidence
             return StageOutcome(artifact=art.evolve(data=signed, content=new_content),
-                                details=details)
+                                details=details, files=files)
         if result.state is ProvenanceState.VALID_UNTRUSTED:
-            ctx.evidence["provenance"] = evidence
+            ctx.evidence.provenance = evidence
             return StageOutcome(
-                passed=not self.require_trusted, details=details,
+                passed=not self.require_trusted, details=details, files=files,
                 artifact=art.evolve(data=signed, content=new_content),
                 reason=("signed, but the signer does not chain to a configured trust anchor "
                         "(add its root to provenance.trust_anchors)"))

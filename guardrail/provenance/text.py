@@ -33,16 +33,15 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UnsupportedMediaError
+from ..errors import SigningError, TextWrapperError, UnsupportedMediaError
 from ..media import atomic_write
 from ._c2pa import c2pa_text_module
-from .keys import ProvenanceSigner, SigningError
-from .sign import ManifestInfo, SignOptions, build_manifest_definition, run_builder
+from .manifest import ManifestInfo, SignOptions, build_manifest_definition, run_builder
+from .signer import ProvenanceSigner
 
 __all__ = [
     "SignedText",
     "TextWrapper",
-    "TextWrapperError",
     "find_text_wrapper",
     "sidecar_path",
     "sign_text",
@@ -82,14 +81,6 @@ class TextWrapper:
     manifest: bytes
     start: int
     length: int
-
-
-class TextWrapperError(Exception):
-    """A wrapper that is there but unusable; ``code`` is the C2PA status code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def find_text_wrapper(text: str) -> TextWrapper | None:

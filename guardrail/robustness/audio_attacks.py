@@ -26,10 +26,11 @@ otherwise the result keeps the sample rate, the channel count and the length.
 
 Random choices (the noise, the crop's start) are seeded from the content, so an attack on
 the same clip always gives the same result and different clips get different draws.
-Resampling uses scipy's polyphase filter (Kaiser window).
+Resampling is :func:`guardrail.signal.resample`, the resampler of the watermarks and
+detectors too.
 
-``AUDIO_ATTACK_SUITE`` holds the defaults the robustness lab runs; :func:`snr_db` measures
-quality (signal-to-noise ratio of a test signal against its reference).
+:func:`snr_db` measures quality (signal-to-noise ratio of a test signal against its
+reference); the lab's default suite is in :data:`guardrail.robustness.attacks.SUITES`.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from fractions import Fraction
 import numpy as np
 
 from .._types import Artifact, Modality
-from .base import Attack, attack
+from ..signal import resample as resample_signal
+from .base import attack
 
 __all__ = [
-    "AUDIO_ATTACK_SUITE",
     "MP3_SAMPLE_RATES",
     "crop",
     "gain",
@@ -90,16 +91,6 @@ def _rng(artifact: Artifact, name: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(h.digest()[:8], "big"))
 
 
-def _resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """Polyphase resampling along axis 0 (rates reduced to a ratio of at most 1000)."""
-    from scipy.signal import resample_poly
-
-    if sr_from == sr_to:
-        return x.copy()
-    ratio = Fraction(int(sr_to), int(sr_from)).limit_denominator(1000)
-    return resample_poly(x, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
-
-
 @attack("mp3", Modality.AUDIO)
 def mp3(artifact: Artifact, kbps: float) -> Artifact:
     """MP3 round trip at ``kbps`` (constant bit rate), through libsndfile."""
@@ -108,7 +99,7 @@ def mp3(artifact: Artifact, kbps: float) -> Artifact:
     x, sr = _audio(artifact)
     rate = sr if sr in MP3_SAMPLE_RATES else min(
         MP3_SAMPLE_RATES, key=lambda r: (abs(r - sr), -r))
-    work = _resample(x, sr, rate)
+    work = resample_signal(x, sr, rate)
     lo, hi = next(v for k, v in sorted(_MP3_BITRATES.items(), reverse=True) if rate >= k)
     kbps = min(max(float(kbps), lo), hi)
     # libsndfile maps compression level c to the bit rate hi - c * (hi - lo)
@@ -122,7 +113,7 @@ def mp3(artifact: Artifact, kbps: float) -> Artifact:
         buf.seek(0)
         dec, _ = sf.read(buf, dtype="float32", always_2d=True)
         out.append(_fit(dec, part.shape[0]))
-    y = _resample(np.concatenate(out, axis=1), rate, sr)
+    y = resample_signal(np.concatenate(out, axis=1), rate, sr)
     return _result(artifact, _fit(y, x.shape[0]))
 
 
@@ -137,14 +128,14 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
 def resample(artifact: Artifact, target_hz: int) -> Artifact:
     """Resample to ``target_hz``; the result keeps that rate (and is shorter or longer)."""
     x, sr = _audio(artifact)
-    return _result(artifact, _resample(x, sr, int(target_hz)), sample_rate=int(target_hz))
+    return _result(artifact, resample_signal(x, sr, int(target_hz)), sample_rate=int(target_hz))
 
 
 @attack("resample_back", Modality.AUDIO)
 def resample_back(artifact: Artifact, target_hz: int) -> Artifact:
     """Resample to ``target_hz`` and back to the original rate (same rate and length)."""
     x, sr = _audio(artifact)
-    y = _resample(_resample(x, sr, int(target_hz)), int(target_hz), sr)
+    y = resample_signal(resample_signal(x, sr, int(target_hz)), int(target_hz), sr)
     return _result(artifact, _fit(y, x.shape[0]))
 
 
@@ -195,10 +186,8 @@ def speed(artifact: Artifact, factor: float) -> Artifact:
     if not 0.25 <= float(factor) <= 4.0:
         raise ValueError(f"speed factor must be in [0.25, 4], got {factor}")
     ratio = Fraction(1.0 / float(factor)).limit_denominator(1000)
-    from scipy.signal import resample_poly
-
-    y = resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
-    return _result(artifact, y)
+    # resampling from ratio.denominator to ratio.numerator Hz makes the clip 1 / factor as long
+    return _result(artifact, resample_signal(x, ratio.denominator, ratio.numerator))
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
@@ -222,20 +211,3 @@ def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     if sig == 0.0:
         return -math.inf
     return 10.0 * math.log10(sig / err)
-
-
-#: The defaults the robustness lab runs on audio.
-AUDIO_ATTACK_SUITE: tuple[Attack, ...] = (
-    mp3(128),
-    mp3(64),
-    resample(16000),
-    resample(8000),
-    resample_back(8000),
-    noise(20),
-    gain(6),
-    gain(-6),
-    lowpass(4000),
-    crop(0.5),
-    speed(1.05),
-    speed(0.95),
-)

@@ -1,8 +1,10 @@
 """Attacks: small named objects with a strength parameter.
 
 An attack maps an artifact to a transformed artifact of the same modality (a re-encoded,
-resized, cropped, noisy ... version). The robustness lab chains content -> embed -> attack
--> detect and reports rates per attack and strength.
+resized, cropped, noisy ... version). The robustness labs chain content -> embed -> attack
+-> detect (:mod:`.harness`) and report rates per attack and strength. An attack factory made
+with :func:`attack` is registered as an entry point of ``guardrail.attacks``
+(:mod:`.attacks`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,6 @@ from .._types import Artifact, Modality
 from .base import Attack, attack
 
 __all__ = [
-    "IMAGE_ATTACK_SUITE",
     "TARGET_ATTACKS",
     "blur",
     "brightness",
@@ -266,7 +264,8 @@ def chain(*attacks: Attack) -> Attack:
                   fn=run)
 
 
-#: The six attacks of the image watermark targets (TPR >= 0.99 at FPR 1e-4 under each).
+#: The six attacks of the image watermark targets (TPR >= 0.99 at FPR 1e-4 under each): the
+#: image lab's suite, ``SUITES["image"]`` of :mod:`guardrail.robustness.attacks`.
 TARGET_ATTACKS: tuple[Attack, ...] = (
     jpeg(50),
     resize(0.5),
@@ -275,21 +274,6 @@ TARGET_ATTACKS: tuple[Attack, ...] = (
     gaussian_noise(5),
     brightness(1.2),
 )
-
-#: Default attacks and strengths used by the robustness lab.
-IMAGE_ATTACK_SUITE: tuple[Attack, ...] = (
-    jpeg(90), jpeg(70), jpeg(50), jpeg(30),
-    webp(80), webp(50),
-    resize(0.5), resize(0.75), resize(1.5), resize_back(0.5),
-    crop(0.1), crop(0.2), random_crop(0.25),
-    rotate(1), rotate(2), rotate(5), rotate_crop(2),
-    gaussian_noise(5), gaussian_noise(10),
-    blur(1.0), blur(2.0),
-    brightness(0.8), brightness(1.2),
-    contrast(0.8), contrast(1.2),
-    resize_jpeg((0.5, 75)), resize_jpeg((0.75, 50)),
-)
-
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB between two uint8 images of the same shape."""
@@ -315,8 +299,3 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
-
-
-def suite_labels(attacks: Sequence[Attack] = IMAGE_ATTACK_SUITE) -> list[str]:
-    """Labels of a list of attacks, e.g. ``['jpeg(90)', ...]``."""
-    return [a.label for a in attacks]

@@ -1,7 +1,9 @@
 """The robustness lab: content -> embed -> attack -> detect -> rates, for every modality,
 stored in the record store as an evaluation and printed as a table.
 
-``guardrail robustness --modality {image,audio,text} [--quick] [--json]``.
+``guardrail robustness --modality {image,audio,text} [--quick] [--json]``. Each modality's
+lab (:mod:`.text_lab`, :mod:`.image_lab`, :mod:`.audio_lab`) runs on the skeleton of
+:mod:`.harness` with the suite of :data:`.attacks.SUITES`, built through the attack registry.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ __all__ = ["format_table", "run_robustness"]
 def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
           ) -> dict[str, Any]:
     from ..factory import generator_from_config, watermarker_from_config
-    from .text_attacks import TEXT_ATTACK_SUITE, paraphrase
+    from .attacks import build_attack, build_suite
+    from .text_lab import run_text_lab
 
     generator = generator_from_config(cfg, Modality.TEXT, progress=progress)
     wm = watermarker_from_config(cfg, Modality.TEXT, generator=generator)
-    attacks = [*TEXT_ATTACK_SUITE, paraphrase(generator)(1.0)]
-    from .text_lab import run_text_lab
+    attacks = [*build_suite(Modality.TEXT),
+               build_attack(Modality.TEXT, "paraphrase", 1.0, generator=generator)]
 
     return run_text_lab(generator, wm, attacks=attacks,
                         n_texts=items or (8 if quick else 48),
@@ -35,7 +38,7 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
 def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = None
            ) -> dict[str, Any]:
     from ..keys import load_secret
-    from ..watermark._image_eval import evaluate, load_natural_images
+    from .image_lab import evaluate, load_natural_images
 
     key = load_secret(cfg.watermark_key_file)
     fpr = float(cfg.section("watermark")["image_fpr"])
@@ -66,7 +69,8 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = 
 
 def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
     from ..factory import watermarker_from_config
-    from ..watermark._audio_eval import evaluate, piper_clips
+    from .audio_corpus import piper_clips
+    from .audio_lab import evaluate
 
     wm = watermarker_from_config(cfg, Modality.AUDIO)
     clips = piper_clips(12 if quick else 120)

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from ..errors import DependencyError
 from .base import Attack, attack
 
 __all__ = [
-    "TEXT_ATTACK_SUITE",
     "deletion",
     "insertion",
     "paraphrase",
@@ -175,12 +173,13 @@ def synonym(artifact: Artifact, strength: float) -> Artifact:
     return _with_text(artifact, "".join(out))
 
 
-def paraphrase(generator: Any, *, seed: int = 0,
-               max_new_tokens: int = 80) -> Callable[[Any], Attack]:
-    """A paraphrase attack bound to a local text generator (not watermarked).
+def paraphrase(strength: float, *, generator: Any, seed: int = 0,
+               max_new_tokens: int = 80) -> Attack:
+    """A paraphrase attack by a local text generator (not watermarked).
 
-    Each sentence is rewritten by the model with the instruction "Paraphrase"; strength is
-    the fraction of sentences rewritten (1.0 = all).
+    Each sentence is rewritten by the model with the instruction "Paraphrase"; ``strength``
+    is the fraction of sentences rewritten (1.0 = all). Registered as ``text.paraphrase``:
+    the lab passes its own model as ``generator``.
     """
 
     def fn(artifact: Artifact, strength: float) -> Artifact:
@@ -200,16 +199,4 @@ def paraphrase(generator: Any, *, seed: int = 0,
                 sentences[i] = new
         return _with_text(artifact, " ".join(sentences))
 
-    def make(strength: Any) -> Attack:
-        return Attack(name="paraphrase", strength=strength, modality=Modality.TEXT, fn=fn)
-
-    return make
-
-
-#: The default text attacks of the robustness lab (paraphrase is added when a model is given).
-TEXT_ATTACK_SUITE: tuple[Attack, ...] = (
-    deletion(0.1), deletion(0.2), deletion(0.3),
-    synonym(0.2), synonym(0.5),
-    insertion(0.1), insertion(0.2),
-    truncation(0.25), truncation(0.5),
-)
+    return Attack(name="paraphrase", strength=strength, modality=Modality.TEXT, fn=fn)

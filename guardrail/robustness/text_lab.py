@@ -1,5 +1,6 @@
 """Robustness of text watermarks: generate marked and unmarked text with the same model in
-the same run, attack the marked text, detect at the configured false-positive rate.
+the same run, attack the marked text, detect at the configured false-positive rate (the lab
+skeleton of :mod:`guardrail.robustness.harness`).
 
 Measured:
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._types import Artifact, GenerationMetadata, Modality
 from .base import Attack
+from .harness import Detection, Marked, rate, run_trials
 
 __all__ = ["TOPICS", "perplexity", "run_text_lab"]
 
@@ -58,15 +60,17 @@ def _artifact(text: str) -> Artifact:
 LENGTHS = (16, 24, 32, 48, 64, 96, 128)
 
 
-def _interval(r: dict[str, Any]) -> dict[str, float | None]:
-    """95% Clopper-Pearson interval of a rate row's positive rate."""
-    from scipy.stats import binomtest
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a rate in the lab's rows."""
+    return {"n": r["n"], "performed": r["performed"], "positive_rate": r["rate"],
+            "median_p": r["median_p"], "not_performed": r["not_performed"]}
 
+
+def _interval(r: dict[str, Any]) -> dict[str, float | None]:
+    """A rate's 95% Clopper-Pearson interval, to three decimals."""
     if not r["performed"]:
         return {"ci_low": None, "ci_high": None}
-    k = round(r["positive_rate"] * r["performed"])
-    ci = binomtest(k, r["performed"]).proportion_ci(0.95)
-    return {"ci_low": round(float(ci.low), 3), "ci_high": round(float(ci.high), 3)}
+    return {"ci_low": round(r["ci_low"], 3), "ci_high": round(r["ci_high"], 3)}
 
 
 def perplexity(generator: Any, texts: Sequence[str]) -> float:
@@ -124,50 +128,50 @@ def run_text_lab(
         tok_marked += sum(int(o.parameters.get("new_tokens", 0)) for o in outs)
         tok_plain += sum(int(o.parameters.get("new_tokens", 0)) for o in outs_plain)
 
-    def rate(texts: Sequence[str]) -> dict[str, Any]:
-        results = [watermarker.detect_text(t) for t in texts]
-        done = [r for r in results if r.detected is not None]
-        pvals = [r.p_value for r in done]
-        return {"n": len(texts), "performed": len(done),
-                "positive_rate": (sum(bool(r.detected) for r in done) / len(done)) if done else None,
-                "median_p": float(np.median(pvals)) if pvals else None,
-                "not_performed": len(texts) - len(done)}
+    def detect(text: str) -> Detection:
+        res = watermarker.detect_text(text)
+        return Detection(detected=res.detected, p_value=res.p_value)
 
+    def rate_of(texts: Sequence[str]) -> dict[str, Any]:
+        return rate([detect(t) for t in texts])
+
+    # the marked texts come marked from generation: "marking" only wraps them
+    trials = run_trials(tqdm(marked, desc="attacks", disable=not progress),
+                        mark=lambda t: Marked(_artifact(t)), attacks=attacks,
+                        detect=lambda _m, artifact: detect(str(artifact.content)))
     rows: list[dict[str, Any]] = []
-    clean = rate(marked)
-    rows.append({"attack": "none", "strength": None, **clean, "tpr": clean["positive_rate"]})
+    clean = trials.rate("none")
+    rows.append({"attack": "none", "strength": None, **_row(clean), "tpr": clean["rate"]})
     # shorter outputs: the first L tokens of a marked generation are what a generation of L
     # tokens would have been, so this is the self-check's pass rate by output length
     tok = generator.tokenizer
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in marked]
     for length in (n for n in LENGTHS if n < new_tokens):
-        r = rate([tok.decode(x[:length]) for x in ids])
-        rows.append({"attack": "first_tokens", "strength": length, **r,
-                     "tpr": r["positive_rate"], **_interval(r)})
-    for att in tqdm(attacks, desc="attacks", disable=not progress):
-        try:
-            attacked = [str(att(_artifact(t)).content) for t in marked]
-        except Exception as exc:  # noqa: BLE001 - an attack that cannot run is reported
+        r = rate_of([tok.decode(x[:length]) for x in ids])
+        rows.append({"attack": "first_tokens", "strength": length, **_row(r),
+                     "tpr": r["rate"], **_interval(r)})
+    for att in attacks:
+        if att.label in trials.errors:
             rows.append({"attack": att.name, "strength": att.strength, "n": len(marked),
-                         "tpr": None, "error": f"{type(exc).__name__}: {exc}"})
+                         "tpr": None, "error": trials.errors[att.label]})
             continue
-        r = rate(attacked)
-        rows.append({"attack": att.name, "strength": att.strength, **r, "tpr": r["positive_rate"]})
+        r = trials.rate(att.label)
+        rows.append({"attack": att.name, "strength": att.strength, **_row(r), "tpr": r["rate"]})
     humans = [t for _, t in human_texts(limit=n_human, max_words=int(new_tokens * 0.75))]
-    fpr_human = rate(humans)
-    fpr_plain = rate(plain)
+    fpr_human = rate_of(humans)
+    fpr_plain = rate_of(plain)
     summary = {
         "scheme": watermarker.scheme,
         "config": watermarker.describe(),
         "fpr_target": watermarker.fpr,
         "n_texts": n_texts,
         "new_tokens": new_tokens,
-        "tpr_clean": clean["positive_rate"],
+        "tpr_clean": clean["rate"],
         "tpr_by_length": {r["strength"]: r["tpr"] for r in rows
                           if r["attack"] == "first_tokens"},
-        "fpr_human": fpr_human["positive_rate"],
+        "fpr_human": fpr_human["rate"],
         "n_human": fpr_human["performed"],
-        "fpr_unmarked_generations": fpr_plain["positive_rate"],
+        "fpr_unmarked_generations": fpr_plain["rate"],
         "n_unmarked_generations": fpr_plain["performed"],
         "perplexity_marked": perplexity(generator, marked),
         "perplexity_unmarked": perplexity(generator, plain),

@@ -52,8 +52,9 @@ import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..errors import DependencyError, ModelLoadError
-from .audio import _check_audio, _mix, resample
-from .base import CannotWatermark, check_payload, not_performed
+from ..signal import resample
+from .audio import SAMPLE_RATES
+from .base import CannotWatermark, check_audio, check_payload, mix, not_performed, payload_hex
 
 __all__ = ["AudioSealWatermark", "ENV_DETECTOR", "ENV_GENERATOR"]
 
@@ -240,7 +241,7 @@ class AudioSealWatermark:
         import torch
 
         model = self._model("generator")
-        x16 = resample(_mix(x), sr, FS)
+        x16 = resample(mix(x), sr, FS)
         msg = torch.from_numpy(self._message(payload).astype(np.int64))[None, :]
         with torch.inference_mode():
             wav = torch.from_numpy(x16)[None, None, :].to(self.device)
@@ -262,7 +263,7 @@ class AudioSealWatermark:
         import torch
 
         model = self._model("detector")
-        x16 = resample(_mix(x), sr, FS)
+        x16 = resample(mix(x), sr, FS)
         with torch.inference_mode():
             wav = torch.from_numpy(x16)[None, None, :].to(self.device)
             prob, message = model.detect_watermark(wav)
@@ -290,7 +291,7 @@ class AudioSealWatermark:
         value = self._payload(bits) if detected else None
         payload = None
         if value is not None:
-            payload = f"{value:0{(self.payload_bits + 3) // 4}x}"
+            payload = payload_hex(value, self.payload_bits)
         return WatermarkResult(detected=bool(detected), scheme=SCHEME, scheme_version=VERSION,
                                score=s, p_value=p,
                                fpr=self.fpr if self._calibration is not None else None,
@@ -327,7 +328,8 @@ class AudioSealWatermark:
     @staticmethod
     def _audio(artifact: Artifact, verb: str) -> tuple[np.ndarray, int]:
         """Validated ``samples x channels`` float32 audio and its rate; refuses silence."""
-        x, sr = _check_audio(artifact, verb, min_seconds=MIN_SECONDS)
+        x, sr = check_audio(artifact, verb, scheme=SCHEME, min_seconds=MIN_SECONDS,
+                            sample_rates=SAMPLE_RATES)
         if 10 * np.log10(float(np.mean(x.astype(np.float64) ** 2)) + 1e-30) < SILENCE_DBFS:
             raise CannotWatermark(f"cannot {verb}: the audio is silent (below "
                                   f"{SILENCE_DBFS:g} dBFS RMS); silence cannot carry a mark")

@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
-from ..errors import GuardrailError
+from ..errors import CannotWatermark
 
-__all__ = ["CannotWatermark", "Watermarker", "check_payload", "keyed_rng", "not_performed"]
-
-
-class CannotWatermark(GuardrailError):
-    """This input cannot be watermarked or checked by this scheme; the message says why."""
-
-    exit_code = 4
+__all__ = ["CannotWatermark", "Watermarker", "check_audio", "check_payload", "keyed_rng", "mix",
+           "not_performed", "payload_hex", "upper_tail"]
 
 
 @runtime_checkable
@@ -85,3 +81,66 @@ def keyed_rng(key: bytes, label: str) -> np.random.Generator:
     """A random generator seeded by HMAC-SHA256(key, label): one stream per purpose."""
     digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
     return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
+
+
+def payload_hex(value: int, bits: int) -> str:
+    """A payload as reported in results: hex, ``ceil(bits / 4)`` digits."""
+    return f"{value:0{(bits + 3) // 4}x}"
+
+
+def upper_tail(z: float) -> float:
+    """``P(Z >= z)`` for a standard normal ``Z`` (the p-value of one pilot z-score)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def check_audio(artifact: Artifact, verb: str, *, scheme: str, min_seconds: float,
+                sample_rates: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Validate audio for an audio scheme; return ``(samples x channels float32, rate)``.
+
+    Raises
+    ------
+    CannotWatermark
+        Not audio, a sample rate outside ``sample_rates`` (inclusive), a shape other than
+        ``N`` / ``N x C``, non-numeric or non-finite samples, or a clip shorter than
+        ``min_seconds``; the message starts with ``cannot {verb}``.
+    """
+    if artifact.modality != Modality.AUDIO:
+        raise CannotWatermark(f"cannot {verb}: {scheme} works on audio, not "
+                              f"{artifact.modality.value}")
+    sr = artifact.sample_rate
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise CannotWatermark(f"cannot {verb}: audio needs a positive integer sample rate, "
+                              f"got {sr!r}")
+    sr = int(sr)
+    if not sample_rates[0] <= sr <= sample_rates[1]:
+        raise CannotWatermark(f"cannot {verb}: sample rate {sr} Hz is outside the supported "
+                              f"{sample_rates[0]}-{sample_rates[1]} Hz")
+    content = artifact.content
+    if not isinstance(content, np.ndarray):
+        raise CannotWatermark(f"cannot {verb}: audio content must be a numpy array, got "
+                              f"{type(content).__name__}")
+    if content.ndim == 1:
+        x = content[:, None]
+    elif content.ndim == 2 and 1 <= content.shape[1] <= 64:
+        x = content
+    else:
+        raise CannotWatermark(f"cannot {verb}: audio must be 1-D (mono) or N x C (channels "
+                              f"last, at most 64), got shape {content.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32, copy=False)
+    elif np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    else:
+        raise CannotWatermark(f"cannot {verb}: audio samples must be float (or integer PCM), "
+                              f"got {x.dtype}")
+    if x.shape[0] < min_seconds * sr or x.shape[0] == 0:
+        raise CannotWatermark(f"cannot {verb}: the clip is {x.shape[0] / sr:.2f} s long; "
+                              f"at least {min_seconds:g} s are needed")
+    if not np.isfinite(x).all():
+        raise CannotWatermark(f"cannot {verb}: the audio contains NaN or infinite samples")
+    return x, sr
+
+
+def mix(x: np.ndarray) -> np.ndarray:
+    """The mean of the channels of ``samples x channels`` audio (the mid channel)."""
+    return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]

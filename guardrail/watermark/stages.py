@@ -3,7 +3,8 @@
 * :class:`WatermarkStage` (slot ``watermark``): for text it hands the generator the
   watermarking config before decoding and checks that the generator applied it; for images
   and audio it draws a fresh watermark id and embeds it. The id and the scheme go into the
-  call's evidence, and from there into the report (the provenance stage names them too).
+  call's evidence (``ctx.evidence.watermark``, a :class:`~guardrail.stages.WatermarkEvidence`),
+  and from there into the report (the provenance stage names them too).
 * :class:`WatermarkSelfCheck` (slot ``self_check``): decodes the *final encoded bytes*
   (PNG/JPEG/WebP/WAV/FLAC/MP3/text) and detects the mark; the stage fails when the mark does
   not verify or decodes to another id, and the slot's policy decides (block by default).
@@ -26,12 +27,13 @@ from typing import Any
 
 from .._generator import GenerationHooks
 from ..media import decode
-from ..pipeline import (
+from ..stages import (
     NotApplicable,
     Stage,
     StageContext,
     StageOutcome,
     StageSkipped,
+    WatermarkEvidence,
     check_policy,
 )
 from .base import CannotWatermark, Watermarker
@@ -67,17 +69,22 @@ class WatermarkStage(Stage):
                     "the generator did not apply the generation-time watermark (it does not "
                     "accept GenerationHooks.watermarking_config)")
             desc = dict(wm.describe())
-            ctx.evidence["watermark"] = {**desc, "payload": None}
+            rest = dict(desc)
+            ctx.evidence.watermark = WatermarkEvidence(
+                scheme=rest.pop("scheme", wm.scheme), version=rest.pop("version", wm.version),
+                key_id=rest.pop("key_id", _key_id(wm)), fpr=rest.pop("fpr", wm.fpr),
+                settings=rest)
             return StageOutcome(details=desc)
         payload = secrets.randbits(wm.payload_bits) if wm.payload_bits else 0
         try:
             marked = wm.embed(art, payload)
         except CannotWatermark as exc:
             raise StageSkipped(str(exc)) from None
-        evidence = {"scheme": wm.scheme, "version": wm.version, "key_id": _key_id(wm),
-                    "fpr": wm.fpr, "payload": f"{payload:0{max(1, (wm.payload_bits + 3) // 4)}x}"}
-        ctx.evidence["watermark"] = evidence
-        return StageOutcome(artifact=marked, details=evidence)
+        evidence = WatermarkEvidence(
+            scheme=wm.scheme, version=wm.version, key_id=_key_id(wm), fpr=wm.fpr,
+            payload=f"{payload:0{max(1, (wm.payload_bits + 3) // 4)}x}")
+        ctx.evidence.watermark = evidence
+        return StageOutcome(artifact=marked, details=evidence.to_dict())
 
 
 class WatermarkSelfCheck(Stage):
@@ -96,7 +103,7 @@ class WatermarkSelfCheck(Stage):
 
     def run(self, ctx: StageContext) -> StageOutcome:
         art = ctx.artifact
-        expected = ctx.evidence.get("watermark")
+        expected = ctx.evidence.watermark
         if expected is None:
             raise NotApplicable("no watermark was embedded in this output (see the watermark stage)")
         decoded = decode(art.data, art.media_type, name="final output", metadata=art.metadata)
@@ -121,7 +128,7 @@ class WatermarkSelfCheck(Stage):
             return StageOutcome(passed=False, details=details,
                                 reason=f"the watermark does not verify on the encoded "
                                        f"{art.media_type} (p={res.p_value:.3g})")
-        want = expected.get("payload")
+        want = expected.payload
         if want is not None and res.payload != want:
             return StageOutcome(passed=False, details=details,
                                 reason=f"the watermark decodes to id {res.payload}, not {want}")

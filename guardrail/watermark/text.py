@@ -28,27 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..keys import key_id
+from ..textnorm import visible_text
 from .base import CannotWatermark, not_performed
 
 __all__ = ["TEXT_SCHEMES", "TextWatermarkParams", "TextWatermarker"]
 
 TEXT_SCHEMES = ("kgw", "synthid")
-
-
-# invisible characters that carry embedded C2PA manifests (variation selectors) or that are
-# used as zero-width padding: removed before tokenising, they are not part of the prose
-_INVISIBLE = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef\u200b-\u200d\u2060\ufeff]")
-
-
-def visible_text(text: str) -> str:
-    """``text`` without invisible carrier characters (C2PA text wrappers, zero-width)."""
-    return _INVISIBLE.sub("", text)
 
 
 def _derive_int(secret: bytes, label: str, bits: int) -> int:

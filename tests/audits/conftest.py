@@ -85,7 +85,7 @@ def make_guard(tmp_path: Path) -> Callable[..., tuple[Guard, ReportStore, Config
         cfg = audit_config(tmp_path, **audit)
         store = ReportStore(cfg.store_url)
         stores.append(store)
-        return Guard(generator, store=store, config=cfg), store, cfg
+        return Guard(generator, store=store, config=cfg, stages=[]), store, cfg
 
     yield make
     for s in stores:

@@ -23,7 +23,7 @@ def fast_audit_env(monkeypatch, tmp_path):
     gen = GroupTextGenerator(BIASED_RULES)
 
     def fake_guard(config, store, *, model=None, device=None):
-        return Guard(gen, store=store, config=config)
+        return Guard(gen, store=store, config=config, stages=[])
 
     monkeypatch.setattr(audits.text, "build_guard", fake_guard)
     return ["--data-dir", str(tmp_path / "data")]

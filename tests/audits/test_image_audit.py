@@ -10,8 +10,7 @@ import pytest
 
 from guardrail import Config, Guard, ReportStore
 from guardrail.errors import SuiteError
-from guardrail.factory import provenance_stages, watermark_stages
-from guardrail.keys import init_keys
+from guardrail.factory import init_keys, provenance_stages, watermark_stages
 
 from .photos import PhotoGenerator, load_photos, need_face_models
 
@@ -236,7 +235,7 @@ def test_shipped_suite_and_reference_agree():
 
 
 def test_wilson_interval():
-    from audits.image import wilson
+    from guardrail.stats import wilson
 
     assert wilson(0, 0) == (None, None)
     lo, hi = wilson(0, 4)

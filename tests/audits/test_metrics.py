@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audits.metrics import adjust_p_values, disparities, group_table
+from guardrail.stats import adjust_p_values, disparities, group_table
 
 
 def test_group_rates_and_counts_are_hand_computed():

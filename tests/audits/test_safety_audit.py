@@ -10,7 +10,7 @@ import pytest
 
 from guardrail import Config, Guard
 from guardrail.errors import SuiteError
-from guardrail.keys import init_keys
+from guardrail.factory import init_keys
 from guardrail.testing import EchoTextGenerator
 
 from .photos import need, need_face_models
@@ -52,7 +52,7 @@ def audit_config(tmp_path) -> Config:
 def test_equalized_odds_matches_fairlearn_and_has_an_interval():
     from fairlearn.metrics import equalized_odds_difference
 
-    from audits.safety import equalized_odds
+    from guardrail.stats import equalized_odds
 
     rng = np.random.default_rng(0)
     g = np.repeat(["a", "b", "c"], 60)
@@ -66,7 +66,7 @@ def test_equalized_odds_matches_fairlearn_and_has_an_interval():
 
 
 def test_rates_are_nan_without_the_class_they_need():
-    from audits.safety import false_negative_rate, false_positive_rate
+    from guardrail.stats import false_negative_rate, false_positive_rate
 
     assert np.isnan(false_positive_rate([1, 1], [0, 1]))
     assert np.isnan(false_negative_rate([0, 0], [0, 1]))
@@ -127,8 +127,7 @@ def test_summary_finds_a_language_the_watermark_fails_on():
 
 def test_guess_language_on_real_human_texts():
     need_fortunes()
-    from audits.languages import fortune_texts
-    from audits.safety import guess_language
+    from audits.languages import fortune_texts, guess_language
 
     for code in ("en", "de", "es", "it"):
         texts = [t for _, t in fortune_texts(code, limit=30)]
@@ -175,7 +174,7 @@ def test_text_part_with_unavailable_scorers_says_not_performed(audit_config, sto
     from audits.runner import AuditContext
     from audits.safety import run
 
-    guard = Guard(EchoTextGenerator(), store=store, config=audit_config)
+    guard = Guard(EchoTextGenerator(), store=store, config=audit_config, stages=[])
     text = {"languages": {"English": "en", "German": "de", "Spanish": "es", "Italian": "it"},
             "human_texts_per_language": 3}
     ctx = AuditContext(config=audit_config, store=store, guard=guard, progress=False,

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from audits import runner
+from audits import text as audits_text
 from audits.report import disparity_rows, export, group_rows
 from audits.runner import AuditContext, Checkpoint, run_audit
 from audits.suites import load_suite
+from guardrail import plugins
 from guardrail.config import Config
 from guardrail.errors import SuiteError
 
@@ -126,9 +128,19 @@ def test_torn_checkpoint_line_is_dropped(tmp_path):
 
 
 def test_a_missing_runner_module_is_a_clear_error(make_guard, suite_file, monkeypatch):
-    monkeypatch.setitem(runner.RUNNERS, "text", "audits.no_such_runner:run")
+    from importlib.metadata import EntryPoint
+
+    missing = EntryPoint(name="text", value="audits.no_such_runner:run", group=plugins.AUDITS)
+    monkeypatch.setattr(plugins, "entry_point", lambda group, name: missing)
     with pytest.raises(SuiteError, match="text audit is not available.*audits.no_such_runner"):
         run(make_guard, suite_file, GroupTextGenerator())
+
+
+def test_runners_are_entry_points_and_an_unknown_kind_is_a_clear_error():
+    assert {"text", "image", "safety"} <= set(plugins.names(plugins.AUDITS))
+    assert runner.get_runner("text") is audits_text.run
+    with pytest.raises(SuiteError, match="no audit runner for suite kind 'video'"):
+        runner.get_runner("video")
 
 
 def test_exports_csv_json_and_self_contained_html(make_guard, suite_file, tmp_path):

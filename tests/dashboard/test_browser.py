@@ -58,9 +58,8 @@ class PhotoGenerator:
 
 def signed_image(cfg: Config, store: ReportStore, out: Path) -> None:
     """One image through the real guard: watermarked, self-checked and C2PA-signed."""
-    from guardrail.factory import provenance_stages, watermark_stages
-    from guardrail.keys import init_keys
-    from guardrail.pipeline import Guard
+    from guardrail.factory import init_keys, provenance_stages, watermark_stages
+    from guardrail.guard import Guard
 
     init_keys(cfg)
     gen = PhotoGenerator()

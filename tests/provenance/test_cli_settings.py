@@ -1,4 +1,5 @@
-"""The [provenance] settings and the command bodies the CLI wires."""
+"""The [provenance] settings, the development chain, signing an existing file, and the
+C2PA benchmark."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import json
 
 import pytest
 
+from guardrail import Config
 from guardrail.errors import ConfigError, KeyFileError
-from guardrail.provenance import CertificateError, ProvenanceSettings
-from guardrail.provenance.cli import (
-    cmd_bench,
-    cmd_check_cert,
-    cmd_init_dev,
-    cmd_sign,
-    cmd_verify,
-    format_verify,
-    verify_exit_code,
+from guardrail.provenance import (
+    CertificateError,
+    ProvenanceSettings,
+    TrustSettings,
+    check_signing_certificate,
+    init_dev_chain,
+    result_to_dict,
+    verify_path,
 )
-from guardrail.provenance.keys import _issue_certificate, _key_pem, _pem
+from guardrail.provenance.certs import encode_certificate, encode_private_key
+from guardrail.provenance.files import sign_file
+from guardrail.provenance.keys import _issue_certificate
 
 from ._helpers import MEDIA
 
@@ -32,6 +35,10 @@ def test_defaults_apply_without_a_provenance_section(config):
     assert s.trust_files() == []
 
 
+def _settings(**section):
+    return ProvenanceSettings.from_config(Config.load(overrides={"provenance": section}))
+
+
 @pytest.mark.parametrize("section, message", [
     ({"thumbnail": "huge"}, "provenance.thumbnail"),
     ({"text_mode": "html"}, "provenance.text_mode"),
@@ -41,25 +48,27 @@ def test_defaults_apply_without_a_provenance_section(config):
 ])
 def test_bad_settings_are_config_errors(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message):
-        ProvenanceSettings.from_mapping(section, keys_dir=tmp_path)
+        _settings(**section)
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path):
-    s = ProvenanceSettings.from_mapping({"trust_anchors": ["roots.pem"]}, keys_dir=tmp_path,
-                                        base_dir=tmp_path / "conf")
+    conf = tmp_path / "conf" / "config.toml"
+    conf.parent.mkdir()
+    conf.write_text('[provenance]\ntrust_anchors = ["roots.pem"]\n', encoding="utf-8")
+    s = ProvenanceSettings.from_config(Config.load(conf))
     assert s.trust_files() == [tmp_path / "conf" / "roots.pem"]
     with pytest.raises(CertificateError, match="cannot read"):
         s.trust()
 
 
 def test_cert_chain_without_key_is_a_config_error(tmp_path):
-    s = ProvenanceSettings.from_mapping({"cert_chain": "chain.pem"}, keys_dir=tmp_path)
+    s = _settings(cert_chain="chain.pem")
     with pytest.raises(ConfigError, match="both"):
         s.signer()
 
 
 def test_signer_callback_is_imported_from_the_config(tmp_path, monkeypatch):
-    paths = cmd_init_dev(type("C", (), {"keys_dir": tmp_path})())
+    paths = init_dev_chain(tmp_path).to_dict()
     import sys
     import types
 
@@ -70,74 +79,74 @@ def test_signer_callback_is_imported_from_the_config(tmp_path, monkeypatch):
     module = types.ModuleType("fake_kms")
     module.sign = lambda data: key.sign(data, ec.ECDSA(hashes.SHA256()))
     monkeypatch.setitem(sys.modules, "fake_kms", module)
-    s = ProvenanceSettings.from_mapping(
-        {"cert_chain": paths["signer_chain"], "signer_callback": "fake_kms:sign"},
-        keys_dir=tmp_path)
+    s = _settings(cert_chain=paths["signer_chain"], signer_callback="fake_kms:sign")
     signer = s.signer()
     assert "callback" in repr(signer)
-    bad = ProvenanceSettings.from_mapping(
-        {"cert_chain": paths["signer_chain"], "signer_callback": "fake_kms:nope"},
-        keys_dir=tmp_path)
+    bad = _settings(cert_chain=paths["signer_chain"], signer_callback="fake_kms:nope")
     with pytest.raises(ConfigError, match="cannot be imported"):
         bad.signer()
 
 
+def _verify(config, path, *, dev_root=True):
+    trust = ProvenanceSettings.from_config(config).trust() if dev_root else \
+        TrustSettings.from_files([])
+    return result_to_dict(verify_path(path, trust=trust))
+
+
 def test_init_dev_sign_verify_round_trip(config, tmp_path):
-    created = cmd_init_dev(config)
+    created = init_dev_chain(config.keys_dir).to_dict()
     assert created["created"] and created["certificate"]["algorithm"] == "es256"
-    assert cmd_init_dev(config)["created"] is False
+    assert init_dev_chain(config.keys_dir).created is False
     src = tmp_path / "in.png"
     src.write_bytes(MEDIA["image/png"]())
-    out = cmd_sign(config, input=src, output=tmp_path / "out.png", model_id="embedded:digits")
+    out = sign_file(config, input=src, output=tmp_path / "out.png", model_id="embedded:digits")
     assert out["verification"]["state"] == "TRUSTED"
     json.dumps(out)
-    res = cmd_verify(config, path=tmp_path / "out.png")
-    assert res["state"] == "TRUSTED" and verify_exit_code(res) == 0
-    assert "AI-generated: yes" in format_verify(res)
+    res = _verify(config, tmp_path / "out.png")
+    assert res["state"] == "TRUSTED" and res["ai_generated"] is True
     # without the dev root the same file is only valid, not trusted
-    res = cmd_verify(config, path=tmp_path / "out.png", no_dev_root=True)
-    assert res["state"] == "VALID_UNTRUSTED" and verify_exit_code(res) == 3
-    res = cmd_verify(config, path=src)
-    assert res["state"] == "ABSENT" and verify_exit_code(res) == 3
-    res = cmd_verify(config, path=tmp_path / "missing.png")
-    assert res["state"] == "ERROR" and verify_exit_code(res) == 4
+    assert _verify(config, tmp_path / "out.png", dev_root=False)["state"] == "VALID_UNTRUSTED"
+    assert _verify(config, src)["state"] == "ABSENT"
+    assert _verify(config, tmp_path / "missing.png")["state"] == "ERROR"
 
 
 def test_sign_text_in_sidecar_mode_writes_the_c2pa_file(config, tmp_path):
-    cmd_init_dev(config)
+    init_dev_chain(config.keys_dir)
     src = tmp_path / "note.txt"
     src.write_text("generated words", encoding="utf-8")
-    out = cmd_sign(config, input=src, output=tmp_path / "signed.txt", text_mode="sidecar")
+    out = sign_file(config, input=src, output=tmp_path / "signed.txt", text_mode="sidecar")
     assert out["sidecar"] == str(tmp_path / "signed.c2pa")
     assert (tmp_path / "signed.txt").read_text(encoding="utf-8") == "generated words"
-    assert cmd_verify(config, path=tmp_path / "signed.txt")["state"] == "TRUSTED"
+    assert _verify(config, tmp_path / "signed.txt")["state"] == "TRUSTED"
 
 
 def test_check_cert_refuses_a_bad_certificate(config, tmp_path):
-    cmd_init_dev(config)
-    assert cmd_check_cert(config)["certificate"]["key_type"] == "P-256"
+    init_dev_chain(config.keys_dir)
+    signer = ProvenanceSettings.from_config(config).signer()
+    assert signer.certificate.to_dict()["key_type"] == "P-256"
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _issue_certificate(subject="self", public_key=key.public_key(), issuer_key=key)
-    (tmp_path / "c.pem").write_bytes(_pem(cert))
-    (tmp_path / "k.pem").write_bytes(_key_pem(key))
+    (tmp_path / "c.pem").write_bytes(encode_certificate(cert))
+    (tmp_path / "k.pem").write_bytes(encode_private_key(key))
     (tmp_path / "k.pem").chmod(0o600)
     with pytest.raises(CertificateError, match="self-signed"):
-        cmd_check_cert(config, chain=tmp_path / "c.pem", key=tmp_path / "k.pem")
+        check_signing_certificate((tmp_path / "c.pem").read_text(encoding="ascii"),
+                                  private_key_pem=(tmp_path / "k.pem").read_text(encoding="ascii"))
 
 
 def test_benchmark_returns_numbers_and_markdown(config, tmp_path):
-    from guardrail.provenance.bench import render_markdown, run_provenance_benchmark
+    from guardrail.benchmarks import write_section
+    from guardrail.benchmarks.provenance import render_markdown, run_provenance_benchmark
 
     result = run_provenance_benchmark(iterations=2, size=256, warmup=0)
     for name in ("default", "default_without_thumbnail", "guardrail", "guardrail_no_thumbnail"):
         assert result["sign"][name]["median_ms"] > 0
     assert result["verify_states"]["guardrail"] == "TRUSTED"
     assert "| c2pa-python defaults |" in render_markdown(result)
-    written = cmd_bench(config, iterations=1, out=tmp_path / "BENCH.md")
+    write_section(tmp_path / "BENCH.md", "provenance", render_markdown(result))
     assert "Content Credentials" in (tmp_path / "BENCH.md").read_text()
-    assert written["written"]
 
 
 def test_importing_provenance_stays_light():

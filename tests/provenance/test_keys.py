@@ -24,7 +24,8 @@ from guardrail.provenance import (
     sign_bytes,
     verify_bytes,
 )
-from guardrail.provenance.keys import _issue_certificate, _key_pem, _pem
+from guardrail.provenance.certs import encode_certificate, encode_private_key
+from guardrail.provenance.keys import _issue_certificate
 
 from ._helpers import MEDIA
 
@@ -103,7 +104,8 @@ def issue(issuer, *, key=None, **kw):
     key = key or ec.generate_private_key(ec.SECP256R1())
     cert = _issue_certificate(subject="test signer", public_key=key.public_key(),
                               issuer_key=ca_key, issuer_name=ca_cert.subject, **kw)
-    return (_pem(cert) + _pem(ca_cert)).decode(), _key_pem(key).decode()
+    chain = encode_certificate(cert) + encode_certificate(ca_cert)
+    return chain.decode(), encode_private_key(key).decode()
 
 
 def test_good_certificate_passes(ca):
@@ -135,7 +137,8 @@ def test_self_signed_end_entity_is_refused():
     cert = _issue_certificate(subject="lonely signer", public_key=key.public_key(),
                               issuer_key=key)
     with pytest.raises(CertificateError, match="self-signed"):
-        check_signing_certificate(_pem(cert).decode(), private_key_pem=_key_pem(key).decode())
+        check_signing_certificate(encode_certificate(cert).decode(),
+                                  private_key_pem=encode_private_key(key).decode())
 
 
 @pytest.mark.parametrize("key_factory, algorithm, message", [
@@ -179,7 +182,7 @@ def test_chain_with_a_foreign_issuer_is_refused(ca):
                                issuer_key=other_key, ca=True, path_length=0)
     ee = chain.split("-----END CERTIFICATE-----\n", 1)[0] + "-----END CERTIFICATE-----\n"
     with pytest.raises(CertificateError, match="was not issued by"):
-        check_signing_certificate(ee + _pem(other).decode())
+        check_signing_certificate(ee + encode_certificate(other).decode())
 
 
 def test_not_pem_and_encrypted_key_are_explained(ca):

@@ -271,7 +271,7 @@ def test_sign_and_verify_are_fast_for_a_1024_jpeg(signer, trust):
     """Loose bound for a shared CI machine (the benchmark measures the real numbers)."""
     import time
 
-    from guardrail.provenance.bench import test_image
+    from guardrail.benchmarks.provenance import test_image
 
     data = test_image(1024)
     info = ManifestInfo(model_id="m")

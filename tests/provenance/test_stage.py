@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from guardrail import Artifact, GenerationMetadata, Guard, Modality, ProvenanceState, StageRecord
-from guardrail.pipeline import StageContext, StageSkipped
 from guardrail.provenance import (
     ProvenanceSigner,
     ProvenanceStage,
@@ -19,6 +18,7 @@ from guardrail.provenance import (
     verify_path,
     verify_text,
 )
+from guardrail.stages import StageContext, StageSkipped
 from guardrail.testing import (
     EchoTextGenerator,
     FakeLSBWatermarker,
@@ -71,10 +71,7 @@ def test_text_sidecar_mode_keeps_the_text_and_returns_the_manifest(config, store
     res = Guard(EchoTextGenerator(), store=store, config=config, stages=[stage]).generate("hi")
     assert res.status == "ok"
     assert res.artifact.content == "echo: hi"
-    evidence = res.report.extra["evidence"]["provenance"]
-    import base64
-
-    manifest = base64.b64decode(evidence["sidecar_c2pa_base64"])
+    manifest = res.files[".c2pa"]
     assert verify_text("echo: hi", trust=trust, sidecar=manifest).state is ProvenanceState.TRUSTED
 
 
@@ -145,9 +142,8 @@ def test_stage_records_are_written_when_the_guard_passes_them(config, signer, tr
         model_id="m", prompt_hash="hmac-sha256:k:" + "0" * 64), media_type="text/plain",
         data=b"hello")
     ctx = _ctx(config, art)
-    ctx.evidence["stage_records"] = [StageRecord(stage="input_policy", status="ok"),
-                                     StageRecord(stage="output_checks", status="flagged",
-                                                 reason="blocked term")]
+    ctx.records = (StageRecord(stage="input_policy", status="ok"),
+                   StageRecord(stage="output_checks", status="flagged", reason="blocked term"))
     out = stage.run(ctx)
     assert out.passed
     res = verify_text(out.artifact.content, trust=trust)
@@ -175,8 +171,7 @@ def test_from_config_uses_the_dev_chain_and_trusts_its_root(config, store):
 
 def test_sidecar_text_mode_writes_the_manifest_next_to_the_output(tmp_path):
     from guardrail import Config, Guard, ReportStore
-    from guardrail.factory import provenance_stages
-    from guardrail.keys import init_keys
+    from guardrail.factory import init_keys, provenance_stages
     from guardrail.provenance.verify import verify_path
     from guardrail.testing import EchoTextGenerator
 

@@ -10,6 +10,7 @@ import pytest
 
 from guardrail import Artifact, GenerationMetadata, Modality
 from guardrail.robustness import audio_attacks as aa
+from guardrail.robustness.attacks import SUITES, build_suite
 from guardrail.robustness.base import Attack
 
 META = GenerationMetadata(model_id="test")
@@ -163,13 +164,15 @@ def test_snr_db():
 
 
 def test_suite_and_labels():
-    labels = [a.label for a in aa.AUDIO_ATTACK_SUITE]
+    suite = build_suite("audio")
+    labels = [a.label for a in suite]
+    assert labels == list(SUITES["audio"])
     for want in ("mp3(128)", "mp3(64)", "resample(16000)", "resample(8000)", "noise(20)",
                  "gain(6)", "gain(-6)", "lowpass(4000)", "crop(0.5)", "speed(1.05)",
                  "speed(0.95)"):
         assert want in labels
     assert all(isinstance(a, Attack) and a.modality == Modality.AUDIO
-               for a in aa.AUDIO_ATTACK_SUITE)
+               for a in suite)
     assert aa.mp3.attack_name == "mp3"
 
 

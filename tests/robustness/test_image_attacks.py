@@ -9,6 +9,7 @@ import pytest
 
 from guardrail import Artifact, GenerationMetadata, Modality
 from guardrail.robustness import image_attacks as ia
+from guardrail.robustness.attacks import SUITES, build_suite
 from guardrail.robustness.base import Attack
 
 pytest.importorskip("cv2")
@@ -121,11 +122,12 @@ def test_chain_and_labels():
     assert c.name == "resize+jpeg" and c.strength == (0.5, 75)
     with pytest.raises(ValueError):
         ia.chain()
-    labels = [a.label for a in ia.IMAGE_ATTACK_SUITE]
+    labels = list(SUITES["image"])
     assert len(labels) == len(set(labels))
     assert [a.label for a in ia.TARGET_ATTACKS] == [
         "jpeg(50)", "resize(0.5)", "crop(0.2)", "rotate(2)", "gaussian_noise(5)",
-        "brightness(1.2)"]
+        "brightness(1.2)"] == labels
+    assert [a.label for a in build_suite("image")] == labels
 
 
 def test_metrics(img):

@@ -4,8 +4,8 @@ import pytest
 
 from guardrail import Artifact, GenerationMetadata
 from guardrail.errors import DependencyError
+from guardrail.robustness.attacks import build_attack, build_suite
 from guardrail.robustness.text_attacks import (
-    TEXT_ATTACK_SUITE,
     deletion,
     insertion,
     paraphrase,
@@ -55,11 +55,19 @@ def test_synonym_attack_without_wordnet_says_how_to_get_it(monkeypatch, tmp_path
 
 def test_paraphrase_uses_the_local_generator():
     gen = EchoTextGenerator()
-    out = paraphrase(gen)(1.0)(art()).content
+    out = paraphrase(1.0, generator=gen)(art()).content
     assert out.count("echo: Paraphrase this sentence.") == 2
     assert len(gen.calls[-1][0]) == 2
 
 
 def test_suite_covers_the_issue_attacks():
-    names = {a.name for a in TEXT_ATTACK_SUITE}
+    names = {a.name for a in build_suite("text")}
     assert {"word_deletion", "synonym", "word_insertion", "truncation"} <= names
+
+
+def test_paraphrase_through_the_registry_takes_the_lab_model():
+    gen = EchoTextGenerator()
+    att = build_attack("text", "paraphrase", 1.0, generator=gen)
+    assert att.label == "paraphrase(1.0)"
+    assert att(art()).content.count("echo: Paraphrase this sentence.") == 2
+

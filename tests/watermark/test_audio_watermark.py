@@ -14,12 +14,8 @@ import pytest
 
 from guardrail import Artifact, GenerationMetadata, Modality
 from guardrail.robustness import audio_attacks as aa
-from guardrail.watermark.audio import (
-    MIN_SECONDS,
-    N_TESTS,
-    GuardrailAudioWatermark,
-    resample,
-)
+from guardrail.signal import resample
+from guardrail.watermark.audio import MIN_SECONDS, N_TESTS, GuardrailAudioWatermark
 from guardrail.watermark.base import CannotWatermark, Watermarker
 
 KEY = b"test-key-0123456789abcdef-audio!"

@@ -349,7 +349,7 @@ def test_code_input_checks():
 # --------------------------------------------------------------------------- evaluation
 
 def test_evaluation_smoke(photos):
-    from guardrail.watermark import _image_eval
+    from guardrail.robustness import image_lab as _image_eval
 
     res = _image_eval.evaluate([photos["coffee"]],
                                schemes=("guardrail-image",), attacks=[ia.jpeg(50)],

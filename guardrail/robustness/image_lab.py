@@ -1,11 +1,13 @@
-"""Side-by-side evaluation of the image watermarks: speed, quality, robustness, false alarms.
+"""The image robustness lab: the image watermarks side by side - speed, quality, robustness,
+false alarms.
 
 :func:`evaluate` marks natural images with each scheme, measures embed/detect time at one
 size (interleaved, so every scheme sees the same machine load), PSNR and SSIM, the true
 positive rate and bit accuracy under each attack at the configured false-positive rate,
 and the false-positive rate measured on unmarked images (random crops and rescales of
-natural photos, some JPEG re-encoded, some marked under a *different* key). It returns a
-plain dict; :func:`to_markdown` renders it as a table.
+natural photos, some JPEG re-encoded, some marked under a *different* key) - the lab
+skeleton of :mod:`guardrail.robustness.harness`. It returns a plain dict;
+:func:`to_markdown` renders it as a table.
 
 The default images come from scikit-image's data module, scikit-learn's sample images and,
 when given, a folder of photos (near-duplicates removed). Everything here is optional
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._types import Artifact, GenerationMetadata, Modality
+from .harness import Detection, Marked, rate, run_trials
 
 __all__ = ["DEFAULT_SCHEMES", "evaluate", "load_natural_images", "make_scheme", "to_markdown"]
 
@@ -137,10 +140,10 @@ def unmarked_variants(images: Sequence[np.ndarray], n: int, *, seed: int = 0
 def make_scheme(name: str, key: bytes, *, fpr: float, payload: int | None = None) -> Any:
     """Build a watermarker by scheme name (adapters get the expected ``payload``)."""
     if name == "guardrail-image":
-        from .image import GuardrailImageWatermark
+        from ..watermark.image import GuardrailImageWatermark
 
         return GuardrailImageWatermark(key, fpr=fpr)
-    from .invisible import InvisibleWatermark
+    from ..watermark.invisible import InvisibleWatermark
 
     return InvisibleWatermark(name, key, fpr=fpr, payload=payload)
 
@@ -158,6 +161,10 @@ def _artifact(img: np.ndarray) -> Artifact:
                     metadata=GenerationMetadata(model_id="eval"))
 
 
+def _mean(values: Sequence[Any]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
 def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, float | None]:
     """(detected, payload recovered, raw bit accuracy) for one marked image.
 
@@ -166,7 +173,7 @@ def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, 
     the bit accuracy is its score ``k / n``.
     """
     if hasattr(scheme, "analyse"):
-        from .base import CannotWatermark
+        from ..errors import CannotWatermark
 
         try:
             res = scheme.analyse(content)
@@ -182,6 +189,54 @@ def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, 
     hexlen = (scheme.payload_bits + 3) // 4
     return (bool(out.detected), out.payload == f"{payload:0{hexlen}x}",
             None if out.detected is None else float(out.score))
+
+
+def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: Sequence[str],
+                   attacks: Sequence[Any], *, fpr: float, bits: int,
+                   rng: np.random.Generator, say: Callable[[str], None]) -> dict[str, Any]:
+    """Mark every test image (a uniform payload each), attack, detect: PSNR and SSIM, and per
+    attack label the TPR, payload recovery, bit accuracy and the images missed."""
+    from ..errors import CannotWatermark
+    from .image_attacks import psnr, ssim
+
+    psnrs, ssims = [], []
+
+    def mark(i: int) -> Marked | None:
+        payload = _uniform_id(rng, bits)
+        wm = make_scheme(scheme, key, fpr=fpr, payload=payload)
+        try:
+            marked = wm.embed(_artifact(tests[i]), payload)
+        except CannotWatermark as exc:
+            say(f"{scheme}: image {i} cannot be marked: {exc}")
+            return None
+        psnrs.append(psnr(tests[i], marked.content))
+        ssims.append(ssim(tests[i], marked.content))
+        return Marked(marked, name=names[i], context=(wm, payload))
+
+    def detect(m: Marked, art: Artifact) -> Detection:
+        wm, payload = m.context
+        detected, ok, acc = _check(wm, art.content, payload)
+        return Detection(detected=detected, payload_ok=ok, bit_accuracy=acc)
+
+    trials = run_trials(range(len(tests)), mark=mark, attacks=attacks, detect=detect,
+                        clean="clean", progress=lambda i, _m: say(
+                            f"{scheme}: image {i + 1}/{len(tests)} done"))
+    labels = trials.labels
+    out = {
+        "n_images": len(psnrs),
+        "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
+        "psnr_min": float(np.min(psnrs)) if psnrs else None,
+        "ssim_mean": float(np.mean(ssims)) if ssims else None,
+        "tpr": {lb: trials.rate(lb)["rate"] for lb in labels},
+        "missed": {lb: v for lb in labels if (v := trials.missed(lb))},
+        "payload_ok": {lb: _mean([d.payload_ok for d in trials.detections[lb]])
+                       for lb in labels},
+        "bit_accuracy": {lb: _mean([d.bit_accuracy for d in trials.detections[lb]
+                                    if d.bit_accuracy is not None]) for lb in labels},
+    }
+    if trials.errors:
+        out["errors"] = dict(trials.errors)
+    return out
 
 
 def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None, *,
@@ -207,7 +262,8 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
     schemes : names
         ``guardrail-image``, ``dwtDct``, ``dwtDctSvd``, ``rivaGan``.
     attacks : list of Attack, optional
-        Default :data:`guardrail.robustness.image_attacks.TARGET_ATTACKS`.
+        Default: the image suite of :data:`guardrail.robustness.attacks.SUITES` (the
+        attacks of the targets), built through the attack registry.
     fpr : float
         Operating false-positive rate of every detector.
     key : bytes
@@ -235,11 +291,11 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         ``fpr_measured``, ``false_positives``, ``false_positive_cases``, ``n_unmarked``,
         ``unmarked_min_p``, ``n_images``.
     """
-    from ..robustness.image_attacks import TARGET_ATTACKS, psnr, ssim
-    from .base import CannotWatermark
+    from ..errors import CannotWatermark
+    from .attacks import build_suite
 
     say = log or (lambda _msg: None)
-    attacks = list(TARGET_ATTACKS if attacks is None else attacks)
+    attacks = build_suite(Modality.IMAGE) if attacks is None else list(attacks)
     caps = {**DEFAULT_MAX_IMAGES, **(max_images or {})}
     ucaps = {**DEFAULT_MAX_UNMARKED, **(max_unmarked or {})}
     named = list(load_natural_images(photo_dir)) if images is None else [
@@ -289,7 +345,6 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         say(f"timing round {rep + 1}/{repeats}")
 
     # -------------------------------------------------------------- robustness
-    labels = ["clean"] + [a.label for a in attacks]
     for n in schemes:
         entry: dict[str, Any] = {
             "embed_ms": statistics.median(times[n]["embed"]),
@@ -297,43 +352,9 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
             "detect_unmarked_ms": statistics.median(times[n]["detect_unmarked"]),
         }
         n_img = min(len(tests), caps.get(n, len(tests)))
-        hits: dict[str, list[bool]] = {lb: [] for lb in labels}
-        misses: dict[str, list[str]] = {lb: [] for lb in labels}
-        oks: dict[str, list[bool]] = {lb: [] for lb in labels}
-        accs: dict[str, list[float]] = {lb: [] for lb in labels}
-        psnrs, ssims = [], []
         bits = make_scheme(n, keys[n], fpr=fpr).payload_bits
-        for i in range(n_img):
-            payload = _uniform_id(rng, bits)
-            wm = make_scheme(n, keys[n], fpr=fpr, payload=payload)
-            art = _artifact(tests[i])
-            try:
-                marked = wm.embed(art, payload)
-            except CannotWatermark as exc:
-                say(f"{n}: image {i} cannot be marked: {exc}")
-                continue
-            psnrs.append(psnr(tests[i], marked.content))
-            ssims.append(ssim(tests[i], marked.content))
-            for lb, att in zip(labels, [None, *attacks], strict=True):
-                x = marked if att is None else att(marked)
-                detected, ok, acc = _check(wm, x.content, payload)
-                hits[lb].append(detected)
-                if not detected:
-                    misses[lb].append(names[i])
-                oks[lb].append(ok)
-                if acc is not None:
-                    accs[lb].append(acc)
-            say(f"{n}: image {i + 1}/{n_img} done")
-        entry.update({
-            "n_images": len(psnrs),
-            "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
-            "psnr_min": float(np.min(psnrs)) if psnrs else None,
-            "ssim_mean": float(np.mean(ssims)) if ssims else None,
-            "tpr": {lb: float(np.mean(v)) if v else None for lb, v in hits.items()},
-            "missed": {lb: v for lb, v in misses.items() if v},
-            "payload_ok": {lb: float(np.mean(v)) if v else None for lb, v in oks.items()},
-            "bit_accuracy": {lb: float(np.mean(v)) if v else None for lb, v in accs.items()},
-        })
+        entry.update(_marked_trials(n, keys[n], tests[:n_img], names, attacks, fpr=fpr,
+                                    bits=bits, rng=rng, say=say))
 
         # ---------------------------------------------------------- false positives
         n_u = min(n_unmarked, ucaps.get(n, n_unmarked))
@@ -341,7 +362,7 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         pool = [img for img in unmarked_variants(images, 3 * n_u + 10, seed=seed + 1)
                 if img.shape[0] * img.shape[1] >= min_side * min_side][:n_u]
         other = make_scheme(n, _derive(key, f"other/{n}"), fpr=fpr)
-        fps, performed, min_p, cases = 0, 0, 1.0, []
+        unmarked, cases = [], []
         for j, img in enumerate(pool):
             # a fresh key and a uniform id per image: the false-positive rate is a
             # probability over keys (see guardrail.watermark.invisible for why that matters)
@@ -353,18 +374,15 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
                     pass
             wm = make_scheme(n, _derive(keys[n], f"unmarked/{j}"), fpr=fpr, payload=payload)
             res = wm.detect(_artifact(img))
-            if res.detected is None:
-                continue
-            performed += 1
-            fps += bool(res.detected)
-            min_p = min(min_p, float(res.p_value))
+            unmarked.append(Detection(detected=res.detected, p_value=res.p_value))
             if res.detected:
                 cases.append({"index": j, "shape": list(img.shape), "p_value": res.p_value,
                               "score": res.score})
-        entry.update({"n_unmarked": performed,
-                      "fpr_measured": fps / performed if performed else None,
+        fp = rate(unmarked)
+        fps, performed = fp["positives"], fp["performed"]
+        entry.update({"n_unmarked": performed, "fpr_measured": fp["rate"],
                       "false_positives": fps, "false_positive_cases": cases,
-                      "unmarked_min_p": min_p})
+                      "unmarked_min_p": 1.0 if fp["min_p"] is None else min(1.0, fp["min_p"])})
         say(f"{n}: {fps} false positives in {performed} unmarked images")
         result["schemes"][n] = entry
 

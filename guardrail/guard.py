@@ -1,45 +1,49 @@
-"""The guard: an ordered list of stages run on every generation.
+"""The guard: runs every generation through the protective stages and records a report.
 
 Order (fixed)::
 
     input_policy -> generate -> output_checks -> watermark -> encode -> self_check
                  -> provenance -> record
 
-Every slot appears in every report. A slot with no configured stage is recorded as
-``skipped`` ("not configured"); a configured stage that cannot run raises
-:class:`StageSkipped` and is recorded as ``skipped`` with its reason - never as passed.
+``Guard(generator)`` is protected by default: without ``stages=`` it runs the stages that
+the configuration asks for (:func:`~guardrail.factory.default_stages`: detectors, watermark
+and self-check, C2PA signing), as ``guardrail generate`` does; ``extra_stages=`` adds a
+caller's own stages to them, and ``stages=`` replaces them (``stages=[]``: none).
 
-On-fail policies (per slot, from the config or per stage):
-
-* ``block``: a failed check, a stage that could not run, or a stage error withholds the
-  output (report status ``blocked``; ``error`` for a stage error, which also raises
-  :class:`~guardrail.errors.StageError`).
-* ``flag``: the output is released and the report is marked ``flagged``.
-* ``continue``: the outcome is recorded (status ``failed``/``skipped``/``error``) and the
-  report status is unchanged.
-
-Bad requests (:class:`~guardrail.errors.InputError`), generator failures, encoding and
-output errors are fatal whatever the policy: the report is recorded with status
-``error`` and the error is raised with ``report_id`` set.
+Every slot appears in every report. A slot with no stage is recorded as ``skipped`` ("not
+configured"); a stage that cannot run is recorded as ``skipped`` with its reason - never as
+passed - and its slot's on-fail policy applies: ``block`` withholds the output (status
+``blocked``; a stage *error* under ``block`` raises :class:`~guardrail.errors.StageError`),
+``flag`` releases it flagged, ``continue`` only records it. Bad requests, generator failures,
+encoding and output errors are recorded with status ``error`` and raised with ``report_id``.
 
 Examples
 --------
+A generator that cannot carry a watermark (this fake has no tokenizer) is withheld by
+default, and the report says why; ``stages=[]`` runs without the protective stages:
+
+>>> import tempfile
+>>> from guardrail import Config, ReportStore
 >>> from guardrail.testing import EchoTextGenerator
->>> from guardrail.store import ReportStore
->>> guard = Guard(EchoTextGenerator(), store=ReportStore("sqlite://"))
->>> result = guard.generate("hello")
->>> result.status, result.artifact.content
-('ok', 'echo: hello')
+>>> config = Config.load(overrides={"paths": {"data_dir": tempfile.mkdtemp()}})
+>>> result = Guard(EchoTextGenerator(), store=ReportStore("sqlite://"), config=config).generate("hi")
+>>> result.status, result.artifact
+('blocked', None)
+>>> print(result.report.stage("watermark").reason)  # doctest: +ELLIPSIS
+watermark_unavailable: could not run: watermark unavailable: ...
+>>> bare = Guard(EchoTextGenerator(), store=ReportStore("sqlite://"), config=config, stages=[])
+>>> result = bare.generate("hi")
+>>> result.status, result.artifact.content, result.report.stage("watermark").reason
+('ok', 'echo: hi', 'not configured for text')
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,243 +62,47 @@ from ._types import (
     _frozen_mapping,
     _jsonable,
 )
-from .config import ON_FAIL_POLICIES, Config
-from .errors import (
-    GenerationError,
-    GuardrailError,
-    InputError,
-    OutputError,
-    PromptError,
-    StageError,
-    StoreError,
-)
+from .config import Config
+from .errors import GenerationError, GuardrailError, InputError, OutputError, StageError, StoreError
+from .factory import default_stages, generator_from_config
 from .keys import PromptHasher
-from .media import (
-    DEFAULT_MEDIA_TYPE,
-    atomic_write,
-    check_output_path,
-    encode,
-    media_type_for_path,
+from .media import DEFAULT_MEDIA_TYPE, atomic_write, check_output_path, media_type_for_path
+from .stages import (
+    CONFIGURABLE_SLOTS,
+    SLOTS,
+    EncodeStage,
+    NotApplicable,
+    OnFail,
+    OutputTermCheck,
+    PromptPolicy,
+    Stage,
+    StageContext,
+    StageSkipped,
 )
 from .store import ReportStore
 
-__all__ = [
-    "EncodeStage",
-    "Guard",
-    "GuardResult",
-    "NotApplicable",
-    "OnFail",
-    "OutputTermCheck",
-    "PromptPolicy",
-    "SLOTS",
-    "Stage",
-    "StageContext",
-    "StageOutcome",
-    "StageSkipped",
-]
+__all__ = ["Guard", "GuardResult", "guard_from_config", "record_failure"]
 
 log = logging.getLogger(__name__)
 
 
-class OnFail(enum.StrEnum):
-    BLOCK = "block"
-    FLAG = "flag"
-    CONTINUE = "continue"
-
-
-SLOTS = (
-    "input_policy",
-    "generate",
-    "output_checks",
-    "watermark",
-    "encode",
-    "self_check",
-    "provenance",
-    "record",
-)
-#: Slots whose stages are supplied by the user / later capabilities.
-CONFIGURABLE_SLOTS = ("input_policy", "output_checks", "watermark", "self_check", "provenance")
-
-
-def check_policy(value: str | None, what: str) -> None:
-    """ValueError unless ``value`` is None or one of the on-fail policies."""
-    if value is not None and value not in ON_FAIL_POLICIES:
-        raise ValueError(f"{what} must be one of {ON_FAIL_POLICIES}, got {value!r}")
-
-
-class StageSkipped(Exception):
-    """Raised by a stage that cannot run here (missing key, unsupported input, ...)."""
-
-    def __init__(self, reason: str, *, policy: str | None = None, **details: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        check_policy(policy, "policy")
-        self.policy = policy  # overrides the slot's on-fail policy for this case
-        self.details = details
-
-
-class NotApplicable(StageSkipped):
-    """Raised by a stage with nothing to do for this call because of an earlier stage's
-    outcome (e.g. a self-check when no mark was embedded). Recorded as ``skipped``; the
-    policy is *not* applied again - the earlier stage's record already carries it."""
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    """What a stage returns: passed or not, why, details, and maybe a new artifact."""
-
-    passed: bool = True
-    reason: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-    artifact: Artifact | None = None
-    policy: str | None = None  # overrides the slot's on-fail policy for this outcome
-
-    def __post_init__(self) -> None:
-        check_policy(self.policy, "policy")
-        object.__setattr__(self, "details", _frozen_mapping(self.details))
-
-
-@dataclass
-class StageContext:
-    """Per-call state handed to every stage (stages read it; only the guard changes it).
-
-    ``evidence`` carries results between stages (e.g. the watermark id that the
-    provenance stage names); ``artifact`` is ``None`` before generation.
-    """
-
-    report_id: str
-    prompt: str
-    modality: Modality
-    config: Config
-    media_type: str
-    output_path: Path | None = None
-    artifact: Artifact | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    #: the records of the stages that ran before the current one (set by the guard)
-    records: tuple[StageRecord, ...] = ()
-
-
-class Stage:
-    """Base class of a stage. Subclasses set ``slot`` and implement :meth:`run`.
-
-    Parameters
-    ----------
-    on_fail : {"block", "flag", "continue"}, optional
-        Overrides the slot's policy from the config.
-    modalities : iterable of Modality, optional
-        The modalities this stage applies to (default: all).
-    """
-
-    slot: str = "output_checks"
-    name: str = ""
-
-    def __init__(self, *, on_fail: str | None = None,
-                 modalities: Iterable[Modality | str] | None = None) -> None:
-        check_policy(on_fail, "on_fail")
-        if self.slot not in CONFIGURABLE_SLOTS:
-            raise ValueError(f"stage slot must be one of {CONFIGURABLE_SLOTS}, got {self.slot!r}")
-        self.on_fail = on_fail
-        self.modalities = (
-            frozenset(Modality.parse(m) for m in modalities) if modalities is not None
-            else frozenset(Modality))
-        if not self.name:
-            self.name = type(self).__name__
-
-    def applies_to(self, modality: Modality) -> bool:
-        return modality in self.modalities
-
-    def before_generate(self, ctx: StageContext) -> GenerationHooks | None:
-        """Optional: hooks for the generator (e.g. a text watermarking config)."""
-        return None
-
-    def run(self, ctx: StageContext) -> StageOutcome:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-# -- built-in stages ----------------------------------------------------------------------
-class PromptPolicy(Stage):
-    """Input policy: prompt length limits (errors) and an operator block list (policy)."""
-
-    slot = "input_policy"
-    name = "prompt_policy"
-
-    def __init__(self, *, min_chars: int = 1, max_chars: int = 2000,
-                 blocked_terms: Sequence[str] = (), on_fail: str | None = None) -> None:
-        super().__init__(on_fail=on_fail)
-        self.min_chars = min_chars
-        self.max_chars = max_chars
-        self.blocked_terms = tuple(t.lower() for t in blocked_terms if t.strip())
-
-    @classmethod
-    def from_config(cls, config: Config) -> PromptPolicy:
-        pol = config.policy
-        return cls(min_chars=pol["min_prompt_chars"], max_chars=pol["max_prompt_chars"],
-                   blocked_terms=pol["blocked_terms"])
-
-    def run(self, ctx: StageContext) -> StageOutcome:
-        text = ctx.prompt
-        if not text.strip():
-            raise PromptError("the prompt is empty")
-        n = len(text)
-        if n < self.min_chars:
-            raise PromptError(f"the prompt has {n} characters; the minimum is {self.min_chars}")
-        if n > self.max_chars:
-            raise PromptError(
-                f"the prompt has {n} characters; the limit is {self.max_chars} "
-                "(policy.max_prompt_chars)")
-        low = text.lower()
-        hits = [t for t in self.blocked_terms if t in low]
-        if hits:
-            return StageOutcome(passed=False, reason=f"prompt contains {len(hits)} blocked term(s)",
-                                details={"matches": len(hits)})
-        return StageOutcome(details={"chars": n})
-
-
-class OutputTermCheck(Stage):
-    """Output check for text: the operator block list applied to generated text."""
-
-    slot = "output_checks"
-    name = "output_terms"
-
-    def __init__(self, *, blocked_terms: Sequence[str], on_fail: str | None = None) -> None:
-        super().__init__(on_fail=on_fail, modalities=[Modality.TEXT])
-        self.blocked_terms = tuple(t.lower() for t in blocked_terms if t.strip())
-
-    def run(self, ctx: StageContext) -> StageOutcome:
-        if not self.blocked_terms:
-            raise StageSkipped("no blocked terms configured (policy.blocked_terms)")
-        low = str(ctx.artifact.content).lower() if ctx.artifact else ""
-        hits = [t for t in self.blocked_terms if t in low]
-        if hits:
-            return StageOutcome(passed=False, reason=f"output contains {len(hits)} blocked term(s)",
-                                details={"matches": len(hits)})
-        return StageOutcome()
-
-
-class EncodeStage:
-    """Encodes the artifact to file bytes of the requested media type (always runs)."""
-
-    name = "encode"
-
-    def run(self, ctx: StageContext) -> StageOutcome:
-        assert ctx.artifact is not None  # guaranteed by the guard's order
-        data = encode(ctx.artifact, ctx.media_type)
-        art = ctx.artifact.evolve(data=data, media_type=ctx.media_type)
-        return StageOutcome(artifact=art, details={"media_type": ctx.media_type, "bytes": len(data)})
-
-
-# -- results ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GuardResult:
     """The outcome of one guarded generation.
 
     ``artifact`` is ``None`` when the output was blocked; ``output`` is the written file
-    (``None`` when no output path was given or the output was withheld).
+    (``None`` when no output path was given or the output was withheld). ``files`` are the
+    files that travel with a released output, by suffix (``.c2pa``: the manifest of a text
+    signed in sidecar mode), written next to ``output`` with that suffix.
     """
 
     report: Report
     artifact: Artifact | None
     output: Path | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", _frozen_mapping(self.files))
 
     @property
     def status(self) -> str:
@@ -318,8 +126,8 @@ class _Call:
     status: str = "ok"
     error: GuardrailError | None = None
     stop: bool = False
-    generated: Generated | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def add(self, stage: str, status: StageStatus, ms: float, reason: str | None = None,
             details: Mapping[str, Any] | None = None) -> None:
@@ -336,7 +144,7 @@ def _ms(t0: float) -> float:
 
 
 class Guard:
-    """Runs every generation through the configured stages and records a report.
+    """Runs every generation through the protective stages and records a report.
 
     Parameters
     ----------
@@ -345,33 +153,27 @@ class Guard:
     store : ReportStore, optional
         Where reports go. Default: the store named by ``config`` (SQLite by default).
     config : Config, optional
-        Policies, limits, paths. Default: :meth:`Config.load`.
+        Policies, limits, paths, keys. Default: :meth:`Config.load`.
     stages : sequence of Stage, optional
-        Extra stages (output checks, watermark, self-check, provenance); they run in
-        slot order, and in the given order within a slot.
+        The stages after generation (output checks, watermark, self-check, provenance).
+        Default (``None``): the protective stages the configuration asks for,
+        :func:`~guardrail.factory.default_stages`; a sequence (even empty) replaces them.
+    extra_stages : sequence of Stage, optional
+        Stages added to ``stages`` (to the defaults when ``stages`` is not given). Stages
+        run in slot order, and in the given order within a slot.
     input_policy : Stage, optional
-        Replaces the default :class:`PromptPolicy` built from the config.
+        Replaces the default :class:`~guardrail.stages.PromptPolicy` built from the config.
     prompt_hasher : PromptHasher, optional
         Default: keyed with ``<keys_dir>/prompt-hash.key`` (created 0600 if missing).
 
-    Examples
-    --------
-    >>> from guardrail import Guard, load_generator          # doctest: +SKIP
-    >>> guard = Guard(load_generator("text"))                  # doctest: +SKIP
-    >>> res = guard.generate("Write a haiku", output="haiku.txt")  # doctest: +SKIP
-    >>> res.status, res.report_id                              # doctest: +SKIP
+    The configured block list (``[policy] blocked_terms``) is always checked on text
+    outputs (:class:`~guardrail.stages.OutputTermCheck`), whatever ``stages`` says.
     """
 
-    def __init__(
-        self,
-        generator: Generator,
-        *,
-        store: ReportStore | None = None,
-        config: Config | None = None,
-        stages: Sequence[Stage] = (),
-        input_policy: Stage | None = None,
-        prompt_hasher: PromptHasher | None = None,
-    ) -> None:
+    def __init__(self, generator: Generator, *, store: ReportStore | None = None,
+                 config: Config | None = None, stages: Sequence[Stage] | None = None,
+                 extra_stages: Sequence[Stage] = (), input_policy: Stage | None = None,
+                 prompt_hasher: PromptHasher | None = None) -> None:
         if not isinstance(generator, Generator):
             raise TypeError("generator must implement guardrail.Generator "
                             "(modality, info and generate())")
@@ -381,13 +183,13 @@ class Guard:
         self._owns_store = store is None
         self.store = store if store is not None else ReportStore(self.config.store_url)
         self.prompt_hasher = prompt_hasher or PromptHasher.from_keys_dir(self.config.keys_dir)
-        default_checks: list[Stage] = []
         terms = self.config.policy["blocked_terms"]
-        if terms:
-            default_checks.append(OutputTermCheck(blocked_terms=terms))
+        checks = [OutputTermCheck(blocked_terms=terms)] if terms else []
+        if stages is None:
+            stages = default_stages(self.config, generator)
         self.stages: dict[str, list[Stage]] = {slot: [] for slot in CONFIGURABLE_SLOTS}
         self.stages["input_policy"].append(input_policy or PromptPolicy.from_config(self.config))
-        for stage in [*default_checks, *stages]:
+        for stage in [*checks, *stages, *extra_stages]:
             if stage.slot not in self.stages:
                 raise ValueError(f"stage {stage.name!r} has unknown slot {stage.slot!r}")
             self.stages[stage.slot].append(stage)
@@ -405,14 +207,9 @@ class Guard:
         self.close()
 
     # -- public API -----------------------------------------------------------------------
-    def generate(
-        self,
-        prompt: str,
-        *,
-        output: str | os.PathLike[str] | None = None,
-        seed: int | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> GuardResult:
+    def generate(self, prompt: str, *, output: str | os.PathLike[str] | None = None,
+                 seed: int | None = None,
+                 params: Mapping[str, Any] | None = None) -> GuardResult:
         """Generate one output through every stage and record its report.
 
         Returns a :class:`GuardResult` (status ``ok``, ``flagged`` or ``blocked``).
@@ -426,15 +223,10 @@ class Guard:
         return self.generate_batch([prompt], outputs=[output] if output is not None else None,
                                    seed=seed, params=params)[0]
 
-    def generate_batch(
-        self,
-        prompts: Sequence[str],
-        *,
-        outputs: Sequence[str | os.PathLike[str] | None] | None = None,
-        seed: int | None = None,
-        params: Mapping[str, Any] | None = None,
-        raise_errors: bool = True,
-    ) -> list[GuardResult]:
+    def generate_batch(self, prompts: Sequence[str], *,
+                       outputs: Sequence[str | os.PathLike[str] | None] | None = None,
+                       seed: int | None = None, params: Mapping[str, Any] | None = None,
+                       raise_errors: bool = True) -> list[GuardResult]:
         """Generate many outputs with one generator call; one report per prompt.
 
         With ``raise_errors=False`` a failed prompt does not stop the batch: its result has
@@ -513,10 +305,6 @@ class Guard:
         call.error = exc
         call.stop = True
 
-    def _policy(self, stage: Stage | None, slot: str) -> OnFail:
-        value = (stage.on_fail if stage is not None else None) or self.config.on_fail(slot)
-        return OnFail(value)
-
     def _run_slot(self, call: _Call, slot: str) -> None:
         if call.stop:
             call.add(slot, StageStatus.SKIPPED, 0.0, "not run: the request was stopped earlier")
@@ -531,7 +319,7 @@ class Guard:
             self._run_stage(call, slot, stage)
 
     def _run_stage(self, call: _Call, slot: str, stage: Stage) -> None:
-        policy = self._policy(stage, slot)
+        policy = OnFail(stage.on_fail or self.config.on_fail(slot))
         details = {"name": stage.name, "policy": policy.value}
         call.ctx.records = tuple(call.records)
         t0 = time.perf_counter()
@@ -543,7 +331,7 @@ class Guard:
             policy = self._override(policy, skip.policy, details)
             call.add(slot, StageStatus.SKIPPED, ms, reason, {**details, **skip.details})
             if not isinstance(skip, NotApplicable):
-                self._apply_policy(call, policy, reason, on_block="blocked")
+                self._apply_policy(call, policy, on_block="blocked")
             return
         except InputError as exc:
             self._fail(call, slot, _ms(t0), exc)
@@ -554,16 +342,14 @@ class Guard:
             log.warning("stage %s raised: %s", stage.name, reason)
             call.add(slot, StageStatus.ERROR, ms, reason, details)
             if policy is OnFail.BLOCK:
-                call.status = "error"
-                call.stop = True
                 call.error = StageError(f"stage {stage.name!r} failed and its policy is block: {exc}")
-            elif policy is OnFail.FLAG and call.status == "ok":
-                call.status = "flagged"
+            self._apply_policy(call, policy, on_block="error")
             return
         ms = _ms(t0)
         details.update(outcome.details)
         if outcome.artifact is not None:
             call.ctx.artifact = outcome.artifact
+        call.files.update(outcome.files)
         if outcome.passed:
             call.add(slot, StageStatus.OK, ms, outcome.reason, details)
             return
@@ -572,7 +358,7 @@ class Guard:
         status = {OnFail.BLOCK: StageStatus.BLOCKED, OnFail.FLAG: StageStatus.FLAGGED,
                   OnFail.CONTINUE: StageStatus.FAILED}[policy]
         call.add(slot, status, ms, reason, details)
-        self._apply_policy(call, policy, reason, on_block="blocked")
+        self._apply_policy(call, policy, on_block="blocked")
 
     @staticmethod
     def _override(policy: OnFail, value: str | None, details: dict[str, Any]) -> OnFail:
@@ -583,7 +369,7 @@ class Guard:
         return OnFail(value)
 
     @staticmethod
-    def _apply_policy(call: _Call, policy: OnFail, reason: str, *, on_block: str) -> None:
+    def _apply_policy(call: _Call, policy: OnFail, *, on_block: str) -> None:
         if policy is OnFail.BLOCK:
             call.status = on_block
             call.stop = True
@@ -620,7 +406,6 @@ class Guard:
                 self._fail(call, "generate", per_item, GenerationError(
                     f"generator {self.generator.info.model_id!r} {problem} for prompt {i}"))
                 continue
-            call.generated = gen
             call.ctx.artifact = self._artifact(call, gen, seed)
             call.add("generate", StageStatus.OK, per_item, None,
                      {"model_id": self.generator.info.model_id, "batch_size": len(calls)})
@@ -671,57 +456,44 @@ class Guard:
         ctx = call.ctx
         art = ctx.artifact
         released = call.status in ("ok", "flagged") and art is not None and art.data is not None
-        written: Path | None = None
+        written: list[Path] = []
         t0 = time.perf_counter()
         record_status, record_reason = StageStatus.OK, None
         if released and ctx.output_path is not None:
             try:
-                written = atomic_write(ctx.output_path, art.data)
-                sidecar = (ctx.evidence.get("provenance") or {}).get("sidecar_c2pa_base64")
-                if sidecar:  # text signed in sidecar mode: <output>.c2pa travels with it
-                    import base64
-
-                    from .provenance.text import write_sidecar
-
-                    write_sidecar(written, base64.b64decode(sidecar))
+                written = _write_files(ctx.output_path, art.data, call.files)
             except OutputError as exc:
                 record_status, record_reason = StageStatus.ERROR, str(exc)
                 call.status, call.error, released = "error", exc, False
-        if art is not None:
-            md = art.metadata
-        else:
-            md = GenerationMetadata(model_id=self.generator.info.model_id,
-                                    model_revision=self.generator.info.revision,
-                                    prompt_hash=self.prompt_hasher(ctx.prompt),
-                                    device=self.generator.info.device, timings_ms=call.timings)
+        info = self.generator.info
+        md = art.metadata if art is not None else GenerationMetadata(
+            model_id=info.model_id, model_revision=info.revision,
+            prompt_hash=self.prompt_hasher(ctx.prompt), device=info.device,
+            timings_ms=call.timings)
         stages = [*call.records, StageRecord(
             stage="record", status=record_status, duration_ms=_ms(t0), reason=record_reason,
             details={"store": self.store.engine.dialect.name})]
         report = Report(
-            report_id=ctx.report_id,
-            created_at=_now(),
-            modality=self.modality,
-            status=call.status,
-            metadata=md,
-            stages=tuple(stages),
+            report_id=ctx.report_id, created_at=_now(), modality=self.modality,
+            status=call.status, metadata=md, stages=tuple(stages),
             content_hash=art.content_hash if art is not None and art.data is not None else None,
             media_type=art.media_type if art is not None else None,
-            output=str(written) if written else None,
+            output=str(written[0]) if written else None,
             prompt=ctx.prompt if self.config.store_prompts else None,
             error=str(call.error) if call.error else None,
-            extra=_extra(ctx, art if released else None),
-        )
+            extra=_extra(ctx, art if released else None))
         try:
             self.store.save(report)
         except StoreError as exc:
-            if written is not None:
-                written.unlink(missing_ok=True)  # never release an output that was not recorded
+            _remove(written)  # never release an output that was not recorded
             if call.error is not None:
                 exc.__cause__ = call.error
             raise
         if call.error is not None:
             call.error.report_id = report.report_id
-        return GuardResult(report=report, artifact=art if released else None, output=written)
+        return GuardResult(report=report, artifact=art if released else None,
+                           output=written[0] if written else None,
+                           files=call.files if released else {})
 
 
 def _empty_reason(gen: Generated, modality: Modality) -> str | None:
@@ -744,10 +516,33 @@ def _empty_reason(gen: Generated, modality: Modality) -> str | None:
     return None
 
 
+def _write_files(output: Path, data: bytes, files: Mapping[str, bytes]) -> list[Path]:
+    """Write the output, then the files that travel with it (``output`` with each suffix),
+    each atomically; on failure remove what was written and raise :class:`OutputError`."""
+    written: list[Path] = []
+    try:
+        written.append(atomic_write(output, data))
+        for suffix, content in files.items():
+            path = output.with_suffix(suffix)
+            if path == output:
+                raise OutputError(f"a stage's {suffix} file would replace the output {str(output)!r}")
+            written.append(atomic_write(path, content))
+    except OutputError:
+        _remove(written)
+        raise
+    return written
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    if ctx.evidence:
-        extra["evidence"] = _jsonable(ctx.evidence)
+    evidence = ctx.evidence.to_dict()
+    if evidence:
+        extra["evidence"] = _jsonable(evidence)
     if art is not None:
         from .fingerprint import fingerprint
 
@@ -758,19 +553,10 @@ def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
     return extra
 
 
-def record_failure(
-    store: ReportStore,
-    config: Config,
-    *,
-    error: GuardrailError,
-    stage: str,
-    prompt: str,
-    modality: Modality | None,
-    model_id: str,
-    requested_modality: str | None = None,
-    passed: Sequence[str] = (),
-    prompt_hasher: PromptHasher | None = None,
-) -> Report:
+def record_failure(store: ReportStore, config: Config, *, error: GuardrailError, stage: str,
+                   prompt: str, modality: Modality | None, model_id: str,
+                   requested_modality: str | None = None, passed: Sequence[str] = (),
+                   prompt_hasher: PromptHasher | None = None) -> Report:
     """Record a request that failed before a guard could run it (unknown modality, a model
     that cannot be loaded). Every slot is in the report: ``stage`` as ``error``, the slots
     named in ``passed`` as ``ok`` (they ran and passed), the rest ``skipped``. Sets
@@ -787,16 +573,24 @@ def record_failure(
             records.append(StageRecord(stage=slot, status=StageStatus.SKIPPED,
                                        reason=f"not run: the request failed at {stage}"))
     report = Report(
-        report_id=uuid.uuid4().hex,
-        created_at=_now(),
-        modality=modality,
-        status="error",
+        report_id=uuid.uuid4().hex, created_at=_now(), modality=modality, status="error",
         metadata=GenerationMetadata(model_id=model_id, prompt_hash=hasher(prompt or "")),
-        stages=tuple(records),
-        prompt=prompt if config.store_prompts else None,
+        stages=tuple(records), prompt=prompt if config.store_prompts else None,
         error=str(error),
-        extra={"requested_modality": requested_modality} if requested_modality else {},
-    )
+        extra={"requested_modality": requested_modality} if requested_modality else {})
     store.save(report)
     error.report_id = report.report_id
     return report
+
+
+def guard_from_config(config: Config, modality: Modality | str, *, model: str | None = None,
+                      device: str | None = None, store: ReportStore | None = None,
+                      stages: Sequence[Stage] | None = None, extra_stages: Sequence[Stage] = (),
+                      progress: bool = True) -> Guard:
+    """A :class:`Guard` around the configured generator for ``modality`` (what
+    ``guardrail generate`` runs); ``model`` and ``device`` override the configuration,
+    ``stages`` and ``extra_stages`` are passed to the guard."""
+    generator = generator_from_config(config, modality, model=model, device=device,
+                                      progress=progress)
+    return Guard(generator, store=store, config=config, stages=stages,
+                 extra_stages=extra_stages)

@@ -1,0 +1,128 @@
+"""What the verbs of the ``guardrail`` command share: the common options, the exit codes,
+the configuration built from the options, JSON output and the text of a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._types import Report
+from ..config import Config
+from ..errors import ConfigError
+
+__all__ = [
+    "EXIT_BLOCKED",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNVERIFIED",
+    "add_parser",
+    "common_options",
+    "emit_json",
+    "load_config",
+    "parse_params",
+    "report_text",
+]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BLOCKED = 3
+#: ``guardrail verify``: the file could not be checked (the exit code of a bad request)
+EXIT_UNVERIFIED = 4
+EXIT_INTERRUPTED = 130
+
+
+def common_options() -> argparse.ArgumentParser:
+    """A parent parser with the options every verb takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    common.add_argument("--store", metavar="URL", help="record store URL (overrides config)")
+    common.add_argument("--data-dir", metavar="DIR", help="data folder (overrides config)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return common
+
+
+def add_parser(subparsers: Any, name: str, *, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add the verb (or sub-verb) ``name`` to ``subparsers``, with the common options.
+
+    Parameters
+    ----------
+    subparsers
+        What ``ArgumentParser.add_subparsers`` returned.
+    name
+        The word typed on the command line.
+    help
+        One line for ``--help``.
+    **kwargs
+        Passed on to ``add_parser`` (``description``, ``epilog``, ...).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The new parser; set its handler with ``set_defaults(func=handler)``, where
+        ``handler(args)`` returns the exit code.
+    """
+    return subparsers.add_parser(name, parents=[common_options()], help=help, **kwargs)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The configuration named by ``--config``, with ``--store``, ``--store-prompts`` and
+    ``--data-dir`` applied on top."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "store", None):
+        overrides.setdefault("store", {})["url"] = args.store
+    if getattr(args, "store_prompts", False):
+        overrides.setdefault("store", {})["store_prompts"] = True
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("paths", {})["data_dir"] = str(Path(args.data_dir).absolute())
+    return Config.load(args.config, overrides=overrides)
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON (the ``--json`` output)."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` options as a dict; a value is read as JSON when it parses as JSON."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _stage_table(report: Report) -> str:
+    lines = []
+    for s in report.stages:
+        reason = f"  {s.reason}" if s.reason else ""
+        lines.append(f"  {s.stage:<14} {s.status.value:<8} {s.duration_ms:>9.1f} ms{reason}")
+    return "\n".join(lines)
+
+
+def report_text(report: Report) -> str:
+    """A report as the lines ``guardrail reports show`` prints."""
+    md = report.metadata
+    head = [
+        f"report   {report.report_id}",
+        f"status   {report.status}",
+        f"created  {report.created_at}",
+        f"modality {report.modality.value if report.modality else 'unknown'}",
+        f"model    {md.model_id}" + (f" @ {md.model_revision}" if md.model_revision else ""),
+        f"device   {md.device}",
+        f"output   {report.output or '-'}",
+    ]
+    if report.content_hash:
+        head.append(f"content  {report.content_hash}")
+    if report.error:
+        head.append(f"error    {report.error}")
+    return "\n".join(head) + "\nstages\n" + _stage_table(report)

@@ -1,0 +1,42 @@
+"""``guardrail verify FILE``: credentials, watermark, recovered record, detectors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import EXIT_BLOCKED, EXIT_OK, EXIT_UNVERIFIED, add_parser, emit_json, load_config
+
+__all__ = ["register"]
+
+#: exit codes by verdict label; every other verdict exits 0
+EXIT_CODES = {"Tampered": EXIT_BLOCKED, "Could not be verified": EXIT_UNVERIFIED}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a file and print one verdict with its evidence."""
+    from ..verify import verify_file
+
+    cfg = load_config(args)
+    res = verify_file(args.file, cfg)
+    out = res.to_dict()
+    if args.json:
+        emit_json(out)
+    else:
+        print(out["verdict"]["summary"])
+        for line in out["verdict"]["evidence"]:
+            print(f"  - {line}")
+        for line in out["verdict"]["not_checked"]:
+            print(f"  ! not checked: {line}")
+        if res.recovered:
+            print(f"  recovered record: guardrail reports show {res.recovered['report_id']}")
+    return EXIT_CODES.get(res.label, EXIT_OK)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``guardrail verify``."""
+    v = add_parser(subparsers, "verify",
+                   help="credentials, watermark, recovered record, detectors: one verdict")
+    v.add_argument("file")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
