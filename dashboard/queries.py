@@ -6,7 +6,7 @@ on large stores (100,000 reports and more): nothing loads the whole table into P
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -16,17 +16,23 @@ from sqlalchemy.engine import Engine
 from guardrail.store import reports_table, stages_table
 
 __all__ = [
-    "PROBLEM_STATUSES",
+    "FAILING_STAGE_STATUSES",
+    "KNOWN_STATUSES",
     "SHARE_STAGES",
     "per_modality_per_day",
+    "problem_reason",
     "recent_problems",
     "shares",
     "stage_status_counts",
     "status_counts",
 ]
 
-#: report statuses listed under "recent errors"
-PROBLEM_STATUSES = ("error", "blocked", "flagged")
+#: report statuses this version knows; others (e.g. ``pending``) are shown as they are
+KNOWN_STATUSES = ("ok", "flagged", "blocked", "error")
+#: stage statuses of a check that did not pass
+FAILING_STAGE_STATUSES = ("failed", "flagged", "blocked", "error")
+#: report status -> the policy whose skipped stage explains it
+_POLICY_OF_STATUS = {"flagged": "flag", "blocked": "block"}
 #: share name -> the stage whose ``ok`` status proves it
 SHARE_STAGES = {"watermarked": "watermark", "signed": "provenance", "self-verified": "self_check"}
 
@@ -85,33 +91,76 @@ def shares(engine: Engine) -> dict[str, Any]:
             "shares": {k: (v / total if total else 0.0) for k, v in counts.items()}}
 
 
-def recent_problems(engine: Engine, *, limit: int = 20,
-                    statuses: Sequence[str] = PROBLEM_STATUSES) -> list[dict[str, Any]]:
-    """The newest reports with a problem status, each with the reason(s) it has one.
+def _strip_prefix(stage: str, reason: str) -> str:
+    for prefix in (f"{stage}: ", f"{stage}:"):
+        if reason.startswith(prefix):
+            return reason[len(prefix):]
+    return reason
 
-    The reason is the report's error, else the reasons of its stages that did not pass.
+
+def problem_reason(status: str, error: str | None, stages: Sequence[Mapping[str, Any]]) -> str:
+    """Why a report has the status it has, in one line.
+
+    The report's error if it has one; else the stages whose check did not pass
+    (``failed``, ``flagged``, ``blocked``, ``error``), each as ``"<stage> <status>:
+    <reason>"``; else - a stage that could not run under a ``flag`` or ``block`` policy
+    (a text too short to test, a missing key) - the ``skipped`` stages whose recorded
+    policy matches the report's status.
+
+    Parameters
+    ----------
+    status : str
+        The report's status.
+    error : str or None
+        The report's error.
+    stages : sequence of mappings
+        The report's stage records, in order, with ``stage``, ``status``, ``reason`` and
+        ``details``.
+
+    Examples
+    --------
+    >>> problem_reason("flagged", None, [
+    ...     {"stage": "watermark", "status": "ok", "reason": None, "details": {}},
+    ...     {"stage": "self_check", "status": "skipped", "details": {"policy": "flag"},
+    ...      "reason": "self_check: could not run: 9 tokens, fewer than 16"}])
+    'self_check skipped: could not run: 9 tokens, fewer than 16'
+    """
+    if error:
+        return error
+    why = [s for s in stages if s.get("status") in FAILING_STAGE_STATUSES]
+    policy = _POLICY_OF_STATUS.get(status)
+    if not why and policy:
+        why = [s for s in stages if s.get("status") == "skipped"
+               and isinstance(s.get("details"), Mapping)
+               and s["details"].get("policy") == policy]
+    parts = [f"{s['stage']} {s['status']}: "
+             + (_strip_prefix(str(s["stage"]), s["reason"]) if s.get("reason")
+                else "no reason given") for s in why]
+    return "; ".join(parts) or f"no reason recorded (status {status})"
+
+
+def recent_problems(engine: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest reports whose status is not ``ok`` (error, blocked, flagged, or a status
+    this version does not know), each with the reason it has it (:func:`problem_reason`).
     """
     t, s = reports_table, stages_table
     query = (sa.select(t.c.report_id, t.c.created_at, t.c.modality, t.c.status, t.c.model_id,
                        t.c.error)
-             .where(t.c.status.in_(list(statuses)))
+             .where(t.c.status != "ok")
              .order_by(t.c.created_at.desc(), t.c.report_id.desc()).limit(int(limit)))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
         ids = [r.report_id for r in rows]
-        reasons: dict[str, list[str]] = {i: [] for i in ids}
+        stages: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         if ids:
             stage_rows = conn.execute(
-                sa.select(s.c.report_id, s.c.stage, s.c.status, s.c.reason)
+                sa.select(s.c.report_id, s.c.stage, s.c.status, s.c.reason, s.c.details)
                 .where(s.c.report_id.in_(ids),
-                       s.c.status.in_(["failed", "flagged", "blocked", "error"]))
+                       s.c.status.in_([*FAILING_STAGE_STATUSES, "skipped"]))
                 .order_by(s.c.report_id, s.c.position))
             for r in stage_rows:
-                reasons[r.report_id].append(f"{r.stage} {r.status}: {r.reason or 'no reason'}")
-    out = []
-    for r in rows:
-        why = r.error or "; ".join(reasons[r.report_id]) or "(no reason recorded)"
-        out.append({"report_id": r.report_id, "created_at": str(r.created_at)[:19],
-                    "modality": r.modality, "status": r.status, "model_id": r.model_id,
-                    "reason": why})
-    return out
+                stages[r.report_id].append({"stage": r.stage, "status": r.status,
+                                            "reason": r.reason, "details": r.details})
+    return [{"report_id": r.report_id, "created_at": str(r.created_at)[:19],
+             "modality": r.modality, "status": r.status, "model_id": r.model_id,
+             "reason": problem_reason(r.status, r.error, stages[r.report_id])} for r in rows]

@@ -103,6 +103,8 @@ class ImageGenerator:
     """
 
     modality = Modality.IMAGE
+    #: the keys of ``params`` that :meth:`generate` accepts (the guard checks them first)
+    parameters = frozenset(PARAMETERS) | frozenset(_ALIASES)
 
     def __init__(
         self,

@@ -82,6 +82,9 @@ class PiperGenerator(AudioGenerator):
     beyond those the voice produces.
     """
 
+    #: the keys of ``params`` that :meth:`generate` accepts (the guard checks them first)
+    parameters = frozenset(_PIPER_PARAMS)
+
     def __init__(self, voice: Any, feeder: _NoiseFeeder | None, info: ModelInfo, *,
                  progress: bool = True) -> None:
         super().__init__(progress=progress, mono=True)

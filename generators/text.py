@@ -62,6 +62,8 @@ class TextGenerator:
     """
 
     modality = Modality.TEXT
+    #: the keys of ``params`` that :meth:`generate` accepts (the guard checks them first)
+    parameters = frozenset(_PARAM_KEYS)
 
     def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, *,
                  defaults: Mapping[str, Any] | None = None, batch_size: int = 8,

@@ -26,7 +26,7 @@ from ._types import (
     StageStatus,
     WatermarkResult,
 )
-from .config import Config
+from .config import Config, Limits
 from .detectors.base import Detector
 from .errors import GuardrailError
 from .factory import default_stages, init_keys
@@ -64,6 +64,7 @@ __all__ = [
     "Guard",
     "GuardResult",
     "GuardrailError",
+    "Limits",
     "Modality",
     "ModelInfo",
     "OnFail",

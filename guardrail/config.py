@@ -14,7 +14,10 @@ Examples
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,7 +28,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "ON_FAIL_POLICIES"]
+__all__ = ["Config", "Limits", "ON_FAIL_POLICIES"]
 
 ON_FAIL_POLICIES = ("block", "flag", "continue")
 ENV_PREFIX = "GUARDRAIL_"
@@ -37,9 +40,13 @@ _RESERVED_ENV = {"GUARDRAIL_CONFIG", "GUARDRAIL_OFFLINE", "GUARDRAIL_C2PA_FIXTUR
                  "GUARDRAIL_AUDIOSEAL_DETECTOR"}
 
 
+@functools.lru_cache(maxsize=1)
+def _default_text() -> str:
+    return resources.files("guardrail").joinpath("defaults.toml").read_text(encoding="utf-8")
+
+
 def _defaults() -> dict[str, Any]:
-    text = resources.files("guardrail").joinpath("defaults.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return tomllib.loads(_default_text())
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -171,6 +178,7 @@ class Config:
             if not 0 < wm[name] < 1:
                 raise ConfigError(f"watermark.{name} must be between 0 and 1, got {wm[name]}")
         _validate_audit(self.data["audit"])
+        Limits.from_mapping(self.data["limits"])
         if pol["unverifiable_text"] not in ON_FAIL_POLICIES:
             raise ConfigError(f"policy.unverifiable_text = {pol['unverifiable_text']!r}; choose one of "
                               f"{', '.join(ON_FAIL_POLICIES)}")
@@ -233,6 +241,93 @@ class Config:
     def store_prompts(self) -> bool:
         return bool(self.data["store"]["store_prompts"])
 
+    @property
+    def limits(self) -> Limits:
+        """The ``[limits]`` section as a :class:`Limits`."""
+        return Limits.from_config(self)
+
+
+def _limit_default(name: str) -> Any:
+    return dataclasses.field(default=_defaults()["limits"][name])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What guardrail reads from a file it is asked to check: the ``[limits]`` section.
+
+    ``Limits()`` holds the documented defaults (``guardrail/defaults.toml``);
+    :meth:`from_config` the configured values. Every value must be positive (and
+    ``min_audio_rate <= max_audio_rate``).
+
+    Attributes
+    ----------
+    max_file_bytes : int
+        Larger files are refused before they are read.
+    max_image_pixels, max_image_side : int
+        Width x height, and the longer side, read from the image header before decoding.
+    max_audio_seconds : float
+        Duration (frames / sample rate) from the audio header.
+    min_audio_rate, max_audio_rate : int
+        Accepted sample rates in Hz.
+    max_audio_channels : int
+        Channels.
+    max_audio_samples : int
+        Frames x channels: what decoding allocates (4 bytes each).
+    max_text_chars : int
+        Characters of a text.
+    max_check_seconds : float
+        Wall-clock limit of a check where it can be enforced (reading Content Credentials).
+
+    Examples
+    --------
+    >>> Limits().max_audio_rate
+    192000
+    >>> Limits(max_text_chars=10).max_text_chars
+    10
+    """
+
+    max_file_bytes: int = _limit_default("max_file_bytes")
+    max_image_pixels: int = _limit_default("max_image_pixels")
+    max_image_side: int = _limit_default("max_image_side")
+    max_audio_seconds: float = _limit_default("max_audio_seconds")
+    min_audio_rate: int = _limit_default("min_audio_rate")
+    max_audio_rate: int = _limit_default("max_audio_rate")
+    max_audio_channels: int = _limit_default("max_audio_channels")
+    max_audio_samples: int = _limit_default("max_audio_samples")
+    max_text_chars: int = _limit_default("max_text_chars")
+    max_check_seconds: float = _limit_default("max_check_seconds")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = float if f.type in ("float", float) else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    kind is int and not isinstance(value, int)):
+                raise ConfigError(f"limits.{f.name} must be {kind.__name__}, got "
+                                  f"{type(value).__name__} {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"limits.{f.name} must be positive, got {value!r}")
+        if self.min_audio_rate > self.max_audio_rate:
+            raise ConfigError(f"limits.min_audio_rate ({self.min_audio_rate}) must be <= "
+                              f"limits.max_audio_rate ({self.max_audio_rate})")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Limits:
+        """Limits from a ``[limits]`` table (missing keys keep their defaults)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting 'limits.{unknown[0]}'; known here: "
+                              f"{', '.join(sorted(known))}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_config(cls, config: Config | None) -> Limits:
+        """The configured limits (``None``: the defaults)."""
+        if config is None:
+            return cls()
+        return cls.from_mapping(config.section("limits"))
+
 
 def _validate_audit(audit: Mapping[str, Any]) -> None:
     for name in ("samples", "batch_size", "max_new_tokens", "n_boot", "permutations"):
@@ -262,6 +357,10 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     key_file = data["watermark"]["key_file"]
     if key_file and not Path(key_file).expanduser().is_absolute():
         data["watermark"]["key_file"] = str((base / key_file).resolve())
+    for key in ("token_file", "verify_dir"):
+        value = data["dashboard"][key]
+        if value and not Path(value).expanduser().is_absolute():
+            data["dashboard"][key] = str((base / value).resolve())
     url = data["store"]["url"]
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":

@@ -99,7 +99,19 @@ class SuiteError(InputError):
 
 
 class CannotWatermark(InputError):
-    """This input cannot be watermarked or checked by this scheme; the message says why."""
+    """This input cannot be watermarked or checked by this scheme; the message says why.
+
+    Attributes
+    ----------
+    payload_dependent : bool
+        True when another payload may fit the same input (a short audio clip where some ids
+        do not decode with a margin): the watermark stage then draws another id.
+    """
+
+    def __init__(self, message: str, *, payload_dependent: bool = False,
+                 report_id: str | None = None) -> None:
+        super().__init__(message, report_id=report_id)
+        self.payload_dependent = payload_dependent
 
 
 class TextWrapperError(InputError):

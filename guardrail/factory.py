@@ -8,10 +8,11 @@ from typing import Any
 from ._generator import Generator, load_generator
 from ._types import Modality
 from .config import Config
+from .errors import GuardrailError
 from .stages import Stage
 
 __all__ = ["default_stages", "detector_stages", "generator_from_config", "init_keys",
-           "provenance_stages", "watermark_stages", "watermarker_from_config"]
+           "key_problem", "provenance_stages", "watermark_stages", "watermarker_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,47 @@ def watermark_stages(config: Config, generator: Generator) -> list[Stage]:
                 UnavailableStage("self_check", reason, modalities=[modality])]
     return [WatermarkStage(wm),
             WatermarkSelfCheck(wm, unverifiable_text=str(config.policy["unverifiable_text"]))]
+
+
+def key_problem(config: Config) -> tuple[str, GuardrailError] | None:
+    """The first key file that an enabled protective stage needs and cannot use, as
+    ``(slot, error)``; ``None`` when every one is in place. Cheap: run it before loading a
+    model, as ``guardrail generate`` does.
+
+    Checked: the watermark key (``[watermark] enabled``) and the C2PA signing certificate
+    and key (``[provenance] enabled``). The error is a :class:`~guardrail.errors.KeyFileError`
+    (or :class:`~guardrail.errors.CertificateError`) whose message says how to fix it
+    (``guardrail keys init``, the config key, or disabling the stage), or a
+    :class:`~guardrail.errors.ConfigError` for unusable ``[provenance]`` settings. A missing
+    optional package is not a key problem: the stage is then skipped with the reason, under
+    its policy, as :func:`default_stages` documents.
+    """
+    from .errors import CertificateError, DependencyError, KeyFileError
+    from .keys import load_secret
+
+    if config.section("watermark")["enabled"]:
+        try:
+            load_secret(config.watermark_key_file)
+        except KeyFileError as exc:
+            return "watermark", KeyFileError(
+                f"outputs are watermarked ([watermark] enabled) but {exc} (or set "
+                "[watermark] enabled = false)")
+    if config.section("provenance")["enabled"]:
+        try:
+            from .provenance.settings import ProvenanceSettings
+
+            ProvenanceSettings.from_config(config).signer()
+        except (DependencyError, ImportError):
+            return None
+        except CertificateError as exc:
+            return "provenance", exc
+        except KeyFileError as exc:
+            return "provenance", KeyFileError(
+                f"outputs are signed with Content Credentials ([provenance] enabled) but "
+                f"{exc} (or set [provenance] enabled = false)")
+        except GuardrailError as exc:
+            return "provenance", exc
+    return None
 
 
 def init_keys(config: Config) -> list[dict[str, Any]]:

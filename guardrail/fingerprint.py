@@ -8,6 +8,11 @@ content does not recover someone else's record.
 * images: a 64-bit DCT perceptual hash (pHash) of the luminance; match by Hamming distance;
 * audio: a 64-band log-energy envelope over time at 8 kHz; match by correlation;
 * text: SHA-256 of the visible text with Unicode and white space normalised; exact match.
+
+The work is bounded whatever the artifact claims: a sample rate, duration or text length
+beyond the ``[limits]`` (:class:`~guardrail.config.Limits`) is refused with
+:class:`~guardrail.errors.UnsupportedMediaError` before any resampling, and images are
+reduced a block of rows at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import unicodedata
 import numpy as np
 
 from ._types import Artifact, Modality
+from .config import Limits
+from .errors import UnsupportedMediaError
 from .signal import resample
 from .textnorm import visible_text
 
@@ -28,15 +35,37 @@ __all__ = ["IMAGE_MAX_DISTANCE", "fingerprint", "match"]
 IMAGE_MAX_DISTANCE = 12
 #: smallest envelope correlation accepted as "the same recording"
 AUDIO_MIN_CORRELATION = 0.8
+#: pixels converted to luminance at a time (bounds the float temporaries of big images)
+_LUMA_BLOCK = 1 << 20
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _phash(img: np.ndarray) -> str:
+def _luminance(arr: np.ndarray) -> np.ndarray:
+    """``float32`` luminance of an ``HxW`` or ``HxWxC`` image, a block of rows at a time."""
+    if arr.ndim == 2:
+        return arr.astype(np.float32)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        return arr[..., 0].astype(np.float32) if arr.ndim == 3 else arr.astype(np.float32)
+    h, w = arr.shape[:2]
+    out = np.empty((h, w), dtype=np.float32)
+    rows = max(1, _LUMA_BLOCK // max(w, 1))
+    for y in range(0, h, rows):
+        out[y:y + rows] = arr[y:y + rows, :, :3].astype(np.float32) @ _LUMA
+    return out
+
+
+def _phash(img: np.ndarray, limits: Limits) -> str:
     import cv2
 
     arr = np.asarray(img)
-    if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    small = cv2.resize(arr.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+    h, w = arr.shape[:2] if arr.ndim >= 2 else (0, 0)
+    if arr.ndim not in (2, 3) or h == 0 or w == 0:
+        raise UnsupportedMediaError(f"cannot fingerprint an image array of shape {arr.shape}")
+    if h * w > limits.max_image_pixels:
+        raise UnsupportedMediaError(f"cannot fingerprint an image of {w}x{h} pixels: above "
+                                    f"the limit of {limits.max_image_pixels} "
+                                    "(limits.max_image_pixels)")
+    small = cv2.resize(_luminance(arr), (32, 32), interpolation=cv2.INTER_AREA)
     coeffs = cv2.dct(small)[:8, :8].flatten()
     bits = coeffs[1:] > np.median(coeffs[1:])
     value = 0
@@ -45,11 +74,23 @@ def _phash(img: np.ndarray) -> str:
     return f"phash:{value:016x}"
 
 
-def _audio_envelope(samples: np.ndarray, rate: int) -> str:
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    x = resample(x, int(rate), 8000)
+def _audio_envelope(samples: np.ndarray, rate: int, limits: Limits) -> str:
+    x = np.asarray(samples)
+    if not limits.min_audio_rate <= rate <= limits.max_audio_rate:
+        raise UnsupportedMediaError(
+            f"cannot fingerprint audio at {rate} Hz: outside the accepted "
+            f"{limits.min_audio_rate}-{limits.max_audio_rate} Hz (limits.min_audio_rate, "
+            "limits.max_audio_rate)")
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise UnsupportedMediaError(f"cannot fingerprint an audio array of shape {x.shape}")
+    if x.shape[0] / rate > limits.max_audio_seconds:
+        raise UnsupportedMediaError(
+            f"cannot fingerprint {x.shape[0] / rate:.1f} s of audio: above the limit of "
+            f"{limits.max_audio_seconds:g} s (limits.max_audio_seconds)")
+    # the channels' mean in float64, then float32 as the resampler works (a mono float32
+    # clip is used as it is: the same samples without a float64 copy)
+    x = x.mean(axis=1, dtype=np.float64) if x.ndim == 2 else x
+    x = resample(x, rate, 8000)
     frames = max(1, len(x) // 64)
     usable = x[: frames * 64].reshape(64, -1) if len(x) >= 64 else np.zeros((64, 1))
     env = np.log10(np.mean(usable**2, axis=1) + 1e-10)
@@ -62,13 +103,26 @@ def _text_hash(text: str) -> str:
     return "text-sha256:" + hashlib.sha256(norm.encode("utf-8")).hexdigest()
 
 
-def fingerprint(artifact: Artifact) -> str:
-    """A robust fingerprint of the artifact's content (see the module docstring)."""
+def fingerprint(artifact: Artifact, *, limits: Limits | None = None) -> str:
+    """A robust fingerprint of the artifact's content (see the module docstring).
+
+    Raises
+    ------
+    UnsupportedMediaError
+        Content beyond ``limits`` (default: the documented defaults) or of a shape that
+        cannot be fingerprinted.
+    """
+    limits = limits or Limits()
     if artifact.modality is Modality.IMAGE:
-        return _phash(artifact.content)
+        return _phash(artifact.content, limits)
     if artifact.modality is Modality.AUDIO:
-        return _audio_envelope(artifact.content, int(artifact.sample_rate or 8000))
-    return _text_hash(str(artifact.content))
+        return _audio_envelope(artifact.content, int(artifact.sample_rate or 8000), limits)
+    text = str(artifact.content)
+    if len(text) > limits.max_text_chars:
+        raise UnsupportedMediaError(f"cannot fingerprint a text of {len(text)} characters: "
+                                    f"above the limit of {limits.max_text_chars} "
+                                    "(limits.max_text_chars)")
+    return _text_hash(text)
 
 
 def match(recorded: str, observed: str) -> tuple[bool, float | None]:

@@ -16,6 +16,8 @@ passed - and its slot's on-fail policy applies: ``block`` withholds the output (
 ``blocked``; a stage *error* under ``block`` raises :class:`~guardrail.errors.StageError`),
 ``flag`` releases it flagged, ``continue`` only records it. Bad requests, generator failures,
 encoding and output errors are recorded with status ``error`` and raised with ``report_id``.
+An output is released with its report so that it never exists without it (partial files,
+report ``pending``, rename, finalise: :mod:`guardrail._release`).
 
 Examples
 --------
@@ -45,13 +47,21 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._generator import Generated, GenerationHooks, Generator
+from ._release import (
+    Release,
+    check_output,
+    now,
+    record_failure,
+    report_extra,
+    save_and_release,
+    sweep_once,
+)
 from ._types import (
     Artifact,
     GenerationMetadata,
@@ -60,16 +70,14 @@ from ._types import (
     StageRecord,
     StageStatus,
     _frozen_mapping,
-    _jsonable,
 )
 from .config import Config
 from .errors import GenerationError, GuardrailError, InputError, OutputError, StageError, StoreError
 from .factory import default_stages, generator_from_config
 from .keys import PromptHasher
-from .media import DEFAULT_MEDIA_TYPE, atomic_write, check_output_path, media_type_for_path
+from .media import DEFAULT_MEDIA_TYPE, media_type_for_path
 from .stages import (
     CONFIGURABLE_SLOTS,
-    SLOTS,
     EncodeStage,
     NotApplicable,
     OnFail,
@@ -128,15 +136,13 @@ class _Call:
     stop: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    #: slots whose stages cannot run here, stopping the call before generation (preflight)
+    unavailable: set[str] = field(default_factory=set)
 
     def add(self, stage: str, status: StageStatus, ms: float, reason: str | None = None,
             details: Mapping[str, Any] | None = None) -> None:
         self.records.append(StageRecord(stage=stage, status=status, duration_ms=ms,
                                         reason=reason, details=details or {}))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _ms(t0: float) -> float:
@@ -167,7 +173,9 @@ class Guard:
         Default: keyed with ``<keys_dir>/prompt-hash.key`` (created 0600 if missing).
 
     The configured block list (``[policy] blocked_terms``) is always checked on text
-    outputs (:class:`~guardrail.stages.OutputTermCheck`), whatever ``stages`` says.
+    outputs (:class:`~guardrail.stages.OutputTermCheck`), whatever ``stages`` says. A
+    generator that names the ``params`` keys it accepts in a ``parameters`` attribute has
+    any other key refused (:class:`~guardrail.errors.InputError`) before it generates.
     """
 
     def __init__(self, generator: Generator, *, store: ReportStore | None = None,
@@ -237,7 +245,10 @@ class Guard:
         if outputs is not None and len(outputs) != len(prompts):
             raise ValueError("outputs must have one entry per prompt")
         calls = [self._new_call(p, outputs[i] if outputs else None) for i, p in enumerate(prompts)]
+        bad_params = self._check_params(params or {})
         for call in calls:
+            if bad_params is not None and not call.stop:
+                self._fail(call, "input_policy", 0.0, bad_params)
             if not call.stop:  # a bad output path already stopped it at input_policy
                 self._run_slot(call, "input_policy")
         results = self._finish(calls, seed=seed, params=params or {})
@@ -247,17 +258,31 @@ class Guard:
                     raise call.error
         return results
 
-    def preflight(self, prompt: str, *,
-                  output: str | os.PathLike[str] | None = None) -> GuardResult | None:
-        """Check a request (output path, input policy) without generating.
+    def preflight(self, prompt: str, *, output: str | os.PathLike[str] | None = None,
+                  params: Mapping[str, Any] | None = None) -> GuardResult | None:
+        """Check a request without generating: the output path (a file is created and
+        removed there), the generation parameters (against the generator's
+        ``parameters``, when it names them), the input policy, and the stages that cannot
+        run here (:attr:`unavailable`) under a ``block`` policy - the request would be
+        withheld after generating.
 
         Returns ``None`` if the request would go ahead (nothing is recorded). If the request
-        is stopped, its report is recorded and returned (status ``blocked``), or the error is
-        raised (status ``error``). Use it to reject bad requests before loading a model.
+        is stopped, its report is recorded and returned (status ``blocked``; an unavailable
+        stage is recorded as ``skipped`` with its reason, as :meth:`generate` would), or the
+        error is raised (status ``error``). Use it to reject bad requests before loading a
+        model or spending time on generation.
         """
         call = self._new_call(prompt, output)
+        bad_params = self._check_params(params or {})
+        if bad_params is not None and not call.stop:
+            self._fail(call, "input_policy", 0.0, bad_params)
         if not call.stop:
             self._run_slot(call, "input_policy")
+        if not call.stop:
+            blocking = {slot for slot, stage in self._unavailable_stages()
+                        if self._policy(stage, slot) is OnFail.BLOCK}
+            if blocking:
+                call.status, call.stop, call.unavailable = "blocked", True, blocking
         if not call.stop:
             return None
         result = self._finish([call], seed=None, params={})[0]
@@ -292,7 +317,8 @@ class Guard:
         call = _Call(ctx=ctx)
         if output is not None:
             try:
-                ctx.output_path = check_output_path(output)
+                sweep_once(Path(output).expanduser().absolute().parent)
+                ctx.output_path = check_output(output)
                 ctx.media_type = media_type_for_path(output, self.modality)
             except GuardrailError as exc:
                 ctx.output_path = Path(output).expanduser().absolute()
@@ -306,6 +332,13 @@ class Guard:
         call.stop = True
 
     def _run_slot(self, call: _Call, slot: str) -> None:
+        if call.stop and slot in call.unavailable:  # preflight: record why it cannot run
+            for stage in [s for s in self.stages[slot] if s.applies_to(self.modality)
+                          and s.unavailable]:
+                call.add(slot, StageStatus.SKIPPED, 0.0,
+                         f"{stage.name}: could not run: {stage.unavailable}",
+                         {"name": stage.name, "policy": self._policy(stage, slot).value})
+            return
         if call.stop:
             call.add(slot, StageStatus.SKIPPED, 0.0, "not run: the request was stopped earlier")
             return
@@ -318,8 +351,39 @@ class Guard:
                 break
             self._run_stage(call, slot, stage)
 
+    def _policy(self, stage: Stage, slot: str) -> OnFail:
+        return OnFail(stage.on_fail or self.config.on_fail(slot))
+
+    def _unavailable_stages(self) -> list[tuple[str, Stage]]:
+        return [(slot, stage) for slot in CONFIGURABLE_SLOTS for stage in self.stages[slot]
+                if stage.applies_to(self.modality) and stage.unavailable]
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """The stages that cannot run here, by slot, with the reason (a missing key file or
+        package, a generator that cannot carry the watermark). They are recorded as
+        ``skipped`` and their policy applies; :meth:`preflight` stops a request that one
+        of them would block."""
+        out: dict[str, str] = {}
+        for slot, stage in self._unavailable_stages():
+            out.setdefault(slot, f"{stage.name}: {stage.unavailable}")
+        return out
+
+    def _check_params(self, params: Mapping[str, Any]) -> InputError | None:
+        """An :class:`InputError` naming the valid keys when ``params`` has a key that the
+        generator does not accept (for a generator that names them in ``parameters``)."""
+        known = getattr(self.generator, "parameters", None)
+        if known is None or not params:
+            return None
+        unknown = sorted(str(k) for k in params if k not in known)
+        if not unknown:
+            return None
+        return InputError(
+            f"unknown generation parameter(s) for {self.generator.info.model_id!r}: "
+            f"{', '.join(unknown)}; valid: {', '.join(sorted(known)) or 'none'}")
+
     def _run_stage(self, call: _Call, slot: str, stage: Stage) -> None:
-        policy = OnFail(stage.on_fail or self.config.on_fail(slot))
+        policy = self._policy(stage, slot)
         details = {"name": stage.name, "policy": policy.value}
         call.ctx.records = tuple(call.records)
         t0 = time.perf_counter()
@@ -388,8 +452,9 @@ class Guard:
                 error = GenerationError(
                     f"generator {self.generator.info.model_id!r} returned {len(outs)} outputs "
                     f"for {len(prompts)} prompts")
-        except GuardrailError as exc:
-            error = exc if isinstance(exc, GenerationError) else GenerationError(str(exc))
+        except GuardrailError as exc:  # a bad request stays one (an invalid parameter value)
+            error = exc if isinstance(exc, (GenerationError, InputError)) else GenerationError(
+                str(exc))
         except Exception as exc:  # noqa: BLE001
             error = GenerationError(
                 f"generator {self.generator.info.model_id!r} raised {type(exc).__name__}: {exc}")
@@ -453,15 +518,18 @@ class Guard:
         call.add("encode", StageStatus.OK, _ms(t0), None, outcome.details)
 
     def _record(self, call: _Call) -> GuardResult:
+        """Record the call's report and release its output: written to partial files,
+        recorded ``pending``, renamed into place, finalised (:mod:`guardrail._release`),
+        so that no output ever exists without its report."""
         ctx = call.ctx
         art = ctx.artifact
         released = call.status in ("ok", "flagged") and art is not None and art.data is not None
-        written: list[Path] = []
+        release: Release | None = None
         t0 = time.perf_counter()
         record_status, record_reason = StageStatus.OK, None
         if released and ctx.output_path is not None:
             try:
-                written = _write_files(ctx.output_path, art.data, call.files)
+                release = Release.write(ctx.output_path, art.data, call.files)
             except OutputError as exc:
                 record_status, record_reason = StageStatus.ERROR, str(exc)
                 call.status, call.error, released = "error", exc, False
@@ -474,25 +542,26 @@ class Guard:
             stage="record", status=record_status, duration_ms=_ms(t0), reason=record_reason,
             details={"store": self.store.engine.dialect.name})]
         report = Report(
-            report_id=ctx.report_id, created_at=_now(), modality=self.modality,
+            report_id=ctx.report_id, created_at=now(), modality=self.modality,
             status=call.status, metadata=md, stages=tuple(stages),
             content_hash=art.content_hash if art is not None and art.data is not None else None,
             media_type=art.media_type if art is not None else None,
-            output=str(written[0]) if written else None,
+            output=str(release.output) if release else None,
             prompt=ctx.prompt if self.config.store_prompts else None,
             error=str(call.error) if call.error else None,
-            extra=_extra(ctx, art if released else None))
+            extra=report_extra(ctx, art if released else None))
         try:
-            self.store.save(report)
+            report, output_error = save_and_release(self.store, report, release)
         except StoreError as exc:
-            _remove(written)  # never release an output that was not recorded
             if call.error is not None:
                 exc.__cause__ = call.error
             raise
+        if output_error is not None:
+            call.status, call.error, released, release = "error", output_error, False, None
         if call.error is not None:
             call.error.report_id = report.report_id
         return GuardResult(report=report, artifact=art if released else None,
-                           output=written[0] if written else None,
+                           output=release.output if release else None,
                            files=call.files if released else {})
 
 
@@ -514,73 +583,6 @@ def _empty_reason(gen: Generated, modality: Modality) -> str | None:
     if not np.all(np.isfinite(arr.astype(np.float64, copy=False))):
         return "returned non-finite values"
     return None
-
-
-def _write_files(output: Path, data: bytes, files: Mapping[str, bytes]) -> list[Path]:
-    """Write the output, then the files that travel with it (``output`` with each suffix),
-    each atomically; on failure remove what was written and raise :class:`OutputError`."""
-    written: list[Path] = []
-    try:
-        written.append(atomic_write(output, data))
-        for suffix, content in files.items():
-            path = output.with_suffix(suffix)
-            if path == output:
-                raise OutputError(f"a stage's {suffix} file would replace the output {str(output)!r}")
-            written.append(atomic_write(path, content))
-    except OutputError:
-        _remove(written)
-        raise
-    return written
-
-
-def _remove(paths: Sequence[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
-def _extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    evidence = ctx.evidence.to_dict()
-    if evidence:
-        extra["evidence"] = _jsonable(evidence)
-    if art is not None:
-        from .fingerprint import fingerprint
-
-        try:
-            extra["fingerprint"] = fingerprint(art)
-        except Exception as exc:  # noqa: BLE001 - a fingerprint is an aid, never a blocker
-            log.warning("cannot fingerprint the output: %s", exc)
-    return extra
-
-
-def record_failure(store: ReportStore, config: Config, *, error: GuardrailError, stage: str,
-                   prompt: str, modality: Modality | None, model_id: str,
-                   requested_modality: str | None = None, passed: Sequence[str] = (),
-                   prompt_hasher: PromptHasher | None = None) -> Report:
-    """Record a request that failed before a guard could run it (unknown modality, a model
-    that cannot be loaded). Every slot is in the report: ``stage`` as ``error``, the slots
-    named in ``passed`` as ``ok`` (they ran and passed), the rest ``skipped``. Sets
-    ``error.report_id``.
-    """
-    hasher = prompt_hasher or PromptHasher.from_keys_dir(config.keys_dir)
-    records = []
-    for slot in SLOTS:
-        if slot == stage:
-            records.append(StageRecord(stage=slot, status=StageStatus.ERROR, reason=str(error)))
-        elif slot in passed:
-            records.append(StageRecord(stage=slot, status=StageStatus.OK))
-        else:
-            records.append(StageRecord(stage=slot, status=StageStatus.SKIPPED,
-                                       reason=f"not run: the request failed at {stage}"))
-    report = Report(
-        report_id=uuid.uuid4().hex, created_at=_now(), modality=modality, status="error",
-        metadata=GenerationMetadata(model_id=model_id, prompt_hash=hasher(prompt or "")),
-        stages=tuple(records), prompt=prompt if config.store_prompts else None,
-        error=str(error),
-        extra={"requested_modality": requested_modality} if requested_modality else {})
-    store.save(report)
-    error.report_id = report.report_id
-    return report
 
 
 def guard_from_config(config: Config, modality: Modality | str, *, model: str | None = None,

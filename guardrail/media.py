@@ -5,18 +5,23 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import stat
+import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._types import Artifact, Modality
+from .config import Limits
 from .errors import OutputError, UnsupportedMediaError
 
 __all__ = [
     "DEFAULT_MEDIA_TYPE",
     "MAX_IMAGE_PIXELS",
+    "Limits",
     "decode",
+    "read_bytes",
     "read_file",
     "sniff_media_type",
     "MEDIA_TYPES",
@@ -156,11 +161,10 @@ def _encode_audio(arr: np.ndarray, sample_rate: int, media_type: str) -> bytes:
     return buf.getvalue()
 
 
-#: Largest image guardrail will decode (pixels); larger files are refused as possible
-#: decompression bombs instead of being expanded in memory.
-MAX_IMAGE_PIXELS = 64 * 1024 * 1024
-#: Largest audio guardrail will decode (samples per channel x channels).
-MAX_AUDIO_SAMPLES = 96_000 * 60 * 30 * 2
+#: Largest image decoded with the default limits (pixels; ``[limits] max_image_pixels``).
+MAX_IMAGE_PIXELS = Limits().max_image_pixels
+#: Bytes converted to an array at a time when an image is turned into a numpy array
+_BLOCK_BYTES = 4 << 20
 
 
 def sniff_media_type(data: bytes) -> str | None:
@@ -197,24 +201,35 @@ def sniff_media_type(data: bytes) -> str | None:
 
 
 def decode(data: bytes, media_type: str | None = None, *, name: str = "input",
-           metadata: Any = None) -> Artifact:
+           metadata: Any = None, limits: Limits | None = None) -> Artifact:
     """Decode file bytes into an artifact (content array or text), checking what they are.
 
     The bytes' own magic numbers decide the type; a ``media_type`` (e.g. from the file
     extension) that disagrees is reported, not trusted. Images become ``HxWx3`` (or
     ``HxWx4`` with alpha) ``uint8`` arrays: grayscale, palette, CMYK and 16-bit images are
-    converted; animated images and images above :data:`MAX_IMAGE_PIXELS` are refused.
-    Audio becomes ``float32`` samples in ``[-1, 1]`` (``N`` or ``N x C``).
+    converted; animated images are refused. Audio becomes ``float32`` samples in
+    ``[-1, 1]`` (``N`` or ``N x C``).
+
+    ``limits`` (default: the documented defaults, :class:`~guardrail.config.Limits`) are
+    checked before decoding: the size of ``data``; image width, height and pixels from the
+    header; audio sample rate, channels, frames and duration from the header; the length
+    of a text from its byte count, then its characters.
 
     Raises
     ------
     UnsupportedMediaError
-        Naming the problem: empty, truncated, unsupported or mislabelled data.
+        Naming the problem: empty, truncated, unsupported or mislabelled data, or a value
+        beyond a limit (the message names the field, its value and the limit).
     """
     from ._types import GenerationMetadata
 
+    limits = limits or Limits()
     if not data:
         raise UnsupportedMediaError(f"{name}: the file is empty")
+    if len(data) > limits.max_file_bytes:
+        raise UnsupportedMediaError(
+            f"{name}: {len(data)} bytes, above the limit of {limits.max_file_bytes} bytes "
+            "(limits.max_file_bytes)")
     sniffed = sniff_media_type(data)
     if sniffed is None:
         raise UnsupportedMediaError(f"{name}: not a supported image, audio or text file")
@@ -224,70 +239,137 @@ def decode(data: bytes, media_type: str | None = None, *, name: str = "input",
             f"{name}: the name says {media_type} but the content is {sniffed}")
     md = metadata or GenerationMetadata(model_id="unknown")
     if sniffed.startswith("image/"):
-        arr = _decode_image(data, name)
+        arr = _decode_image(data, name, limits)
         return Artifact(modality=Modality.IMAGE, content=arr, metadata=md, media_type=sniffed,
                         data=data)
     if sniffed.startswith("audio/"):
-        samples, rate = _decode_audio(data, name)
+        samples, rate = _decode_audio(data, name, limits)
         return Artifact(modality=Modality.AUDIO, content=samples, metadata=md, sample_rate=rate,
                         media_type=sniffed, data=data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UnsupportedMediaError(f"{name}: text is not valid UTF-8") from None
+    text = _decode_text(data, name, limits)
     return Artifact(modality=Modality.TEXT, content=text, metadata=md, media_type="text/plain",
                     data=data)
 
 
-def _decode_image(data: bytes, name: str) -> np.ndarray:
+def _decode_text(data: bytes, name: str, limits: Limits) -> str:
+    chars = limits.max_text_chars
+    if len(data) > 4 * chars:  # UTF-8 takes at most 4 bytes a character
+        raise UnsupportedMediaError(
+            f"{name}: a text of {len(data)} bytes holds more than the limit of {chars} "
+            "characters (limits.max_text_chars)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsupportedMediaError(f"{name}: text is not valid UTF-8") from None
+    if len(text) > chars:
+        raise UnsupportedMediaError(f"{name}: the text has {len(text)} characters, above the "
+                                    f"limit of {chars} (limits.max_text_chars)")
+    return text
+
+
+def _check_image_header(img: Any, name: str, limits: Limits) -> None:
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise UnsupportedMediaError(f"{name}: the image header declares {w}x{h} pixels")
+    if max(w, h) > limits.max_image_side:
+        raise UnsupportedMediaError(
+            f"{name}: image is {w}x{h}, its longer side above the limit of "
+            f"{limits.max_image_side} pixels (limits.max_image_side)")
+    if w * h > limits.max_image_pixels:
+        raise UnsupportedMediaError(
+            f"{name}: image is {w}x{h} = {w * h} pixels, above the limit of "
+            f"{limits.max_image_pixels} (limits.max_image_pixels; possible decompression bomb)")
+    if getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1:
+        raise UnsupportedMediaError(
+            f"{name}: animated image with {img.n_frames} frames is not supported")
+
+
+def _decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
     import warnings
 
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the configured limit decides; Pillow's own hard limit (2x its warning) stays
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise UnsupportedMediaError(
-                    f"{name}: image is {w}x{h} = {w * h} pixels, above the limit of "
-                    f"{MAX_IMAGE_PIXELS} (possible decompression bomb)")
-            if getattr(img, "n_frames", 1) > 1:
-                raise UnsupportedMediaError(
-                    f"{name}: animated image with {img.n_frames} frames is not supported")
+            _check_image_header(img, name, limits)
             img.load()
+            return _image_array(img)
     except UnsupportedMediaError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UnsupportedMediaError(f"{name}: refused as a possible decompression bomb: {exc}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's hard limit, checked on opening
+        raise UnsupportedMediaError(
+            f"{name}: refused as a possible decompression bomb, above Pillow's own limit "
+            f"whatever limits.max_image_pixels ({limits.max_image_pixels}) says: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, KeyError, IndexError, TypeError,
+            ZeroDivisionError, struct.error) as exc:
         raise UnsupportedMediaError(f"{name}: cannot decode image (truncated or corrupt): {exc}") from None
+
+
+def _image_array(img: Any) -> np.ndarray:
+    """``HxWx3`` / ``HxWx4`` ``uint8`` pixels of a loaded image, converted a block of rows at
+    a time (no whole-image temporary copies besides the result)."""
     mode = img.mode
+    w, h = img.size
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr16 = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(arr16.max()), 1.0)
-        gray = np.clip(np.rint(arr16 / top * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        return np.asarray(img.convert("RGBA"), dtype=np.uint8)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        top = 65535.0 if mode.startswith("I;16") else max(float(img.getextrema()[1]), 1.0)
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        rows = max(1, _BLOCK_BYTES // (8 * w))
+        for y in range(0, h, rows):
+            part = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float64)
+            gray = np.clip(np.rint(part / top * 255.0), 0, 255).astype(np.uint8)
+            out[y:y + gray.shape[0]] = gray[:, :, None]
+        return out
+    target = "RGBA" if mode in ("RGBA", "LA", "PA") or (
+        mode == "P" and "transparency" in img.info) else "RGB"
+    out = np.empty((h, w, len(target)), dtype=np.uint8)
+    rows = max(1, _BLOCK_BYTES // (4 * w))
+    for y in range(0, h, rows):
+        part = img.crop((0, y, w, min(h, y + rows)))
+        if part.mode != target:
+            part = part.convert(target)
+        block = np.asarray(part, dtype=np.uint8)
+        out[y:y + block.shape[0]] = block.reshape(block.shape[0], w, len(target))
+    return out
 
 
-def _decode_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
+def _check_audio_header(fh: Any, name: str, limits: Limits) -> None:
+    rate, channels, frames = int(fh.samplerate), int(fh.channels), int(fh.frames)
+    if not limits.min_audio_rate <= rate <= limits.max_audio_rate:
+        raise UnsupportedMediaError(
+            f"{name}: the header's sample rate {rate} Hz is outside the accepted "
+            f"{limits.min_audio_rate}-{limits.max_audio_rate} Hz (limits.min_audio_rate, "
+            "limits.max_audio_rate)")
+    if not 1 <= channels <= limits.max_audio_channels:
+        raise UnsupportedMediaError(
+            f"{name}: the header declares {channels} channels; the limit is "
+            f"{limits.max_audio_channels} (limits.max_audio_channels)")
+    if frames < 0:
+        raise UnsupportedMediaError(f"{name}: the header declares {frames} frames")
+    if frames * channels > limits.max_audio_samples:
+        raise UnsupportedMediaError(
+            f"{name}: audio has {frames} frames x {channels} channels = {frames * channels} "
+            f"samples, above the limit of {limits.max_audio_samples} (limits.max_audio_samples)")
+    if frames / rate > limits.max_audio_seconds:
+        raise UnsupportedMediaError(
+            f"{name}: audio lasts {frames / rate:.1f} s ({frames} frames at {rate} Hz), above "
+            f"the limit of {limits.max_audio_seconds:g} s (limits.max_audio_seconds)")
+
+
+def _decode_audio(data: bytes, name: str, limits: Limits) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
         with sf.SoundFile(io.BytesIO(data)) as fh:
-            if fh.frames * max(fh.channels, 1) > MAX_AUDIO_SAMPLES:
-                raise UnsupportedMediaError(
-                    f"{name}: audio has {fh.frames} frames x {fh.channels} channels, above the "
-                    f"limit of {MAX_AUDIO_SAMPLES} samples")
+            _check_audio_header(fh, name, limits)
             samples = fh.read(dtype="float32", always_2d=False)
             rate = int(fh.samplerate)
     except UnsupportedMediaError:
         raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError, OSError,
+            OverflowError, MemoryError) as exc:
         raise UnsupportedMediaError(f"{name}: cannot decode audio (truncated or corrupt): {exc}") from None
     if samples.size == 0:
         raise UnsupportedMediaError(f"{name}: the audio holds no samples")
@@ -296,16 +378,87 @@ def _decode_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def read_file(path: str | os.PathLike[str]) -> Artifact:
-    """Read and decode a media file; its extension is the claimed type (checked)."""
+#: what a file that is not a regular file is, by its mode
+_SPECIAL_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(p: Path, st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _SPECIAL_FILES if test(st.st_mode)), "not a regular file")
+        what = "is a directory" if kind == "a directory" else f"is {kind}, not a regular file"
+        raise UnsupportedMediaError(f"{p}: {what}; only regular files are read")
+    if st.st_size > limit:
+        raise UnsupportedMediaError(
+            f"{p}: the file is {st.st_size} bytes, above the limit of {limit} bytes "
+            "(limits.max_file_bytes)")
+
+
+def read_bytes(path: str | os.PathLike[str], *, limits: Limits | None = None,
+               max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file, refusing anything else before reading it.
+
+    The path is checked with ``stat`` (a FIFO, a device, a socket or a directory is refused
+    before it is opened), opened with ``O_NONBLOCK`` (a FIFO swapped in meanwhile cannot
+    block the open), checked again on the open descriptor, refused when larger than the
+    limit, then read once: at most ``max_bytes + 1`` bytes, so a file that grows while it
+    is read is refused too.
+
+    Parameters
+    ----------
+    path
+        The file.
+    limits : Limits, optional
+        ``max_file_bytes`` is the limit (default: the documented default).
+    max_bytes : int, optional
+        Overrides ``limits.max_file_bytes``.
+
+    Raises
+    ------
+    UnsupportedMediaError
+        Missing, unreadable, not a regular file, or larger than the limit.
+    """
     p = Path(path)
+    limit = int(max_bytes if max_bytes is not None else (limits or Limits()).max_file_bytes)
     try:
-        data = p.read_bytes()
+        _check_regular(p, os.stat(p), limit)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UnsupportedMediaError(f"{p}: no such file") from None
     except IsADirectoryError:
         raise UnsupportedMediaError(f"{p}: is a directory") from None
     except OSError as exc:
-        raise UnsupportedMediaError(f"{p}: cannot read: {exc.strerror}") from None
+        raise UnsupportedMediaError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(p, st, limit)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(st.st_size + 1) or b""  # None: nothing to read without waiting
+            if len(data) > st.st_size:  # growing, or a size the file system does not know
+                chunks, total = [data], len(data)
+                while total <= limit:
+                    chunk = fh.read(min(1 << 20, limit + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                data = b"".join(chunks)
+    except OSError as exc:
+        raise UnsupportedMediaError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnsupportedMediaError(f"{p}: the file grew past the limit of {limit} bytes "
+                                    "(limits.max_file_bytes) while it was read")
+    return data
+
+
+def read_file(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Artifact:
+    """Read (:func:`read_bytes`) and decode (:func:`decode`) a media file within ``limits``;
+    its extension is the claimed type (checked)."""
+    p = Path(path)
+    data = read_bytes(p, limits=limits)
     declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
-    return decode(data, declared, name=p.name)
+    return decode(data, declared, name=p.name, limits=limits)

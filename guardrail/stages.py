@@ -323,6 +323,9 @@ class Stage:
 
     slot: str = "output_checks"
     name: str = ""
+    #: why the stage cannot run for any request here (a stand-in built without its key file
+    #: or package), or ``None``; :meth:`guardrail.Guard.preflight` reports it before generating
+    unavailable: str | None = None
 
     def __init__(self, *, on_fail: str | None = None,
                  modalities: Iterable[Modality | str] | None = None) -> None:

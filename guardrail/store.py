@@ -2,10 +2,12 @@
 
 * SQLAlchemy Core, so a database URL selects the engine: ``sqlite:///path.db`` (embedded,
   WAL mode, foreign keys on, busy timeout) or ``postgresql+psycopg://...`` for many workers.
-* A schema version in ``guardrail_meta`` and ordered migrations applied on open; a
-  database newer than this code is refused rather than misread.
+* A schema version in ``guardrail_meta`` and ordered migrations (:mod:`guardrail._schema`)
+  applied on open; a database newer than this code is refused rather than misread.
 * One transaction per report; saving is idempotent on the report id (saving the same
   report twice stores it once, also when two workers race).
+* A released output's report is saved ``pending`` before the output is renamed into place
+  and finalised after (:meth:`ReportStore.finalise`), so no output exists without a record.
 
 Examples
 --------
@@ -23,7 +25,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,134 +35,33 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ._schema import (
+    MIGRATIONS,
+    PENDING,
+    SCHEMA_VERSION,
+    evaluations_table,
+    meta_table,
+    metadata,
+    reports_table,
+    stages_table,
+)
 from ._types import GenerationMetadata, Modality, Report, StageRecord, _jsonable
 from .errors import ReportNotFound, StoreError
 
-__all__ = ["SCHEMA_VERSION", "Evaluation", "ReportNotFound", "ReportStore"]
+__all__ = ["PENDING", "SCHEMA_VERSION", "Evaluation", "ReportNotFound", "ReportStore",
+           "reports_table", "stages_table"]
 
 log = logging.getLogger(__name__)
 
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "guardrail_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-reports_table = sa.Table(
-    "reports",
-    metadata,
-    sa.Column("report_id", sa.String(64), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("modality", sa.String(16), nullable=False, index=True),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("model_id", sa.Text, nullable=False),
-    sa.Column("model_revision", sa.Text),
-    sa.Column("prompt_hash", sa.String(128), index=True),
-    sa.Column("prompt", sa.Text),
-    sa.Column("content_hash", sa.String(80), index=True),
-    sa.Column("media_type", sa.String(64)),
-    sa.Column("output", sa.Text),
-    sa.Column("device", sa.String(32)),
-    sa.Column("seed", sa.BigInteger),
-    sa.Column("parameters", sa.JSON),
-    sa.Column("timings", sa.JSON),
-    sa.Column("error", sa.Text),
-    sa.Column("extra", sa.JSON),
-    sa.Column("total_ms", sa.Float),
-    # schema version 2
-    sa.Column("watermark_scheme", sa.String(64)),
-    sa.Column("watermark_id", sa.String(64), index=True),
-    # schema version 4
-    sa.Column("content_fingerprint", sa.Text),
-    sa.Column("text_fingerprint", sa.String(96), index=True),
-)
-
-stages_table = sa.Table(
-    "stage_records",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "report_id",
-        sa.String(64),
-        sa.ForeignKey("reports.report_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("position", sa.Integer, nullable=False),
-    sa.Column("stage", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("duration_ms", sa.Float),
-    sa.Column("reason", sa.Text),
-    sa.Column("details", sa.JSON),
-    sa.Index("ix_stage_records_stage_status", "stage", "status"),
-)
-
-
-evaluations_table = sa.Table(
-    "evaluations",
-    metadata,
-    sa.Column("evaluation_id", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False, index=True),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("config", sa.JSON),
-    sa.Column("summary", sa.JSON),
-    sa.Column("rows", sa.JSON),
-)
-
-
-# -- migrations ---------------------------------------------------------------------------
-# Each migration takes a connection inside the migration transaction. Append new ones;
-# never edit one that has shipped.
-# Migrations inspect before they change, so that a database created by this version's
-# ``create_all`` (which already has every column) passes through the later steps unchanged.
-def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[reports_table, stages_table])
-
-
-def _migration_2(conn: Connection) -> None:
-    """Watermark scheme and id per report, indexed for recovery through the watermark."""
-    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
-    if "watermark_scheme" not in columns:
-        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_scheme VARCHAR(64)"))
-    if "watermark_id" not in columns:
-        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_id VARCHAR(64)"))
-    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
-    if "ix_reports_watermark_id" not in indexes:
-        conn.execute(sa.text("CREATE INDEX ix_reports_watermark_id ON reports (watermark_id)"))
-
-
-def _migration_3(conn: Connection) -> None:
-    """Evaluations: robustness runs, benchmarks, detector evaluations, audits."""
-    metadata.create_all(conn, tables=[evaluations_table])
-
-
-def _migration_4(conn: Connection) -> None:
-    """Content fingerprints (pHash, audio envelope, normalised-text hash) for recovery."""
-    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
-    if "content_fingerprint" not in columns:
-        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN content_fingerprint TEXT"))
-    if "text_fingerprint" not in columns:
-        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN text_fingerprint VARCHAR(96)"))
-    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
-    if "ix_reports_text_fingerprint" not in indexes:
-        conn.execute(sa.text(
-            "CREATE INDEX ix_reports_text_fingerprint ON reports (text_fingerprint)"))
-
-
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (
-    _migration_1, _migration_2, _migration_3, _migration_4)
-SCHEMA_VERSION = len(MIGRATIONS)
 #: PostgreSQL advisory-lock key held while the schema is checked, created or migrated
 _SCHEMA_LOCK_KEY = 0x67726C5F736368  # "grl_sch"
 #: how long a new SQLite store's switch to WAL mode is retried while other processes switch it
 _WAL_SWITCH_TIMEOUT_S = 30.0
 #: stored in the modality column for requests whose modality was not recognised
 UNKNOWN_MODALITY = "unknown"
+#: shortest report id prefix that may name a report; matches listed for an ambiguous one
+_MIN_PREFIX = 6
+_AMBIGUOUS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -341,22 +242,64 @@ class ReportStore:
                 report_id=report.report_id,
             ) from None
 
+    def finalise(self, report_id: str, status: str, *, error: str | None = None,
+                 record_reason: str | None = None) -> None:
+        """Replace the status of a report saved as :data:`PENDING` (one transaction).
+
+        The guard saves a released output's report as ``pending`` before it renames the
+        output into place, then calls this with the final status (``ok``, ``flagged``), or
+        with ``error`` when the rename failed: ``error`` is then stored, the report's
+        ``output`` cleared and its ``record`` stage marked ``error`` with ``record_reason``.
+
+        Raises
+        ------
+        StoreError
+            The store failed, or the report is not there or not pending any more.
+        """
+        t, st = reports_table, stages_table
+        values: dict[str, Any] = {"status": status}
+        if error is not None:
+            values.update(error=error, output=None)
+        try:
+            with self._lock, self.engine.begin() as conn:
+                done = conn.execute(t.update().where(
+                    t.c.report_id == report_id, t.c.status == PENDING).values(**values))
+                if done.rowcount != 1:
+                    raise StoreError(f"cannot finalise report {report_id}: it is not pending "
+                                     f"in {_redact_url(self.url)}", report_id=report_id)
+                if error is not None:
+                    conn.execute(st.update().where(st.c.report_id == report_id,
+                                                   st.c.stage == "record")
+                                 .values(status="error", reason=record_reason or error))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot finalise report {report_id} in "
+                             f"{_redact_url(self.url)}: {_short(exc)}",
+                             report_id=report_id) from None
+
     # -- reading --------------------------------------------------------------------------
     def get(self, report_id: str) -> Report:
-        """The report with this id, or the only one whose id starts with it (>= 6 chars)."""
+        """The report with this id, or the only one whose id starts with it (>= 6 chars).
+
+        Raises
+        ------
+        ReportNotFound
+            No report has this id, or the prefix is ambiguous: several reports start with it,
+            or it is shorter than 6 characters and some do (the message lists a few).
+        """
         report_id = report_id.strip()
         if not report_id:
             raise ReportNotFound("empty report id")
+        t = reports_table
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(reports_table).where(reports_table.c.report_id == report_id)).first()
-            if row is None and len(report_id) >= 6:
-                rows = conn.execute(
-                    sa.select(reports_table)
-                    .where(reports_table.c.report_id.startswith(report_id, autoescape=True))
-                    .limit(2)).all()
-                if len(rows) > 1:
-                    raise ReportNotFound(f"report id prefix {report_id!r} is ambiguous")
+            row = conn.execute(sa.select(t).where(t.c.report_id == report_id)).first()
+            if row is None:
+                starts = t.c.report_id.startswith(report_id, autoescape=True)
+                rows = conn.execute(sa.select(t).where(starts).order_by(
+                    t.c.created_at.desc()).limit(_AMBIGUOUS_SHOWN + 1)).all()
+                if len(rows) > 1 or (rows and len(report_id) < _MIN_PREFIX):
+                    total = len(rows) if len(rows) <= _AMBIGUOUS_SHOWN else int(conn.execute(
+                        sa.select(sa.func.count()).select_from(t).where(starts)).scalar_one())
+                    raise ReportNotFound(_ambiguous(report_id, rows, total))
                 row = rows[0] if rows else None
             if row is None:
                 raise ReportNotFound(f"no report {report_id!r} in {_redact_url(self.url)}")
@@ -590,6 +533,18 @@ def _row_evaluation(row: Any) -> Evaluation:
                       created_at=_utc(row.created_at).isoformat(timespec="milliseconds"),
                       status=row.status, config=row.config or {}, summary=row.summary or {},
                       rows=row.rows or [])
+
+
+def _ambiguous(prefix: str, rows: Sequence[Any], total: int) -> str:
+    """The message for a report id prefix that names more than one report (or is too short
+    to name one): the newest few matches."""
+    shown = "; ".join(f"{r.report_id[:12]} ({_utc(r.created_at).isoformat(timespec='seconds')}"
+                      f", {r.status})" for r in rows[:_AMBIGUOUS_SHOWN])
+    more = f" and {total - _AMBIGUOUS_SHOWN} more" if total > _AMBIGUOUS_SHOWN else ""
+    why = (f"{total} reports start with it" if total > 1 else
+           f"give at least {_MIN_PREFIX} characters")
+    return (f"report id prefix {prefix!r} is ambiguous: {why}: {shown}{more}; give more "
+            f"characters of the id")
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

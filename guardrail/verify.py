@@ -24,9 +24,17 @@ rank   evidence                                         label
 4      credentials VALID_UNTRUSTED, declare AI          Likely AI-generated (signer not trusted)
 5      credentials valid, do not declare AI             Signed, not declared AI-generated
 6      a detector decided "synthetic"                   Likely AI-generated
-7      credentials ERROR (remote, malformed, unreadable) Could not be verified
+7      credentials ERROR (remote, malformed, damaged),  Could not be verified
+       or the content could not be checked (a file
+       that cannot be read or decoded: damaged,
+       unsupported, special, beyond a ``[limits]``
+       value; or a check that failed unexpectedly)
 8      otherwise                                        No evidence of AI generation found
 =====  ===============================================  ==========================================
+
+A file that could not be decoded never gets rule 8: "No evidence" is said only of content
+that was decoded and checked. Credentials that validate on such a file are still reported
+(rules 1, 2, 4, 5: they are evidence about these very bytes), with what was not checked.
 
 Strong evidence (a valid signature, a verified watermark) outranks any detector score; a
 detector alone never yields a certain label ("Likely", never "AI-generated"). Whatever could
@@ -42,8 +50,8 @@ from typing import Any
 
 from ._types import Artifact, DetectorResult, Modality, ProvenanceResult, ProvenanceState
 from ._types import WatermarkResult as _WM
-from .config import Config
-from .errors import GuardrailError, UnsupportedMediaError
+from .config import Config, Limits
+from .errors import DependencyError, GuardrailError, UnsupportedMediaError
 from .store import ReportStore
 
 __all__ = ["VerifyResult", "verdict", "verify_file"]
@@ -65,6 +73,15 @@ class VerifyResult:
     summary: str = ""
     evidence: list[str] = field(default_factory=list)
     not_checked: list[str] = field(default_factory=list)
+    #: why the content could not be checked (unreadable or undecodable file, a check that
+    #: failed unexpectedly): any entry rules out the clean verdict
+    failed: list[str] = field(default_factory=list)
+
+    def fail(self, what: str, reason: str) -> None:
+        """Record that ``what`` could not be checked because of ``reason`` (a phrase that
+        says what failed: it is the summary of a "Could not be verified" verdict)."""
+        self.not_checked.append(f"{what}: {reason}")
+        self.failed.append(reason)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.provenance
@@ -97,7 +114,11 @@ class VerifyResult:
         }
 
 
-def _provenance(cfg: Config, path: Path) -> ProvenanceResult:
+def _unexpected(exc: BaseException) -> str:
+    return f"failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def _provenance(cfg: Config, path: Path, data: bytes, limits: Limits) -> ProvenanceResult:
     try:
         from .provenance.settings import ProvenanceSettings
         from .provenance.verify import verify_path
@@ -105,10 +126,18 @@ def _provenance(cfg: Config, path: Path) -> ProvenanceResult:
         trust = ProvenanceSettings.from_config(cfg).trust()
     except GuardrailError as exc:
         return ProvenanceResult(state=ProvenanceState.ERROR, reason=f"not performed: {exc}")
-    return verify_path(path, trust=trust)
+    try:
+        return verify_path(path, trust=trust, data=data, limits=limits)
+    except DependencyError:
+        raise  # c2pa-python is not installed: the install hint, not a verdict
+    except Exception as exc:  # verification answers, it does not crash
+        log.warning("Content Credentials check failed: %s", exc)
+        log.debug("Content Credentials check failed", exc_info=True)
+        return ProvenanceResult(state=ProvenanceState.ERROR,
+                                reason=f"the Content Credentials check {_unexpected(exc)}")
 
 
-def _watermark(cfg: Config, art: Artifact, text_generator: Any) -> _WM | None:
+def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResult) -> _WM | None:
     from .factory import watermarker_from_config
     from .watermark.base import not_performed
 
@@ -117,24 +146,31 @@ def _watermark(cfg: Config, art: Artifact, text_generator: Any) -> _WM | None:
         wm = watermarker_from_config(cfg, art.modality, generator=text_generator)
     except GuardrailError as exc:
         return not_performed(scheme, "?", f"not performed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - reported as a check that failed
+        res.failed.append(f"the watermark check {_unexpected(exc)}")
+        return not_performed(scheme, "?", f"not performed: {_unexpected(exc)}")
     try:
         return wm.detect(art)
     except Exception as exc:  # noqa: BLE001 - a detector crash must not crash verification
         log.warning("watermark detection failed: %s", exc)
+        res.failed.append(f"the watermark check {_unexpected(exc)}")
         return not_performed(scheme, getattr(wm, "version", "?"),
                              f"not performed: {type(exc).__name__}: {exc}")
 
 
-def _recover(store: ReportStore, art: Artifact, wm: _WM | None) -> dict[str, Any] | None:
+def _recover(store: ReportStore, art: Artifact, wm: _WM | None,
+             limits: Limits) -> dict[str, Any] | None:
     from .fingerprint import fingerprint, match
 
-    observed = fingerprint(art)
+    if wm is None or not wm.detected:
+        return None  # records are found through a verified watermark only
+    observed = fingerprint(art, limits=limits)
     candidates = []
     how = None
-    if wm is not None and wm.detected and wm.payload:
+    if wm.payload:
         candidates = store.find_by_watermark(wm.scheme, wm.payload)
         how = "watermark id"
-    elif wm is not None and wm.detected and art.modality is Modality.TEXT:
+    elif art.modality is Modality.TEXT:
         candidates = store.find_by_text_fingerprint(observed)
         how = "text watermark + normalised text"
     for rep in candidates:
@@ -144,7 +180,7 @@ def _recover(store: ReportStore, art: Artifact, wm: _WM | None) -> dict[str, Any
             return {"report_id": rep.report_id, "how": f"recovered via {how}",
                     "created_at": rep.created_at, "model_id": rep.metadata.model_id,
                     "status": rep.status, "content_match": score,
-                    "watermark_id": wm.payload if wm else None,
+                    "watermark_id": wm.payload,
                     "manifest": prov.get("manifest_summary") or None,
                     "signer": prov.get("signer")}
     if candidates:
@@ -153,27 +189,68 @@ def _recover(store: ReportStore, art: Artifact, wm: _WM | None) -> dict[str, Any
 
 
 def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = None,
-                detectors: list[Any] | None = None, text_generator: Any = None) -> VerifyResult:
+                detectors: list[Any] | None = None, text_generator: Any = None,
+                limits: Limits | None = None) -> VerifyResult:
     """Verify one file: credentials, watermark, recovered record, detectors, verdict.
 
-    ``detectors`` default to the ones configured in ``[detectors]`` for the file's
-    modality. Never raises for bad input: unreadable, truncated or mislabelled files come
-    back with an ERROR provenance state and a verdict that says what could not be checked.
-    """
-    from .media import read_file
+    The file is read once (regular files only, within ``[limits] max_file_bytes``: a FIFO,
+    a device, a socket or a directory is refused before anything is read from it); the same
+    bytes go to the Content Credentials reader and to the decoder, which checks the other
+    ``[limits]`` (``limits`` overrides the configured ones) from the headers before
+    decoding. ``detectors`` default to the ones configured in ``[detectors]`` for the
+    file's modality.
 
+    Never raises for bad input: a file that cannot be read or decoded, and any check that
+    fails unexpectedly, come back as "Could not be verified" (unless the credentials are
+    evidence of their own) with what could not be checked. Only a missing c2pa-python
+    (:class:`~guardrail.errors.DependencyError`) is raised.
+    """
     p = Path(path)
-    prov = _provenance(cfg, p)
-    art: Artifact | None = None
-    decode_error = None
     try:
-        art = read_file(p)
+        limits = limits or Limits.from_config(cfg)
+        return _verify_file(p, cfg, store, detectors, text_generator, limits)
+    except DependencyError:
+        raise
+    except Exception as exc:  # the last resort: an answer, never a crash
+        log.warning("verification of %s failed: %s", p, exc)
+        log.debug("verification of %s failed", p, exc_info=True)
+        reason = f"verification {_unexpected(exc)}"
+        res = VerifyResult(file=str(p), media_type=None, modality=None, watermark=None,
+                           provenance=ProvenanceResult(state=ProvenanceState.ERROR,
+                                                       reason=reason))
+        res.fail("credentials, watermark and detectors", reason)
+        return verdict(res)
+
+
+def _verify_file(p: Path, cfg: Config, store: ReportStore | None, detectors: list[Any] | None,
+                 text_generator: Any, limits: Limits) -> VerifyResult:
+    from .media import MEDIA_TYPES, decode, read_bytes
+
+    try:
+        data = read_bytes(p, limits=limits)
+    except UnsupportedMediaError as exc:
+        res = VerifyResult(file=str(p), media_type=None, modality=None, watermark=None,
+                           provenance=ProvenanceResult(state=ProvenanceState.ERROR,
+                                                       reason=str(exc)))
+        res.fail("credentials, watermark and detectors", str(exc))
+        return verdict(res)
+    prov = _provenance(cfg, p, data, limits)
+    declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
+    art: Artifact | None = None
+    try:
+        art = decode(data, declared, name=p.name, limits=limits)
     except UnsupportedMediaError as exc:
         decode_error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder crash is a file not checked
+        decode_error = f"the decoder {_unexpected(exc)}"
+    # the checks below read the decoded content: the file's bytes are not kept (memory)
+    del data
+    if art is not None and art.modality is not Modality.TEXT:
+        art = art.evolve(data=None)
     res = VerifyResult(file=str(p), media_type=art.media_type if art else None,
                        modality=art.modality if art else None, provenance=prov, watermark=None)
     if art is None:
-        res.not_checked.append(f"watermark and detectors: {decode_error}")
+        res.fail("watermark and detectors", f"the content could not be decoded: {decode_error}")
         return verdict(res)
     if art.modality is Modality.TEXT and text_generator is None:
         from .factory import generator_from_config
@@ -182,28 +259,47 @@ def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = No
             text_generator = generator_from_config(cfg, Modality.TEXT, progress=False)
         except GuardrailError as exc:
             res.not_checked.append(f"text watermark: {exc}")
-    res.watermark = _watermark(cfg, art, text_generator)
+        except Exception as exc:  # noqa: BLE001 - reported as a check that failed
+            res.fail("text watermark", f"loading the text model {_unexpected(exc)}")
+    res.watermark = _watermark(cfg, art, text_generator, res)
     if res.watermark is not None and res.watermark.detected is None:
         res.not_checked.append(f"watermark: {res.watermark.reason}")
-    if prov.state is not ProvenanceState.TRUSTED:
+    if prov.state is not ProvenanceState.TRUSTED and res.watermark is not None \
+            and res.watermark.detected:
         owned = store is None
         try:
             store = store or ReportStore(cfg.store_url)
-            res.recovered = _recover(store, art, res.watermark)
+            res.recovered = _recover(store, art, res.watermark, limits)
         except GuardrailError as exc:
             res.not_checked.append(f"record recovery: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported as a check that failed
+            res.fail("record recovery", f"record recovery {_unexpected(exc)}")
         finally:
             if owned and store is not None:
                 store.close()
+    _run_detectors(cfg, art, res, detectors, text_generator)
+    return verdict(res)
+
+
+def _run_detectors(cfg: Config, art: Artifact, res: VerifyResult, detectors: list[Any] | None,
+                   text_generator: Any) -> None:
     if detectors is None:
         from .detectors import build_all
 
-        detectors = build_all(cfg, [art.modality], text_generator=text_generator)
+        try:
+            detectors = build_all(cfg, [art.modality], text_generator=text_generator)
+        except GuardrailError as exc:
+            res.not_checked.append(f"synthetic-media detectors: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - reported as a check that failed
+            res.fail("synthetic-media detectors", f"building the detectors {_unexpected(exc)}")
+            return
     for det in detectors:
         try:
             res.detectors.append(det.detect(art))
         except Exception as exc:  # noqa: BLE001 - one detector failing is reported, not fatal
             name = getattr(det, "name", type(det).__name__)
+            res.failed.append(f"detector {name} {_unexpected(exc)}")
             res.detectors.append(DetectorResult(detector=name, model_version=None,
                                                 probability=None, decision=None,
                                                 reason=f"not performed: {type(exc).__name__}: {exc}"))
@@ -213,7 +309,6 @@ def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = No
     if not res.detectors:
         res.not_checked.append("synthetic-media detectors: none configured for "
                                f"{art.modality.value}")
-    return verdict(res)
 
 
 def verdict(res: VerifyResult) -> VerifyResult:
@@ -263,15 +358,17 @@ def verdict(res: VerifyResult) -> VerifyResult:
     elif p.state in (ProvenanceState.TRUSTED, ProvenanceState.VALID_UNTRUSTED):
         res.label = "Signed, not declared AI-generated"
         trusted = "trusted" if p.state is ProvenanceState.TRUSTED else "untrusted"
-        res.summary = f"Signed by {signer} ({trusted}); the credentials do not declare AI generation"
+        res.summary = (f"Signed by {signer} ({trusted}); the credentials do not declare AI "
+                       "generation") + (f"; not checked: {res.failed[0]}" if res.failed else "")
     elif synthetic:
         res.label = "Likely AI-generated"
         res.summary = f"Likely AI-generated: no credentials, detectors {top:.2f}"
-    elif p.state is ProvenanceState.ERROR:
-        # credentials present but unverifiable (remote, malformed, pre-release) or the file
-        # unreadable: absence of a watermark is no evidence either way
+    elif p.state is ProvenanceState.ERROR or res.failed:
+        # credentials present but unverifiable (remote, malformed, pre-release), or content
+        # that could not be read, decoded or checked: absence of a watermark is no evidence
         res.label = "Could not be verified"
-        res.summary = f"Could not be verified: {p.reason or 'the file could not be read'}"
+        why = p.reason if p.state is ProvenanceState.ERROR else res.failed[0]
+        res.summary = f"Could not be verified: {why or 'the file could not be read'}"
     else:
         res.label = "No evidence of AI generation found"
         res.summary = "No evidence of AI generation found" + (

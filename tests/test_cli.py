@@ -91,7 +91,8 @@ def test_bad_requests_exit_with_documented_codes_and_are_recorded(capsys, tmp_pa
             out_name = "o" + next(it)
         elif a == "--output-dir":
             out_name = f"{next(it)}/o.txt"
-        elif a == "MODELDIR":
+        elif a == "MODELDIR":  # with keys: they are checked before a model is loaded
+            assert run(capsys, "keys", "init", *store_args(tmp_path))[0] == 0
             (tmp_path / "notamodel").mkdir()
             argv.append(str(tmp_path / "notamodel"))
         else:
@@ -108,16 +109,17 @@ def test_bad_requests_exit_with_documented_codes_and_are_recorded(capsys, tmp_pa
     assert not any(p.name.startswith(("o.", ".o.")) for p in tmp_path.rglob("*"))
 
 
-@pytest.mark.slow
-def test_without_keys_the_output_is_blocked_and_says_how_to_fix(capsys, tmp_path):
-    code, out, _ = run(capsys, "generate", "--modality", "text", "--prompt", "Hello.",
-                       "-o", str(tmp_path / "o.txt"), "--param", "max_new_tokens=4", "--json",
-                       *store_args(tmp_path))
-    assert code == 3
+def test_without_keys_nothing_is_generated_and_the_error_says_how_to_fix(capsys, tmp_path):
+    code, out, err = run(capsys, "generate", "--modality", "text", "--prompt", "Hello.",
+                         "-o", str(tmp_path / "o.txt"), "--param", "max_new_tokens=4", "--json",
+                         *store_args(tmp_path))
+    assert code == 12 and "guardrail keys init" in err  # was 3 "blocked", after generating
     obj = json.loads(out)
-    wm = {s["stage"]: s for s in obj["stages"]}["watermark"]
-    assert wm["status"] == "skipped" and "guardrail keys init" in wm["reason"]
-    assert obj["status"] == "blocked" and not (tmp_path / "o.txt").exists()
+    assert obj["error_type"] == "KeyFileError" and not (tmp_path / "o.txt").exists()
+    report = listed(capsys, tmp_path)[0]
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert report["status"] == "error" and stages["watermark"]["status"] == "error"
+    assert stages["generate"]["status"] == "skipped"
 
 
 @pytest.mark.slow

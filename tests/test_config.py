@@ -14,6 +14,7 @@ def test_defaults_are_documented_and_valid():
     assert cfg.on_fail("watermark") == "block"
     assert cfg.store_url.startswith("sqlite:///") and cfg.store_url.endswith("guardrail.db")
     assert cfg.generator("text")["model"] == "embedded:smollm2"
+    assert cfg.limits.max_file_bytes == 256 * 1024 * 1024  # [limits], see tests/test_limits.py
 
 
 def test_file_env_and_flags_in_order_of_precedence(tmp_path: Path):
@@ -41,6 +42,7 @@ def test_file_env_and_flags_in_order_of_precedence(tmp_path: Path):
         ("[policy.on_fail]\nwatermark = 'ignore'\n", "choose one of block, flag, continue"),
         ("[policy]\nunverifiable_text = 'allow'\n", "policy.unverifiable_text = 'allow'; choose one of"),
         ("[policy]\nmax_prompt_chars = 0\n", "max_prompt_chars must be >="),
+        ("[limits]\nmax_file_bytes = 0\n", "limits.max_file_bytes must be positive"),
         ("not toml ===", "not valid TOML"),
     ],
 )

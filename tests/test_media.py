@@ -78,3 +78,36 @@ def test_read_file_reports_missing_and_directories(tmp_path):
         read_file(tmp_path / "nope.png")
     with pytest.raises(UnsupportedMediaError, match="is a directory"):
         read_file(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "P", "P+transparency", "1", "CMYK",
+                                  "I;16", "I"])
+def test_images_are_converted_a_block_of_rows_at_a_time_without_changing_a_pixel(
+        monkeypatch, mode):
+    import guardrail.media as media
+
+    rgb = Image.fromarray(np.random.default_rng(5).integers(0, 256, (67, 83, 3), dtype=np.uint8))
+    if mode == "P+transparency":
+        img = rgb.convert("P")
+        img.info["transparency"] = 3
+    elif mode == "I;16":
+        img = Image.fromarray(np.random.default_rng(6).integers(0, 65535, (67, 83))
+                              .astype(np.uint16))
+    elif mode == "I":
+        img = Image.fromarray(np.random.default_rng(7).integers(0, 10**6, (67, 83))
+                              .astype(np.int32), mode="I")
+    else:
+        img = rgb.convert(mode)
+    data = png(img, format="TIFF" if mode in ("CMYK", "I") else "PNG")
+    monkeypatch.setattr(media, "_BLOCK_BYTES", 1000)  # a few rows per block
+    got = decode(data).content
+    ref = Image.open(io.BytesIO(data))
+    if ref.mode.startswith("I"):
+        x = np.asarray(ref, dtype=np.float64)
+        top = 65535.0 if ref.mode.startswith("I;16") else max(float(x.max()), 1.0)
+        gray = np.clip(np.rint(x / top * 255.0), 0, 255).astype(np.uint8)
+        expected = np.repeat(gray[:, :, None], 3, axis=2)
+    else:
+        alpha = ref.mode in ("RGBA", "LA", "PA") or (ref.mode == "P" and "transparency" in ref.info)
+        expected = np.asarray(ref.convert("RGBA" if alpha else "RGB"))
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)

@@ -448,3 +448,51 @@ def test_a_stage_file_may_not_replace_the_output(config, store, tmp_path):
             "hi", output=tmp_path / "o.txt")
     assert store.get(info.value.report_id).status == "error"
     assert list(tmp_path.glob("o.*")) == []
+
+
+# -- cheap checks before generating (issue 11, item 9) ----------------------------------
+def test_preflight_stops_a_request_that_an_unavailable_stage_would_block(config, store, tmp_path):
+    gen = EchoTextGenerator()  # no keys here, and no tokenizer: the watermark cannot run
+    guard = Guard(gen, store=store, config=config)
+    assert set(guard.unavailable) == {"watermark", "self_check", "provenance"}
+    assert "guardrail keys init" in guard.unavailable["provenance"]
+    res = guard.preflight("hi", output=tmp_path / "o.txt")
+    assert res is not None and res.status == "blocked" and gen.calls == []
+    rec = res.report.stage("watermark")
+    assert rec.status.value == "skipped" and "watermark unavailable" in rec.reason
+    assert rec.details["policy"] == "block"
+    assert statuses(res.report)["generate"] == "skipped"
+    assert store.get(res.report_id).status == "blocked" and not (tmp_path / "o.txt").exists()
+    # the same stages under flag: the request would go ahead (flagged), so nothing stops it
+    lenient = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "d")},
+                                     "policy": {"on_fail": {"watermark": "flag",
+                                                            "self_check": "flag"}}})
+    guard = Guard(gen, store=store, config=lenient)
+    assert "watermark" in guard.unavailable
+    assert guard.preflight("hi", output=tmp_path / "o.txt") is None and gen.calls == []
+
+
+def test_unknown_params_are_refused_before_generating_naming_the_valid_ones(config, store,
+                                                                           tmp_path):
+    from guardrail.errors import InputError
+
+    gen = EchoTextGenerator()
+    gen.parameters = frozenset({"max_new_tokens", "temperature"})
+    guard = Guard(gen, store=store, config=config, stages=[])
+    with pytest.raises(InputError, match=r"foo; valid: max_new_tokens, temperature") as info:
+        guard.generate("hi", output=tmp_path / "o.txt", params={"foo": 1})
+    assert gen.calls == [] and store.get(info.value.report_id).status == "error"
+    with pytest.raises(InputError, match="foo"):
+        guard.preflight("hi", params={"foo": 1, "temperature": 0.5})
+    assert guard.preflight("hi", params={"temperature": 0.5}) is None
+    assert guard.generate("hi", params={"temperature": 0.5}).status == "ok"
+
+
+def test_a_bad_parameter_value_stays_a_bad_request(config, store):
+    from guardrail.errors import InputError
+
+    gen = FailingGenerator(exc=InputError("steps must be between 1 and 200, got 0"))
+    with pytest.raises(InputError, match="steps must be") as info:
+        Guard(gen, store=store, config=config, stages=[]).generate("hi")
+    assert info.value.exit_code == 4
+    assert statuses(store.get(info.value.report_id))["generate"] == "error"

@@ -82,8 +82,43 @@ def test_get_by_unique_prefix(any_store: ReportStore):
         any_store.get("abcdef")
     with pytest.raises(ReportNotFound):
         any_store.get("zzzzzzzz")
-    with pytest.raises(ReportNotFound):
-        any_store.get("abc")  # prefixes shorter than 6 are not searched
+    with pytest.raises(ReportNotFound, match=r"'abc' is ambiguous: 2 reports start with it: "
+                                             r"abcdef(111|222) .*; abcdef(111|222) "):
+        any_store.get("abc")  # was "no report 'abc'": prefixes under 6 were not searched
+    any_store.save(make_report("xyz999"))
+    with pytest.raises(ReportNotFound, match=r"'xyz' is ambiguous: give at least 6 "
+                                             r"characters: xyz999 "):
+        any_store.get("xyz")  # even a unique short prefix does not pick a report
+
+
+def test_an_ambiguous_prefix_lists_the_newest_matches(any_store: ReportStore):
+    for i in range(8):
+        any_store.save(make_report(f"fedcba{i:02d}", minutes=i))
+    with pytest.raises(ReportNotFound) as info:
+        any_store.get("fedcba")
+    msg = str(info.value)
+    assert "8 reports start with it" in msg and "and 3 more" in msg
+    assert "fedcba07" in msg and "fedcba03" in msg and "fedcba02" not in msg
+
+
+def test_finalise_a_pending_report(any_store: ReportStore):
+    from guardrail.store import PENDING
+
+    any_store.save(make_report("pend01", status=PENDING))
+    any_store.finalise("pend01", "flagged")
+    assert any_store.get("pend01").status == "flagged"
+    with pytest.raises(StoreError, match="not pending"):
+        any_store.finalise("pend01", "ok")  # once only
+    with pytest.raises(StoreError, match="not pending"):
+        any_store.finalise("nothere", "ok")
+    rep = make_report("pend02", status=PENDING)
+    rep = Report(**{**rep.__dict__, "stages": (*rep.stages, StageRecord(stage="record",
+                                                                        status="ok"))})
+    any_store.save(rep)
+    any_store.finalise("pend02", "error", error="cannot write output: disk full")
+    got = any_store.get("pend02")
+    assert got.status == "error" and got.output is None and "disk full" in got.error
+    assert got.stage("record").status.value == "error" and "disk full" in got.stage("record").reason
 
 
 def test_sqlite_uses_wal_and_records_schema_version(tmp_path: Path):

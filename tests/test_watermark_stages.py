@@ -145,3 +145,50 @@ def test_a_text_mark_lost_in_encoding_is_a_self_check_failure(config, store):
 def test_unverifiable_text_policy_is_validated():
     with pytest.raises(ValueError, match="unverifiable_text must be one of"):
         WatermarkSelfCheck(_TextWM(False), unverifiable_text="ignore")
+
+
+class _PickyLSB(FakeLSBWatermarker):
+    """Refuses the first ``refusals`` ids as payload-dependent (like a short audio clip)."""
+
+    def __init__(self, refusals: int, payload_dependent: bool = True) -> None:
+        self.refusals, self.payload_dependent, self.tried = refusals, payload_dependent, []
+
+    def embed(self, artifact, payload):
+        from guardrail.watermark.base import CannotWatermark
+
+        self.tried.append(payload)
+        if len(self.tried) <= self.refusals:
+            exc = CannotWatermark(f"cannot embed: id {payload:04x} does not fit")
+            exc.payload_dependent = self.payload_dependent
+            raise exc
+        return super().embed(artifact, payload)
+
+
+def test_an_id_that_does_not_fit_is_replaced_by_another(config, store, tmp_path):
+    from guardrail.watermark.stages import ID_ATTEMPTS
+
+    wm = _PickyLSB(refusals=ID_ATTEMPTS - 1)
+    res = Guard(SolidImageGenerator(size=64), store=store, config=config,
+                stages=[WatermarkStage(wm), WatermarkSelfCheck(wm)]).generate(
+        "x", output=tmp_path / "o.png", seed=1)
+    assert res.status == "ok" and len(wm.tried) == ID_ATTEMPTS
+    assert res.report.stage("watermark").details["payload"] == f"{wm.tried[-1]:04x}"
+    assert res.report.stage("self_check").details["payload"] == f"{wm.tried[-1]:04x}"
+
+
+def test_an_input_that_fits_no_id_is_skipped_with_its_policy(config, store, tmp_path):
+    from guardrail.watermark.stages import ID_ATTEMPTS
+
+    wm = _PickyLSB(refusals=100)
+    res = Guard(SolidImageGenerator(size=64), store=store, config=config,
+                stages=[WatermarkStage(wm), WatermarkSelfCheck(wm)]).generate(
+        "x", output=tmp_path / "o.png", seed=1)
+    rec = res.report.stage("watermark")
+    assert len(wm.tried) == ID_ATTEMPTS and rec.status.value == "skipped"
+    assert f"{ID_ATTEMPTS} ids were tried" in rec.reason and rec.details["ids_tried"] == ID_ATTEMPTS
+    assert res.status == "blocked" and not (tmp_path / "o.png").exists()
+    # a refusal that does not depend on the id is not retried
+    wm = _PickyLSB(refusals=100, payload_dependent=False)
+    res = Guard(SolidImageGenerator(size=64), store=store, config=config,
+                stages=[WatermarkStage(wm), WatermarkSelfCheck(wm)]).generate("x", seed=1)
+    assert len(wm.tried) == 1 and res.report.stage("watermark").status.value == "skipped"

@@ -22,23 +22,26 @@ Exit codes
 6   the generator failed or returned nothing
 7   the output file could not be written
 8   the configuration is invalid
-9   the record store failed (or the report id was not found)
+9   the record store failed (or the report id was not found, or its prefix is ambiguous)
 10  a stage failed and its policy is ``block``
 11  an optional dependency is missing (the message names the extra to install)
 12  a key file is missing, malformed or readable by others
 130 interrupted
+141 the reader of standard output went away (``guardrail config show | head``); no message
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from .. import plugins
 from ..errors import GuardrailError
 from ._common import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     add_parser,
@@ -99,7 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("guardrail", "generators", "audits", "dashboard"):
         logging.getLogger(name).setLevel(level)
     try:
+        return _run(args)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return int(args.func(args))
+    except BrokenPipeError:
+        raise
     except GuardrailError as exc:
         if getattr(args, "json", False):
             emit_json({"error": str(exc), "error_type": type(exc).__name__,
@@ -117,3 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"guardrail: internal error: {type(exc).__name__}: {exc} "
               "(run with -vv for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (``guardrail config show | head``): stop
+    quietly with :data:`EXIT_BROKEN_PIPE`, as a command stopped by SIGPIPE does, and point
+    standard output at ``/dev/null`` so that the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by an object without a file descriptor
+        pass
+    return EXIT_BROKEN_PIPE

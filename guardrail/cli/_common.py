@@ -12,10 +12,11 @@ from typing import Any
 
 from .._types import Report
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import InputError
 
 __all__ = [
     "EXIT_BLOCKED",
+    "EXIT_BROKEN_PIPE",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -34,20 +35,35 @@ EXIT_BLOCKED = 3
 #: ``guardrail verify``: the file could not be checked (the exit code of a bad request)
 EXIT_UNVERIFIED = 4
 EXIT_INTERRUPTED = 130
+#: standard output was closed by its reader (128 + SIGPIPE, as for a command SIGPIPE stops)
+EXIT_BROKEN_PIPE = 141
 
 
-def common_options() -> argparse.ArgumentParser:
-    """A parent parser with the options every verb takes."""
+def common_options(*, verb: bool = False) -> argparse.ArgumentParser:
+    """A parent parser with the options every verb takes.
+
+    They are accepted before the verb (``guardrail --store URL reports list``) and after it
+    (``guardrail reports list --store URL``). The top-level parser (``verb=False``) sets
+    their defaults; a verb's parser (``verb=True``) leaves an option out of the result
+    unless it is given (``argparse.SUPPRESS``), so a value after the verb overrides one
+    before it and an absent one keeps it. ``-v`` counts within one place: given in both,
+    the count after the verb wins.
+    """
+    unset = {"default": argparse.SUPPRESS} if verb else {}
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="config file (TOML)")
-    common.add_argument("--store", metavar="URL", help="record store URL (overrides config)")
-    common.add_argument("--data-dir", metavar="DIR", help="data folder (overrides config)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    common.add_argument("--config", metavar="FILE", help="config file (TOML)", **unset)
+    common.add_argument("--store", metavar="URL", help="record store URL (overrides config)",
+                        **unset)
+    common.add_argument("--data-dir", metavar="DIR", help="data folder (overrides config)",
+                        **unset)
+    common.add_argument("-v", "--verbose", action="count", help="more logging",
+                        **(unset or {"default": 0}))
     return common
 
 
 def add_parser(subparsers: Any, name: str, *, help: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """Add the verb (or sub-verb) ``name`` to ``subparsers``, with the common options.
+    """Add the verb (or sub-verb) ``name`` to ``subparsers``, with the common options
+    (:func:`common_options`: given after the verb, they override the same ones before it).
 
     Parameters
     ----------
@@ -66,7 +82,7 @@ def add_parser(subparsers: Any, name: str, *, help: str, **kwargs: Any) -> argpa
         The new parser; set its handler with ``set_defaults(func=handler)``, where
         ``handler(args)`` returns the exit code.
     """
-    return subparsers.add_parser(name, parents=[common_options()], help=help, **kwargs)
+    return subparsers.add_parser(name, parents=[common_options(verb=True)], help=help, **kwargs)
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -92,7 +108,7 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+            raise InputError(f"--param {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         try:
             params[key.strip()] = json.loads(value)

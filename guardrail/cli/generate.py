@@ -36,7 +36,14 @@ class _Unloaded:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Generate one output through the guard built from the configuration."""
+    """Generate one output through the guard built from the configuration.
+
+    Everything that can be checked without the model is checked (and a failure recorded)
+    before it is loaded: the modality, the output path (a file is created and removed
+    there), the prompt, and the key files of the enabled protective stages; the generation
+    parameters are checked right after loading, before generating.
+    """
+    from ..factory import key_problem
     from ..guard import Guard, guard_from_config, record_failure
 
     cfg = load_config(args)
@@ -54,6 +61,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         # reject a bad request (and record it) before spending seconds on loading a model
         early = Guard(_Unloaded(modality, args.model), store=store, config=cfg,
                       stages=()).preflight(args.prompt, output=args.output)
+        problem = key_problem(cfg) if early is None else None
+        if problem is not None:
+            slot, exc = problem
+            record_failure(store, cfg, error=exc, stage=slot, prompt=args.prompt,
+                           modality=modality, model_id=args.model or default_model,
+                           passed=("input_policy",))
+            raise exc
         if early is not None:
             result = early
         else:

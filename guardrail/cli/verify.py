@@ -9,12 +9,15 @@ from ._common import EXIT_BLOCKED, EXIT_OK, EXIT_UNVERIFIED, add_parser, emit_js
 
 __all__ = ["register"]
 
-#: exit codes by verdict label; every other verdict exits 0
+#: exit codes by verdict label; every other verdict exits 0. "Could not be verified" covers
+#: every file whose content could not be read or decoded (damaged, unsupported, special,
+#: beyond a ``[limits]`` value): such a file never exits 0 with a clean verdict.
 EXIT_CODES = {"Tampered": EXIT_BLOCKED, "Could not be verified": EXIT_UNVERIFIED}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Check a file and print one verdict with its evidence."""
+    """Check a file and print one verdict with its evidence (exit 3: Tampered, 4: Could not
+    be verified, else 0)."""
     from ..verify import verify_file
 
     cfg = load_config(args)

@@ -6,9 +6,11 @@ import argparse
 import secrets
 from typing import Any
 
+from .._release import check_output
 from .._types import Modality
-from ..config import Config
-from ..media import atomic_write, check_output_path, encode, media_type_for_path, read_file
+from ..config import Config, Limits
+from ..errors import InputError
+from ..media import atomic_write, encode, media_type_for_path, read_file
 from ._common import EXIT_OK, add_parser, emit_json, load_config
 
 __all__ = ["register"]
@@ -25,20 +27,32 @@ def _watermarker_for(cfg: Config, modality: Modality, scheme: str | None,
     return watermarker_from_config(cfg, modality, generator=generator, scheme=scheme)
 
 
+def _parse_payload(text: str | None) -> int | None:
+    """``--payload``: a watermark id in hexadecimal (``0x`` optional), or ``None``."""
+    if text is None:
+        return None
+    digits = text.strip().lower().removeprefix("0x").replace("_", "")
+    if not digits or any(c not in "0123456789abcdef" for c in digits):
+        raise InputError(f"--payload {text!r} is not a hexadecimal watermark id; give hex "
+                         "digits such as c0ffee (the scheme's payload_bits say how many fit)")
+    return int(digits, 16)
+
+
 def cmd_watermark_embed(args: argparse.Namespace) -> int:
     """Watermark an image or audio file and write the marked copy."""
     from ..watermark.base import CannotWatermark
 
     cfg = load_config(args)
-    art = read_file(args.file)
-    out = check_output_path(args.output)
+    requested = _parse_payload(args.payload)
+    art = read_file(args.file, limits=Limits.from_config(cfg))
+    out = check_output(args.output)
     media_type = media_type_for_path(out, art.modality)
     if art.modality is Modality.TEXT:
         raise CannotWatermark(
             "cannot embed: text is watermarked while it is generated (guardrail generate "
             "--modality text); an existing text cannot be marked afterwards")
     wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
-    payload = int(args.payload, 16) if args.payload else secrets.randbits(wm.payload_bits)
+    payload = requested if requested is not None else secrets.randbits(wm.payload_bits)
     if payload >= 1 << wm.payload_bits:
         raise CannotWatermark(f"cannot embed: payload {args.payload} does not fit in "
                               f"{wm.payload_bits} bits")
@@ -57,7 +71,7 @@ def cmd_watermark_embed(args: argparse.Namespace) -> int:
 def cmd_watermark_detect(args: argparse.Namespace) -> int:
     """Look for guardrail's watermark in a file."""
     cfg = load_config(args)
-    art = read_file(args.file)
+    art = read_file(args.file, limits=Limits.from_config(cfg))
     wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
     res = wm.detect(art)
     result = {"file": args.file, "modality": art.modality.value, "detected": res.detected,

@@ -8,8 +8,12 @@ synthetic? Its :class:`~guardrail.DetectorResult` carries
 * ``operating_fpr``: the false-positive rate measured at that operating point (on the
   detector's own calibration / evaluation data - see each detector's ``explanation``);
 * ``reason``: ``"not performed: ..."`` when the detector could not run (unreadable input,
-  too small an image, silence, too short a text, a model that failed to load). Then
-  ``probability`` and ``decision`` are ``None``: never a negative decision.
+  too small an image, silence, too short a text, a model that failed to load, content
+  beyond the ``[limits]``). Then ``probability`` and ``decision`` are ``None``: never a
+  negative decision.
+
+:meth:`BaseDetector.detect` checks the artifact against its :class:`~guardrail.config.Limits`
+(image pixels and side, audio rate and duration, text characters) before any model runs.
 
 A detector score is evidence, never proof.
 """
@@ -24,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .._types import Artifact, DetectorResult, Modality
+from ..config import Limits
 from ..errors import GuardrailError
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "UnavailableDetector",
     "as_float_audio",
     "as_rgb",
+    "check_limits",
     "not_performed",
     "result_dict",
 ]
@@ -91,8 +97,11 @@ def logit(p: float, eps: float = 1e-4) -> float:
     return math.log(p / (1.0 - p))
 
 
-def as_rgb(artifact: Artifact, *, min_side: int) -> np.ndarray:
-    """The image of ``artifact`` as ``HxWx3 uint8``; :class:`NotPerformed` if unusable."""
+def as_rgb(artifact: Artifact, *, min_side: int, contiguous: bool = True) -> np.ndarray:
+    """The image of ``artifact`` as ``HxWx3 uint8``; :class:`NotPerformed` if unusable.
+
+    ``contiguous=False`` allows a view (the colour channels of an ``HxWx4`` image) instead
+    of a copy, for callers that copy the pixels anyway."""
     arr = artifact.content
     if not isinstance(arr, np.ndarray):
         raise NotPerformed("the image content is not a pixel array")
@@ -110,7 +119,7 @@ def as_rgb(artifact: Artifact, *, min_side: int) -> np.ndarray:
     h, w = arr.shape[:2]
     if min(h, w) < min_side:
         raise NotPerformed(f"image too small ({w}x{h}; the minimum side is {min_side} px)")
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr) if contiguous else arr
 
 
 def as_float_audio(artifact: Artifact, *, min_seconds: float,
@@ -128,9 +137,49 @@ def as_float_audio(artifact: Artifact, *, min_seconds: float,
     if x.size < min_seconds * sr:
         raise NotPerformed(f"audio too short ({x.size / sr:.2f} s; the minimum is "
                            f"{min_seconds:g} s)")
-    if float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) < silence_rms:
+    if _rms(x) < silence_rms:
         raise NotPerformed("the audio is silent")
     return x, int(sr)
+
+
+def _rms(x: np.ndarray, block: int = 1 << 20) -> float:
+    """Root mean square in float64, a block at a time (no float64 copy of a long clip)."""
+    total = 0.0
+    for i in range(0, x.size, block):
+        part = x[i:i + block].astype(np.float64)
+        total += float(np.dot(part, part))
+    return float(np.sqrt(total / max(x.size, 1)))
+
+
+def check_limits(artifact: Artifact, limits: Limits) -> None:
+    """:class:`NotPerformed` when the artifact's content is beyond ``limits`` (checked from
+    its shape, rate and length, before any work on the content)."""
+    content = artifact.content
+    if artifact.modality is Modality.TEXT:
+        n = len(content) if isinstance(content, str) else 0
+        if n > limits.max_text_chars:
+            raise NotPerformed(f"the text has {n} characters, above the limit of "
+                               f"{limits.max_text_chars} (limits.max_text_chars)")
+        return
+    shape = getattr(content, "shape", None)
+    if not isinstance(shape, tuple) or not shape:
+        return  # not an array: the detector's own checks say what is wrong
+    if artifact.modality is Modality.IMAGE and len(shape) >= 2:
+        h, w = int(shape[0]), int(shape[1])
+        if max(h, w) > limits.max_image_side or h * w > limits.max_image_pixels:
+            raise NotPerformed(f"image is {w}x{h} = {w * h} pixels, above the limits "
+                               f"({limits.max_image_pixels} pixels, {limits.max_image_side} "
+                               "per side: limits.max_image_pixels, limits.max_image_side)")
+    elif artifact.modality is Modality.AUDIO:
+        rate = artifact.sample_rate
+        if isinstance(rate, (int, np.integer)) and not isinstance(rate, bool) and rate > 0:
+            if not limits.min_audio_rate <= rate <= limits.max_audio_rate:
+                raise NotPerformed(
+                    f"sample rate {rate} Hz is outside the accepted {limits.min_audio_rate}-"
+                    f"{limits.max_audio_rate} Hz (limits.min_audio_rate, limits.max_audio_rate)")
+            if shape[0] / rate > limits.max_audio_seconds:
+                raise NotPerformed(f"the audio lasts {shape[0] / rate:.1f} s, above the limit "
+                                   f"of {limits.max_audio_seconds:g} s (limits.max_audio_seconds)")
 
 
 class BaseDetector:
@@ -151,6 +200,9 @@ class BaseDetector:
     name: str = "detector"
     modality: Modality = Modality.IMAGE
     model_version: str | None = None
+    #: what :meth:`detect` accepts (``None``: the documented defaults); the registry sets
+    #: the configured ``[limits]``
+    limits: Limits | None = None
 
     def __init__(self, *, threshold: float = 0.5, operating_fpr: float | None = None) -> None:
         self.threshold = float(threshold)
@@ -187,6 +239,7 @@ class BaseDetector:
                                  f"{self.name} detects {self.modality.value}, not "
                                  f"{artifact.modality.value}", **args)
         try:
+            check_limits(artifact, self.limits or Limits())
             self._ensure_loaded()
             prob, explanation = self.score(artifact)
         except NotPerformed as exc:

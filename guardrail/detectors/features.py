@@ -20,23 +20,37 @@ IMAGE_SIZE = 256
 N_RADIAL = 32
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    x = rgb[..., :3].astype(np.float64) / 255.0
-    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+#: pixels converted to luminance at a time (bounds the float64 temporaries of big images)
+_BLOCK_PIXELS = 1 << 18
 
 
-def _square(y: np.ndarray, size: int) -> np.ndarray:
-    h, w = y.shape
+def _luminance(rgb: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """BT.601 luminance in [0, 1], computed in float64 a block of rows at a time and
+    stored as ``dtype``."""
+    h, w = rgb.shape[:2]
+    out = np.empty((h, w), dtype=dtype)
+    rows = max(1, _BLOCK_PIXELS // max(w, 1))
+    for y in range(0, h, rows):
+        x = rgb[y:y + rows, :, :3].astype(np.float64) / 255.0
+        out[y:y + rows] = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    return out
+
+
+def _square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The luminance of the centred square of ``rgb``, resized to ``size``."""
+    h, w = rgb.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    y = y[top:top + side, left:left + side]
-    if side != size:
-        from PIL import Image
+    crop = rgb[top:top + side, left:left + side]
+    if side == size:
+        return _luminance(crop)
+    from PIL import Image
 
-        y = np.asarray(Image.fromarray(y.astype(np.float32), mode="F").resize(
-            (size, size), Image.Resampling.BILINEAR if side > size else Image.Resampling.NEAREST),
-            dtype=np.float64)
-    return y
+    # the resize works in float32: the luminance is stored so straight away
+    y = _luminance(crop, np.float32)
+    return np.asarray(Image.fromarray(y, mode="F").resize(
+        (size, size), Image.Resampling.BILINEAR if side > size else Image.Resampling.NEAREST),
+        dtype=np.float64)
 
 
 def spectral_features(rgb: np.ndarray, *, size: int = IMAGE_SIZE,
@@ -44,7 +58,7 @@ def spectral_features(rgb: np.ndarray, *, size: int = IMAGE_SIZE,
     """Feature vector (``n_radial + 6`` values) of an ``HxWx3 uint8`` image."""
     from scipy.ndimage import uniform_filter
 
-    y = _square(_luminance(rgb), size)
+    y = _square(rgb, size)
     resid = y - uniform_filter(y, size=3, mode="reflect")
     win = np.outer(np.hanning(size), np.hanning(size))
     spec = np.abs(np.fft.fftshift(np.fft.fft2(resid * win))) ** 2
@@ -91,24 +105,44 @@ def _deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
     return num / (2 * sum(n * n for n in range(1, width + 1)))
 
 
+def _pre_emphasis(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Samples ``lo:hi`` of the pre-emphasised float64 signal ``y[0] = x[0]``,
+    ``y[t] = x[t] - 0.97 x[t-1]``, zero beyond the end of ``x``."""
+    out = np.zeros(hi - lo)
+    end = min(hi, x.size)
+    if end <= lo:
+        return out
+    cur = x[lo:end].astype(np.float64)
+    if lo == 0:
+        out[0] = cur[0]
+        out[1:end] = cur[1:] - 0.97 * cur[:-1]
+    else:
+        out[:end - lo] = cur - 0.97 * x[lo - 1:end - 1].astype(np.float64)
+    return out
+
+
 def lfcc(audio: np.ndarray, sample_rate: int, *, n_filters: int = 20, n_ceps: int = 20,
          frame_ms: float = 20.0, hop_ms: float = 10.0) -> np.ndarray:
     """LFCC matrix ``frames x (3 * n_ceps)``: static coefficients, deltas, delta-deltas."""
     from scipy.fft import dct
 
-    x = np.asarray(audio, dtype=np.float64)
-    x = np.append(x[0], x[1:] - 0.97 * x[:-1])  # pre-emphasis
+    x = np.asarray(audio)
     flen = max(16, int(sample_rate * frame_ms / 1000))
     hop = max(8, int(sample_rate * hop_ms / 1000))
     n_fft = 1 << int(np.ceil(np.log2(flen)))
-    if x.size < flen:
-        x = np.pad(x, (0, flen - x.size))
-    n = 1 + (x.size - flen) // hop
-    idx = np.arange(flen)[None, :] + hop * np.arange(n)[:, None]
-    frames = x[idx] * np.hamming(flen)
-    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    size = max(x.size, flen)  # a short clip is zero-padded to one frame
+    n = 1 + (size - flen) // hop
     fb = _linear_filterbank(n_filters, n_fft)
-    energies = np.log(power @ fb.T + 1e-10)
+    window = np.hamming(flen)
+    energies = np.empty((n, n_filters))
+    step = max(1, _BLOCK_PIXELS // n_fft)  # frames at a time: bounded temporaries
+    for i in range(0, n, step):
+        k = min(step, n - i)
+        lo = hop * i
+        seg = _pre_emphasis(x, lo, lo + hop * (k - 1) + flen)
+        idx = np.arange(flen)[None, :] + hop * np.arange(k)[:, None]
+        power = np.abs(np.fft.rfft(seg[idx] * window, n=n_fft, axis=1)) ** 2
+        energies[i:i + k] = np.log(power @ fb.T + 1e-10)
     ceps = dct(energies, type=2, axis=1, norm="ortho")[:, :n_ceps]
     d1 = _deltas(ceps)
     return np.hstack([ceps, d1, _deltas(d1)])

@@ -22,6 +22,11 @@ from .base import BaseDetector, NotPerformed, as_float_audio, as_rgb
 
 __all__ = ["HFClassifierDetector"]
 
+#: Characters of a text handed to a text-classification pipeline, which truncates to the
+#: model's own window (512 tokens for most): more than any such window holds, so a long
+#: text is not tokenised whole only to be truncated.
+MAX_TEXT_CHARS = 32 * 1024
+
 _SYNTH = re.compile(r"fake|\bai\b|^ai|synthetic|generated|artificial|spoof|machine|deepfake",
                     re.IGNORECASE)
 _TASKS = {Modality.IMAGE: "image-classification", Modality.TEXT: "text-classification",
@@ -117,7 +122,7 @@ class HFClassifierDetector(BaseDetector):
             text = artifact.content if isinstance(artifact.content, str) else ""
             if len(text.strip()) < self.min_chars:
                 raise NotPerformed(f"text shorter than {self.min_chars} characters")
-            inp = text
+            inp = text[:MAX_TEXT_CHARS]  # the pipeline truncates to the model's tokens
         else:
             x, sr = as_float_audio(artifact, min_seconds=self.min_seconds)
             fe = self.pipe.feature_extractor

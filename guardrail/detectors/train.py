@@ -27,8 +27,10 @@ _EXT = {Modality.IMAGE: {".png", ".jpg", ".jpeg", ".webp"},
 
 def load_folder(folder: str | Path, modality: Modality, *,
                 limit: int | None = None) -> tuple[list[Artifact], list[str]]:
-    """Artifacts of ``modality`` in ``folder`` (sorted by name) and the files skipped."""
-    from ..media import read_file
+    """Artifacts of ``modality`` in ``folder`` (sorted by name) and the files skipped
+    (with the reason: unreadable, undecodable, beyond the default ``[limits]``)."""
+    from ..config import Limits
+    from ..media import read_bytes, read_file
 
     root = Path(folder)
     if not root.is_dir():
@@ -42,8 +44,11 @@ def load_folder(folder: str | Path, modality: Modality, *,
             break
         try:
             if modality is Modality.TEXT:
-                art = Artifact(modality=Modality.TEXT,
-                               content=f.read_text(encoding="utf-8", errors="replace").strip(),
+                text = read_bytes(f).decode("utf-8", errors="replace")
+                if len(text) > Limits().max_text_chars:
+                    raise UnsupportedMediaError(f"{len(text)} characters, above the limit of "
+                                                f"{Limits().max_text_chars} (limits.max_text_chars)")
+                art = Artifact(modality=Modality.TEXT, content=text.strip(),
                                metadata=GenerationMetadata(model_id=f"file:{f.name}"))
             else:
                 art = read_file(f)

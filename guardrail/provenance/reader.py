@@ -183,25 +183,34 @@ def summarize_store(store: Mapping[str, Any]) -> tuple[dict[str, Any], bool | No
 
 
 def read_store(fmt: str | None, data: bytes, manifest_data: bytes | None,
-               trust: TrustSettings, *, detailed: bool = False
+               trust: TrustSettings, *, detailed: bool = False, timeout_s: float | None = None
                ) -> tuple[dict[str, Any], bool | None]:
     """c2pa's JSON report (plus ``_detailed``: the detailed report, when asked) and
-    whether the manifest was embedded in the asset."""
+    whether the manifest was embedded in the asset.
+
+    c2pa reads ``data`` (bytes already read within the file-size limit) from memory. With
+    ``timeout_s`` the read runs under that deadline (:class:`TimeoutError` past it; the
+    native call is abandoned, not killed).
+    """
     c2pa = c2pa_module()
     ctx = c2pa_context(trust.c2pa_settings())
-    reader = c2pa.Reader(fmt, io.BytesIO(data), manifest_data, context=ctx)
-    try:
-        store = json.loads(reader.json())
-        extra = json.loads(reader.detailed_json()) if detailed else None
+
+    def read() -> tuple[dict[str, Any], bool | None]:
+        reader = c2pa.Reader(fmt, io.BytesIO(data), manifest_data, context=ctx)
         try:
-            embedded = bool(reader.is_embedded())
-        except c2pa.C2paError:
-            embedded = None
-    finally:
-        reader.close()
-    if extra is not None:
-        store["_detailed"] = extra
-    return store, embedded
+            store = json.loads(reader.json())
+            extra = json.loads(reader.detailed_json()) if detailed else None
+            try:
+                embedded = bool(reader.is_embedded())
+            except c2pa.C2paError:
+                embedded = None
+        finally:
+            reader.close()
+        if extra is not None:
+            store["_detailed"] = extra
+        return store, embedded
+
+    return call_with_deadline(read, timeout_s, what="reading the Content Credentials")
 
 
 def fetch_remote_manifest(url: str, timeout_s: float) -> bytes:

@@ -26,6 +26,11 @@ Verification is offline: OCSP is never fetched, and c2pa's own remote-manifest f
 off. A manifest stored remotely is reported as ``ERROR`` with the failure code
 ``manifest.inaccessible`` and its URL; with ``remote_manifest_fetch`` on, guardrail
 fetches it itself, within ``remote_fetch_timeout_s``.
+
+:func:`verify_path` reads a file once, within ``[limits] max_file_bytes``, refusing special
+files (FIFOs, devices, sockets, directories) before reading them, and reads its Content
+Credentials from those bytes within ``[limits] max_check_seconds``. A file that holds a
+C2PA manifest store that c2pa cannot find (damaged boxes) is ``ERROR``, never ``ABSENT``.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from .._types import ProvenanceResult, ProvenanceState, _jsonable
-from ..errors import DependencyError, TextWrapperError
-from ..media import MEDIA_TYPES
+from ..config import Limits
+from ..errors import DependencyError, TextWrapperError, UnsupportedMediaError
+from ..media import MEDIA_TYPES, read_bytes
 from ._c2pa import c2pa_module, normalize_media_type, sniff
 from .reader import fetch_remote_manifest, read_store
 from .text import find_text_wrapper
@@ -64,6 +70,9 @@ _EXTRA_EXTENSIONS = {".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/
                      ".pdf": "application/pdf", ".svg": "image/svg+xml", ".md": "text/plain",
                      ".dng": "image/dng", ".c2pa": "application/c2pa"}
 _REMOTE_RE = re.compile(r"remote manifests? from url (\S+)", re.IGNORECASE)
+#: the JUMBF description of a C2PA manifest store: the type UUID ``c2pa`` +
+#: ``0011-0010-8000-00AA00389B71`` (ISO/IEC 19566-5), present in every embedded store
+_C2PA_STORE_UUID = bytes.fromhex("6332706100110010800000aa00389b71")
 
 
 def result_to_dict(result: ProvenanceResult) -> dict[str, Any]:
@@ -74,22 +83,31 @@ def result_to_dict(result: ProvenanceResult) -> dict[str, Any]:
             "manifest": _jsonable(result.manifest) if result.manifest is not None else None}
 
 
+def _timed_out(exc: TimeoutError, timeout_s: float | None) -> ProvenanceResult:
+    return make_result(ProvenanceState.ERROR,
+                       f"the Content Credentials could not be checked: {exc} "
+                       f"(limits.max_check_seconds = {timeout_s:g})")
+
+
 def _verify_with_c2pa(data: bytes, fmt: str | None, trust: TrustSettings,
-                      manifest_data: bytes | None = None) -> ProvenanceResult:
+                      manifest_data: bytes | None = None,
+                      timeout_s: float | None = None) -> ProvenanceResult:
     c2pa = c2pa_module()
     try:
-        store, embedded = read_store(fmt, data, manifest_data, trust)
+        store, embedded = read_store(fmt, data, manifest_data, trust, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        return _timed_out(exc, timeout_s)
     except c2pa.C2paError as exc:
         match = _REMOTE_RE.search(str(exc))
         if match is None:
             return classify_error(exc, media_type=fmt)
         url = match.group(1)
-        return _verify_remote(data, fmt, url, trust)
+        return _verify_remote(data, fmt, url, trust, timeout_s)
     return result_from_store(store, media_type=fmt, embedded=embedded)
 
 
 def _verify_remote(data: bytes, fmt: str | None, url: str,
-                   trust: TrustSettings) -> ProvenanceResult:
+                   trust: TrustSettings, timeout_s: float | None = None) -> ProvenanceResult:
     manifest = {"remote_url": url, "media_type": fmt}
     if not trust.remote_manifest_fetch:
         return make_result(ProvenanceState.ERROR,
@@ -108,7 +126,9 @@ def _verify_remote(data: bytes, fmt: str | None, url: str,
                            failures=("manifest.inaccessible",), manifest=manifest)
     c2pa = c2pa_module()
     try:
-        store, _embedded = read_store(fmt, data, remote, trust)
+        store, _embedded = read_store(fmt, data, remote, trust, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        return _timed_out(exc, timeout_s)
     except c2pa.C2paError as exc:
         res = classify_error(exc, media_type=fmt)
         return make_result(res.state, f"remote manifest {url}: {res.reason}", failures=res.failures,
@@ -123,7 +143,8 @@ def _default_trust(trust: TrustSettings | None) -> TrustSettings:
 
 def verify_bytes(data: bytes, media_type: str | None = None, *,
                  trust: TrustSettings | None = None,
-                 sidecar: bytes | None = None) -> ProvenanceResult:
+                 sidecar: bytes | None = None,
+                 timeout_s: float | None = None) -> ProvenanceResult:
     """Verify the Content Credentials of a file held in memory.
 
     Parameters
@@ -138,16 +159,19 @@ def verify_bytes(data: bytes, media_type: str | None = None, *,
         Trust anchors (default: none, so at best ``VALID_UNTRUSTED``).
     sidecar : bytes, optional
         A separate manifest store (``.c2pa``) for the file.
+    timeout_s : float, optional
+        Deadline for reading the Content Credentials (``ERROR`` past it).
 
     Returns
     -------
     ProvenanceResult
         Never raises for bad input: malformed, truncated or unsupported files give
-        ``ERROR`` (or ``ABSENT``) with the reason.
+        ``ERROR`` (or ``ABSENT``) with the reason; a C2PA manifest store that is there but
+        cannot be found by c2pa (damaged) is ``ERROR``.
     """
     trust = _default_trust(trust)
     try:
-        return _verify_bytes(data, media_type, trust, sidecar)
+        return _verify_bytes(data, media_type, trust, sidecar, timeout_s)
     except DependencyError:
         raise
     except Exception as exc:  # a verifier must answer, not crash (logged below)
@@ -157,7 +181,7 @@ def verify_bytes(data: bytes, media_type: str | None = None, *,
 
 
 def _verify_bytes(data: bytes, media_type: str | None, trust: TrustSettings,
-                  sidecar: bytes | None) -> ProvenanceResult:
+                  sidecar: bytes | None, timeout_s: float | None = None) -> ProvenanceResult:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     data = bytes(data)
@@ -182,46 +206,70 @@ def _verify_bytes(data: bytes, media_type: str | None, trust: TrustSettings,
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return make_result(ProvenanceState.ERROR, "the text is not valid UTF-8")
-        return verify_text(text, trust=trust, sidecar=sidecar)
+        return verify_text(text, trust=trust, sidecar=sidecar, timeout_s=timeout_s)
     fmt = sniffed if sniffed and sniffed != "text/plain" else declared
-    return _verify_with_c2pa(data, fmt, trust, sidecar)
+    result = _verify_with_c2pa(data, fmt, trust, sidecar, timeout_s)
+    if result.state is ProvenanceState.ABSENT and sidecar is None and _C2PA_STORE_UUID in data:
+        return make_result(
+            ProvenanceState.ERROR,
+            f"the {fmt or 'file'} holds a C2PA manifest store that c2pa could not find or read "
+            "(its boxes or the file around them are damaged); the Content Credentials cannot "
+            "be checked", manifest={"media_type": fmt, "damaged_manifest_store": True})
+    return result
 
 
 def verify_path(path: str | os.PathLike[str], *, trust: TrustSettings | None = None,
-                sidecar: str | os.PathLike[str] | None = None) -> ProvenanceResult:
+                sidecar: str | os.PathLike[str] | None = None, data: bytes | None = None,
+                limits: Limits | None = None) -> ProvenanceResult:
     """Verify a file; its extension is the claimed media type.
 
     A sidecar manifest (``<name>.c2pa``) is used when given, or when it exists next to
     the file and the file has no embedded Content Credentials.
+
+    Parameters
+    ----------
+    path
+        The file (read with :func:`guardrail.media.read_bytes`: regular files only, at
+        most ``limits.max_file_bytes``) - unless its bytes are given as ``data``.
+    data : bytes, optional
+        The file's bytes, already read (the file is then not read again).
+    limits : Limits, optional
+        File-size limit and the deadline for reading the credentials (default: the
+        documented defaults).
+
+    Returns
+    -------
+    ProvenanceResult
+        Never raises for bad input: a missing, special, oversized or unreadable file is
+        ``ERROR`` with the reason.
     """
+    limits = limits or Limits()
     p = Path(path).expanduser()
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        return make_result(ProvenanceState.ERROR, f"{str(p)!r}: no such file")
-    except IsADirectoryError:
-        return make_result(ProvenanceState.ERROR, f"{str(p)!r} is a directory")
-    except OSError as exc:
-        return make_result(ProvenanceState.ERROR,
-                           f"{str(p)!r}: cannot read ({exc.strerror or exc})")
+    if data is None:
+        try:
+            data = read_bytes(p, limits=limits)
+        except UnsupportedMediaError as exc:
+            return make_result(ProvenanceState.ERROR, str(exc))
     ext = p.suffix.lower()
     declared = MEDIA_TYPES.get(ext, (None, None))[0] or _EXTRA_EXTENSIONS.get(ext)
     side: bytes | None = None
     side_path = Path(sidecar).expanduser() if sidecar is not None else p.with_suffix(".c2pa")
     if sidecar is not None or (side_path != p and side_path.is_file()):
         try:
-            side = side_path.read_bytes()
-        except OSError as exc:
-            return make_result(ProvenanceState.ERROR,
-                               f"sidecar {str(side_path)!r}: cannot read ({exc.strerror or exc})")
-    result = verify_bytes(data, declared, trust=trust, sidecar=side if sidecar else None)
+            side = read_bytes(side_path, limits=limits)
+        except UnsupportedMediaError as exc:
+            return make_result(ProvenanceState.ERROR, f"sidecar: {exc}")
+    timeout = limits.max_check_seconds
+    result = verify_bytes(data, declared, trust=trust, sidecar=side if sidecar else None,
+                          timeout_s=timeout)
     if side is not None and sidecar is None and result.state is ProvenanceState.ABSENT:
-        result = verify_bytes(data, declared, trust=trust, sidecar=side)
+        result = verify_bytes(data, declared, trust=trust, sidecar=side, timeout_s=timeout)
     return result
 
 
 def verify_text(text: str | bytes, *, trust: TrustSettings | None = None,
-                sidecar: bytes | None = None) -> ProvenanceResult:
+                sidecar: bytes | None = None, timeout_s: float | None = None
+                ) -> ProvenanceResult:
     """Verify text: with a sidecar manifest store, or its embedded C2PA text wrapper.
 
     The text is NFC-normalised (as it was when signed), the wrapper located, and the hard
@@ -237,8 +285,9 @@ def verify_text(text: str | bytes, *, trust: TrustSettings | None = None,
             except UnicodeDecodeError:
                 return make_result(ProvenanceState.ERROR, "the text is not valid UTF-8")
         if sidecar is not None:
-            return _verify_with_c2pa(text.encode("utf-8"), "text/plain", trust, sidecar)
-        return _verify_embedded_text(text, trust)
+            return _verify_with_c2pa(text.encode("utf-8"), "text/plain", trust, sidecar,
+                                     timeout_s)
+        return _verify_embedded_text(text, trust, timeout_s)
     except DependencyError:
         raise
     except Exception as exc:  # a verifier must answer, not crash (logged below)
@@ -283,7 +332,8 @@ def _check_text_binding(full: bytes, start: int, length: int,
     return []
 
 
-def _verify_embedded_text(text: str, trust: TrustSettings) -> ProvenanceResult:
+def _verify_embedded_text(text: str, trust: TrustSettings,
+                          timeout_s: float | None = None) -> ProvenanceResult:
     full = unicodedata.normalize("NFC", text)
     try:
         wrapper = find_text_wrapper(full)
@@ -299,7 +349,9 @@ def _verify_embedded_text(text: str, trust: TrustSettings) -> ProvenanceResult:
     c2pa = c2pa_module()
     try:
         store, _embedded = read_store("text/plain", full_bytes, wrapper.manifest, trust,
-                                      detailed=True)
+                                      detailed=True, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        return _timed_out(exc, timeout_s)
     except c2pa.C2paError as exc:
         res = classify_error(exc, media_type="text/plain")
         if res.state is ProvenanceState.ABSENT:  # a wrapper whose content is not a manifest

@@ -10,7 +10,11 @@
   not verify or decodes to another id, and the slot's policy decides (block by default).
 
 A scheme that cannot handle an input raises :class:`StageSkipped` with the reason (e.g. an
-image under 64x64), so the report says ``skipped`` - and the policy still applies.
+image under 64x64, an audio clip under 1 s), so the report says ``skipped`` - and the policy
+still applies. When the scheme says that the id drawn does not fit but another may
+(``CannotWatermark.payload_dependent``: in an audio clip of one or two seconds some ids
+decode with a margin and others do not), the stage draws another id, up to
+:data:`ID_ATTEMPTS`; the self-check therefore never meets a mark that decodes to no id.
 
 A text whose mark the text itself cannot confirm has a policy of its own,
 ``[policy] unverifiable_text`` (flag by default): too short to test (``skipped``), or too
@@ -38,7 +42,11 @@ from ..stages import (
 )
 from .base import CannotWatermark, Watermarker
 
-__all__ = ["UnavailableStage", "WatermarkSelfCheck", "WatermarkStage"]
+__all__ = ["ID_ATTEMPTS", "UnavailableStage", "WatermarkSelfCheck", "WatermarkStage"]
+
+#: How many random ids the watermark stage tries when a scheme says the id drawn does not
+#: fit this input but another may (a short audio clip: see :mod:`guardrail.watermark.audio`).
+ID_ATTEMPTS = 4
 
 
 def _key_id(wm: Any) -> str | None:
@@ -75,16 +83,30 @@ class WatermarkStage(Stage):
                 key_id=rest.pop("key_id", _key_id(wm)), fpr=rest.pop("fpr", wm.fpr),
                 settings=rest)
             return StageOutcome(details=desc)
-        payload = secrets.randbits(wm.payload_bits) if wm.payload_bits else 0
-        try:
-            marked = wm.embed(art, payload)
-        except CannotWatermark as exc:
-            raise StageSkipped(str(exc)) from None
+        marked, payload = self._embed(art)
         evidence = WatermarkEvidence(
             scheme=wm.scheme, version=wm.version, key_id=_key_id(wm), fpr=wm.fpr,
             payload=f"{payload:0{max(1, (wm.payload_bits + 3) // 4)}x}")
         ctx.evidence.watermark = evidence
         return StageOutcome(artifact=marked, details=evidence.to_dict())
+
+
+    def _embed(self, art: Any) -> tuple[Any, int]:
+        """Embed a fresh random id; when the scheme says that this id does not fit but
+        another may (``CannotWatermark.payload_dependent``: a short audio clip), draw
+        another, up to :data:`ID_ATTEMPTS` ids. Any other refusal is a skip at once."""
+        wm = self.watermarker
+        for attempt in range(1, ID_ATTEMPTS + 1):
+            payload = secrets.randbits(wm.payload_bits) if wm.payload_bits else 0
+            try:
+                return wm.embed(art, payload), payload
+            except CannotWatermark as exc:
+                if not exc.payload_dependent:
+                    raise StageSkipped(str(exc)) from None
+                if attempt == ID_ATTEMPTS:
+                    raise StageSkipped(f"{exc}; {ID_ATTEMPTS} ids were tried",
+                                       ids_tried=ID_ATTEMPTS) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class WatermarkSelfCheck(Stage):
@@ -152,6 +174,7 @@ class UnavailableStage(Stage):
         self.name = f"{slot}_unavailable"
         super().__init__(on_fail=on_fail, modalities=modalities)
         self.reason = reason
+        self.unavailable = reason
 
     def run(self, ctx: StageContext) -> StageOutcome:
         raise StageSkipped(self.reason)

@@ -59,6 +59,9 @@ class TextWatermarkParams:
         SynthID parameters (``ngram_len - 1`` tokens of context; ``depth`` tournament layers).
     min_tokens : int
         Fewer scored tokens than this: detection is "not performed", never "absent".
+    max_tokens : int
+        Detection scores at most this many tokens from the start of the text (and
+        tokenises at most ``32 * max_tokens`` characters), so a long text costs no more.
     """
 
     scheme: str = "kgw"
@@ -69,6 +72,7 @@ class TextWatermarkParams:
     ngram_len: int = 5
     depth: int = 30
     min_tokens: int = 16
+    max_tokens: int = 512
 
     def __post_init__(self) -> None:
         if self.scheme not in TEXT_SCHEMES:
@@ -174,7 +178,9 @@ class TextWatermarker:
 
     # -- detection ------------------------------------------------------------------------
     def _ids(self, text: str) -> Any:
-        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        n = self.params.max_tokens
+        return self.tokenizer(text[: 32 * n], return_tensors="pt",
+                              add_special_tokens=False)["input_ids"][:, :n]
 
     def counts(self, text: str) -> tuple[int, int]:
         """``(scored, hits)``: KGW scored tokens and green ones, or SynthID g-values and ones."""

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from audits.runner import AuditContext, run_audit
 from audits.suites import load_suite
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, loopback_server_address  # noqa: F401 - autouse
 
 from .conftest import BIASED_RULES, GroupTextGenerator
 
@@ -22,7 +22,7 @@ def test_audit_page_shows_a_real_audit(make_guard, suite_file, monkeypatch, tmp_
     monkeypatch.setenv("GUARDRAIL_STORE_URL", cfg.store_url)
     monkeypatch.setenv("GUARDRAIL_PATHS__DATA_DIR", str(tmp_path / "data"))
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/audits.py").run()
+    at.switch_page("views/audits.py").run()
     assert not at.exception, at.exception
     attribute = at.selectbox(key="audit_attribute")
     assert attribute.options == ["religion", "age"]

@@ -3,6 +3,7 @@ an image output on disk, and audit, robustness and detector evaluations."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def audit(name: str, shift: float, when: datetime) -> Evaluation:
             for m, base in (("refusal_rate", 0.1), ("toxicity_rate", 0.02))
             for g, v in (("group A", base), ("group B", base * 2), ("group C", base * 1.5))]
     return Evaluation(evaluation_id=f"audit-{name}", kind="audit", name=name,
-                      created_at=when.isoformat(), summary={"flags": ["refusal_rate: B vs A"]},
+                      created_at=when.isoformat(),
+                      summary={"flags": ["refusal_rate: B vs A"], "generations": 1200},
                       rows=rows)
 
 
@@ -86,10 +88,24 @@ def seed(store: ReportStore, image_dir: Path) -> None:
                 for n, t in ((24, 0.5), (48, 0.85), (96, 0.98)))]))
     store.save_evaluation(Evaluation(
         evaluation_id="det-1", kind="detector_eval", name="image detectors",
-        created_at=T0.isoformat(),
+        created_at=T0.isoformat(), summary={"corpus": "toy photos"},
         rows=[{"detector": "toy", "auc": 0.9, "fpr": [0.0, 0.1, 0.3, 1.0],
                "tpr": [0.0, 0.6, 0.9, 1.0],
                "operating_points": [{"fpr_target": 0.01, "threshold": 0.8, "tpr": 0.5}]}]))
+
+
+@pytest.fixture(autouse=True)
+def loopback_server_address() -> Iterator[None]:
+    """AppTest runs the app without a server: say it listens on 127.0.0.1 (as
+    ``guardrail dashboard`` does by default), so pages render without a token."""
+    from streamlit import config as st_config
+
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    try:
+        yield
+    finally:
+        st_config.set_option("server.address", before)
 
 
 @pytest.fixture

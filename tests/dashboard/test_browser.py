@@ -1,10 +1,12 @@
-"""End to end in a real browser: ``streamlit run`` on a seeded store, driven by Debian's
-headless chromium through Selenium; one screenshot per page into docs/img/, and a signed
-image uploaded on the Verify page."""
+"""End to end in a real browser: ``guardrail dashboard --token-file`` on a seeded store,
+driven by Debian's headless chromium through Selenium. The login page first; then every page
+opened by a direct link shows the same navigation and no Deploy button; one screenshot per
+page into docs/img/; and a signed image uploaded on the Verify page."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 
 from guardrail import Config, ReportStore
 
-from .conftest import APP, ROOT, seed
+from .conftest import ROOT, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -24,6 +26,8 @@ SHOTS = ROOT / "docs" / "img"
 PAGES = [("overview", "", "Overview"), ("generations", "generations", "Generations"),
          ("verify", "verify", "Verify a file"), ("audits", "audits", "Bias audits"),
          ("robustness", "robustness", "Robustness and detectors")]
+#: the navigation every page shows, in order
+NAVIGATION = ["Overview", "Generations", "Verify", "Bias audits", "Robustness and detectors"]
 
 # CI installs Debian's chromium: there a missing browser is a failure, not a skip
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -80,14 +84,13 @@ def server(tmp_path: Path):
         seed(store, tmp_path / "outputs")
         signed_image(cfg, store, image)
     port = free_port()
+    token_file = tmp_path / "dashboard.key"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
-    env.update(GUARDRAIL_STORE_URL=url, GUARDRAIL_PATHS__DATA_DIR=str(data))
-    log = (tmp_path / "streamlit.log").open("wb")
+    log = (tmp_path / "dashboard.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        [sys.executable, "-m", "guardrail", "dashboard", "--port", str(port), "--store", url,
+         "--data-dir", str(data), "--token-file", str(token_file)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -99,16 +102,17 @@ def server(tmp_path: Path):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start: "
-                            + (tmp_path / "streamlit.log").read_text(errors="replace")[-2000:])
+                pytest.fail("the dashboard did not start: "
+                            + (tmp_path / "dashboard.log").read_text(errors="replace")[-2000:])
             time.sleep(0.3)
-        yield base, image
+        yield base, image, token_file.read_text().strip()
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         log.close()
 
 
@@ -149,23 +153,48 @@ def settle(drv, timeout: float = 30) -> None:
     time.sleep(1.5)  # charts render after the script run
 
 
-def test_every_page_in_a_real_browser(server, browser) -> None:
+def navigation(drv) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    base, image = server
+    # the last line: the first is the icon's name (a Material Symbols ligature)
+    return [e.text.strip().splitlines()[-1] for e in drv.find_elements(
+        By.CSS_SELECTOR, '[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+        if e.text.strip()]
+
+
+def test_every_page_in_a_real_browser(server, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, image, token = server
+    # a direct link without the login cookie: the server's login page, nothing else
+    browser.get(f"{base}/audits")
+    wait_text(browser, "Access token")
+    assert "Bias audits" not in browser.find_element(By.TAG_NAME, "body").text
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, 'input[type="submit"]').click()
+    wait_text(browser, "Bias audits")  # back on the page the link named
+    assert browser.current_url == f"{base}/audits"
+    # the first page this server runs is not the entry page: the navigation is still its own
+    WebDriverWait(browser, 20).until(lambda d: navigation(d) == NAVIGATION)
     SHOTS.mkdir(parents=True, exist_ok=True)
     for name, path, title in PAGES:
-        browser.get(f"{base}/{path}")
+        browser.get(f"{base}/{path}")  # each page by its direct link
         wait_text(browser, title)
         if name == "overview":
             wait_text(browser, "Recent errors")
         settle(browser)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "Traceback" not in body and "Error running app" not in body, body[:2000]
+        WebDriverWait(browser, 20).until(lambda d: navigation(d) == NAVIGATION)
+        assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stAppDeployButton"]')
+        assert "Deploy" not in body
         if name != "verify":
             browser.save_screenshot(str(SHOTS / f"dashboard-{name}.png"))
     browser.get(f"{base}/verify")
     wait_text(browser, "Verify a file")
+    assert "Files on the dashboard's machine are not read" in browser.find_element(
+        By.TAG_NAME, "body").text  # no server path field without a verify folder
     upload = browser.find_element(By.CSS_SELECTOR, 'input[type="file"]')
     upload.send_keys(str(image))
     wait_text(browser, "AI-generated: signed by")

@@ -11,9 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from .conftest import APP, N_REPORTS
 
-PAGES = {"overview": "pages/overview.py", "generations": "pages/generations.py",
-         "verify": "pages/verify.py", "audits": "pages/audits.py",
-         "robustness": "pages/robustness.py"}
+PAGES = {"overview": "views/overview.py", "generations": "views/generations.py",
+         "verify": "views/verify.py", "audits": "views/audits.py",
+         "robustness": "views/robustness.py"}
 TITLES = {"overview": "Overview", "generations": "Generations", "verify": "Verify a file",
           "audits": "Bias audits", "robustness": "Robustness and detectors"}
 
@@ -102,18 +102,56 @@ def test_generation_detail(seeded_url: str) -> None:
     assert "No report 'nosuchreport'" in texts(at)
 
 
-def test_verify_a_file(seeded_url: str, tmp_path: Path) -> None:
+NOTE = b"A short note written by a person, with no credentials at all.\n"
+
+
+def test_verify_an_upload(seeded_url: str) -> None:
     at = open_page("verify")
-    text = tmp_path / "note.txt"
-    text.write_text("A short note written by a person, with no credentials at all.\n")
-    at.text_input(key="verify_path").input(str(text)).run()
+    assert not at.text_input  # no server path is asked for without a verify folder
+    assert "Files on the dashboard's machine are not read" in texts(at)
+    at.file_uploader(key="verify_upload").set_value(("note.txt", NOTE, "text/plain")).run()
     assert not at.exception
     body = texts(at)
     assert "No evidence of AI generation found" in body
     assert "Content Credentials: ABSENT" in body
     assert "watermark: not performed" in body  # listed under "Not checked"
-    at.text_input(key="verify_path").input(str(tmp_path / "missing.png")).run()
-    assert "No file at" in texts(at)
+    assert "note.txt - text/plain" in body
+
+
+@pytest.fixture
+def verify_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "note.txt").write_bytes(NOTE)
+    (tmp_path / "private.txt").write_bytes(NOTE)
+    (inbox / "link.txt").symlink_to(tmp_path / "private.txt")
+    monkeypatch.setenv("GUARDRAIL_DASHBOARD__VERIFY_DIR", str(inbox))
+    return inbox
+
+
+def test_verify_a_file_in_the_verify_folder(seeded_url: str, verify_dir: Path) -> None:
+    at = open_page("verify")
+    at.text_input(key="verify_path").input("note.txt").run()
+    assert not at.exception
+    body = texts(at)
+    assert "No evidence of AI generation found" in body and "note.txt - text/plain" in body
+    assert str(verify_dir) not in body.replace(f"verify folder `{verify_dir}`", "")
+
+
+@pytest.mark.parametrize(("name", "refusal"), [
+    ("../private.txt", "contains '..'"),
+    ("link.txt", "is a symbolic link"),
+    ("/etc/hostname", "outside the verify folder"),
+    ("missing.png", "no file 'missing.png'"),
+])
+def test_verify_refuses_names_outside_the_folder(seeded_url: str, verify_dir: Path, name: str,
+                                                 refusal: str) -> None:
+    at = open_page("verify")
+    at.text_input(key="verify_path").input(name).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Not verified:") and refusal in errors[0]
+    assert "No evidence of AI generation found" not in texts(at)
 
 
 def test_audits(seeded_url: str) -> None:
@@ -146,3 +184,115 @@ def test_robustness_and_detectors(seeded_url: str) -> None:
     assert len(at.dataframe[0].value) == 5
     assert any("unverifiable_text" in c.value for c in at.caption)
 
+
+
+# -- navigation, reasons, unknown statuses, clickable rows, labelled JSON --------------------
+def test_no_pages_folder_next_to_the_app() -> None:
+    """Streamlit builds its own raw navigation ("app, audits, ...") from a ``pages/`` folder
+    next to the entry script for a session's first run; the pages live in ``views/`` and
+    reach the navigation only through ``st.navigation``."""
+    assert not (Path(APP).parent / "pages").exists()
+    assert all((Path(APP).parent / path).is_file() for path in PAGES.values())
+
+
+def _extra_reports(url: str) -> None:
+    from guardrail import GenerationMetadata, Report, ReportStore, StageRecord
+
+    flagged = Report(  # released flagged: the self-check could not run, policy "flag"
+        report_id="f" * 32, created_at="2030-01-01T00:00:00+00:00", modality="text",
+        status="flagged", metadata=GenerationMetadata(model_id="fake:text"),
+        stages=(StageRecord("generate", "ok", 1.0),
+                StageRecord("self_check", "skipped", 0.5,
+                            "self_check: could not run: 9 scorable tokens, fewer than 16",
+                            {"policy": "flag"}),
+                StageRecord("provenance", "skipped", 0.1, "not applicable", {"policy": "block"})))
+    pending = Report(report_id="e" * 32, created_at="2030-01-02T00:00:00+00:00",
+                     modality="image", status="pending",
+                     metadata=GenerationMetadata(model_id="fake:image"), stages=())
+    with ReportStore(url) as store:
+        store.save(flagged)
+        store.save(pending)
+
+
+def test_flag_reasons_and_unknown_statuses(seeded_url: str) -> None:
+    _extra_reports(seeded_url)
+    at = open_page("overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pending"] == "1" and metrics["Reports"] == str(N_REPORTS + 2)
+    problems = at.dataframe[0].value.set_index("report_id")
+    assert problems.loc["f" * 32, "reason"] == (
+        "self_check skipped: could not run: 9 scorable tokens, fewer than 16")
+    assert problems.loc["e" * 32, "reason"] == "no reason recorded (status pending)"
+    assert not any("no reason" in r for r in problems["reason"] if r != problems.loc["e" * 32,
+                                                                                  "reason"])
+    at = open_page("generations")
+    table = at.dataframe[0].value.set_index("report_id")
+    assert table.loc["f" * 32, "reason"].startswith("self_check skipped: could not run")
+    assert table.loc["r00007" + "a" * 26, "reason"] == "output_checks flagged: blocked term 'xyz'"
+    assert table.loc["r00027" + "a" * 26, "reason"] == ""
+    assert "pending" in at.selectbox(key="gen_status").options
+    at.selectbox(key="gen_status").set_value("pending").run()
+    assert list(at.dataframe[0].value["report_id"]) == ["e" * 32]
+    at.text_input(key="gen_id").input("e" * 32).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Status"] == "pending"
+    at.text_input(key="gen_id").input("f" * 32).run()
+    assert any("9 scorable tokens" in w.value for w in at.warning)
+
+
+def test_a_selected_row_opens_the_report(seeded_url: str) -> None:
+    at = open_page("generations")
+    second = at.dataframe[0].value["report_id"][1]
+    at.session_state["gen_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == [f"Report {second}"]
+    assert at.query_params["report"] == second  # the address of this report view
+
+
+def test_a_report_link_opens_the_report(seeded_url: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["report"] = "r00004"
+    at.switch_page(PAGES["generations"]).run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["Report r00004" + "a" * 26]
+
+
+def test_a_problem_row_on_the_overview_opens_the_report(seeded_url: str) -> None:
+    at = open_page("overview")
+    first = at.dataframe[0].value["report_id"][0]
+    at.session_state["overview_problems"] = {"selection": {"rows": [0], "columns": [],
+                                                           "cells": []}}
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Generations"]
+    assert [s.value for s in at.subheader] == [f"Report {first}"]
+
+
+def _json_labels(at: AppTest) -> list[str | None]:
+    """For each JSON viewer, in page order, the caption right before it (None if none)."""
+    out, previous = [], None
+    for node in at.main:
+        kind = getattr(node, "type", None)
+        if kind == "json":
+            out.append(previous)
+        if kind in ("json", "markdown", "caption", "dataframe", "metric", "alert", "title"):
+            previous = node.value if kind == "caption" else None
+    return out
+
+
+@pytest.mark.parametrize(("page", "action"), [
+    ("generations", lambda at: at.text_input(key="gen_id").input("r00001")),
+    ("verify", lambda at: at.file_uploader(key="verify_upload").set_value(
+        ("note.txt", NOTE, "text/plain"))),
+    ("audits", None),
+    ("robustness", lambda at: at.selectbox(key="rob_pick").set_value(
+        next(o for o in at.selectbox(key="rob_pick").options if "text watermarks" in o)))])
+def test_every_json_viewer_has_a_label(seeded_url: str, page: str, action) -> None:
+    at = open_page(page)
+    if action is not None:
+        action(at).run()
+    labels = _json_labels(at)
+    assert len(labels) == {"generations": 3, "verify": 2, "audits": 1, "robustness": 2}[page], (
+        labels)
+    assert all(labels), labels

@@ -69,3 +69,40 @@ def test_empty_store(tmp_path: Path) -> None:
         assert sh["total"] == 0 and sh["shares"]["watermarked"] == 0.0
         assert queries.per_modality_per_day(store.engine) == []
         assert queries.recent_problems(store.engine) == []
+
+
+def test_problem_reasons() -> None:
+    def stage(name: str, status: str, reason: str | None = None, policy: str | None = None):
+        return {"stage": name, "status": status, "reason": reason,
+                "details": {"policy": policy} if policy else {}}
+
+    assert queries.problem_reason("error", "boom", [stage("generate", "error", "x")]) == "boom"
+    assert queries.problem_reason("blocked", None, [
+        stage("input_policy", "ok"), stage("output_checks", "blocked", "output_checks: term"),
+    ]) == "output_checks blocked: term"
+    # released flagged because a stage could not run under a "flag" policy
+    too_short = stage("self_check", "skipped", "self_check: could not run: 9 tokens", "flag")
+    not_applicable = stage("provenance", "skipped", "nothing to sign", "block")
+    assert queries.problem_reason("flagged", None, [not_applicable, too_short]) == (
+        "self_check skipped: could not run: 9 tokens")
+    assert queries.problem_reason("flagged", None, [stage("output_checks", "flagged")]) == (
+        "output_checks flagged: no reason given")
+    assert queries.problem_reason("pending", None, []) == "no reason recorded (status pending)"
+
+
+def test_recent_problems_include_unknown_statuses_and_skip_reasons(tmp_path: Path) -> None:
+    from guardrail import GenerationMetadata, Report, StageRecord
+
+    with ReportStore(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        for i, (status, stages) in enumerate([
+                ("ok", ()),
+                ("flagged", (StageRecord("self_check", "skipped", 1.0,
+                                         "self_check: could not run: short", {"policy": "flag"}),)),
+                ("pending", ())]):
+            store.save(Report(report_id=f"{i:032x}", created_at=f"2025-01-0{i + 1}T00:00:00",
+                              modality="text", status=status,
+                              metadata=GenerationMetadata(model_id="m"), stages=stages))
+        problems = queries.recent_problems(store.engine)
+    assert [(p["status"], p["reason"]) for p in problems] == [
+        ("pending", "no reason recorded (status pending)"),
+        ("flagged", "self_check skipped: could not run: short")]

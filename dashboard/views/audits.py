@@ -98,7 +98,8 @@ def show_audit(ev: dict[str, Any], *, compact: bool = False, attribute: str | No
         st.success("No disparity flagged.")
     if summary and not compact:
         summary.pop("failures", None)
-        st.json(summary, expanded=False)
+        common.show_json("Audit summary, as recorded with the audit: generations, "
+                         "counts, timing and settings", summary)
     title = ev["name"] + (f" - {attribute}" if attribute else "")
     st.altair_chart(rate_chart(df, title), width="stretch")
     st.markdown("**Disparities**" + (f" ({attribute})" if attribute else ""))

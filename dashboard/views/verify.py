@@ -1,4 +1,5 @@
-"""Verify: upload any file and see every kind of evidence about it, and one verdict."""
+"""Verify: upload any file (or name one inside the configured verify folder) and see every
+kind of evidence about it, and one verdict. Nothing else on the server is read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import streamlit as st
 
 from dashboard import common
+from dashboard.access import SIDECAR_SUFFIX, read_confined
+from guardrail.errors import InputError
 
 st.title("Verify a file")
 st.write("Content Credentials (C2PA), guardrail's watermark, the record recovered through "
@@ -39,10 +42,15 @@ def _verify(path: Path, check_text: bool) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=common.TTL, show_spinner="Verifying ...", max_entries=32)
-def verify_bytes(data: bytes, name: str, check_text: bool) -> dict[str, Any]:
+def verify_bytes(data: bytes, name: str, check_text: bool,
+                 sidecar: bytes | None = None) -> dict[str, Any]:
+    """Verify ``data`` as a file called ``name`` (with its ``.c2pa`` sidecar, if any), in a
+    private temporary folder."""
     with tempfile.TemporaryDirectory(prefix="guardrail-verify-") as tmp:
         path = Path(tmp) / (Path(name).name or "upload")
         path.write_bytes(data)
+        if sidecar is not None and path.suffix != SIDECAR_SUFFIX:
+            path.with_suffix(SIDECAR_SUFFIX).write_bytes(sidecar)
         out = _verify(path, check_text)
     out["file"] = name
     return out
@@ -66,18 +74,20 @@ def show_result(res: dict[str, Any]) -> None:
         st.markdown("**Recovered record**")
         rec = res.get("recovered")
         if rec:
-            st.markdown(f"Report `{rec['report_id']}` ({rec['how']}); open it on the "
-                        "Generations page.")
-            st.json(rec, expanded=False)
+            st.markdown(f"Report `{rec['report_id']}` ({rec['how']}).")
+            st.page_link("views/generations.py", label="Open this report",
+                         icon=":material/open_in_new:",
+                         query_params={"report": rec["report_id"]})
+            common.show_json("The recovered record: its id and how it was found", rec)
         else:
             st.caption("No record recovered (the credentials were checked directly, or no "
                        "watermark id matched a stored record).")
         st.markdown("**Content Credentials**")
         prov = {k: v for k, v in res["provenance"].items() if k != "manifest"}
-        st.json(prov, expanded=False)
+        common.show_json("Content Credentials check: state, signer, validation codes", prov)
         if res.get("watermark"):
             st.markdown("**Watermark**")
-            st.json(res["watermark"], expanded=False)
+            common.show_json("Watermark check: scheme, p-value, payload", res["watermark"])
         if res.get("detectors"):
             st.markdown("**Detectors**")
             st.dataframe(res["detectors"], hide_index=True)
@@ -86,15 +96,27 @@ def show_result(res: dict[str, Any]) -> None:
 check_text = st.checkbox("Check text watermarks (loads the text model's tokenizer; slow)",
                          value=False, key="verify_text")
 upload = st.file_uploader("File to verify (image, audio or text)", key="verify_upload")
-local = st.text_input("...or a path to a file on the dashboard's machine", key="verify_path")
+config = common.get_config()
+folder = config.section("dashboard")["verify_dir"]
+local = ""
+if folder:
+    local = st.text_input(f"...or the name of a file in the verify folder `{folder}`",
+                          key="verify_path",
+                          help="A name relative to that folder (or an absolute path inside "
+                               "it). Names with '..' and symbolic links are refused.")
+else:
+    st.caption("Files on the dashboard's machine are not read: upload the file. (To verify "
+               "files from one server folder by name, start the dashboard with "
+               "`--verify-dir DIR` or set `[dashboard] verify_dir`.)")
 if upload is not None:
     show_result(verify_bytes(upload.getvalue(), upload.name, check_text))
 elif local.strip():
-    p = Path(local.strip()).expanduser()
-    if not p.is_file():
-        st.error(f"No file at {str(p)!r}.")
+    try:
+        found = read_confined(folder, local, max_bytes=config.limits.max_file_bytes)
+    except InputError as exc:
+        st.error(f"Not verified: {exc}")
     else:
-        show_result(_verify(p, check_text))
+        show_result(verify_bytes(found.data, found.name, check_text, found.sidecar))
 else:
     st.caption("Upload a file to verify it.")
     if not common.count_reports(common.store_url()):

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import common
+from dashboard import common, queries
 
 st.title("Overview")
 url = common.store_url()
@@ -17,10 +17,12 @@ if not sh["total"]:
     st.stop()
 
 statuses = sh["statuses"]
-cols = st.columns(5)
+shown = [*queries.KNOWN_STATUSES,
+         *sorted(s for s in statuses if s not in queries.KNOWN_STATUSES)]  # e.g. "pending"
+cols = st.columns(1 + len(shown))
 cols[0].metric("Reports", f"{sh['total']:,}")
-for col, status in zip(cols[1:], ("ok", "flagged", "blocked", "error"), strict=True):
-    col.metric(status.capitalize(), f"{statuses.get(status, 0):,}")
+for col, status in zip(cols[1:], shown, strict=True):
+    col.metric(str(status).capitalize(), f"{statuses.get(status, 0):,}")
 
 st.subheader("Outputs per modality over time")
 per_day = pd.DataFrame(data["per_day"])
@@ -50,6 +52,15 @@ st.caption("Watermarked, signed and self-verified count reports whose watermark,
 st.subheader("Recent errors")
 problems = data["problems"]
 if problems:
-    st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
+    st.caption("The newest reports that are not ok (error, blocked, flagged), each with the "
+               "reason from its record. Select a row to open the report.")
+    table = pd.DataFrame(problems)[["created_at", "status", "reason", "modality", "model_id",
+                                    "report_id"]]
+    event = st.dataframe(table, hide_index=True, width="stretch", key="overview_problems",
+                         on_select="rerun", selection_mode="single-row")
+    picked = common.selected_rows(event)
+    if picked:
+        st.switch_page("views/generations.py",
+                       query_params={"report": table.iloc[picked[0]]["report_id"]})
 else:
     st.success("No errors, blocked or flagged outputs recorded.")

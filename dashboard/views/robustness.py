@@ -90,9 +90,11 @@ else:
         st.altair_chart(by_length, width="stretch")
         st.caption("A shorter text is a weaker test: a marked text whose mark is not confirmed "
                    "is released flagged under `[policy] unverifiable_text`.")
+    st.caption("Every measured cell: scheme, attack and strength, true-positive rate.")
     st.dataframe(df, hide_index=True, width="stretch")
     if ev.get("summary"):
-        st.json(ev["summary"], expanded=False)
+        common.show_json("Robustness run summary, as recorded with the run: scheme, "
+                         "target false-positive rate, test content", ev["summary"])
 
 st.header("Synthetic-media detectors")
 evals = common.list_evaluations(url, "detector_eval")
@@ -118,7 +120,8 @@ else:
            if isinstance(op, dict)]
     st.dataframe(pd.DataFrame(ops or flat), hide_index=True, width="stretch")
     if ev.get("summary"):
-        st.json(ev["summary"], expanded=False)
+        common.show_json("Detector evaluation summary, as recorded with the "
+                         "evaluation", ev["summary"])
 
 if not runs and not evals and not common.count_reports(url):
     common.empty_store_hint()

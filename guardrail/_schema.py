@@ -1,0 +1,136 @@
+"""The record store's tables and the ordered migrations that build them.
+
+A schema version is kept in ``guardrail_meta``; :data:`MIGRATIONS` lists one function per
+version (append new ones; never edit one that has shipped). :class:`guardrail.store.
+ReportStore` applies the missing ones when it opens a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+__all__ = ["MIGRATIONS", "PENDING", "SCHEMA_VERSION", "evaluations_table", "meta_table",
+           "metadata", "reports_table", "stages_table"]
+
+#: status of a report saved before its output was renamed into place (guardrail._release);
+#: the guard replaces it with the final status once the output is released
+PENDING = "pending"
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "guardrail_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+reports_table = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("report_id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("modality", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("model_id", sa.Text, nullable=False),
+    sa.Column("model_revision", sa.Text),
+    sa.Column("prompt_hash", sa.String(128), index=True),
+    sa.Column("prompt", sa.Text),
+    sa.Column("content_hash", sa.String(80), index=True),
+    sa.Column("media_type", sa.String(64)),
+    sa.Column("output", sa.Text),
+    sa.Column("device", sa.String(32)),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("parameters", sa.JSON),
+    sa.Column("timings", sa.JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("extra", sa.JSON),
+    sa.Column("total_ms", sa.Float),
+    # schema version 2
+    sa.Column("watermark_scheme", sa.String(64)),
+    sa.Column("watermark_id", sa.String(64), index=True),
+    # schema version 4
+    sa.Column("content_fingerprint", sa.Text),
+    sa.Column("text_fingerprint", sa.String(96), index=True),
+)
+
+stages_table = sa.Table(
+    "stage_records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "report_id",
+        sa.String(64),
+        sa.ForeignKey("reports.report_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.JSON),
+    sa.Index("ix_stage_records_stage_status", "stage", "status"),
+)
+
+
+evaluations_table = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("evaluation_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("config", sa.JSON),
+    sa.Column("summary", sa.JSON),
+    sa.Column("rows", sa.JSON),
+)
+
+
+# -- migrations ---------------------------------------------------------------------------
+# Each migration takes a connection inside the migration transaction. Append new ones;
+# never edit one that has shipped.
+# Migrations inspect before they change, so that a database created by this version's
+# ``create_all`` (which already has every column) passes through the later steps unchanged.
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[reports_table, stages_table])
+
+
+def _migration_2(conn: Connection) -> None:
+    """Watermark scheme and id per report, indexed for recovery through the watermark."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+    if "watermark_scheme" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_scheme VARCHAR(64)"))
+    if "watermark_id" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN watermark_id VARCHAR(64)"))
+    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
+    if "ix_reports_watermark_id" not in indexes:
+        conn.execute(sa.text("CREATE INDEX ix_reports_watermark_id ON reports (watermark_id)"))
+
+
+def _migration_3(conn: Connection) -> None:
+    """Evaluations: robustness runs, benchmarks, detector evaluations, audits."""
+    metadata.create_all(conn, tables=[evaluations_table])
+
+
+def _migration_4(conn: Connection) -> None:
+    """Content fingerprints (pHash, audio envelope, normalised-text hash) for recovery."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+    if "content_fingerprint" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN content_fingerprint TEXT"))
+    if "text_fingerprint" not in columns:
+        conn.execute(sa.text("ALTER TABLE reports ADD COLUMN text_fingerprint VARCHAR(96)"))
+    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("reports")}
+    if "ix_reports_text_fingerprint" not in indexes:
+        conn.execute(sa.text(
+            "CREATE INDEX ix_reports_text_fingerprint ON reports (text_fingerprint)"))
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (
+    _migration_1, _migration_2, _migration_3, _migration_4)
+SCHEMA_VERSION = len(MIGRATIONS)
