@@ -18,7 +18,7 @@ from guardrail import Config
 from guardrail._types import Modality, ProvenanceResult, ProvenanceState
 from guardrail.cli import main
 from guardrail.verify import VerifyResult, verdict, verify_file
-from tests.test_limits import png_claiming, wav
+from tests.test_limits import in_thread, png_claiming, wav
 
 CLEAN = "No evidence of AI generation found"
 UNVERIFIED = "Could not be verified"
@@ -33,20 +33,10 @@ def png(size: int = 96, seed: int = 0) -> bytes:
 
 def answer(fn, timeout_s: float = 60.0):
     """``fn()`` in a thread; fails the test if there is no answer within ``timeout_s``."""
-    box: dict = {}
-    done = threading.Event()
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box["value"] = exc
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    assert done.wait(timeout_s), "no answer: verification hangs"
-    assert not isinstance(box["value"], BaseException), f"raised {box['value']!r}"
-    return box["value"]
+    finished, value = in_thread(fn, timeout_s)
+    assert finished, "no answer: verification hangs"
+    assert not isinstance(value, BaseException), f"raised {value!r}"
+    return value
 
 
 def hostile(kind: str, folder: Path) -> Path:
