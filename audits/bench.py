@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guardrail import progress
 from guardrail.benchmarks import machine_line, write_section
 from guardrail.config import Config
 from guardrail.store import ReportStore
@@ -93,7 +94,7 @@ def to_markdown(r: dict[str, Any]) -> str:
 
 def cmd_benchmark(cfg: Config, args: argparse.Namespace) -> int:
     res = run_text_benchmark(cfg, samples=args.samples, limit=args.limit,
-                             progress=not args.json)
+                             progress=progress.enabled())
     if args.out:
         write_section(Path(args.out), "audit-text", res["markdown"])
     if args.json:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from guardrail import progress
 from guardrail.cli import add_parser, load_config
 from guardrail.config import Config
 from guardrail.errors import InputError, OutputError
@@ -59,21 +60,30 @@ def _summary_text(ev: Evaluation) -> str:
         if key in s:
             lines.append(f"{key.replace('_', ' '):<9}{' ' if len(key) < 9 else '  '}{s[key]}")
     lines.extend(f"WARNING: {w}" for w in s.get("warnings") or [])
+    result = report.outcome(ev)
+    if result["state"] == "smoke":
+        lines.append(f"\nSMOKE RUN - NOT A TEST: {result['text']}")
     flags = s.get("flags")
     if flags:
         lines.append(f"\nFLAGGED ({len(flags)}):")
         lines.extend(f"  - {f}" for f in flags)
-    elif flags is not None:
-        lines.append("\nno disparity flagged")
+    if result["state"] != "smoke":
+        lines.append(f"\n{result['text']}")
     disp = report.disparity_rows(ev)
     if disp:
         lines.append("\n  attribute        metric                   kind        value   "
-                     "95% interval        p_adj   flag")
+                     "95% interval          p      p_adj   flag")
         for d in disp:
+            if d.get("tested") is False:
+                lines.append(f"  {str(d['attribute']):<16} {d['metric']:<24} {d['kind']:<10} "
+                             f"{'-':>7}  {d.get('reason') or 'not tested'}")
+                continue
             ci = f"[{_n(d.get('ci_low'))}, {_n(d.get('ci_high'))}]"
             lines.append(f"  {str(d['attribute']):<16} {d['metric']:<24} {d['kind']:<10} "
-                         f"{_n(d.get('value')):>7}  {ci:<18} {_n(d.get('p_adjusted')):>6}   "
-                         f"{'FLAG' if d.get('flagged') else ''}")
+                         f"{_n(d.get('value')):>7}  {ci:<18} {_n(d.get('p_value')):>6} "
+                         f"{_n(d.get('p_adjusted')):>6}   {'FLAG' if d.get('flagged') else ''}"
+                         + (f"  ({len(d['excluded'])} group(s) below n="
+                            f"{d.get('min_group_n')} left out)" if d.get("excluded") else ""))
     return "\n".join(lines)
 
 
@@ -93,20 +103,20 @@ def cmd_audit(cfg: Config, args: argparse.Namespace) -> int:
         if verb == "list":
             audits = store.list_evaluations(kind="audit", limit=args.limit)
             if args.json:
-                _emit([{k: v for k, v in e.to_dict().items() if k != "rows"} for e in audits])
+                _emit([{**{k: v for k, v in e.to_dict().items() if k != "rows"},
+                        "outcome": report.outcome(e)} for e in audits])
             elif not audits:
                 print("no audits yet: run one with `guardrail audit run text-demographics`")
             else:
                 for e in audits:
-                    flags = e.summary.get("flags")
-                    state = e.status if flags is None else f"{e.status}, {len(flags)} flag(s)"
+                    state = f"{e.status}, {report.outcome(e)['text']}"
                     print(f"{e.evaluation_id}  {e.created_at[:19].replace('T', ' ')}  "
                           f"{e.name}  ({state})")
             return 0
         ev = find_audit(store, args.audit_id)
     if verb == "show":
         if args.json:
-            _emit(ev.to_dict())
+            _emit({**ev.to_dict(), "outcome": report.outcome(ev)})
         else:
             print(_summary_text(ev))
         return 0
@@ -129,9 +139,9 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
             raise OutputError(f"cannot create the export folder {args.out!r}: "
                               f"{exc.strerror or exc}") from None
     ctx = AuditContext(config=cfg, store=store, generator=args.generator, samples=args.samples,
-                       seed=args.seed, resume=not args.no_resume, progress=not args.json,
+                       seed=args.seed, resume=not args.no_resume, progress=progress.enabled(),
                        device=args.device, out_dir=Path(args.out) if args.out else None,
-                       name=args.name, limit=args.limit)
+                       name=args.name, limit=args.limit, smoke=args.smoke)
     try:
         ev = run_audit(suite, ctx)
     except KeyboardInterrupt:
@@ -140,7 +150,7 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
         raise
     files = exports_for(ev, ctx.out_dir) if ctx.out_dir else {}
     if args.json:
-        _emit({**ev.to_dict(), "exports": files})
+        _emit({**ev.to_dict(), "outcome": report.outcome(ev), "exports": files})
     else:
         print(_summary_text(ev))
         for fmt, file in files.items():
@@ -169,6 +179,9 @@ def register(subparsers: Any) -> None:
             (("--limit",), {"type": int, "metavar": "N", "help": "only the first N prompts"}),
             (("--name",), {"help": "name of the stored audit"}),
             (("--out",), {"metavar": "DIR", "help": "also export CSV, JSON and HTML into DIR"}),
+            (("--smoke",), {"action": "store_true",
+                            "help": "label the run a smoke run: it checks that the audit "
+                                    "runs end to end and tests nothing"}),
             (("--no-resume",), {"action": "store_true",
                                 "help": "start afresh instead of continuing an interrupted run"}),
             (("--store-prompts",), {"action": "store_true",

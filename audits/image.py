@@ -40,10 +40,18 @@ from typing import Any
 import numpy as np
 
 from guardrail.errors import SuiteError
-from guardrail.stats import adjust_p_values, bootstrap, disparities, percentile_interval, wilson
+from guardrail.stats import (
+    adjust_p_values,
+    bootstrap,
+    disparities,
+    percentile_interval,
+    untested_rows,
+    wilson,
+)
 from guardrail.store import Evaluation
 
 from .faces import AGE_BUCKETS, LIMITS, main_face
+from .report import summarise_tests
 
 __all__ = ["image_prompts", "load_reference", "run", "summarize"]
 
@@ -207,6 +215,7 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
     n_boot = int(settings.get("n_boot", 1000))
     ci = [float(q) for q in settings.get("ci_quantiles", (0.025, 0.975))]
     ratio_th = float(settings.get("ratio_threshold", 0.8))
+    min_n = int(settings.get("min_group_n", 10))
     alpha = float(settings.get("alpha", 0.05))
     rng = np.random.default_rng(int(settings.get("seed", 0)))
     ref_occ = reference["occupations"]
@@ -238,14 +247,15 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
             "reference": share_ref, "reference_source": ref_label if ref else None,
             "reference_occupation": ref.get("bls_occupation") if ref else None,
             "representation_ratio": None, "rr_ci_low": None, "rr_ci_high": None,
-            "difference": None, "flagged": False}
+            "difference": None, "flagged": False, "tested": n >= min_n,
+            "note": None if n >= min_n else f"not tested (n < {min_n})"}
         if share_ref is not None and n:
             row["difference"] = row["value"] - share_ref
             if share_ref > 0:
                 row.update(representation_ratio=row["value"] / share_ref,
                            rr_ci_low=lo / share_ref, rr_ci_high=hi / share_ref)
             band = (ratio_th * max(share_ref - tol, 0.0), min((share_ref + tol) / ratio_th, 1.0))
-            if hi < band[0] or lo > band[1]:
+            if n >= min_n and (hi < band[0] or lo > band[1]):
                 row["flagged"] = True
                 way = "under" if hi < band[0] else "over"
                 flags.append(
@@ -277,8 +287,16 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
         lo, hi = wilson(k, len(recs))
         rows.append({"attribute": "descriptor", "metric": "perceived_female_share",
                      "group": desc, "descriptor": desc, "value": k / len(recs) if recs else None,
-                     "ci_low": lo, "ci_high": hi, "n": len(recs)})
+                     "ci_low": lo, "ci_high": hi, "n": len(recs), "tested": len(recs) >= min_n,
+                     "note": None if len(recs) >= min_n else f"not tested (n < {min_n})"})
     disp: list[dict[str, Any]] = []
+    desc_counts = {d: len(by_desc.get(d, [])) for d in [NEUTRAL, *suite.attributes.get(
+        "descriptor", ())]}
+    if len({r["descriptor"] for r in faces}) < 2 and len(desc_counts) >= 2:
+        disp = untested_rows("perceived_female_share", "descriptor", desc_counts, min_n,
+                             kinds=("difference", "ratio"))
+        for d in disp:
+            d["group"] = "all descriptors"
     if len({r["descriptor"] for r in faces}) >= 2:
         disp = disparities(
             [float(r["perceived_gender"] == "female") for r in faces],
@@ -288,13 +306,11 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
             permutations=int(settings.get("permutations", 2000)),
             thresholds={"difference": float(settings.get("difference_threshold", 0.1)),
                         "ratio": ratio_th, "alpha": alpha},
-            random_state=int(settings.get("seed", 0)),
-            min_group_n=int(settings.get("min_group_n", 10)))
-        if disp:  # (adjust_p_values rejects an empty list)
-            disp = adjust_p_values(disp, method=str(settings.get("p_adjust", "holm")),
-                                   alpha=alpha)
+            random_state=int(settings.get("seed", 0)), min_group_n=min_n, untested=True)
+        disp = adjust_p_values(disp, method=str(settings.get("p_adjust", "holm")), alpha=alpha)
         for d in disp:
-            d["group"] = f"{d['highest']} vs {d['lowest']}"
+            d["group"] = (f"{d['highest']} vs {d['lowest']}" if d.get("tested")
+                          else "all descriptors")
             if d["flagged"]:
                 flags.append(f"descriptor: perceived-female share {d['kind']} "
                              f"{d['value']:.2f} between {d['highest']!r} and {d['lowest']!r} "
@@ -345,6 +361,8 @@ def summarize(records: Sequence[Mapping[str, Any]], *, suite: Any, reference: Ma
         "flags": flags, "message": message, "failures": failures[:50],
         "warnings": [message] if message else [],
         "limits": [LIMITS, REFERENCE_LIMITS],  # (the report adds the suite's own limits)
+        "testing": summarise_tests(rows, min_group_n=min_n,
+                                   smoke=bool(settings.get("_smoke"))),
     }
     return rows, summary
 
@@ -381,7 +399,9 @@ def run(suite: Any, ctx: Any) -> Evaluation:
     started = start_audit(suite, ctx, total=len(work),
                           config={"kind": "image", "samples": samples, "seed": base_seed,
                                   "generator": _generator_name(ctx), "device": ctx.device,
-                                  "limit": ctx.limit, "face_model": analyzer.model_version},
+                                  "limit": ctx.limit, "face_model": analyzer.model_version,
+                                  "min_group_n": int(settings.get("min_group_n", 10)),
+                                  "smoke_run": ctx.smoke},
                           key_parts={"kind": "image", "samples": samples, "seed": base_seed,
                                      "generator": _generator_name(ctx), "limit": ctx.limit,
                                      "params": dict(ctx.params)})
@@ -390,8 +410,9 @@ def run(suite: Any, ctx: Any) -> Evaluation:
     records = run_samples(ctx, started, work,
                           lambda batch: process_batch(guard, analyzer, batch, ctx.params),
                           batch_size=int(settings.get("batch_size", 8)), desc="image audit")
-    rows, summary = summarize(records, suite=suite, reference=reference, settings=settings,
-                              samples=samples, requested=len(work))
+    rows, summary = summarize(records, suite=suite, reference=reference,
+                              settings={**settings, "_smoke": ctx.smoke}, samples=samples,
+                              requested=len(work))
     summary["missing_reference"] = missing
     summary["resumed"] = started.resumed
     return finish_audit(ctx, started, rows=rows, summary=summary)

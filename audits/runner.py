@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import secrets
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from typing import Any
 from guardrail import plugins
 from guardrail.config import Config
 from guardrail.errors import ConfigError, SuiteError
+from guardrail.progress import bar as progress_bar
 from guardrail.store import Evaluation, ReportStore
 
 from .suites import Suite
@@ -48,8 +48,10 @@ class AuditContext:
 
     ``generator`` is a model id or path (``None``: the configured default); ``guard`` a
     ready :class:`guardrail.Guard` to use instead of loading one (tests, callers that hold a
-    loaded model). ``limit`` keeps the first N prompts (smoke runs). ``params`` are extra
-    generation parameters.
+    loaded model). ``limit`` keeps the first N prompts. ``params`` are extra generation
+    parameters. ``smoke`` labels the run a smoke run - it checks that the audit runs end to
+    end and tests nothing - in everything that shows it. ``progress``: a progress bar
+    (:func:`guardrail.progress.bar`) while samples are generated.
     """
 
     config: Config
@@ -65,6 +67,7 @@ class AuditContext:
     guard: Any = None
     limit: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    smoke: bool = False
 
     @property
     def audit(self) -> Mapping[str, Any]:
@@ -199,12 +202,10 @@ def run_samples(ctx: AuditContext, started: Started, work: Sequence[Mapping[str,
     running evaluation's progress is updated. Returns every record (old and new) in the
     order of ``work``.
     """
-    from tqdm.auto import tqdm
-
     done = started.done
     todo = [w for w in work if w["key"] not in done]
-    bar = tqdm(total=len(work), initial=len(work) - len(todo), desc=desc, unit="sample",
-               file=sys.stderr, disable=None if ctx.progress else True, dynamic_ncols=True)
+    bar = progress_bar(total=len(work), initial=len(work) - len(todo), desc=desc,
+                       unit="sample", show=ctx.progress)
     try:
         for start in range(0, len(todo), batch_size):
             batch = list(todo[start:start + batch_size])

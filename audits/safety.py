@@ -53,6 +53,7 @@ from guardrail.store import Evaluation
 from .faces import LIMITS as FACE_LIMITS
 from .faces import main_face
 from .languages import guess_language
+from .report import summarise_tests
 from .safety_items import IMAGE_VARIANTS, image_items, photos, text_items
 from .safety_scorers import detector_scorers, watermark_scorer
 
@@ -213,7 +214,11 @@ def _scorer_rows(records: Sequence[Mapping[str, Any]], scorer: str, truth: str,
         cls = 0 if func is false_positive_rate else 1
         table = group_table(p, g, y_true=y, metric=name, func=func, attribute=attribute,
                             interval="clopper-pearson", support=y == cls, ci_quantiles=ci)
-        rows.extend({**row, **extra, "base_metric": func.__name__, "row_type": "group"}
+        min_n = int(settings.get("min_group_n", 10))
+        rows.extend({**row, **extra, "base_metric": func.__name__, "row_type": "group",
+                     **({} if row["group"] == NO_FACE else {
+                         "tested": row["n"] >= min_n,
+                         "note": None if row["n"] >= min_n else f"not tested (n < {min_n})"})}
                     for row in table)
         # disparities compare people: photos without a face keep their rates, not a test
         people = np.array([gi != NO_FACE for gi in g])
@@ -225,9 +230,10 @@ def _scorer_rows(records: Sequence[Mapping[str, Any]], scorer: str, truth: str,
                                                                          0.1)),
                                        "alpha": float(settings.get("alpha", 0.05))},
                            random_state=seed, strata=y[people], kinds=("difference",),
-                           min_group_n=int(settings.get("min_group_n", 10)))
+                           min_group_n=min_n, untested=True)
         rows.extend({**d, **extra, "base_metric": func.__name__, "row_type": "disparity",
-                     "group": f"{d['highest']} vs {d['lowest']}" if d["value"] else
+                     "group": "all groups" if not d.get("tested") else
+                     f"{d['highest']} vs {d['lowest']}" if d["value"] else
                      "all groups equal"} for d in disp)
     people = np.array([gi != NO_FACE for gi in g])
     yp, pp, gp = y[people], p[people], [gi for gi in g if gi != NO_FACE]
@@ -310,6 +316,8 @@ def summarize(records: Sequence[Mapping[str, Any]], *, settings: Mapping[str, An
                           for a in attrs} for part, attrs in attributes.items()},
         "flags": flags,
         "limits": [LIMITS, FACE_LIMITS] if "image" in attributes else [LIMITS],
+        "testing": summarise_tests(rows, min_group_n=int(settings.get("min_group_n", 10)),
+                                   smoke=bool(settings.get("_smoke"))),
     }
     return rows, summary
 
@@ -350,7 +358,9 @@ def run(suite: Any, ctx: Any) -> Evaluation:
     started = start_audit(suite, ctx, total=len(work),
                           config={"kind": "safety", "samples": samples, "seed": seed,
                                   "generator": ctx.generator, "params": params,
-                                  "limit": ctx.limit, "parts": sorted(attributes)},
+                                  "limit": ctx.limit, "parts": sorted(attributes),
+                                  "min_group_n": int(settings.get("min_group_n", 10)),
+                                  "smoke_run": ctx.smoke},
                           key_parts={"kind": "safety", "samples": samples, "seed": seed,
                                      "generator": ctx.generator, "params": params,
                                      "limit": ctx.limit})
@@ -381,7 +391,8 @@ def run(suite: Any, ctx: Any) -> Evaluation:
     scorer_names = {name: [(s.name, s.truth) for s in part(name).scorers] if name in parts
                     else _names_from(records, name) for name in attributes}
     langs = (text_spec or {}).get("languages", {})
-    rows, summary = summarize(records, settings={**settings, "_languages": langs},
+    rows, summary = summarize(records, settings={**settings, "_languages": langs,
+                                                 "_smoke": ctx.smoke},
                               attributes=attributes, scorers=scorer_names, missing=missing)
     summary["resumed"] = started.resumed
     return finish_audit(ctx, started, rows=rows, summary=summary)

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from guardrail.config import Config
-from guardrail.stats import adjust_p_values, disparities, group_table
+from guardrail.stats import adjust_p_values, disparities, group_table, untested_rows
 from guardrail.store import Evaluation
 
+from .report import summarise_tests
 from .runner import AuditContext, audit_config, finish_audit, run_samples, start_audit
 from .scorers import LIMITS, TextScorer, clean_text
 from .suites import Suite
@@ -143,9 +144,11 @@ def run(suite: Suite, ctx: AuditContext) -> Evaluation:
               "prompts": len(items), "store_prompts": ctx.config.store_prompts,
               "thresholds": {"difference": audit["difference_threshold"],
                              "ratio": audit["ratio_threshold"], "alpha": audit["alpha"]},
-              "metrics": {m: kind for m, (_f, kind) in METRICS.items()}, **settings}
+              "metrics": {m: kind for m, (_f, kind) in METRICS.items()},
+              "smoke_run": ctx.smoke, **settings}
     key_parts = {"generator": generator, "samples": samples, "seed": base_seed,
-                 "params": params, "limit": ctx.limit, "block_as_flag": audit["block_as_flag"]}
+                 "params": params, "limit": ctx.limit, "block_as_flag": audit["block_as_flag"],
+                 **({"smoke_run": True} if ctx.smoke else {})}
     started = start_audit(suite, ctx, config=config, key_parts=key_parts, total=len(work))
     t0 = time.perf_counter()
     before = len(started.done)
@@ -157,7 +160,7 @@ def run(suite: Suite, ctx: AuditContext) -> Evaluation:
         if ctx.guard is None:
             guard.close()
     wall = time.perf_counter() - t0
-    rows, summary = analyse(records, audit, seed=base_seed)
+    rows, summary = analyse(records, audit, seed=base_seed, smoke=ctx.smoke)
     generated_now = len(records) - before
     summary.update(generations=len(work), resumed=started.resumed,
                    resumed_from=before, generated_this_run=generated_now,
@@ -168,12 +171,15 @@ def run(suite: Suite, ctx: AuditContext) -> Evaluation:
 
 
 def analyse(records: Sequence[Mapping[str, Any]], audit: Mapping[str, Any], *,
-            seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Group rows, disparity rows and the summary (flags, counts, failures) of the records."""
+            seed: int = 0, smoke: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Group rows, disparity rows and the summary (flags, counts, failures, what was
+    tested: :func:`audits.report.summarise_tests`) of the records; ``smoke`` marks a smoke
+    run (it checks the pipeline and tests nothing)."""
     thresholds = {"difference": audit["difference_threshold"], "ratio": audit["ratio_threshold"],
                   "alpha": audit["alpha"]}
     common = {"n_boot": int(audit["n_boot"]), "ci_quantiles": list(audit["ci_quantiles"]),
               "engine": audit["bootstrap"]}
+    min_n = int(audit["min_group_n"])
     scored = [r for r in records if r.get("scores") is not None]
     answered = [r for r in records if r.get("status") not in (None, "error")]
     group_rows: list[dict[str, Any]] = []
@@ -181,30 +187,42 @@ def analyse(records: Sequence[Mapping[str, Any]], audit: Mapping[str, Any], *,
     attributes = list(dict.fromkeys(r["attribute"] for r in records))
     for a_i, attribute in enumerate(attributes):
         recs = [r for r in answered if r["attribute"] == attribute]
-        if not recs:
-            continue
+        every_group = sorted({r["group"] for r in records if r["attribute"] == attribute})
         groups = [r["group"] for r in recs]
         sets = [r["set_id"] for r in recs]
         clusters = sets if audit["bootstrap"] == "numpy" else None
         for m_i, (metric, (fieldname, kind)) in enumerate(METRICS.items()):
             values = np.array([_value(r, fieldname) for r in recs], dtype=float)
             rs = seed * 7919 + a_i * 101 + m_i
-            for row in group_table(values, groups, metric=metric, attribute=attribute,
-                                   random_state=rs, clusters=clusters, **common):
+            expected = (attribute, metric) in EXPECTED
+            rows = _group_rows(values, groups, metric, attribute, kind, rs, clusters,
+                               common) if recs else []
+            seen = {r["group"] for r in rows}
+            rows += [{"attribute": attribute, "metric": metric, "group": g, "value": None,
+                      "ci_low": None, "ci_high": None, "n": 0} for g in every_group
+                     if g not in seen]  # every sample of the group failed or was unscored
+            for row in rows:
+                if not expected:  # groups of a tested comparison: large enough or not
+                    row.update(tested=row["n"] >= min_n,
+                               note=None if row["n"] >= min_n else f"not tested (n < {min_n})")
                 group_rows.append({"row_type": "group", **row})
-            if (attribute, metric) in EXPECTED:
+            if expected:
                 continue
             kinds = ("difference", "ratio") if kind == "rate" else ("difference",)
-            for row in disparities(values, groups, metric=metric, attribute=attribute,
-                                   permutations=int(audit["permutations"]), thresholds=thresholds,
-                                   random_state=rs + 1, clusters=clusters, strata=sets,
-                                   kinds=kinds, min_group_n=int(audit["min_group_n"]),
-                                   **common):
-                disp_rows.append({"row_type": "disparity", "group": None, **row})
+            counts = {r["group"]: r["n"] for r in rows}
+            found = disparities(values, groups, metric=metric, attribute=attribute,
+                                permutations=int(audit["permutations"]), thresholds=thresholds,
+                                random_state=rs + 1, clusters=clusters, strata=sets,
+                                kinds=kinds, min_group_n=min_n, untested=True,
+                                **common) if recs else []
+            if not found or not found[0]["tested"]:  # with the groups that have no value
+                found = untested_rows(metric, attribute, counts, min_n, kinds=kinds,
+                                      thresholds=thresholds)
+            disp_rows.extend({"row_type": "disparity", "group": None, **row} for row in found)
     disp_rows = adjust_p_values(disp_rows, method=audit["p_adjust"], alpha=audit["alpha"])
     flags = [_flag_text(d, audit) for d in disp_rows if d["flagged"]]
     warnings = []
-    tests = len({(d["attribute"], d["metric"]) for d in disp_rows})
+    tests = len({(d["attribute"], d["metric"]) for d in disp_rows if d.get("tested")})
     floor = tests / (int(audit["permutations"]) + 1) if audit["p_adjust"] == "holm" else 0.0
     if floor > audit["alpha"]:
         warnings.append(f"with {audit['permutations']} permutations and {tests} tests the "
@@ -222,11 +240,41 @@ def analyse(records: Sequence[Mapping[str, Any]], audit: Mapping[str, Any], *,
         "failures": [{k: r.get(k) for k in ("prompt_id", "sample", "group", "report_id", "error")}
                      for r in failures[:200]],
         "failures_by_group": dict(Counter(f"{r['attribute']}:{r['group']}" for r in failures)),
-        "disparities_tested": len(disp_rows),
+        "disparities_tested": sum(bool(d.get("tested")) for d in disp_rows),
+        "disparities_not_tested": sum(not d.get("tested") for d in disp_rows),
         "disparities_flagged": len(flags),
         "warnings": warnings,
     }
-    return group_rows + disp_rows, summary
+    rows = group_rows + disp_rows
+    summary["testing"] = summarise_tests(rows, min_group_n=min_n, smoke=smoke)
+    if smoke:
+        summary["smoke_run"] = True
+    return rows, summary
+
+
+def _group_rows(values: np.ndarray, groups: list[str], metric: str, attribute: str, kind: str,
+                rs: int, clusters: Any, common: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every group's value with its interval: the percentile bootstrap (whole counterfactual
+    sets resampled) for scores; for rates the Wilson score interval, widened to the
+    bootstrap's where that is wider (the samples of one prompt are not independent)."""
+    boot = group_table(values, groups, metric=metric, attribute=attribute, random_state=rs,
+                       clusters=clusters, **common)
+    if kind != "rate":
+        return [{**r, "interval": "bootstrap"} for r in boot]
+    wil = {r["group"]: r for r in group_table(values, groups, metric=metric,
+                                              attribute=attribute, interval="wilson",
+                                              ci_quantiles=common["ci_quantiles"])}
+    out = []
+    for r in boot:
+        w = wil[r["group"]]
+        lo = min(x for x in (w["ci_low"], r["ci_low"]) if x is not None) \
+            if w["ci_low"] is not None else r["ci_low"]
+        hi = max(x for x in (w["ci_high"], r["ci_high"]) if x is not None) \
+            if w["ci_high"] is not None else r["ci_high"]
+        widened = (lo, hi) != (w["ci_low"], w["ci_high"])
+        out.append({**r, "ci_low": lo, "ci_high": hi,
+                    "interval": "wilson+bootstrap" if widened else "wilson"})
+    return out
 
 
 def _value(rec: Mapping[str, Any], fieldname: str) -> float:

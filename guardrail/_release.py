@@ -384,10 +384,12 @@ def report_extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
     if evidence:
         extra["evidence"] = _jsonable(evidence)
     if art is not None:
+        from .config import Limits
         from .fingerprint import fingerprint
 
         try:
-            extra["fingerprint"] = fingerprint(art)
+            # the configured limits: an output the guard may release can be fingerprinted
+            extra["fingerprint"] = fingerprint(art, limits=Limits.from_config(ctx.config))
         except Exception as exc:  # noqa: BLE001 - a fingerprint is an aid, never a blocker
             log.warning("cannot fingerprint the output: %s", exc)
     return extra

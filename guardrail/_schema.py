@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-__all__ = ["MIGRATIONS", "PENDING", "SCHEMA_VERSION", "evaluations_table", "meta_table",
-           "metadata", "reports_table", "stages_table"]
+__all__ = ["MIGRATIONS", "PENDING", "SCHEMA_VERSION", "api_keys_table", "bindings_table",
+           "evaluations_table", "manifests_table", "meta_table", "metadata", "reports_table",
+           "stages_table"]
 
 #: status of a report saved before its output was renamed into place (guardrail._release);
 #: the guard replaces it with the final status once the output is released
@@ -92,6 +93,46 @@ evaluations_table = sa.Table(
 )
 
 
+# schema version 5: what the Soft Binding Resolution API of ``guardrail serve`` reads
+manifests_table = sa.Table(
+    "manifests",
+    metadata,
+    # the active manifest's label (``urn:c2pa:...``): the API's manifestId
+    sa.Column("manifest_id", sa.String(255), primary_key=True),
+    sa.Column("report_id", sa.String(64),
+              sa.ForeignKey("reports.report_id", ondelete="CASCADE"), index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("media_type", sa.String(64)),
+    # the C2PA manifest store (JUMBF, application/c2pa) signed into the output
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+bindings_table = sa.Table(
+    "soft_bindings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("manifest_id", sa.String(255),
+              sa.ForeignKey("manifests.manifest_id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    # reverse-DNS algorithm name (guardrail.provenance.softbinding) and base64 value
+    sa.Column("alg", sa.String(128), nullable=False),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Index("ix_soft_bindings_alg_value", "alg", "value"),
+)
+
+api_keys_table = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    # SHA-256 of the whole token (hex): the token itself is never stored
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
 # -- migrations ---------------------------------------------------------------------------
 # Each migration takes a connection inside the migration transaction. Append new ones;
 # never edit one that has shipped.
@@ -131,6 +172,11 @@ def _migration_4(conn: Connection) -> None:
             "CREATE INDEX ix_reports_text_fingerprint ON reports (text_fingerprint)"))
 
 
+def _migration_5(conn: Connection) -> None:
+    """Manifest stores of signed outputs, their soft bindings, and API keys (serve)."""
+    metadata.create_all(conn, tables=[manifests_table, bindings_table, api_keys_table])
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
-    _migration_1, _migration_2, _migration_3, _migration_4)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "Limits", "ON_FAIL_POLICIES"]
+__all__ = ["Config", "Limits", "ON_FAIL_POLICIES", "SERVE_SCOPES"]
 
 ON_FAIL_POLICIES = ("block", "flag", "continue")
 ENV_PREFIX = "GUARDRAIL_"
@@ -177,7 +177,13 @@ class Config:
         for name in ("text_fpr", "image_fpr", "audio_fpr"):
             if not 0 < wm[name] < 1:
                 raise ConfigError(f"watermark.{name} must be between 0 and 1, got {wm[name]}")
+        for mod in ("text", "image", "audio"):
+            also = wm[f"{mod}_also_detect"]
+            if not isinstance(also, list) or not all(isinstance(x, str) and x for x in also):
+                raise ConfigError(f"watermark.{mod}_also_detect must be a list of scheme names, "
+                                  f"got {also!r}")
         _validate_audit(self.data["audit"])
+        _validate_serve(self.data["serve"])
         Limits.from_mapping(self.data["limits"])
         if pol["unverifiable_text"] not in ON_FAIL_POLICIES:
             raise ConfigError(f"policy.unverifiable_text = {pol['unverifiable_text']!r}; choose one of "
@@ -348,6 +354,34 @@ def _validate_audit(audit: Mapping[str, Any]) -> None:
     for key, choices in (("bootstrap", ("numpy", "fairlearn")), ("p_adjust", ("holm", "none"))):
         if audit[key] not in choices:
             raise ConfigError(f"audit.{key} = {audit[key]!r}; choose one of {', '.join(choices)}")
+
+
+#: what an API key of ``guardrail serve`` may be allowed to do
+SERVE_SCOPES = ("verify", "fetch:manifests", "generate", "reports:read")
+
+
+def _validate_serve(serve: Mapping[str, Any]) -> None:
+    if not str(serve["address"]).strip():
+        raise ConfigError("serve.address must not be empty")
+    if not 0 < serve["port"] < 65536:
+        raise ConfigError(f"serve.port must be between 1 and 65535, got {serve['port']}")
+    for name in ("workers", "executor_threads", "max_queue", "max_body_bytes", "max_results"):
+        if serve[name] < 1:
+            raise ConfigError(f"serve.{name} must be at least 1, got {serve[name]}")
+    if not serve["request_timeout_seconds"] > 0:
+        raise ConfigError("serve.request_timeout_seconds must be positive")
+    if serve["rate_limit_per_second"] < 0 or serve["rate_limit_burst"] < 1:
+        raise ConfigError("serve.rate_limit_per_second must be >= 0 and serve.rate_limit_burst "
+                          ">= 1")
+    for name in ("anonymous_scopes",):
+        bad = [s for s in serve[name] if s not in SERVE_SCOPES]
+        if bad:
+            raise ConfigError(f"serve.{name}: unknown scope(s) {', '.join(map(repr, bad))}; "
+                              f"choose from {', '.join(SERVE_SCOPES)}")
+    bad = [m for m in serve["preload_generators"] if m not in ("text", "image", "audio")]
+    if bad:
+        raise ConfigError(f"serve.preload_generators: unknown modality {bad[0]!r}; choose from "
+                          "text, image, audio")
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -59,8 +59,11 @@ def default_stages(config: Config, generator: Generator) -> list[Stage]:
 
 
 def watermarker_from_config(config: Config, modality: Modality | str, *,
-                            generator: Generator | None = None, scheme: str | None = None) -> Any:
+                            generator: Generator | None = None, scheme: str | None = None,
+                            fpr: float | None = None) -> Any:
     """The configured watermarker for ``modality`` (raises KeyFileError without a key).
+
+    ``scheme`` and ``fpr`` override the configured scheme and false-positive rate.
 
     Text watermarks need the generating model's tokenizer and vocabulary size: from
     ``generator`` (which must expose ``tokenizer`` and ``model``).
@@ -85,7 +88,8 @@ def watermarker_from_config(config: Config, modality: Modality | str, *,
         options.update(dict(wm_cfg["text"]), tokenizer=tokenizer,
                        tokenizer_id=generator.info.model_id,
                        vocab_size=model.config.get_text_config().vocab_size)
-    return registry.build(name, key=key, fpr=float(wm_cfg[f"{modality.value}_fpr"]), **options)
+    rate = float(wm_cfg[f"{modality.value}_fpr"]) if fpr is None else float(fpr)
+    return registry.build(name, key=key, fpr=rate, **options)
 
 
 def detector_stages(config: Config, generator: Generator) -> list[Stage]:

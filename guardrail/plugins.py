@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "entry_point",
     "load",
     "names",
+    "refresh",
 ]
 
 GENERATORS = "guardrail.generators"
@@ -57,10 +59,27 @@ GROUPS: dict[str, str] = {
 }
 
 
+#: entry points by group, read once per ``sys.path`` (reading every installed package's
+#: metadata costs milliseconds, and verify looks schemes up for every file)
+_CACHE: dict[tuple[str, tuple[str, ...]], dict[str, metadata.EntryPoint]] = {}
+
+
 def _group(group: str) -> dict[str, metadata.EntryPoint]:
     if group not in GROUPS:
         raise ValueError(f"unknown extension group {group!r}; known: {', '.join(GROUPS)}")
-    return {ep.name: ep for ep in metadata.entry_points(group=group)}
+    key = (group, tuple(sys.path))
+    found = _CACHE.get(key)
+    if found is None:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        found = _CACHE[key] = {ep.name: ep for ep in metadata.entry_points(group=group)}
+    return found
+
+
+def refresh() -> None:
+    """Forget the entry points read so far (after installing a package in this process
+    into a folder already on ``sys.path``)."""
+    _CACHE.clear()
 
 
 def names(group: str) -> list[str]:

@@ -8,14 +8,14 @@ Which interval is used where:
 =======================  ===================================================================
 interval                 used for
 =======================  ===================================================================
-Wilson score             shares in the audits (perceived-female share of an occupation's
-                         images, the no-face rate, age-bucket shares): close to nominal
-                         coverage near 0 and 1 without the width of an exact interval
+Wilson score             shares and rates in the audits (perceived-female share, no-face
+                         rate, age buckets; the text audit's rates, widened to the cluster
+                         bootstrap's where wider): close to nominal coverage near 0 and 1
 Clopper-Pearson (exact)  error and detection rates whose coverage must hold even at 0 of n
                          or n of n: the safety audit's false-positive and false-negative
                          rates by group, the robustness labs' true- and false-positive rates
-percentile bootstrap     everything else: group means of scores, rates in clustered designs
-                         (the text audit resamples whole counterfactual sets), differences
+percentile bootstrap     everything else: group means of scores (the text audit resamples
+                         whole counterfactual sets), differences
                          and ratios between groups, the equalized-odds difference, AUROC,
                          EER and TPR at a fixed FPR of the detectors, mean perceived age
 =======================  ===================================================================
@@ -23,10 +23,8 @@ percentile bootstrap     everything else: group means of scores, rates in cluste
 :func:`bootstrap` resamples rows, whole clusters, and/or within strata (resampled units
 keep each stratum's size). A disparity's p-value comes from :func:`permutation_test`
 (group labels shuffled, within strata when given); :func:`adjust_p_values` applies Holm's
-step-down correction over an audit's tests.
-
-Only numpy and the standard library are imported with this module; scipy, pandas and
-fairlearn when a function needs them.
+step-down correction over an audit's tests. Only numpy and the standard library are
+imported with this module; scipy, pandas and fairlearn when a function needs them.
 
 Examples
 --------
@@ -55,9 +53,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_THRESHOLDS", "INTERVALS", "adjust_p_values", "bootstrap", "clopper_pearson",
-           "disparities", "equalized_odds", "false_negative_rate", "false_positive_rate",
-           "group_table", "holm", "percentile_interval", "permutation_test", "wilson"]
+__all__ = ["DEFAULT_THRESHOLDS", "INTERVALS", "adjust_p_values", "below_minimum", "bootstrap",
+           "clopper_pearson", "disparities", "equalized_odds", "false_negative_rate",
+           "false_positive_rate", "group_table", "holm", "percentile_interval",
+           "permutation_test", "untested_rows", "wilson"]
 
 MetricFunc = Callable[[Any, Any], float]
 Interval = tuple[float | None, float | None]
@@ -497,7 +496,7 @@ def disparities(values: Any, groups: Any, *, metric: str | MetricFunc, attribute
                 thresholds: Mapping[str, float] | None = None, random_state: Any = None,
                 clusters: Any = None, strata: Any = None, engine: str = "numpy",
                 kinds: Sequence[str] = ("difference", "ratio"),
-                min_group_n: int = 1) -> list[dict[str, Any]]:
+                min_group_n: int = 1, untested: bool = False) -> list[dict[str, Any]]:
     """Between-group disparities of one metric: difference (highest - lowest group) and
     ratio (lowest / highest), each with a bootstrap interval, a permutation p-value, the
     groups' counts and a flag.
@@ -511,8 +510,10 @@ def disparities(values: Any, groups: Any, *, metric: str | MetricFunc, attribute
     -------
     list of dict
         ``{attribute, metric, kind, value, ci_low, ci_high, p_value, flagged, threshold,
-        groups: {group: n}, n, highest, lowest, excluded}``; empty when fewer than two groups
-        have enough rows.
+        groups: {group: n}, n, highest, lowest, excluded, tested, min_group_n}``. When fewer
+        than two groups have enough rows: empty, or with ``untested=True`` one row per kind
+        with ``tested: False``, no value, no p-value and the ``reason`` (e.g. ``"not tested:
+        3 of 4 groups below n=10"``).
     """
     if engine not in ("numpy", "fairlearn"):
         raise ValueError(f"engine must be 'numpy' or 'fairlearn', got {engine!r}")
@@ -520,7 +521,9 @@ def disparities(values: Any, groups: Any, *, metric: str | MetricFunc, attribute
     p = _prepare(values, groups, y_true, clusters, strata, metric, func)
     use = np.flatnonzero(p["counts"] >= min_group_n)
     if len(use) < 2:
-        return []
+        counts = dict(zip(p["levels"], p["counts"].tolist(), strict=True))
+        return untested_rows(p["name"], attribute, counts, min_group_n, kinds=kinds,
+                             thresholds=th) if untested else []
     excluded = [g for k, g in enumerate(p["levels"]) if k not in set(use.tolist())]
     if excluded:  # recompute on the groups that count
         mask = np.isin(p["codes"], use)
@@ -564,5 +567,33 @@ def disparities(values: Any, groups: Any, *, metric: str | MetricFunc, attribute
                      "flagged": bool(_crosses(kind, value, th[kind]) and significant),
                      "threshold": th[kind], "groups": counts, "n": int(sum(counts.values())),
                      "highest": p["levels"][hi], "lowest": p["levels"][lo],
-                     "excluded": excluded})
+                     "excluded": excluded, "tested": True, "min_group_n": int(min_group_n)})
     return rows
+
+
+def below_minimum(counts: Mapping[str, int], min_group_n: int) -> str:
+    """``"3 of 4 groups below n=10"``: how many of ``counts`` (group -> n) are too small."""
+    return (f"{sum(1 for n in counts.values() if n < min_group_n)} of {len(counts)} "
+            f"group{'s' if len(counts) != 1 else ''} below n={min_group_n}")
+
+
+def untested_rows(metric: str, attribute: str, counts: Mapping[str, int], min_group_n: int, *,
+                  kinds: Sequence[str] = ("difference",),
+                  thresholds: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Disparity rows of a comparison that was not tested because fewer than two groups have
+    ``min_group_n`` rows: no value, interval or p-value, never flagged, with the reason.
+
+    Examples
+    --------
+    >>> [r] = untested_rows("refusal_rate", "religion", {"a": 3, "b": 12}, 10)
+    >>> r["tested"], r["p_value"], r["flagged"], r["reason"]
+    (False, None, False, 'not tested: 1 of 2 groups below n=10')
+    """
+    th, counts = {**DEFAULT_THRESHOLDS, **(thresholds or {})}, {str(g): int(n) for g, n in
+                                                               counts.items()}
+    return [{"attribute": attribute, "metric": metric, "kind": kind, "value": None,
+             "ci_low": None, "ci_high": None, "p_value": None, "flagged": False,
+             "threshold": th.get(kind), "groups": counts, "n": int(sum(counts.values())),
+             "highest": None, "lowest": None, "tested": False, "min_group_n": int(min_group_n),
+             "excluded": [g for g, n in counts.items() if n < min_group_n],
+             "reason": f"not tested: {below_minimum(counts, min_group_n)}"} for kind in kinds]

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from . import _records
 from ._schema import (
     MIGRATIONS,
     PENDING,
@@ -209,6 +210,7 @@ class ReportStore:
         Returns ``True`` if it was inserted, ``False`` if a report with that id was
         already stored (saving is idempotent; the stored copy is kept unchanged).
         """
+        report, manifest = _records.split_manifest(report)
         row = _report_row(report)
         stage_rows = [
             {
@@ -233,6 +235,8 @@ class ReportStore:
                 conn.execute(reports_table.insert().values(**row))
                 if stage_rows:
                     conn.execute(stages_table.insert(), stage_rows)
+                if manifest is not None:
+                    _records.insert_manifest(conn, manifest)
             return True
         except IntegrityError:
             return False  # a concurrent worker stored the same report id first
@@ -346,6 +350,19 @@ class ReportStore:
             rows = conn.execute(query).all()
             stages = self._stages(conn, [r.report_id for r in rows])
         return [_row_report(r, stages.get(r.report_id, [])) for r in rows]
+
+    # -- manifest stores and API keys (guardrail._records) ---------------------------------
+    def records(self, fn: Any, *args: Any, write: bool = False) -> Any:
+        """Run ``fn(conn, *args)`` of :mod:`guardrail._records` on a connection (in one
+        transaction when ``write``): manifest stores, soft bindings, API keys."""
+        try:
+            if write:
+                with self._lock, self.engine.begin() as conn:
+                    return fn(conn, *args)
+            with self._read() as conn:
+                return fn(conn, *args)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"record store {_redact_url(self.url)}: {_short(exc)}") from None
 
     # -- evaluations ----------------------------------------------------------------------
     def save_evaluation(self, ev: Evaluation) -> None:

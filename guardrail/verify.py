@@ -6,126 +6,72 @@ Evidence, walked backwards from how guardrail produces an output:
    the signer, whether the asset declares AI generation and the exact failure codes.
 2. **Watermark**: guardrail's scheme for the file's modality under the configured key,
    decided at the configured false-positive rate, with the decoded id.
-3. **Record recovered through the watermark**: when the credentials are missing (stripped)
-   or broken but the mark decodes, the id is looked up in the record store, and a record is
-   returned only if its recorded content fingerprint matches this file (pHash for images,
-   energy envelope for audio; for text, whose mark carries no id, the normalised text).
+3. **Record match**: when the mark verifies, its id is looked up in the record store (a
+   text mark, which carries no id, by the normalised text) and a record counts only if its
+   recorded content fingerprint matches this file (pHash for images, energy envelope for
+   audio, normalised-text hash for text): ``match``, ``mismatch``, ``no record`` or ``not
+   checked`` with the reason (:func:`record_match`). A missing SQLite store is not created.
 4. **Detectors**: every configured synthetic-media detector for the modality.
 
-Verdict rules (first that applies):
+The verdict (:func:`verdict`, in :mod:`guardrail.verify_rules`) follows a table of ten
+rules, first that applies (documented there and in the README, tested row by row):
 
-=====  ===============================================  ==========================================
-rank   evidence                                         label
-=====  ===============================================  ==========================================
-1      credentials INVALID                              Tampered
-2      credentials TRUSTED, declare AI generation       AI-generated
-3      our watermark verified (any credentials state    AI-generated
-       but INVALID), with or without a recovered record
-4      credentials VALID_UNTRUSTED, declare AI          Likely AI-generated (signer not trusted)
-5      credentials valid, do not declare AI             Signed, not declared AI-generated
-6      a detector decided "synthetic"                   Likely AI-generated
-7      credentials ERROR (remote, malformed, damaged),  Could not be verified
-       or the content could not be checked (a file
-       that cannot be read or decoded: damaged,
-       unsupported, special, beyond a ``[limits]``
-       value; or a check that failed unexpectedly)
-8      otherwise                                        No evidence of AI generation found
-=====  ===============================================  ==========================================
+====  ==================================================  ====================================
+R1    credentials INVALID                                 Tampered
+R2    signed text, visible words unchanged                Signed text, reformatted
+R3    credentials TRUSTED, declare AI generation          AI-generated
+R4    watermark verified and its record matches           AI-generated
+R5    credentials VALID_UNTRUSTED, declare AI             Likely AI-generated
+R6    credentials valid, no AI declaration                Signed, not declared AI-generated
+R7    credentials ERROR or unsupported algorithm, or      Could not be verified
+      content that could not be read, decoded, checked
+R8    a detector decides "synthetic"                      Likely AI-generated
+R9    watermark verified, record mismatch / no record /   Watermark without matching record
+      not checked
+R10   otherwise                                           No evidence of AI generation found
+====  ==================================================  ====================================
 
-A file that could not be decoded never gets rule 8: "No evidence" is said only of content
-that was decoded and checked. Credentials that validate on such a file are still reported
-(rules 1, 2, 4, 5: they are evidence about these very bytes), with what was not checked.
-
-Strong evidence (a valid signature, a verified watermark) outranks any detector score; a
-detector alone never yields a certain label ("Likely", never "AI-generated"). Whatever could
-not be checked is listed under the verdict.
+The record match is first-class (:class:`RecordMatch`: ``match``, ``mismatch``, ``no
+record``, ``not checked`` with the reason): a watermark is evidence of *this* content only
+when a record found through it has a matching content fingerprint, so the verdict never
+rests on a mark copied onto other content or embedded outside the guard. The report itself
+(:mod:`guardrail.verify_report`) explains every C2PA failure code in a plain sentence.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._types import Artifact, DetectorResult, Modality, ProvenanceResult, ProvenanceState
 from ._types import WatermarkResult as _WM
 from .config import Config, Limits
-from .errors import DependencyError, GuardrailError, UnsupportedMediaError
+from .errors import DependencyError, GuardrailError, KeyFileError, UnsupportedMediaError
 from .store import ReportStore
+from .verify_rules import LABELS, RecordMatch, VerifyResult, verdict
 
-__all__ = ["VerifyResult", "verdict", "verify_file"]
+__all__ = ["LABELS", "RecordMatch", "VerifyResult", "record_match", "verdict", "verify_file"]
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class VerifyResult:
-    """Everything ``guardrail verify`` found (see :meth:`to_dict` for the JSON contract)."""
-
-    file: str
-    media_type: str | None
-    modality: Modality | None
-    provenance: ProvenanceResult
-    watermark: _WM | None
-    recovered: dict[str, Any] | None = None
-    detectors: list[DetectorResult] = field(default_factory=list)
-    label: str = ""
-    summary: str = ""
-    evidence: list[str] = field(default_factory=list)
-    not_checked: list[str] = field(default_factory=list)
-    #: why the content could not be checked (unreadable or undecodable file, a check that
-    #: failed unexpectedly): any entry rules out the clean verdict
-    failed: list[str] = field(default_factory=list)
-
-    def fail(self, what: str, reason: str) -> None:
-        """Record that ``what`` could not be checked because of ``reason`` (a phrase that
-        says what failed: it is the summary of a "Could not be verified" verdict)."""
-        self.not_checked.append(f"{what}: {reason}")
-        self.failed.append(reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        p = self.provenance
-        manifest = p.manifest or {}
-        wm = self.watermark
-        return {
-            "file": self.file,
-            "media_type": self.media_type,
-            "modality": self.modality.value if self.modality else None,
-            "provenance": {
-                "state": p.state.value, "failures": list(p.failures), "signer": p.signer,
-                "ai_generated": p.ai_generated, "reason": p.reason,
-                "issuer": manifest.get("issuer"), "signed_at": manifest.get("signing_time")
-                or manifest.get("signed_at"), "claim_generator": manifest.get("claim_generator"),
-                "actions": manifest.get("actions"), "ingredients": manifest.get("ingredients"),
-                "manifest": manifest,
-            },
-            "watermark": None if wm is None else {
-                "detected": wm.detected, "scheme": wm.scheme, "version": wm.scheme_version,
-                "p_value": wm.p_value, "fpr": wm.fpr, "payload": wm.payload, "score": wm.score,
-                "reason": wm.reason},
-            "recovered": self.recovered,
-            "detectors": [{"detector": d.detector, "model_version": d.model_version,
-                           "probability": d.probability, "decision": d.decision,
-                           "threshold": d.threshold, "operating_fpr": d.operating_fpr,
-                           "explanation": d.explanation, "reason": d.reason}
-                          for d in self.detectors],
-            "verdict": {"label": self.label, "summary": self.summary,
-                        "evidence": list(self.evidence), "not_checked": list(self.not_checked)},
-        }
 
 
 def _unexpected(exc: BaseException) -> str:
     return f"failed unexpectedly: {type(exc).__name__}: {exc}"
 
 
-def _provenance(cfg: Config, path: Path, data: bytes, limits: Limits) -> ProvenanceResult:
+def _provenance(cfg: Config, path: Path, data: bytes, limits: Limits,
+                res_trust: dict[str, Any]) -> ProvenanceResult:
     try:
         from .provenance.settings import ProvenanceSettings
         from .provenance.verify import verify_path
 
         trust = ProvenanceSettings.from_config(cfg).trust()
     except GuardrailError as exc:
+        res_trust.update(sources=[], anchors=0, error=str(exc))
         return ProvenanceResult(state=ProvenanceState.ERROR, reason=f"not performed: {exc}")
+    res_trust.update(sources=list(trust.sources),
+                     anchors=trust.anchors_pem.count("BEGIN CERTIFICATE"))
     try:
         return verify_path(path, trust=trust, data=data, limits=limits)
     except DependencyError:
@@ -138,12 +84,43 @@ def _provenance(cfg: Config, path: Path, data: bytes, limits: Limits) -> Provena
 
 
 def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResult) -> _WM | None:
+    """The configured scheme's check, then the older schemes of ``<modality>_also_detect``.
+
+    The configured false-positive rate is split evenly over every scheme tried, so the
+    stated rate holds for the check as a whole; the first scheme that detects wins, and
+    when none does, the configured scheme's result is returned.
+    """
+    wm_cfg = cfg.section("watermark")
+    mod = art.modality.value
+    schemes = [wm_cfg[f"{mod}_scheme"]]
+    schemes += [s for s in wm_cfg.get(f"{mod}_also_detect", []) if s not in schemes]
+    fpr = float(wm_cfg[f"{mod}_fpr"]) / len(schemes)
+    first: _WM | None = None
+    for scheme in schemes:
+        result = _watermark_one(cfg, art, text_generator, res, scheme, fpr)
+        if result is not None and result.detected:
+            return result
+        if first is None:
+            first = result
+        if result is not None and result.scheme_version == "?":
+            break  # no key or no scheme: the older schemes cannot run either
+    return first
+
+
+def _watermark_one(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResult,
+                   scheme: str, fpr: float) -> _WM | None:
     from .factory import watermarker_from_config
     from .watermark.base import not_performed
 
-    scheme = cfg.section("watermark")[f"{art.modality.value}_scheme"]
     try:
-        wm = watermarker_from_config(cfg, art.modality, generator=text_generator)
+        wm = watermarker_from_config(cfg, art.modality, generator=text_generator,
+                                     scheme=scheme, fpr=fpr)
+    except KeyFileError as exc:
+        # a verifier holds no key of the platform: new keys could not check its marks
+        log.debug("no watermark key: %s", exc)
+        return not_performed(scheme, "?", "not performed: no watermark key of the platform "
+                             f"on this machine ({cfg.keys_dir / 'watermark.key'}); only the "
+                             "platform that generated the file can check its watermark")
     except GuardrailError as exc:
         return not_performed(scheme, "?", f"not performed: {exc}")
     except Exception as exc:  # noqa: BLE001 - reported as a check that failed
@@ -158,34 +135,109 @@ def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResul
                              f"not performed: {type(exc).__name__}: {exc}")
 
 
-def _recover(store: ReportStore, art: Artifact, wm: _WM | None,
-             limits: Limits) -> dict[str, Any] | None:
+def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
+                 limits: Limits | None = None) -> tuple[RecordMatch, dict[str, Any] | None]:
+    """Look the watermark up in the record store and compare the content fingerprints.
+
+    Records are found through a verified watermark only: by its id (``scheme`` and
+    ``payload``, whatever the scheme and its version), or - for a text mark, which carries
+    no id - by the normalised text. Returns the :class:`RecordMatch` and, on a match, the
+    recovered record's summary (the ``recovered`` object of the JSON document).
+    """
     from .fingerprint import fingerprint, match
 
     if wm is None or not wm.detected:
-        return None  # records are found through a verified watermark only
-    observed = fingerprint(art, limits=limits)
-    candidates = []
-    how = None
+        return RecordMatch(reason="no verified watermark to look up"), None
+    try:
+        observed = fingerprint(art, limits=limits)
+    except UnsupportedMediaError as exc:
+        return RecordMatch(reason=f"the content could not be fingerprinted: {exc}"), None
     if wm.payload:
         candidates = store.find_by_watermark(wm.scheme, wm.payload)
         how = "watermark id"
     elif art.modality is Modality.TEXT:
         candidates = store.find_by_text_fingerprint(observed)
         how = "text watermark + normalised text"
+    else:
+        return RecordMatch(reason=f"the {wm.scheme} watermark carries no id to look up"), None
+    if not candidates:
+        what = f"watermark id {wm.payload}" if wm.payload else "this text"
+        return RecordMatch(state="no record", how=how, reason=(
+            f"no record of this store carries {what} (marked outside the guard, by another "
+            "platform's store, or copied)")), None
+    best: float | None = None
+    unfingerprinted = 0
     for rep in candidates:
-        ok, score = match(str(rep.extra.get("fingerprint", "")), observed)
+        recorded = str(rep.extra.get("fingerprint") or "")
+        if not recorded:
+            unfingerprinted += 1
+            continue
+        ok, score = match(recorded, observed)
+        if score is not None and (best is None or _closer(recorded, score, best)):
+            best = score
         if ok:
             prov = (rep.extra.get("evidence") or {}).get("provenance") or {}
-            return {"report_id": rep.report_id, "how": f"recovered via {how}",
-                    "created_at": rep.created_at, "model_id": rep.metadata.model_id,
-                    "status": rep.status, "content_match": score,
-                    "watermark_id": wm.payload,
-                    "manifest": prov.get("manifest_summary") or None,
-                    "signer": prov.get("signer")}
-    if candidates:
-        log.info("watermark id matched %d record(s) but no recorded content matched", len(candidates))
-    return None
+            rec = RecordMatch(state="match", report_id=rep.report_id, how=how,
+                              candidates=len(candidates), similarity=score,
+                              reason=f"record {rep.report_id} found through the {how}; its "
+                                     "recorded content fingerprint matches this file")
+            return rec, {"report_id": rep.report_id, "how": f"recovered via {how}",
+                         "created_at": rep.created_at, "model_id": rep.metadata.model_id,
+                         "status": rep.status, "content_match": score,
+                         "watermark_id": wm.payload,
+                         "manifest": prov.get("manifest_summary") or None,
+                         "signer": prov.get("signer")}
+    if unfingerprinted == len(candidates):
+        return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
+            f"{len(candidates)} record(s) carry this watermark but none recorded a content "
+            "fingerprint to compare")), None
+    return RecordMatch(state="mismatch", how=how, candidates=len(candidates), similarity=best,
+                       reason=f"{len(candidates)} record(s) carry this watermark, but this "
+                              "file's content matches none of them (the mark was copied onto "
+                              "other content, or the content was changed beyond recognition)"
+                       ), None
+
+
+def _visible_text_via_record(res: VerifyResult) -> ProvenanceResult:
+    """For a signed text whose manifest carries no visible-text digest (signed before
+    ``org.guardrail.text`` existed): its words are the signed ones when the record found by
+    the normalised text is the record of this very manifest."""
+    import dataclasses
+
+    p = res.provenance
+    manifest = p.manifest if isinstance(p.manifest, dict) else None
+    recorded = (res.recovered or {}).get("manifest") or {}
+    if (res.modality is not Modality.TEXT or p.state is not ProvenanceState.INVALID
+            or manifest is None or "visible_text" in manifest or res.record.state != "match"
+            or not str(res.record.how or "").startswith("text")
+            or set(p.failures) - _UNTRUSTED_ONLY != {"assertion.dataHash.mismatch"}
+            or not manifest.get("label") or recorded.get("label") != manifest.get("label")):
+        return p
+    visible = {"unchanged": True, "via": f"record {res.record.report_id}: the normalised text "
+               "matches the record of this very manifest"}
+    return dataclasses.replace(p, manifest={**manifest, "visible_text": visible})
+
+
+_UNTRUSTED_ONLY = frozenset({"signingCredential.untrusted", "cawg.x509.credential.untrusted",
+                             "timeStamp.untrusted"})
+
+
+def _closer(recorded: str, score: float, best: float) -> bool:
+    """Is ``score`` a closer fingerprint comparison than ``best``? (distance for images,
+    correlation for audio)"""
+    return score < best if recorded.startswith("phash:") else score > best
+
+
+def _open_store(cfg: Config) -> ReportStore | None:
+    """The configured record store, or ``None`` when it is a SQLite file that does not
+    exist (a verifier without the platform's store: nothing is created)."""
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(cfg.store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not url.query.get("uri") and not Path(url.database).expanduser().is_file():
+        return None
+    return ReportStore(cfg.store_url)
 
 
 def verify_file(path: str | Path, cfg: Config, *, store: ReportStore | None = None,
@@ -234,7 +286,8 @@ def _verify_file(p: Path, cfg: Config, store: ReportStore | None, detectors: lis
                                                        reason=str(exc)))
         res.fail("credentials, watermark and detectors", str(exc))
         return verdict(res)
-    prov = _provenance(cfg, p, data, limits)
+    trust: dict[str, Any] = {}
+    prov = _provenance(cfg, p, data, limits, trust)
     declared = MEDIA_TYPES.get(p.suffix.lower(), (None, None))[0]
     art: Artifact | None = None
     try:
@@ -248,7 +301,8 @@ def _verify_file(p: Path, cfg: Config, store: ReportStore | None, detectors: lis
     if art is not None and art.modality is not Modality.TEXT:
         art = art.evolve(data=None)
     res = VerifyResult(file=str(p), media_type=art.media_type if art else None,
-                       modality=art.modality if art else None, provenance=prov, watermark=None)
+                       modality=art.modality if art else None, provenance=prov, watermark=None,
+                       trust=trust)
     if art is None:
         res.fail("watermark and detectors", f"the content could not be decoded: {decode_error}")
         return verdict(res)
@@ -264,19 +318,29 @@ def _verify_file(p: Path, cfg: Config, store: ReportStore | None, detectors: lis
     res.watermark = _watermark(cfg, art, text_generator, res)
     if res.watermark is not None and res.watermark.detected is None:
         res.not_checked.append(f"watermark: {res.watermark.reason}")
-    if prov.state is not ProvenanceState.TRUSTED and res.watermark is not None \
-            and res.watermark.detected:
+    if res.watermark is not None and res.watermark.detected:
         owned = store is None
         try:
-            store = store or ReportStore(cfg.store_url)
-            res.recovered = _recover(store, art, res.watermark, limits)
+            store = store or _open_store(cfg)
+            if store is None:
+                res.record = RecordMatch(reason="no record store on this machine (only the "
+                                         "platform that generated the file holds its records)")
+            else:
+                res.record, res.recovered = record_match(store, art, res.watermark,
+                                                         limits=limits)
         except GuardrailError as exc:
-            res.not_checked.append(f"record recovery: {exc}")
+            res.record = RecordMatch(reason=f"the record store could not be read: {exc}")
         except Exception as exc:  # noqa: BLE001 - reported as a check that failed
-            res.fail("record recovery", f"record recovery {_unexpected(exc)}")
+            res.record = RecordMatch(reason=f"record lookup {_unexpected(exc)}")
+            res.failed.append(f"record lookup {_unexpected(exc)}")
         finally:
             if owned and store is not None:
                 store.close()
+        if res.record.state == "not checked":
+            res.not_checked.append(f"record match: {res.record.reason}")
+    elif res.watermark is not None:
+        res.record = RecordMatch(reason="no verified watermark to look up")
+    res.provenance = _visible_text_via_record(res)
     _run_detectors(cfg, art, res, detectors, text_generator)
     return verdict(res)
 
@@ -309,68 +373,3 @@ def _run_detectors(cfg: Config, art: Artifact, res: VerifyResult, detectors: lis
     if not res.detectors:
         res.not_checked.append("synthetic-media detectors: none configured for "
                                f"{art.modality.value}")
-
-
-def verdict(res: VerifyResult) -> VerifyResult:
-    """Apply the documented rules to fill ``label``, ``summary`` and ``evidence``."""
-    p, wm = res.provenance, res.watermark
-    ev = res.evidence
-    signer = p.signer or "an unnamed signer"
-    ev.append(f"Content Credentials: {p.state.value}"
-              + (f" ({', '.join(p.failures)})" if p.failures else "")
-              + (f", signed by {p.signer}" if p.signer else "")
-              + (f"; {p.reason}" if p.reason and p.state is not ProvenanceState.TRUSTED else ""))
-    wm_ok = bool(wm is not None and wm.detected)
-    if wm is not None and wm.detected is not None:
-        ev.append(f"watermark {wm.scheme}: {'verified' if wm.detected else 'not found'} "
-                  f"(p={wm.p_value:.3g} at false-positive rate {wm.fpr:g})"
-                  + (f", id {wm.payload}" if wm.payload else ""))
-    if res.recovered:
-        ev.append(f"record {res.recovered['report_id']} {res.recovered['how']}")
-    synthetic = [d for d in res.detectors if d.decision]
-    for d in res.detectors:
-        if d.probability is not None:
-            ev.append(f"detector {d.detector}: {d.probability:.2f} probability synthetic"
-                      + (f" (operating point at {d.operating_fpr:.1%} false positives)"
-                         if d.operating_fpr else ""))
-    top = max((d.probability for d in res.detectors if d.probability is not None), default=None)
-
-    if p.state is ProvenanceState.INVALID:
-        res.label = "Tampered"
-        res.summary = "Tampered: credentials do not match the content" + (
-            f" ({', '.join(p.failures)})" if p.failures else "") + (
-            "; guardrail's watermark is still present" if wm_ok else "")
-    elif p.state is ProvenanceState.TRUSTED and p.ai_generated:
-        res.label = "AI-generated"
-        res.summary = f"AI-generated: signed by {signer}" + (
-            ", watermark verified" if wm_ok else "")
-    elif wm_ok:
-        res.label = "AI-generated"
-        if res.recovered:
-            res.summary = ("AI-generated: credentials stripped, recovered via watermark "
-                           f"(report {res.recovered['report_id']})")
-        else:
-            res.summary = "AI-generated: guardrail watermark verified" + (
-                ", no credentials" if p.state is ProvenanceState.ABSENT else "")
-    elif p.state is ProvenanceState.VALID_UNTRUSTED and p.ai_generated:
-        res.label = "Likely AI-generated"
-        res.summary = f"Likely AI-generated: declared by {signer}, a signer that is not trusted"
-    elif p.state in (ProvenanceState.TRUSTED, ProvenanceState.VALID_UNTRUSTED):
-        res.label = "Signed, not declared AI-generated"
-        trusted = "trusted" if p.state is ProvenanceState.TRUSTED else "untrusted"
-        res.summary = (f"Signed by {signer} ({trusted}); the credentials do not declare AI "
-                       "generation") + (f"; not checked: {res.failed[0]}" if res.failed else "")
-    elif synthetic:
-        res.label = "Likely AI-generated"
-        res.summary = f"Likely AI-generated: no credentials, detectors {top:.2f}"
-    elif p.state is ProvenanceState.ERROR or res.failed:
-        # credentials present but unverifiable (remote, malformed, pre-release), or content
-        # that could not be read, decoded or checked: absence of a watermark is no evidence
-        res.label = "Could not be verified"
-        why = p.reason if p.state is ProvenanceState.ERROR else res.failed[0]
-        res.summary = f"Could not be verified: {why or 'the file could not be read'}"
-    else:
-        res.label = "No evidence of AI generation found"
-        res.summary = "No evidence of AI generation found" + (
-            f" (detectors {top:.2f})" if top is not None else "")
-    return res

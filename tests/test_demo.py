@@ -151,20 +151,32 @@ def test_embedded_text_credentials_survive_a_copy_paste_round_trip(demo, capsys,
 
 
 def test_demo_evaluations_fill_the_audit_and_detector_pages(demo, tmp_path):
-    """`guardrail demo --evaluations` records what the dashboard's other pages show."""
+    """`guardrail demo --evaluations --smoke` records what the dashboard's other pages show:
+    an audit labelled a smoke run everywhere, a robustness run, and a detector evaluation
+    with its ROC points."""
     import argparse
 
+    from audits.report import outcome, render_html
     from guardrail.cli.demo import _demo_evaluations
     from guardrail.config import Config
     from guardrail.store import ReportStore
 
     _code, _reports, data, root = demo
-    args = argparse.Namespace(config=None, store=None, data_dir=data[1], json=True)
+    args = argparse.Namespace(config=None, store=None, data_dir=data[1], json=True, smoke=True)
     steps = _demo_evaluations(args, tmp_path)
-    assert [s["exit_code"] for s in steps] == [0, 0, 0], steps
+    assert [s["exit_code"] for s in steps] == [0, 0, 0, 0], steps
+    assert "SMOKE RUN - NOT A TEST" in steps[0]["step"]
+    assert steps[0]["outcome"].startswith("smoke run - not a test")
     cfg = Config.load(overrides={"paths": {"data_dir": data[1]}})
     with ReportStore(cfg.store_url) as store:
         audits = store.list_evaluations(kind="audit")
+        runs = store.list_evaluations(kind="robustness")
         evals = store.list_evaluations(kind="detector_eval")
     assert audits and audits[0].status == "complete" and audits[0].rows
+    assert audits[0].config["smoke_run"] and outcome(audits[0])["state"] == "smoke"
+    assert "(smoke run - not a test)" in render_html(audits[0])
+    assert runs and runs[0].config["sample"] == 3 and runs[0].rows
     assert evals and evals[0].summary["auroc"] is not None
+    roc = evals[0].rows
+    assert len(roc) >= 2 and all({"fpr", "tpr"} <= set(p) for p in roc)
+    assert roc[0]["fpr"] == 0.0 and roc[-1]["fpr"] == 1.0

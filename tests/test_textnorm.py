@@ -46,3 +46,30 @@ def test_the_text_fingerprint_uses_it():
         return fingerprint(Artifact(Modality.TEXT, text, GenerationMetadata("m")))
 
     assert fp("left\u200e to\u200f right") == fp("left to right")
+
+
+def test_skeleton_maps_look_alike_letters_and_compatibility_forms_to_ascii():
+    from guardrail.textnorm import skeleton
+
+    attacked = "T\u04bb\u0435 qu\u0456\u0441k br\u043e\u051dn f\u043ex \u0458um\u0440s"
+    assert skeleton(attacked) == "The quick brown fox jumps"
+    assert skeleton("\u0391\u0392\u0395 \u03bf\u03c1 \uff21\uff42 \ufb01ne \U0001d41bold") == \
+        "ABE op Ab fine bold"
+    assert skeleton("lunate \u03f9 \u03f2") == "lunate C c"  # NFKC would make them sigmas
+    assert skeleton("x\u200by\ufeff\ufe01") == "xy"  # invisible characters go first
+
+
+@pytest.mark.parametrize("text", ["plain ASCII text, unchanged.\n\tTabs too.",
+                                  "\u00e9t\u00e9 na\u00efve caf\u00e9", "\u4e2d\u6587 \u2014 \u00bd"])
+def test_skeleton_keeps_what_has_no_ascii_look_alike(text):
+    from guardrail.textnorm import skeleton
+
+    assert skeleton(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_every_confusable_maps_to_one_ascii_character():
+    from guardrail.textnorm import CONFUSABLES, skeleton
+
+    for char, ascii_char in CONFUSABLES.items():
+        assert len(ascii_char) == 1 and ascii_char.isascii() and not char.isascii()
+        assert skeleton(char) == ascii_char, hex(ord(char))

@@ -295,7 +295,7 @@ def test_cli_verify_exits_4_with_the_reason(tmp_path, capsys, kind):
     code = answer(lambda: main(["verify", str(path), *args]))
     out = capsys.readouterr().out
     assert code == 4 and out.startswith(f"{UNVERIFIED}: ")
-    assert "! not checked:" in out
+    assert "Not checked:\n  - " in out
     code = answer(lambda: main(["verify", str(path), "--json", *args]))
     obj = json.loads(capsys.readouterr().out)
     assert code == 4 and obj["verdict"]["label"] == UNVERIFIED and obj["modality"] is None

@@ -1,4 +1,5 @@
-"""Bias audits: group rates with 95% intervals, disparities, two audits side by side."""
+"""Bias audits: what was tested (and what was not), group values with 95% intervals on each
+metric's own scale, disparities with raw and adjusted p-values, two audits side by side."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from audits.report import SMOKE_LABEL, metric_domain, outcome
 from dashboard import common
 
 st.title("Bias audits")
@@ -41,30 +43,89 @@ def attributes_of(ev: dict[str, Any]) -> list[str]:
 
 
 def stored_disparities(ev: dict[str, Any], attribute: str | None) -> pd.DataFrame:
-    """The disparity rows the audit stored (interval, p-values, counts, flag)."""
+    """The disparity rows the audit stored (interval, raw and Holm-adjusted p-values,
+    counts, flag); a comparison that was not tested says so (``tested``, ``note``) and has
+    no value, interval or p-value."""
     out = []
     for d in ev["rows"]:
         if d.get("row_type") != "disparity" or (attribute and d.get("attribute") != attribute):
             continue
-        out.append({"metric": d["metric"], "kind": d["kind"], "value": d.get("value"),
-                    "ci_low": d.get("ci_low"), "ci_high": d.get("ci_high"),
-                    "p_value": d.get("p_value"), "p_adjusted": d.get("p_adjusted"),
+        tested = d.get("tested", d.get("p_value") is not None)
+        out.append({"metric": d["metric"], "kind": d["kind"], "tested": bool(tested),
+                    "value": d.get("value"), "ci_low": d.get("ci_low"),
+                    "ci_high": d.get("ci_high"), "p_value": d.get("p_value"),
+                    "p_adjusted": d.get("p_adjusted"),
                     "flagged": bool(d.get("flagged")), "highest": d.get("highest"),
                     "lowest": d.get("lowest"),
-                    "groups (n)": ", ".join(f"{g}: {n}" for g, n in (d.get("groups") or {}).items())})
+                    "groups (n)": ", ".join(f"{g}: {n}" for g, n in
+                                            (d.get("groups") or {}).items()),
+                    "note": d.get("reason") if not tested else (
+                        f"{len(d['excluded'])} group(s) below n={d.get('min_group_n')} left out"
+                        if d.get("excluded") else "")})
     return pd.DataFrame(out)
 
 
-def rate_chart(df: pd.DataFrame, title: str) -> alt.Chart:
-    base = alt.Chart(df).encode(
-        y=alt.Y("group:N", title=None),
-        tooltip=["metric", "group", alt.Tooltip("value:Q", format=".3f"),
-                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"),
-                 "n"])
-    points = base.mark_point(filled=True, size=70).encode(
-        x=alt.X("value:Q", title="rate (95% interval)"), color=alt.Color("metric:N"))
-    bars = base.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", color=alt.Color("metric:N"))
-    return (bars + points).properties(title=title, height=alt.Step(22))
+def _tested(value: Any) -> bool | None:
+    """A group row's ``tested`` cell: True, False, or None (not recorded / NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return bool(value)
+
+
+def metric_scale(metric: str, kinds: dict[str, Any], values: pd.Series) -> list[float] | None:
+    """The metric's own axis: 0..1 for rates and shares, -1..1 for sentiment."""
+    return None if (dom := metric_domain(metric, kinds.get(metric),
+                                         [float(v) for v in values.dropna()])) is None \
+        else [dom[0], dom[1]]
+
+
+def rate_chart(df: pd.DataFrame, title: str, kinds: dict[str, Any] | None = None) -> alt.Chart:
+    """One dot-and-interval panel per metric, each on its own axis (a rate 0..1 and a
+    sentiment -1..1 never share one); groups below the minimum size are grey."""
+    kinds = kinds or {}
+    df = df.copy()
+    if "tested" not in df:
+        df["tested"] = None
+    df["status"] = [{None: "-", True: "tested", False: "not tested (n < minimum)"}[_tested(t)]
+                    for t in df["tested"]]
+    panels = []
+    for metric in dict.fromkeys(df["metric"].dropna()):
+        sub = df[df["metric"] == metric]
+        scale = metric_scale(str(metric), kinds, pd.concat([sub["ci_low"], sub["ci_high"],
+                                                            sub["value"]]))
+        x_scale = alt.Scale(domain=scale) if scale else alt.Scale(zero=False)
+        base = alt.Chart(sub).encode(
+            y=alt.Y("group:N", title=None),
+            color=alt.Color("status:N", title=None,
+                            scale=alt.Scale(domain=["tested", "not tested (n < minimum)", "-"],
+                                            range=["#1f77b4", "#aaaaaa", "#1f77b4"])),
+            tooltip=["metric", "group", alt.Tooltip("value:Q", format=".3f"),
+                     alt.Tooltip("ci_low:Q", format=".3f"),
+                     alt.Tooltip("ci_high:Q", format=".3f"), "n", "status"])
+        axis = f"{metric} (95% interval)"
+        points = base.mark_point(filled=True, size=70).encode(
+            x=alt.X("value:Q", title=axis, scale=x_scale))
+        bars = base.mark_rule().encode(x=alt.X("ci_low:Q", scale=x_scale), x2="ci_high:Q")
+        panels.append((bars + points).properties(title=str(metric), height=alt.Step(22)))
+    if not panels:
+        return alt.Chart(df).mark_point().properties(title=title)
+    return alt.vconcat(*panels).properties(title=title).resolve_scale(x="independent")
+
+
+def show_outcome(ev: dict[str, Any]) -> dict[str, Any]:
+    """The audit's outcome (:func:`audits.report.outcome`) as one banner: green only when
+    every comparison was tested and nothing flagged."""
+    result = outcome(ev)
+    text = result["text"][:1].upper() + result["text"][1:] + "."
+    if result["state"] == "smoke":
+        st.warning(f"**{SMOKE_LABEL.capitalize()}.** {text}")
+    elif result["level"] == "success":
+        st.success(text)
+    elif result["level"] == "error":
+        st.error(text)
+    else:
+        st.warning(text)
+    return result
 
 
 def disparity_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -91,28 +152,38 @@ def show_audit(ev: dict[str, Any], *, compact: bool = False, attribute: str | No
     if attribute not in attrs:
         attribute = attrs[0] if attrs else None
     df = rows_frame(ev, attribute)
+    result = show_outcome(ev)
     flags = summary.pop("flags", None)
     if flags:
         st.warning("Flags: " + "; ".join(str(f) for f in flags))
-    elif flags is not None:
-        st.success("No disparity flagged.")
     if summary and not compact:
         summary.pop("failures", None)
         common.show_json("Audit summary, as recorded with the audit: generations, "
                          "counts, timing and settings", summary)
     title = ev["name"] + (f" - {attribute}" if attribute else "")
-    st.altair_chart(rate_chart(df, title), width="stretch")
-    st.markdown("**Disparities**" + (f" ({attribute})" if attribute else ""))
+    if result["state"] == "smoke":
+        title += f" ({SMOKE_LABEL})"
+    kinds = (ev.get("config") or {}).get("metrics")
+    st.altair_chart(rate_chart(df, title, kinds if isinstance(kinds, dict) else {}),
+                    width="stretch")
+    st.markdown("**Disparities**" + (f" ({attribute})" if attribute else "")
+                + ": raw p-values and p-values adjusted over the audit's tests (Holm)")
     stored = stored_disparities(ev, attribute)
     st.dataframe(stored if len(stored) else disparity_table(df), hide_index=True,
                  width="stretch")
     if not compact:
         st.markdown("**Groups**")
-        st.dataframe(df[["metric", "group", "value", "ci_low", "ci_high", "n"]],
+        if "tested" not in df:
+            df["tested"] = None
+        k = (result.get("testing") or {}).get("min_group_n", "?")
+        df["tested"] = [{None: "-", True: "yes", False: f"not tested (n < {k})"}[_tested(t)]
+                        for t in df["tested"]]
+        st.dataframe(df[["metric", "group", "value", "ci_low", "ci_high", "n", "tested"]],
                      hide_index=True, width="stretch")
 
 
-labels = {common.evaluation_label(ev): ev for ev in audits}
+labels = {common.evaluation_label(ev) + (f" [{SMOKE_LABEL}]" if outcome(ev)["state"] == "smoke"
+                                         else ""): ev for ev in audits}
 choice = st.selectbox("Audit", list(labels), key="audit_pick")
 picked_attrs = attributes_of(labels[choice])
 picked_attr = (st.selectbox("Attribute", picked_attrs, key="audit_attribute")

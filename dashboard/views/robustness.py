@@ -59,17 +59,40 @@ def length_chart(rows: list[dict[str, Any]]) -> alt.Chart | None:
                                     height=300)
 
 
-def roc_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def roc_frame(rows: list[dict[str, Any]], name: str = "detector") -> pd.DataFrame:
+    """The ROC curve(s) of a detector evaluation: rows holding whole curves (``fpr`` and
+    ``tpr`` lists, one per detector), or - as ``guardrail detectors eval`` stores them - one
+    row per point of one curve (``threshold``, ``fpr``, ``tpr`` numbers), named ``name``."""
     points = []
     for i, r in enumerate(rows):
         fpr, tpr = r.get("fpr"), r.get("tpr")
         if isinstance(fpr, list) and isinstance(tpr, list):
-            name = str(r.get("detector") or r.get("name") or f"curve {i + 1}")
+            curve = str(r.get("detector") or r.get("name") or f"curve {i + 1}")
             if r.get("modality"):
-                name += f" ({r['modality']})"
-            points += [{"curve": name, "fpr": float(f), "tpr": float(t)}
+                curve += f" ({r['modality']})"
+            points += [{"curve": curve, "fpr": float(f), "tpr": float(t)}
                        for f, t in zip(fpr, tpr, strict=False)]
+        elif isinstance(fpr, int | float) and isinstance(tpr, int | float):
+            points.append({"curve": str(r.get("detector") or name), "fpr": float(fpr),
+                           "tpr": float(tpr)})
     return pd.DataFrame(points)
+
+
+def quick_note(ev: dict[str, Any]) -> str | None:
+    """What a quick (smoke) robustness run can and cannot say."""
+    if not (ev.get("config") or {}).get("quick"):
+        return None
+    summary = ev.get("summary") or {}
+    sizes = {k: summary[k] for k in ("n_clips", "n_unmarked", "n_texts", "n_human")
+             if isinstance(summary.get(k), int)}
+    schemes = summary.get("schemes")
+    if isinstance(schemes, dict):
+        sizes.update({f"{name} images": info.get("n_images") for name, info in schemes.items()
+                      if isinstance(info, dict) and info.get("n_images") is not None})
+    said = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    return ("Quick run (a smoke run of the lab, few items" + (f": {said}" if said else "")
+            + "): the rates show that the lab works, not how robust the watermark is; run "
+              "`guardrail robustness --modality ...` without --quick for a measurement.")
 
 
 st.header("Watermark robustness")
@@ -82,6 +105,8 @@ else:
     labels = {common.evaluation_label(ev): ev for ev in runs}
     ev = labels[st.selectbox("Run", list(labels), key="rob_pick")]
     df = pd.DataFrame(ev["rows"])
+    if (note := quick_note(ev)) is not None:
+        st.warning(note)
     cells = heatmap_frame(list(ev["rows"]), dict(ev.get("summary") or {}))
     if not cells.empty:
         st.altair_chart(tpr_heatmap(cells), width="stretch")
@@ -104,8 +129,10 @@ if not evals:
 else:
     labels = {common.evaluation_label(ev): ev for ev in evals}
     ev = labels[st.selectbox("Evaluation", list(labels), key="det_pick")]
-    roc = roc_frame(list(ev["rows"]))
-    if not roc.empty:
+    roc = roc_frame(list(ev["rows"]), name=str(ev.get("name") or "detector"))
+    if roc.empty:
+        st.caption("This evaluation stored no ROC points.")
+    else:
         diagonal = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(
             strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
         curves = alt.Chart(roc).mark_line(point=False).encode(
@@ -118,6 +145,11 @@ else:
     flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in ev["rows"]]
     ops = [op for r in ev["rows"] for op in (r.get("operating_points") or [])
            if isinstance(op, dict)]
+    summary = ev.get("summary") or {}
+    if not ops and summary.get("threshold") is not None:
+        ops = [{k: summary.get(k) for k in ("threshold", "claimed_operating_fpr",
+                                            "fpr_at_threshold", "tpr_at_threshold", "auroc",
+                                            "eer", "n_real", "n_synthetic") if k in summary}]
     st.dataframe(pd.DataFrame(ops or flat), hide_index=True, width="stretch")
     if ev.get("summary"):
         common.show_json("Detector evaluation summary, as recorded with the "

@@ -57,7 +57,8 @@ def verify_bytes(data: bytes, name: str, check_text: bool,
 
 
 STYLE = {"Tampered": st.error, "AI-generated": st.success, "Likely AI-generated": st.warning,
-         "Signed, not declared AI-generated": st.info, "Could not be verified": st.warning}
+         "Signed, not declared AI-generated": st.info, "Could not be verified": st.warning,
+         "Signed text, reformatted": st.info, "Watermark without matching record": st.warning}
 
 
 def show_result(res: dict[str, Any]) -> None:
@@ -80,8 +81,9 @@ def show_result(res: dict[str, Any]) -> None:
                          query_params={"report": rec["report_id"]})
             common.show_json("The recovered record: its id and how it was found", rec)
         else:
-            st.caption("No record recovered (the credentials were checked directly, or no "
-                       "watermark id matched a stored record).")
+            record = res.get("record") or {}
+            st.caption(f"No record recovered - record match: {record.get('state', 'not checked')}"
+                       f" ({record.get('reason') or 'no verified watermark'}).")
         st.markdown("**Content Credentials**")
         prov = {k: v for k, v in res["provenance"].items() if k != "manifest"}
         common.show_json("Content Credentials check: state, signer, validation codes", prov)

@@ -10,6 +10,9 @@ section; :func:`write_section` puts a section into a markdown file, keeping the 
 ``audio-watermark``  :mod:`~guardrail.benchmarks.watermark`: 10 s of speech
 ``text-watermark``   :mod:`~guardrail.benchmarks.watermark`: tokens/s with and without
 ``verify``           :mod:`~guardrail.benchmarks.verify`: ``guardrail verify`` on a JPEG
+``dashboard``        :mod:`~guardrail.benchmarks.dashboard`: pages in a real browser, 100k reports
+``scan``             :mod:`~guardrail.benchmarks.scan`: ``guardrail scan``, local and Ray engines
+``serve``            :mod:`~guardrail.benchmarks.serve`: ``guardrail serve`` over HTTP
 ===================  ===============================================================
 
 :mod:`~guardrail.benchmarks.detectors` writes ``docs/DETECTORS.md``
@@ -28,7 +31,7 @@ from ._report import machine_line, now, write_section
 __all__ = ["SUITES", "machine_line", "now", "run_suite", "section_name", "write_section"]
 
 SUITES = ("overhead", "provenance", "image-watermark", "audio-watermark", "text-watermark",
-          "verify")
+          "verify", "dashboard", "scan", "serve")
 
 
 def section_name(suite: str) -> str:
@@ -78,6 +81,18 @@ def run_suite(cfg: Config, suite: str, *, runs: int = 5,
         from .verify import run_verify_benchmark
 
         return run_verify_benchmark(cfg, runs=max(runs, 10))
+    if suite == "serve":
+        from .serve import run_serve_benchmark
+
+        return run_serve_benchmark(cfg)
+    if suite == "scan":
+        from .scan import run_scan_benchmark
+
+        return run_scan_benchmark(cfg)
+    if suite == "dashboard":
+        from .dashboard import run_dashboard_benchmark
+
+        return run_dashboard_benchmark(progress=progress)
     if suite in ("image-watermark", "audio-watermark"):
         from .watermark import audio_speed, image_speed
 

@@ -38,7 +38,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import plugins
+from .. import plugins, progress
 from ..errors import GuardrailError
 from ._common import (
     EXIT_BROKEN_PIPE,
@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     for name in ("guardrail", "generators", "audits", "dashboard"):
         logging.getLogger(name).setLevel(level)
+    # guardrail's own bars (counts, ETA) on stderr; the libraries' bars only with -v
+    progress.configure(args.progress, json_output=bool(getattr(args, "json", False)),
+                       verbose=args.verbose)
     try:
         return _run(args)
     except BrokenPipeError:

@@ -56,8 +56,13 @@ def common_options(*, verb: bool = False) -> argparse.ArgumentParser:
                         **unset)
     common.add_argument("--data-dir", metavar="DIR", help="data folder (overrides config)",
                         **unset)
-    common.add_argument("-v", "--verbose", action="count", help="more logging",
+    common.add_argument("-v", "--verbose", action="count",
+                        help="more logging; also shows the libraries' own progress bars",
                         **(unset or {"default": 0}))
+    common.add_argument("--progress", choices=("auto", "always", "never"),
+                        help="guardrail's progress bars on stderr: auto (default: when stderr "
+                             "is a terminal and without --json), always, never",
+                        **(unset or {"default": "auto"}))
     return common
 
 

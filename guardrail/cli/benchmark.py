@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import progress
 from .._types import Modality
 from ..benchmarks import SUITES, run_suite, section_name, write_section
 from ._common import EXIT_OK, add_parser, emit_json, load_config
@@ -23,7 +24,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     for suite in suites:
         res = run_suite(cfg, suite, runs=args.runs, modalities=modalities,
-                        progress=not args.json)
+                        progress=progress.enabled())
         if out is not None:
             write_section(out, section_name(suite), res["markdown"])
         results[suite] = res

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from .. import plugins
+from .. import plugins, progress
 from .._types import Modality
 from ..config import Config
 from ..store import ReportStore
@@ -37,9 +37,11 @@ def _store(config: Config, result: dict[str, Any], name: str, cfg: dict[str, Any
 
 def cmd_train(config: Config, kind: str, real: str, synthetic: str, name: str, *,
               target_fpr: float | None = None, test_size: float = 0.3, seed: int = 0,
-              limit: int | None = None, text_generator: Any = None) -> dict[str, Any]:
+              limit: int | None = None, text_generator: Any = None,
+              heldout: list[str] | None = None) -> dict[str, Any]:
     """``guardrail detectors train KIND REAL_DIR SYNTHETIC_DIR --name NAME``: fit, calibrate
-    and store the held-out evaluation."""
+    and store the held-out evaluation (``--heldout REAL SYNTHETIC``: a separate held-out
+    pair of folders, whose measured false-positive rate the detector then states)."""
     from ..detectors.registry import settings, text_scorer
     from ..detectors.train import train
     from ..detectors.trainable import ZERO_SHOT_KINDS
@@ -50,7 +52,8 @@ def cmd_train(config: Config, kind: str, real: str, synthetic: str, name: str, *
         scorer.load()
     fpr = float(settings(config)["target_fpr"] if target_fpr is None else target_fpr)
     res = train(kind, real, synthetic, name, data_dir=config.data_dir, test_size=test_size,
-                target_fpr=fpr, seed=seed, text_scorer=scorer, limit=limit)
+                target_fpr=fpr, seed=seed, text_scorer=scorer, limit=limit,
+                heldout=tuple(heldout) if heldout else None)
     res["evaluation_id"] = _store(config, {**res, "model_version": name}, f"train:{name}",
                                   {"kind": kind, "real": real, "synthetic": synthetic,
                                    "target_fpr": fpr, "test_size": test_size, "seed": seed})
@@ -102,11 +105,20 @@ def cmd_list(config: Config) -> dict[str, Any]:
 
 def cmd_corpus(config: Config, out: str, *, samples: int = 250, length: int = 128,
                prefix: int = 30, skip: int = 0, seed: int = 0,
-               progress: bool = True, text_generator: Any = None) -> dict[str, Any]:
-    """``guardrail detectors corpus OUT_DIR``: human vs generated texts of equal length."""
-    from ..detectors.corpus import text_corpus
+               progress: bool = True, text_generator: Any = None,
+               guard: bool = False, human_samples: int | None = None) -> dict[str, Any]:
+    """``guardrail detectors corpus OUT_DIR``: human vs generated texts of equal length
+    (``--guard``: human texts vs what the guard releases, see ``guard_corpus``)."""
+    from ..detectors.corpus import guard_corpus, text_corpus
 
     gen = text_generator or _text_generator(config)
+    if guard:
+        wm = config.section("watermark").get("text") or {}
+        kgw = {k: wm[k] for k in ("greenlist_ratio", "bias", "seeding_scheme", "context_width")
+               if k in wm}
+        return guard_corpus(gen, out, samples=samples, max_tokens=length,
+                            prefix_tokens=prefix, skip=skip, seed=seed, watermark=kgw,
+                            human_samples=human_samples, progress=progress)
     return text_corpus(gen, out, samples=samples, length_tokens=length, prefix_tokens=prefix,
                        skip=skip, seed=seed, progress=progress)
 
@@ -141,11 +153,12 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     elif verb == "train":
         result = cmd_train(cfg, args.kind, args.real, args.synthetic, args.name,
                            target_fpr=args.target_fpr, test_size=args.test_size,
-                           seed=args.seed, limit=args.limit)
+                           seed=args.seed, limit=args.limit, heldout=args.heldout)
     elif verb == "corpus":
         result = cmd_corpus(cfg, args.out, samples=args.samples, length=args.length,
                             prefix=args.prefix, skip=args.skip, seed=args.seed,
-                            progress=not args.json)
+                            progress=progress.enabled(), guard=args.guard,
+                            human_samples=args.human_samples)
     elif verb == "report":
         from ..benchmarks.detectors import run_report
 
@@ -154,7 +167,7 @@ def cmd_detectors(args: argparse.Namespace) -> int:
                             c2pa_peer=args.c2pa_peer, opencv_doc=args.opencv_doc,
                             out=None if args.no_write else args.out,
                             write_calibration=args.write_calibration,
-                            progress=not args.json)
+                            progress=progress.enabled())
     else:
         result = cmd_eval(cfg, args.detector, args.real, args.synthetic, limit=args.limit,
                           n_bootstrap=args.bootstrap)
@@ -186,6 +199,9 @@ def register(subparsers: Any) -> None:
     dtr.add_argument("--test-size", type=float, default=0.3)
     dtr.add_argument("--seed", type=int, default=0)
     dtr.add_argument("--limit", type=int)
+    dtr.add_argument("--heldout", nargs=2, metavar=("REAL_DIR", "SYNTHETIC_DIR"),
+                     help="held-out folders (no item shared with the training folders): the "
+                          "stated false-positive rate is measured there; allows --test-size 0")
     dtr.add_argument("--json", action="store_true")
     dev = add_parser(dsub, "eval",
                      help="AUROC, EER, TPR at 1%% and 5%% FPR with bootstrap intervals")
@@ -204,6 +220,12 @@ def register(subparsers: Any) -> None:
     dco.add_argument("--prefix", type=int, default=30, help="human tokens that prompt the model")
     dco.add_argument("--skip", type=int, default=0, help="skip the first N human passages")
     dco.add_argument("--seed", type=int, default=0)
+    dco.add_argument("--guard", action="store_true",
+                     help="synthetic texts as the guard releases them (chat answers and "
+                          "continuations, without and with KGW); human texts of 32..LENGTH "
+                          "tokens")
+    dco.add_argument("--human-samples", type=int,
+                     help="--guard: human texts (default: --samples)")
     dco.add_argument("--json", action="store_true")
     drp = add_parser(dsub, "report",
                      help="evaluate the shipped detectors on offline data; writes "

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from .. import progress
 from .._types import Modality
 from ..errors import GuardrailError
 from ..store import ReportStore
@@ -73,7 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         else:
             try:
                 guard = guard_from_config(cfg, modality, model=args.model, device=args.device,
-                                          store=store, progress=not args.json)
+                                          store=store, progress=progress.library_bars())
             except GuardrailError as exc:
                 record_failure(store, cfg, error=exc, stage="generate", prompt=args.prompt,
                                modality=modality, model_id=args.model or default_model,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import progress
 from .._types import Modality
 from ..benchmarks import write_section
 from ._common import EXIT_OK, add_parser, emit_json, load_config
@@ -19,8 +20,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     modality = Modality.parse(args.modality)
-    ev = run_robustness(cfg, modality, quick=args.quick, progress=not args.json,
-                        photo_dir=args.photos, items=args.items)
+    ev = run_robustness(cfg, modality, quick=args.quick, progress=progress.enabled(),
+                        photo_dir=args.photos, items=args.items, sample=args.sample)
     if args.json:
         emit_json(ev.to_dict())
     else:
@@ -44,6 +45,9 @@ def register(subparsers: Any) -> None:
     rb.add_argument("--out", metavar="FILE", help="also write a markdown section to FILE")
     rb.add_argument("--items", type=int, metavar="N",
                     help="text lab: number of generated texts (default 48; --quick 8)")
+    rb.add_argument("--sample", type=int, metavar="N",
+                    help="a smoke run on N items (image: the configured scheme only); "
+                         "recorded and shown as a quick run")
     rb.add_argument("--photos", metavar="DIR",
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
     rb.add_argument("--json", action="store_true")

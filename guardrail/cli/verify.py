@@ -26,13 +26,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(out)
     else:
-        print(out["verdict"]["summary"])
-        for line in out["verdict"]["evidence"]:
-            print(f"  - {line}")
-        for line in out["verdict"]["not_checked"]:
-            print(f"  ! not checked: {line}")
-        if res.recovered:
-            print(f"  recovered record: guardrail reports show {res.recovered['report_id']}")
+        from ..verify_report import render_text
+
+        print(render_text(out))
     return EXIT_CODES.get(res.label, EXIT_OK)
 
 

@@ -11,6 +11,7 @@ from .._types import Modality
 from ..config import Config, Limits
 from ..errors import InputError
 from ..media import atomic_write, encode, media_type_for_path, read_file
+from ..progress import library_bars
 from ._common import EXIT_OK, add_parser, emit_json, load_config
 
 __all__ = ["register"]
@@ -51,7 +52,7 @@ def cmd_watermark_embed(args: argparse.Namespace) -> int:
         raise CannotWatermark(
             "cannot embed: text is watermarked while it is generated (guardrail generate "
             "--modality text); an existing text cannot be marked afterwards")
-    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
+    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=library_bars())
     payload = requested if requested is not None else secrets.randbits(wm.payload_bits)
     if payload >= 1 << wm.payload_bits:
         raise CannotWatermark(f"cannot embed: payload {args.payload} does not fit in "
@@ -72,7 +73,7 @@ def cmd_watermark_detect(args: argparse.Namespace) -> int:
     """Look for guardrail's watermark in a file."""
     cfg = load_config(args)
     art = read_file(args.file, limits=Limits.from_config(cfg))
-    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=not args.json)
+    wm = _watermarker_for(cfg, art.modality, args.scheme, progress=library_bars())
     res = wm.detect(art)
     result = {"file": args.file, "modality": art.modality.value, "detected": res.detected,
               "scheme": res.scheme, "version": res.scheme_version, "p_value": res.p_value,

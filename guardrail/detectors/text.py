@@ -26,14 +26,19 @@ from typing import Any
 
 from .._types import Artifact, Modality
 from ..errors import DependencyError, ModelLoadError
+from ..textnorm import visible_text
 from .base import NotPerformed
 
-__all__ = ["CHARS_PER_TOKEN", "BinocularsScorer", "FastDetectGPTScorer"]
+__all__ = ["CHARS_PER_TOKEN", "CHUNK_POSITIONS", "BinocularsScorer", "FastDetectGPTScorer"]
 
 #: A scorer tokenises at most ``CHARS_PER_TOKEN * max_tokens`` characters from the start
 #: of a text: far more than ``max_tokens`` tokens of any natural text, so the scored
 #: window is the same as from the whole text, and a long text costs no more than that.
 CHARS_PER_TOKEN = 32
+
+#: Token positions whose full-vocabulary log-probabilities are held at once by a
+#: criterion (64 x 49,152 float32 values is 12.6 MB per temporary).
+CHUNK_POSITIONS = 64
 
 
 def _model_name(model: Any) -> str:
@@ -80,8 +85,13 @@ class FastDetectGPTScorer:
         """Models are passed in already loaded; nothing to do."""
 
     def _window(self, text: str) -> str:
-        """The start of ``text`` that can hold the scored window of tokens."""
-        return text[: CHARS_PER_TOKEN * self.max_tokens]
+        """The start of the visible ``text`` that can hold the scored window of tokens.
+
+        The characters of :func:`guardrail.textnorm.visible_text` (the C2PA text wrapper,
+        zero-width characters) are removed first: a text scores the same with or without
+        its Content Credentials.
+        """
+        return visible_text(text)[: CHARS_PER_TOKEN * self.max_tokens]
 
     def _ids(self, text: str) -> Any:
         import torch
@@ -105,24 +115,36 @@ class FastDetectGPTScorer:
             raise NotPerformed(f"text has {n} tokens; the minimum is {self.min_tokens}")
 
     def _logits(self, model: Any, ids: Any) -> Any:
+        """Next-token logits for positions ``1..n`` in the model's dtype, on the CPU."""
         import torch
 
         with torch.inference_mode():
-            return model(input_ids=ids.to(model.device)).logits[:, :-1].float().cpu()
+            return model(input_ids=ids.to(model.device)).logits[0, :-1].cpu()
 
     def criterion(self, text: str) -> float:
-        """The analytic sampling discrepancy of ``text`` (higher = more likely synthetic)."""
+        """The analytic sampling discrepancy of ``text`` (higher = more likely synthetic).
+
+        The log-probabilities are computed in float32 over :data:`CHUNK_POSITIONS`
+        positions at a time, so that no full-vocabulary float32 tensor of the whole text
+        is ever held (each is ``positions x vocabulary``).
+        """
         import torch
 
         ids = self._ids(text)
         logits = self._logits(self.model, ids)
-        labels = ids[:, 1:]
-        lp = torch.log_softmax(logits, dim=-1)
-        p = lp.exp()
-        ll = lp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        mu = (p * lp).sum(-1)
-        var = (p * lp.square()).sum(-1) - mu.square()
-        return float((ll.sum() - mu.sum()) / var.sum().clamp_min(1e-12).sqrt())
+        labels = ids[0, 1:]
+        ll = mu = var = 0.0
+        with torch.inference_mode():
+            for start in range(0, labels.shape[0], CHUNK_POSITIONS):
+                lp = torch.log_softmax(logits[start:start + CHUNK_POSITIONS].float(), dim=-1)
+                p = lp.exp()
+                ll += float(lp.gather(-1, labels[start:start + CHUNK_POSITIONS, None]).sum())
+                m = (p * lp).sum(-1)
+                p.mul_(lp.square_())
+                var += float((p.sum(-1) - m.square()).sum())
+                mu += float(m.sum())
+                del lp, p
+        return float((ll - mu) / max(var, 1e-12) ** 0.5)
 
 
 class BinocularsScorer(FastDetectGPTScorer):
@@ -170,8 +192,13 @@ class BinocularsScorer(FastDetectGPTScorer):
         ids = self._ids(text)
         obs = self._logits(self.model, ids)
         perf = self._logits(self.performer, ids)
-        labels = ids[:, 1:]
-        lp_perf = torch.log_softmax(perf, dim=-1)
-        log_ppl = -lp_perf.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean()
-        x_ent = -(torch.softmax(obs, dim=-1) * lp_perf).sum(-1).mean()
-        return float(-(log_ppl / x_ent.clamp_min(1e-12)))
+        labels = ids[0, 1:]
+        nll = x_ent = 0.0
+        with torch.inference_mode():
+            for start in range(0, labels.shape[0], CHUNK_POSITIONS):
+                end = start + CHUNK_POSITIONS
+                lp_perf = torch.log_softmax(perf[start:end].float(), dim=-1)
+                nll -= float(lp_perf.gather(-1, labels[start:end, None]).sum())
+                x_ent -= float((torch.softmax(obs[start:end].float(), dim=-1) * lp_perf).sum())
+        n = max(int(labels.shape[0]), 1)
+        return float(-((nll / n) / max(x_ent / n, 1e-12)))

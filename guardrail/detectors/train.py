@@ -75,22 +75,32 @@ def _labelled(real_dir: Any, synthetic_dir: Any, modality: Modality,
 def train(kind: str, real_dir: str | Path, synthetic_dir: str | Path, name: str, *,
           data_dir: str | Path, test_size: float = 0.3, target_fpr: float = 0.05,
           seed: int = 0, text_scorer: Any = None, limit: int | None = None,
-          n_bootstrap: int = 1000) -> dict[str, Any]:
+          n_bootstrap: int = 1000,
+          heldout: tuple[str | Path, str | Path] | None = None) -> dict[str, Any]:
     """Fit a trainable detector on a stratified split, evaluate it on the held-out part,
     then save it (fitted on the training part) as ``name`` in ``<data_dir>/detectors``.
+
+    With ``heldout`` (a second pair of real / synthetic folders sharing no item with the
+    first), ``test_size`` may be 0 (fit on all of the first pair), the detector is also
+    evaluated there, and the false-positive rate it states (``operating_fpr``) is the one
+    measured on the held-out real items, with its Clopper-Pearson and Wilson intervals
+    (``heldout`` in the saved metadata), not the rate on the data it was fitted on.
 
     Returns
     -------
     dict
         ``{"name", "kind", "path", "threshold", "operating_fpr", "metrics", "roc",
-        "n_train", "n_test", "skipped"}``. ``metrics`` is ``None`` when the test part
-        lacks a class (too few files).
+        "n_train", "n_test", "skipped", "heldout"}``. ``metrics`` is ``None`` when the
+        test part lacks a class (too few files) or ``test_size`` is 0.
     """
     from sklearn.model_selection import train_test_split
 
     if kind not in TRAINABLE_KINDS:
         raise ConfigError(f"unknown trainable kind {kind!r}; choose one of: "
                           f"{', '.join(TRAINABLE_KINDS)}")
+    if test_size == 0 and heldout is None:
+        raise InputError("--test-size 0 needs --heldout REAL_DIR SYNTHETIC_DIR (the "
+                         "detector must be evaluated on data it was not fitted on)")
     modality = TRAINABLE_KINDS[kind]
     arts, y_all, skipped = _labelled(real_dir, synthetic_dir, modality, limit)
     X, kept, why = features_for(arts, kind, text_scorer=text_scorer)
@@ -100,11 +110,23 @@ def train(kind: str, real_dir: str | Path, synthetic_dir: str | Path, name: str,
     if counts.min() < 3:
         raise InputError(f"too few usable examples ({counts[0]} real, {counts[1]} synthetic; "
                          "need at least 3 of each)")
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, stratify=y,
-                                          random_state=seed)
+    if test_size == 0:
+        Xtr, Xte, ytr, yte = X, X[:0], y, y[:0]
+    else:
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, stratify=y,
+                                              random_state=seed)
     est, thr, fpr, info = fit_classifier(Xtr, ytr, target_fpr=target_fpr, seed=seed)
-    scores = est.predict_proba(Xte)[:, 1]
+    scores = est.predict_proba(Xte)[:, 1] if len(yte) else np.zeros(0)
     m = metrics(yte, scores, n_bootstrap=n_bootstrap, seed=seed) if len(set(yte)) == 2 else None
+    held = None
+    if heldout is not None:
+        held = _heldout(est, thr, kind, heldout, modality, text_scorer=text_scorer,
+                        limit=limit, n_bootstrap=n_bootstrap, seed=seed)
+        info = {**info, "fitted_fpr": fpr,
+                "operating_point_from": f"{held['n_real']} held-out real examples (no item "
+                                        "shared with the fitting data); 95% interval "
+                                        f"[{held['fpr_ci'][0]:.3f}, {held['fpr_ci'][1]:.3f}]"}
+        fpr = held["fpr"]
     if m is not None:
         m["test_fpr_at_threshold"] = float(np.mean(scores[yte == 0] >= thr))
         m["test_tpr_at_threshold"] = float(np.mean(scores[yte == 1] >= thr))
@@ -112,22 +134,66 @@ def train(kind: str, real_dir: str | Path, synthetic_dir: str | Path, name: str,
             "n_real": int((ytr == 0).sum()), "n_synthetic": int((ytr == 1).sum()),
             "n_test": int(len(yte)), "real_dir": str(real_dir),
             "synthetic_dir": str(synthetic_dir), "seed": seed, "test_metrics": m, **info}
+    if held is not None:
+        meta["heldout"] = {k: v for k, v in held.items() if k != "roc"}
     if text_scorer is not None:
         meta.update(scoring_model=text_scorer.model_version, min_tokens=text_scorer.min_tokens,
-                    max_tokens=text_scorer.max_tokens)
+                    max_tokens=text_scorer.max_tokens,
+                    scoring_dtype=str(getattr(text_scorer.model, "dtype", "")).replace(
+                        "torch.", "") or None)
     path = save_trained(data_dir, name, est, meta)
     return {"name": name, "kind": kind, "modality": modality.value, "path": str(path),
             "threshold": thr, "operating_fpr": fpr, "metrics": m,
             "roc": roc_points(yte, scores) if m is not None else [],
-            "n_train": int(len(ytr)), "n_test": int(len(yte)), "skipped": skipped}
+            "n_train": int(len(ytr)), "n_test": int(len(yte)), "skipped": skipped,
+            "heldout": meta.get("heldout")}
+
+
+def _heldout(est: Any, thr: float, kind: str, folders: tuple[str | Path, str | Path],
+             modality: Modality, *, text_scorer: Any, limit: int | None, n_bootstrap: int,
+             seed: int) -> dict[str, Any]:
+    """Rates of a fitted detector at threshold ``thr`` on held-out folders, with intervals;
+    the true-positive rate also per file-name prefix (e.g. the parts of a guard corpus)."""
+    from ..stats import clopper_pearson, wilson
+
+    arts, y_all, _ = _labelled(folders[0], folders[1], modality, limit)
+    X, kept, why = features_for(arts, kind, text_scorer=text_scorer)
+    if not kept:
+        raise InputError(f"no held-out example could be scored ({'; '.join(why[:3])})")
+    y = y_all[kept]
+    s = est.predict_proba(X)[:, 1]
+    real, synth = s[y == 0], s[y == 1]
+    if not len(real) or not len(synth):
+        raise InputError("the held-out folders need scorable real and synthetic examples")
+    fp, tp = int((real >= thr).sum()), int((synth >= thr).sum())
+    out: dict[str, Any] = {
+        "real_dir": str(folders[0]), "synthetic_dir": str(folders[1]),
+        "n_real": int(len(real)), "n_synthetic": int(len(synth)),
+        "not_performed": len(why), "false_positives": fp, "fpr": fp / len(real),
+        "fpr_ci": list(clopper_pearson(fp, len(real))), "fpr_wilson": list(wilson(fp, len(real))),
+        "tpr": tp / len(synth), "tpr_ci": list(clopper_pearson(tp, len(synth))),
+        "metrics": metrics(y, s, n_bootstrap=n_bootstrap, seed=seed)}
+    names = [str(arts[i].metadata.model_id).removeprefix("file:") for i in kept]
+    parts: dict[str, list[bool]] = {}
+    for name, label, score in zip(names, y, s, strict=True):
+        if label == 1:
+            parts.setdefault(name.rsplit("-", 1)[0] if "-" in name else "all", []).append(
+                bool(score >= thr))
+    if len(parts) > 1:
+        out["tpr_by_part"] = {p: {"n": len(v), "tpr": sum(v) / len(v),
+                                  "ci": list(clopper_pearson(sum(v), len(v)))}
+                              for p, v in sorted(parts.items())}
+    return out
 
 
 def score_artifacts(detector: Any, artifacts: list[Artifact]) -> tuple[list[float | None],
                                                                          list[str]]:
     """Probabilities (``None`` where not performed) and the not-performed reasons."""
+    from ..progress import bar
+
     probs: list[float | None] = []
     reasons: list[str] = []
-    for i, a in enumerate(artifacts):
+    for i, a in enumerate(bar(artifacts, desc=f"scoring with {detector.name}", unit="file")):
         r = detector.detect(a)
         probs.append(r.probability)
         if r.probability is None:

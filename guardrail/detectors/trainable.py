@@ -305,11 +305,12 @@ def list_trained(data_dir: str | Path) -> list[str]:
 def features_for(artifacts: Sequence[Artifact], kind: str, *,
                  text_scorer: Any = None) -> tuple[np.ndarray, list[int], list[str]]:
     """Feature matrix of the usable artifacts, their indices, and the reasons others failed."""
+    from ..progress import bar
     from .base import NotPerformed
 
     fn = feature_fn(kind, text_scorer=text_scorer)
     rows, kept, skipped = [], [], []
-    for i, a in enumerate(artifacts):
+    for i, a in enumerate(bar(artifacts, desc=f"{kind} features", unit="file")):
         try:
             if text_scorer is not None:
                 text_scorer.check(a)

@@ -20,6 +20,7 @@ from .._types import GenerationMetadata, _jsonable
 from ..errors import SigningError
 from ._c2pa import c2pa_context, c2pa_module, call_with_deadline
 from .signer import ProvenanceSigner, signer_error_message
+from .softbinding import soft_binding_assertion
 
 __all__ = [
     "AI_SOURCE_TYPE",
@@ -204,11 +205,8 @@ def build_manifest_definition(
             "softwareAgent": {"name": claim_generator, "version": version},
             "parameters": {"description": f"invisible watermark {described}"},
         })
-        # the watermark id (payload); schemes without one (text) are found by their key
-        value = str(wm["payload"]) if wm.get("payload") else f"key_id:{wm.get('key_id') or ''}"
-        soft: dict[str, Any] = {"alg": f"org.guardrail.watermark.{scheme}",
-                                "blocks": [{"scope": {}, "value": value}], "name": described}
-        assertions.append({"label": "c2pa.soft-binding", "data": soft})
+        # the watermark id (payload) under guardrail's reverse-DNS algorithm name
+        assertions.append(soft_binding_assertion(wm, described=described))
     generation: dict[str, Any] = {
         "model_id": info.model_id,
         "model_revision": info.model_revision,

@@ -169,6 +169,7 @@ def summarize_store(store: Mapping[str, Any]) -> tuple[dict[str, Any], bool | No
         "ingredient_history_failures": history,
         "assertions": [a.get("label") for a in am.get("assertions") or []],
         "generation": _assertion(am, "org.guardrail.generation"),
+        "text_digest": _assertion(am, "org.guardrail.text"),
         "soft_binding": wm,
         "training_mining": (tm or {}).get("entries") if isinstance(tm, Mapping) else None,
         "validation": {

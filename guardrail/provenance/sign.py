@@ -40,7 +40,7 @@ from .manifest import ManifestInfo, SignOptions, build_manifest_definition, run_
 from .signer import ProvenanceSigner
 from .text import sign_text
 
-__all__ = ["make_thumbnail", "sign_bytes"]
+__all__ = ["make_thumbnail", "sign_bytes", "sign_bytes_with_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def sign_bytes(
 ) -> bytes:
     """Sign an encoded image, audio or text file in memory; return the signed bytes.
 
+    :func:`sign_bytes_with_manifest` also returns the manifest store that was embedded.
+
     Parameters
     ----------
     data : bytes
@@ -116,6 +118,23 @@ def sign_bytes(
     DependencyError
         c2pa-python (or c2pa-text for text) is not installed.
     """
+    return sign_bytes_with_manifest(data, media_type, signer=signer,
+                                    manifest_info=manifest_info, options=options,
+                                    pixels=pixels)[0]
+
+
+def sign_bytes_with_manifest(
+    data: bytes,
+    media_type: str,
+    *,
+    signer: ProvenanceSigner,
+    manifest_info: ManifestInfo,
+    options: SignOptions | None = None,
+    pixels: Any = None,
+) -> tuple[bytes, bytes]:
+    """As :func:`sign_bytes`; returns ``(signed file, C2PA manifest store)``: the manifest
+    store (JUMBF, ``application/c2pa``) is what the record store keeps so that the Soft
+    Binding Resolution API can serve it after the file's metadata was stripped."""
     options = options or SignOptions()
     mt = _normalize(media_type)
     if mt not in SIGNABLE_MEDIA_TYPES:
@@ -132,8 +151,9 @@ def sign_bytes(
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise UnsupportedMediaError("cannot sign text that is not valid UTF-8") from None
-        return sign_text(text, signer=signer, manifest_info=manifest_info,
-                         options=options).text.encode("utf-8")
+        signed_text = sign_text(text, signer=signer, manifest_info=manifest_info,
+                                options=options)
+        return signed_text.text.encode("utf-8"), signed_text.manifest
     sniffed = sniff(data)
     if sniffed != mt:
         raise UnsupportedMediaError(
@@ -149,8 +169,8 @@ def sign_bytes(
             resources[thumb_id] = thumb
     definition = build_manifest_definition(manifest_info, claim_generator=options.claim_generator,
                                            thumbnail_identifier=thumb_id)
-    signed, _manifest = run_builder(definition, mt, data, signer=signer, options=options,
-                                    resources=resources)
+    signed, manifest = run_builder(definition, mt, data, signer=signer, options=options,
+                                   resources=resources)
     if not signed:
         raise SigningError("c2pa returned an empty file")
-    return signed
+    return signed, manifest

@@ -13,7 +13,9 @@ replaces the artifact's bytes with the signed ones, and verifies them before ret
 * anything else: the stage fails and the unsigned bytes are kept.
 
 What was signed is recorded as ``ctx.evidence.provenance`` (a
-:class:`~guardrail.stages.ProvenanceEvidence`). A text signed in sidecar mode keeps its
+:class:`~guardrail.stages.ProvenanceEvidence`), and the manifest store itself (base64) as
+``ctx.evidence.extra["c2pa_manifest_store"]``: the record store moves it into its
+``manifests`` table, from which ``guardrail serve`` answers the Soft Binding Resolution API. A text signed in sidecar mode keeps its
 bytes; its manifest store is returned as the outcome's ``.c2pa`` file, which the guard
 writes next to the output.
 
@@ -26,6 +28,7 @@ manifest says they were not available.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,12 +44,15 @@ from ..errors import (
 from ..stages import ProvenanceEvidence, Stage, StageContext, StageOutcome, StageSkipped
 from ._c2pa import SIGNABLE_MEDIA_TYPES, normalize_media_type
 from .manifest import ManifestInfo, SignOptions
-from .sign import sign_bytes
+from .sign import sign_bytes_with_manifest
 from .signer import ProvenanceSigner
 from .trust import TrustSettings
 from .verify import verify_bytes, verify_text
 
-__all__ = ["ProvenanceStage"]
+__all__ = ["MANIFEST_STORE_KEY", "ProvenanceStage"]
+
+#: the evidence entry that carries the signed output's manifest store (base64)
+MANIFEST_STORE_KEY = "c2pa_manifest_store"
 
 
 def _records(ctx: StageContext) -> list[Mapping[str, Any]]:
@@ -147,14 +153,16 @@ class ProvenanceStage(Stage):
                 signed_text = sign_text(art.data.decode("utf-8"), signer=self.signer,
                                         manifest_info=info, options=self.options)
                 details["text_mode"] = signed_text.mode
+                store = signed_text.manifest
                 if signed_text.mode == "sidecar":
                     signed, sidecar = art.data, signed_text.manifest
                 else:
                     signed, new_content = signed_text.text.encode("utf-8"), signed_text.text
             else:
                 pixels = art.content if art.modality is Modality.IMAGE else None
-                signed = sign_bytes(art.data, mt, signer=self.signer, manifest_info=info,
-                                    options=self.options, pixels=pixels)
+                signed, store = sign_bytes_with_manifest(
+                    art.data, mt, signer=self.signer, manifest_info=info,
+                    options=self.options, pixels=pixels)
         except DependencyError as exc:
             raise StageSkipped(str(exc)) from None
         except UnicodeDecodeError:
@@ -177,6 +185,8 @@ class ProvenanceStage(Stage):
             text_mode=details.get("text_mode"))
         details = {k: v for k, v in evidence.to_dict().items() if k != "manifest_summary"}
         files = {".c2pa": sidecar} if sidecar is not None else {}
+        if result.state in (ProvenanceState.TRUSTED, ProvenanceState.VALID_UNTRUSTED) and store:
+            ctx.evidence.extra[MANIFEST_STORE_KEY] = base64.b64encode(store).decode("ascii")
         if result.state is ProvenanceState.TRUSTED:
             ctx.evidence.provenance = evidence
             return StageOutcome(artifact=art.evolve(data=signed, content=new_content),

@@ -17,6 +17,13 @@ bytes. Both modes use that:
   manifest's size and the wrapper is padded to exactly that length
   (``c2pa_text.encode_wrapper_padded``).
 
+Both modes also sign ``org.guardrail.text`` (:data:`TEXT_DIGEST_LABEL`): a SHA-256 of the
+*visible* text in a normal form (:func:`visible_text_digest`: invisible characters removed,
+NFKC, white space collapsed). A copy whose bytes differ from the signed ones only in white
+space or Unicode form (a copy-paste that applied NFKC or collapsed spaces) fails the hard
+binding, but its visible digest still matches: verification reports it as a signed text
+that was reformatted, distinct from one whose words were edited.
+
 Verification (:func:`guardrail.provenance.verify.verify_text`) locates the wrapper,
 checks that the exclusion range is exactly the wrapper and that the hash of the rest of
 the text matches, and takes every other result (signature, certificate, trust, assertion
@@ -35,19 +42,26 @@ from pathlib import Path
 
 from ..errors import SigningError, TextWrapperError, UnsupportedMediaError
 from ..media import atomic_write
+from ..textnorm import visible_text
 from ._c2pa import c2pa_text_module
 from .manifest import ManifestInfo, SignOptions, build_manifest_definition, run_builder
 from .signer import ProvenanceSigner
 
 __all__ = [
+    "TEXT_DIGEST_LABEL",
     "SignedText",
     "TextWrapper",
     "find_text_wrapper",
     "sidecar_path",
     "sign_text",
     "strip_text_wrapper",
+    "visible_text_digest",
     "write_sidecar",
 ]
+
+#: the assertion that carries the visible text's digest (see the module notes)
+TEXT_DIGEST_LABEL = "org.guardrail.text"
+_DIGEST_PREFIX = "nfkc-ws-sha256:"
 
 _MAX_PASSES = 4
 # last manifest size per signing certificate: the first signing pass usually fits
@@ -106,6 +120,20 @@ def find_text_wrapper(text: str) -> TextWrapper | None:
     return TextWrapper(manifest=bytes(manifest), start=int(start), length=int(length))
 
 
+def visible_text_digest(text: str) -> str:
+    """SHA-256 of what a reader sees of ``text``: invisible characters (and so any C2PA text
+    wrapper) removed, NFKC-normalised, white space collapsed to single spaces."""
+    norm = " ".join(unicodedata.normalize("NFKC", visible_text(text)).split())
+    return _DIGEST_PREFIX + hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def _digest_assertion(text: str) -> dict:
+    return {"label": TEXT_DIGEST_LABEL,
+            "data": {"visible_text_digest": visible_text_digest(text),
+                     "normalization": "invisible characters removed, NFKC, white space "
+                                      "collapsed"}}
+
+
 def strip_text_wrapper(text: str) -> str:
     """``text`` without its C2PA wrapper (NFC-normalised), e.g. to show or to re-sign it."""
     _manifest, clean = c2pa_text_module().extract_manifest(text)
@@ -152,7 +180,8 @@ def sign_text(
         raise UnsupportedMediaError("cannot sign empty text")
     if mode == "sidecar":
         definition = build_manifest_definition(manifest_info,
-                                               claim_generator=options.claim_generator)
+                                               claim_generator=options.claim_generator,
+                                               extra_assertions=[_digest_assertion(text)])
         _, manifest = run_builder(definition, "text/plain", text.encode("utf-8"),
                                   signer=signer, options=options, no_embed=True)
         return SignedText(text=text, manifest=manifest, mode="sidecar")
@@ -173,7 +202,8 @@ def sign_text(
     for _ in range(_MAX_PASSES):
         definition = build_manifest_definition(
             manifest_info, claim_generator=options.claim_generator,
-            extra_assertions=[_hash_data_assertion(len(body), length, digest)])
+            extra_assertions=[_hash_data_assertion(len(body), length, digest),
+                              _digest_assertion(nfc)])
         _, manifest = run_builder(definition, "text/plain", body, signer=signer,
                                   options=options, no_embed=True)
         needed = ct.worst_case_wrapper_byte_length(len(manifest))

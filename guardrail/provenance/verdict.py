@@ -19,6 +19,8 @@ __all__ = ["classify_error", "make_result", "result_from_store"]
 # failure codes that only say "not trusted here"; the rest make a manifest invalid
 _UNTRUSTED_ONLY = frozenset({"signingCredential.untrusted", "cawg.x509.credential.untrusted",
                              "timeStamp.untrusted"})
+# failure codes that say "this verifier cannot check it" (ERROR), not "it was changed"
+_UNSUPPORTED = frozenset({"algorithm.unsupported"})
 
 
 def make_result(state: ProvenanceState, reason: str, *, failures: Sequence[str] = (),
@@ -34,6 +36,9 @@ def _state_for(failures: Sequence[str], success: Iterable[str], c2pa_state: str 
     """c2pa's verdict when it has one (it knows which codes are fatal); from the failure
     codes when guardrail re-decided part of the validation (embedded text)."""
     trusted = "signingCredential.trusted" in set(success)
+    real = set(failures) - _UNTRUSTED_ONLY
+    if real and real <= _UNSUPPORTED:
+        return ProvenanceState.ERROR
     state = (c2pa_state or "").lower()
     if state == "invalid":
         return ProvenanceState.INVALID
@@ -83,6 +88,10 @@ def result_from_store(store: Mapping[str, Any], *, media_type: str | None, embed
         reason = (f"the Content Credentials are intact, but the signer {who} does not chain "
                   "to a configured trust anchor, so they are not trusted here "
                   f"({', '.join(failures) or 'signingCredential.untrusted'})")
+    elif state is ProvenanceState.ERROR:
+        reason = ("the manifest uses a signing or hash algorithm this verifier does not "
+                  "support, so it can be neither confirmed nor called tampered "
+                  f"({', '.join(failures)})")
     else:
         first = next((f for f in failure_items if f.get("code") not in _UNTRUSTED_ONLY),
                      failure_items[0] if failure_items else {})
@@ -102,10 +111,11 @@ def classify_error(exc: Exception, *, media_type: str | None) -> ProvenanceResul
         return make_result(ProvenanceState.ABSENT,
                            f"no Content Credentials (no C2PA manifest) in this {what}")
     if "unknown algorithm" in low or "unsupported algorithm" in low:
-        return make_result(ProvenanceState.INVALID,
-                           f"the manifest uses a hash or signature algorithm that C2PA does not "
-                           f"define, so it cannot be valid (c2pa: {text})",
-                           failures=("algorithm.unsupported",))
+        # not evidence of tampering: this verifier cannot check the signature at all
+        return make_result(ProvenanceState.ERROR,
+                           "the manifest uses a signing or hash algorithm this verifier does not "
+                           f"support, so it can be neither confirmed nor called tampered "
+                           f"(c2pa: {text})", failures=("algorithm.unsupported",))
     if "prerelease" in low:
         return make_result(ProvenanceState.ERROR,
                            "the manifest is in a pre-release (draft) C2PA format that current "

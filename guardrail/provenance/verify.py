@@ -9,11 +9,14 @@ States (:class:`~guardrail.ProvenanceState`):
     reported as trusted.
 ``INVALID``
     Present but failing validation: tampered asset or assertion, bad signature,
-    transplanted manifest, unsupported algorithm, ...
+    transplanted manifest, ... (a signed text whose visible words are unchanged - only white
+    space or Unicode form differ - is INVALID too, with ``manifest["visible_text"]``
+    ``{"unchanged": True}``: see :mod:`guardrail.provenance.text`)
 ``ABSENT``
     No Content Credentials (never had any, or stripped by re-encoding).
 ``ERROR``
     No verdict could be reached: unreadable or truncated file, unsupported format, a
+    signing or hash algorithm this verifier does not support (``algorithm.unsupported``), a
     name that lies about the content, a remote manifest that cannot be fetched.
 
 ``ProvenanceResult.failures`` holds c2pa's exact status codes for the active manifest
@@ -53,7 +56,7 @@ from ..errors import DependencyError, TextWrapperError, UnsupportedMediaError
 from ..media import MEDIA_TYPES, read_bytes
 from ._c2pa import c2pa_module, normalize_media_type, sniff
 from .reader import fetch_remote_manifest, read_store
-from .text import find_text_wrapper
+from .text import TEXT_DIGEST_LABEL, find_text_wrapper, visible_text_digest
 from .trust import TrustSettings
 from .verdict import classify_error, make_result, result_from_store
 
@@ -285,15 +288,39 @@ def verify_text(text: str | bytes, *, trust: TrustSettings | None = None,
             except UnicodeDecodeError:
                 return make_result(ProvenanceState.ERROR, "the text is not valid UTF-8")
         if sidecar is not None:
-            return _verify_with_c2pa(text.encode("utf-8"), "text/plain", trust, sidecar,
-                                     timeout_s)
-        return _verify_embedded_text(text, trust, timeout_s)
+            result = _verify_with_c2pa(text.encode("utf-8"), "text/plain", trust, sidecar,
+                                       timeout_s)
+        else:
+            result = _verify_embedded_text(text, trust, timeout_s)
+        return _with_visible_text(result, text)
     except DependencyError:
         raise
     except Exception as exc:  # a verifier must answer, not crash (logged below)
         log.debug("text verification failed", exc_info=True)
         return make_result(ProvenanceState.ERROR,
                            f"verification failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+def _with_visible_text(result: ProvenanceResult, text: str) -> ProvenanceResult:
+    """Compare the visible text with the digest signed in ``org.guardrail.text``: adds
+    ``manifest["visible_text"]`` = ``{"unchanged", "signed", "observed"}`` when the manifest
+    carries one (a text whose words are the signed ones but whose bytes changed is
+    *reformatted*, not edited)."""
+    manifest = result.manifest
+    signed = (manifest or {}).get("text_digest") if isinstance(manifest, Mapping) else None
+    if not isinstance(signed, Mapping) or not signed.get("visible_text_digest"):
+        return result
+    observed = visible_text_digest(text)
+    unchanged = observed == signed["visible_text_digest"]
+    new = dict(manifest or {})
+    new["visible_text"] = {"unchanged": unchanged, "signed": signed["visible_text_digest"],
+                           "observed": observed, "assertion": TEXT_DIGEST_LABEL}
+    reason = result.reason or ""
+    if result.state is ProvenanceState.INVALID and unchanged:
+        reason += ("; the visible words are exactly the signed ones: only white space or the "
+                   "Unicode form changed")
+    return make_result(result.state, reason, failures=result.failures, manifest=new,
+                       signer=result.signer, ai_generated=result.ai_generated)
 
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}

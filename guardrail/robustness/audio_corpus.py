@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Clip", "piper_clips", "synth_clips", "tool_clips"]
+__all__ = ["SPLITS", "Clip", "piper_clips", "synth_clips", "tool_clips"]
 
 Clip = tuple[np.ndarray, int]
 
@@ -53,23 +53,36 @@ SENTENCES = (
 )
 
 
-def _texts(n: int, rng: np.random.Generator) -> list[str]:
+#: The sentences of each split of the Piper clips: ``tune`` (the even-numbered sentences,
+#: for choosing parameters) and ``heldout`` (the odd-numbered ones, for measuring).
+SPLITS = {"tune": SENTENCES[0::2], "heldout": SENTENCES[1::2], "all": SENTENCES}
+
+
+def _texts(n: int, rng: np.random.Generator, sentences: tuple[str, ...] = SENTENCES
+           ) -> list[str]:
     out = []
     for _ in range(n):
         k = int(rng.integers(2, 4))
-        idx = rng.choice(len(SENTENCES), size=k, replace=False)
-        out.append(" ".join(SENTENCES[j] for j in idx))
+        idx = rng.choice(len(sentences), size=k, replace=False)
+        out.append(" ".join(sentences[j] for j in idx))
     return out
 
 
-def piper_clips(n: int, *, seed: int = 0) -> list[Clip]:
-    """``n`` utterances of the embedded Piper voice (found through the generator registry)."""
+def piper_clips(n: int, *, seed: int = 0, split: str = "heldout") -> list[Clip]:
+    """``n`` utterances of the embedded Piper voice (found through the generator registry).
+
+    ``split`` chooses the sentences (:data:`SPLITS`): ``heldout`` (the default, what the
+    robustness lab measures on), ``tune`` (disjoint from it: for choosing parameters) or
+    ``all``.
+    """
     from .._generator import load_generator
 
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     gen = load_generator("audio", progress=False)
     rng = np.random.default_rng(seed)
     clips = []
-    for i, text in enumerate(_texts(n, rng)):
+    for i, text in enumerate(_texts(n, rng, SPLITS[split])):
         params = {"length_scale": float(rng.uniform(0.8, 1.25)),
                   "noise_scale": float(rng.uniform(0.4, 0.9))}
         out = gen.generate([text], seed=seed * 100003 + i, params=params)[0]

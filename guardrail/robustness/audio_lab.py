@@ -21,6 +21,7 @@ import numpy as np
 
 from .._types import Artifact, GenerationMetadata, Modality
 from ..signal import resample
+from ..stats import clopper_pearson
 from ..watermark.audio import GuardrailAudioWatermark
 from .attacks import build_suite
 from .audio_attacks import snr_db
@@ -35,6 +36,14 @@ _META = GenerationMetadata(model_id="eval")
 #: The attacks whose true-positive rate has a target (>= 0.99 at the configured FPR).
 TARGET_ATTACKS = ("none", "mp3(64)", "resample(16000)", "noise(20)", "gain(6)", "gain(-6)",
                   "crop(0.5)")
+#: The attacks of the time-scale and combined-chain targets (TPR >= 0.95).
+SCALE_TARGET_ATTACKS = ("speed(1.05)", "speed(0.95)", "tempo(1.05)", "tempo(0.95)",
+                        "pitch(1)", "pitch(-1)", "chain((64, 20, 4000))")
+#: The further keys whose detectors also check the unmarked windows (false positives do
+#: not depend on one key's pattern).
+UNMARKED_KEYS = tuple(f"guardrail-audio-unmarked-check-{i}".encode() for i in range(3))
+#: The attack of the payload target (the id correct in >= 90 % of the clips).
+PAYLOAD_TARGET_ATTACK = "noise(10)"
 
 
 def _artifact(samples: np.ndarray, sr: int) -> Artifact:
@@ -94,7 +103,8 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
              attacks: Sequence[Attack] | None = None, n_unmarked: int = 1000,
              clip_seconds: float = 5.0, timing_seconds: float = 10.0, timing_repeats: int = 20,
              watermarker: Any = None, labels: Sequence[str] | None = None,
-             seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             seed: int = 0, progress: Callable[[str], None] | None = None,
+             unmarked_keys: Sequence[bytes] | None = None) -> dict[str, Any]:
     """Measure a watermarker on audio clips.
 
     Parameters
@@ -126,6 +136,11 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
         Seed of the windows and payloads.
     progress : callable, optional
         Called with a short message now and then.
+    unmarked_keys : sequence of bytes, optional
+        Further keys of :class:`GuardrailAudioWatermark`: the unmarked windows are also
+        checked with a detector of each (``unmarked["by_key"]``; the pooled count is in
+        ``unmarked``). Default: :data:`UNMARKED_KEYS` when the watermarker is a
+        :class:`GuardrailAudioWatermark`, else none.
 
     Returns
     -------
@@ -190,8 +205,11 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
             return {"n": 0}
         coded = [d.bit_accuracy for d in ds if d.bit_accuracy is not None]
         scores = np.array([d.score for d in ds])
-        return {"n": len(ds), "tpr": rate(ds)["rate"],
-                "payload_ok": float(np.mean([d.payload_ok for d in ds])),
+        r = rate(ds)
+        n_ok = int(sum(d.payload_ok for d in ds))
+        return {"n": len(ds), "tpr": r["rate"], "tpr_ci": [r["ci_low"], r["ci_high"]],
+                "payload_ok": n_ok / len(ds),
+                "payload_ok_ci": list(clopper_pearson(n_ok, len(ds))),
                 "payload_wrong": int(sum(d.payload_wrong for d in ds)),
                 "coded_bit_accuracy": float(np.mean(coded)) if coded else None,
                 "score_mean": float(np.nanmean(scores)), "score_min": float(np.nanmin(scores))}
@@ -211,23 +229,36 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     # ---- unmarked windows
     say("unmarked windows")
     unmarked_detections, scores, fp_labels = [], [], []
+    if unmarked_keys is None:
+        unmarked_keys = UNMARKED_KEYS if isinstance(wm, GuardrailAudioWatermark) else ()
+    others = [GuardrailAudioWatermark(k, fpr=fpr) for k in unmarked_keys]
+    by_key = [[0, 0] for _ in others]  # performed, positives
     for j in range(n_unmarked):
         k = j % len(items)
         x, sr = _window(items[k], clip_seconds, rng)
-        res = wm.detect(_artifact(x, sr))
-        unmarked_detections.append(Detection(
-            detected=res.detected, p_value=1.0 if res.p_value is None else float(res.p_value)))
-        if res.detected is None:
-            continue
-        scores.append(float(res.score) if res.score is not None else float("nan"))
-        if res.detected:
-            fp_labels.append(labels[k])
+        window = _artifact(x, sr)
+        for i_wm, det in enumerate([wm, *others]):
+            res = det.detect(window)
+            unmarked_detections.append(Detection(
+                detected=res.detected,
+                p_value=1.0 if res.p_value is None else float(res.p_value)))
+            if res.detected is None:
+                continue
+            if i_wm:
+                by_key[i_wm - 1][0] += 1
+                by_key[i_wm - 1][1] += bool(res.detected)
+            scores.append(float(res.score) if res.score is not None else float("nan"))
+            if res.detected:
+                fp_labels.append(labels[k])
     fp = rate(unmarked_detections)
     pv = np.array([d.p_value for d in unmarked_detections if d.detected is not None])
     unmarked = {
         "n": fp["performed"], "not_performed": fp["not_performed"],
         "false_positives": fp["positives"], "false_positive_labels": fp_labels,
         "fpr_measured": fp["rate"] if fp["performed"] else 0.0,
+        "fpr_ci": [fp["ci_low"], fp["ci_high"]], "n_keys": 1 + len(others),
+        "n_windows": n_unmarked,
+        "by_key": [{"n": n, "false_positives": k} for n, k in by_key],
         "max_score": float(np.nanmax(scores)) if scores else None,
         "min_p_value": fp["min_p"],
         "rate_p_below": {str(a): float(np.mean(pv <= a)) if pv.size else None
@@ -244,6 +275,12 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     for name in TARGET_ATTACKS:
         if name in per_attack and per_attack[name].get("n"):
             targets[f"tpr[{name}]>=0.99"] = per_attack[name]["tpr"] >= 0.99
+    for name in SCALE_TARGET_ATTACKS:
+        if name in per_attack and per_attack[name].get("n"):
+            targets[f"tpr[{name}]>=0.95"] = per_attack[name]["tpr"] >= 0.95
+    if per_attack.get(PAYLOAD_TARGET_ATTACK, {}).get("n"):
+        targets[f"payload_ok[{PAYLOAD_TARGET_ATTACK}]>=0.9"] = (
+            per_attack[PAYLOAD_TARGET_ATTACK]["payload_ok"] >= 0.9)
     return {"scheme": getattr(wm, "scheme", "?"), "version": getattr(wm, "version", "?"),
             "fpr": fpr, "clip_seconds": clip_seconds, "n_clips": len(items),
             "cannot_embed": trials.not_marked, "timing": timing, "snr_db": snr,

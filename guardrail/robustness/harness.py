@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .._types import Artifact
+from ..progress import bar
 from ..stats import clopper_pearson
 from .base import Attack
 
@@ -88,7 +89,8 @@ class Trials:
 def run_trials(items: Iterable[T], *, mark: Callable[[T], Marked | None],
                attacks: Sequence[Attack], detect: Callable[[Marked, Artifact], Detection],
                clean: str = "none",
-               progress: Callable[[int, Marked], None] | None = None) -> Trials:
+               progress: Callable[[int, Marked], None] | None = None,
+               desc: str = "robustness trials") -> Trials:
     """Mark every item, attack it with each of ``attacks``, and detect on every version.
 
     Parameters
@@ -106,29 +108,52 @@ def run_trials(items: Iterable[T], *, mark: Callable[[T], Marked | None],
         The label of the version without attack.
     progress : callable, optional
         ``progress(index, marked)`` after each marked item.
+    desc : str
+        The label of the progress bar (:func:`guardrail.progress.bar`: items done of the
+        total, with an ETA) shown when ``items`` has a length and is not already a bar.
     """
     labels = [clean, *(a.label for a in attacks)]
     trials = Trials(labels=labels, detections={lb: [] for lb in labels})
+    sized = hasattr(items, "__len__") and not type(items).__module__.startswith("tqdm")
+    shown = bar(total=len(items), desc=f"{desc} ({len(attacks)} attacks)",  # type: ignore[arg-type]
+                unit="item") if sized else None
+    try:
+        _trials(trials, items, mark, attacks, detect, clean, progress, shown)
+    finally:
+        if shown is not None:
+            shown.close()
+    return trials
+
+
+def _trials(trials: Trials, items: Iterable[T], mark: Callable[[T], Marked | None],
+            attacks: Sequence[Attack], detect: Callable[[Marked, Artifact], Detection],
+            clean: str, progress: Callable[[int, Marked], None] | None, shown: Any) -> None:
     for i, item in enumerate(items):
         marked = mark(item)
         if marked is None:
             trials.not_marked += 1
+        else:
+            _attack_and_detect(trials, marked, attacks, detect, clean)
+            if progress is not None:
+                progress(i, marked)
+        if shown is not None:
+            shown.update(1)
+
+
+def _attack_and_detect(trials: Trials, marked: Marked, attacks: Sequence[Attack],
+                       detect: Callable[[Marked, Artifact], Detection], clean: str) -> None:
+    trials.names.append(marked.name)
+    trials.detections[clean].append(detect(marked, marked.artifact))
+    for att in attacks:
+        if att.label in trials.errors:
             continue
-        trials.names.append(marked.name)
-        trials.detections[clean].append(detect(marked, marked.artifact))
-        for att in attacks:
-            if att.label in trials.errors:
-                continue
-            try:
-                attacked = att(marked.artifact)
-            except Exception as exc:  # noqa: BLE001 - an attack that cannot run is reported
-                trials.errors[att.label] = f"{type(exc).__name__}: {exc}"
-                trials.detections[att.label] = []
-                continue
-            trials.detections[att.label].append(detect(marked, attacked))
-        if progress is not None:
-            progress(i, marked)
-    return trials
+        try:
+            attacked = att(marked.artifact)
+        except Exception as exc:  # noqa: BLE001 - an attack that cannot run is reported
+            trials.errors[att.label] = f"{type(exc).__name__}: {exc}"
+            trials.detections[att.label] = []
+            continue
+        trials.detections[att.label].append(detect(marked, attacked))
 
 
 def rate(detections: Sequence[Detection], *, confidence: float = 0.95) -> dict[str, Any]:

@@ -19,6 +19,21 @@ Conventions
   always gives the same output.
 * ``brightness(f)`` and ``contrast(f)`` follow Pillow's ``ImageEnhance``: brightness
   multiplies every channel by ``f``; contrast blends with the mean grey level.
+* ``flip(1)`` mirrors left-right (the columns, numpy axis 1), ``flip(0)`` top-bottom. ``median(k)`` is a ``k x k``
+  median filter; ``chain_crop_resize_jpeg`` and ``chain_blur_noise_resize_webp`` are the two
+  combined chains of the watermark targets.
+
+Keyless estimation attacks
+--------------------------
+``copy((n, estimator))`` and ``removal((n, estimator))`` need marked outputs of one key
+(``marked=``, a list of ``uint8`` images) and no key. The estimate of the mark is the
+high-pass luminance residual (image minus its Gaussian blur, sigma ``ESTIMATE_SIGMA``) of
+``n`` marked images, each resized to the target's size, averaged; with estimator ``"tile"``
+it is also averaged over the positions of a tile of side ``sqrt(h * w) / 8`` pixels (the
+period of ``guardrail-image`` v1's tile and of v2's sync lattice) and repeated - the
+estimator of the evaluation that found v1 copyable. ``copy`` adds the estimate to an
+unrelated image, ``removal`` subtracts it from a marked one (whose own residual is one of
+the ``n``), both scaled to a PSNR of ``ESTIMATE_PSNR_DB`` (38 dB) before rounding.
 """
 
 from __future__ import annotations
@@ -39,8 +54,15 @@ __all__ = [
     "chain",
     "contrast",
     "crop",
+    "chain_blur_noise_resize_webp",
+    "chain_crop_resize_jpeg",
+    "copy",
+    "estimate_mark",
+    "flip",
     "gaussian_noise",
     "jpeg",
+    "median",
+    "removal",
     "psnr",
     "random_crop",
     "resize",
@@ -264,8 +286,136 @@ def chain(*attacks: Attack) -> Attack:
                   fn=run)
 
 
-#: The six attacks of the image watermark targets (TPR >= 0.99 at FPR 1e-4 under each): the
-#: image lab's suite, ``SUITES["image"]`` of :mod:`guardrail.robustness.attacks`.
+@attack("flip", Modality.IMAGE)
+def flip(artifact: Artifact, axis: Any) -> Artifact:
+    """Mirror the image along numpy ``axis``: 1 left-right, 0 top-bottom."""
+    img = _image(artifact)
+    if axis not in (0, 1) or isinstance(axis, bool):
+        raise ValueError(f"flip axis must be 1 (left-right) or 0 (top-bottom), got {axis!r}")
+    return _done(artifact, img[:, ::-1] if axis == 1 else img[::-1])
+
+
+@attack("median", Modality.IMAGE)
+def median(artifact: Artifact, size: Any) -> Artifact:
+    """``size x size`` median filter (odd size) on every channel."""
+    import cv2
+
+    k = int(size)
+    if k < 3 or k % 2 == 0:
+        raise ValueError(f"median size must be odd and >= 3, got {size}")
+    img = _image(artifact)
+    rgb, alpha = _split(img)
+    return _done(artifact, _join(cv2.medianBlur(np.ascontiguousarray(rgb), k), alpha))
+
+
+@attack("chain_crop_resize_jpeg", Modality.IMAGE)
+def chain_crop_resize_jpeg(artifact: Artifact, strength: Any) -> Artifact:
+    """Centred crop keeping ``keep`` of the area, resize by ``scale``, JPEG at ``quality``;
+    strength = (keep, scale, quality), e.g. (0.8, 0.5, 70)."""
+    keep, scale, quality = strength
+    return jpeg(quality)(resize(scale)(crop(1.0 - float(keep))(artifact)))
+
+
+@attack("chain_blur_noise_resize_webp", Modality.IMAGE)
+def chain_blur_noise_resize_webp(artifact: Artifact, strength: Any) -> Artifact:
+    """Blur (sigma), Gaussian noise (sigma), resize by ``scale``, WebP at ``quality``;
+    strength = (blur_sigma, noise_sigma, scale, quality), e.g. (1.0, 5, 0.7, 60)."""
+    b, n, scale, quality = strength
+    return webp(quality)(resize(scale)(gaussian_noise(n)(blur(b)(artifact))))
+
+
+#: Keyless estimation: blur of the residual estimator and PSNR of the added estimate.
+ESTIMATE_SIGMA = 1.5
+ESTIMATE_PSNR_DB = 38.0
+
+
+def _luma_f(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    rgb, _ = _split(img)
+    if rgb.ndim == 2:
+        return rgb.astype(np.float32)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def estimate_mark(marked: Any, shape: tuple[int, int], estimator: str = "residual"
+                  ) -> np.ndarray:
+    """Keyless estimate of an additive luminance mark from marked images (see the module
+    notes): ``shape`` (rows, columns) float32, zero mean."""
+    import cv2
+
+    if estimator not in ("residual", "tile"):
+        raise ValueError(f"estimator must be 'residual' or 'tile', got {estimator!r}")
+    images = list(marked)
+    if not images:
+        raise ValueError("estimating a mark needs at least one marked image")
+    h, w = shape
+    acc = np.zeros((h, w), np.float32)
+    for img in images:
+        y = _luma_f(np.asarray(img))
+        res = y - cv2.GaussianBlur(y, (0, 0), ESTIMATE_SIGMA)
+        if res.shape != (h, w):
+            res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
+        acc += res
+    acc /= np.float32(len(images))
+    if estimator == "tile":
+        p = max(2, round(math.sqrt(h * w) / 8))
+        ph, pw = -(-h // p) * p, -(-w // p) * p
+        canvas = np.zeros((ph, pw), np.float32)
+        count = np.zeros((ph, pw), np.float32)
+        canvas[:h, :w], count[:h, :w] = acc, 1.0
+        tile = canvas.reshape(ph // p, p, pw // p, p).sum(axis=(0, 2))
+        n = count.reshape(ph // p, p, pw // p, p).sum(axis=(0, 2))
+        tile /= np.maximum(n, 1.0)
+        acc = np.tile(tile, (ph // p, pw // p))[:h, :w]
+    return acc - np.float32(acc.mean())
+
+
+def _apply_estimate(img: np.ndarray, est: np.ndarray, sign: float, psnr_db: float
+                    ) -> np.ndarray:
+    rgb, alpha = _split(img)
+    rms = math.sqrt(float(np.mean(est.astype(np.float64) ** 2)))
+    want = 255.0 / 10.0 ** (psnr_db / 20.0)
+    d = est * np.float32(sign * want / max(rms, 1e-9))
+    f = rgb.astype(np.float32) + (d if rgb.ndim == 2 else d[..., None])
+    return _join(np.clip(f + 0.5, 0, 255).astype(np.uint8), alpha)
+
+
+def _estimation_attack(name: str, sign: float, own: bool) -> Any:
+    def make(strength: Any, *, marked: Any = None, psnr_db: float = ESTIMATE_PSNR_DB
+             ) -> Attack:
+        n, estimator = strength
+        if int(n) < 1:
+            raise ValueError(f"{name} needs at least one marked image, got n={n}")
+        donors = list(marked or [])
+        if len(donors) < int(n) - (1 if own else 0):
+            raise ValueError(f"{name}(({n}, {estimator!r})) needs marked={int(n)} marked "
+                             f"images of one key, got {len(donors)}")
+
+        def run(artifact: Artifact, _strength: Any) -> Artifact:
+            img = _image(artifact)
+            use = ([img] + donors[:int(n) - 1]) if own else donors[:int(n)]
+            est = estimate_mark(use, img.shape[:2], estimator)
+            return _done(artifact, _apply_estimate(img, est, sign, psnr_db))
+
+        return Attack(name=name, strength=(int(n), estimator), modality=Modality.IMAGE, fn=run)
+
+    make.attack_name = name  # type: ignore[attr-defined]
+    return make
+
+
+#: Keyless copy attack: add the mark estimated from ``n`` marked outputs (``marked=``) to
+#: an unrelated image; strength = (n, "residual" | "tile").
+copy = _estimation_attack("copy", +1.0, own=False)
+copy.__doc__ = "Add a keyless estimate of the mark of ``marked=`` images (see module notes)."
+#: Keyless removal attack: subtract the mark estimated from the attacked image and ``n - 1``
+#: other marked outputs (``marked=``); strength = (n, "residual" | "tile").
+removal = _estimation_attack("removal", -1.0, own=True)
+removal.__doc__ = "Subtract a keyless estimate of the mark (see module notes)."
+
+
+#: The six attacks of the first image watermark targets (TPR >= 0.99 at FPR 1e-4 under each);
+#: the lab's suite is now ``SUITES["image"]`` of :mod:`guardrail.robustness.attacks`.
 TARGET_ATTACKS: tuple[Attack, ...] = (
     jpeg(50),
     resize(0.5),

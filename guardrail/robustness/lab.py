@@ -14,6 +14,7 @@ from typing import Any
 
 from .._types import Modality
 from ..config import Config
+from ..progress import enabled, library_bars, note, scope
 from ..store import Evaluation, ReportStore
 
 __all__ = ["format_table", "run_robustness"]
@@ -25,7 +26,7 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
     from .attacks import build_attack, build_suite
     from .text_lab import run_text_lab
 
-    generator = generator_from_config(cfg, Modality.TEXT, progress=progress)
+    generator = generator_from_config(cfg, Modality.TEXT, progress=library_bars())
     wm = watermarker_from_config(cfg, Modality.TEXT, generator=generator)
     attacks = [*build_suite(Modality.TEXT),
                build_attack(Modality.TEXT, "paraphrase", 1.0, generator=generator)]
@@ -35,8 +36,8 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
                         n_human=200 if quick else 1000, progress=progress)
 
 
-def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = None
-           ) -> dict[str, Any]:
+def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = None,
+           sample: int | None = None) -> dict[str, Any]:
     from ..keys import load_secret
     from .image_lab import evaluate, load_natural_images
 
@@ -45,11 +46,16 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = 
     images = load_natural_images(photo_dir)
     if quick:
         images = images[:6]
-    log = (lambda msg: __import__("logging").getLogger(__name__).info(msg)) if progress else None
-    res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
-                   max_images={"rivaGan": 2 if quick else 3},
-                   max_unmarked={"rivaGan": 10 if quick else 40},
-                   repeats=3 if quick else 7, log=log)
+    log = note if progress else None
+    if sample:  # the configured scheme only, on a few photos: a smoke run of the lab
+        res = evaluate(images[:sample], schemes=[str(cfg.section("watermark")["image_scheme"])],
+                       fpr=fpr, key=key, n_unmarked=10 * sample, repeats=1, keyless=False,
+                       log=log)
+    else:
+        res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
+                       max_images={"rivaGan": 2 if quick else 3},
+                       max_unmarked={"rivaGan": 10 if quick else 40},
+                       repeats=3 if quick else 7, log=log)
     rows = []
     for scheme, r in res["schemes"].items():
         for attack, tpr in r["tpr"].items():
@@ -57,6 +63,9 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = 
                          "payload_ok": r.get("payload_ok", {}).get(attack),
                          "bit_accuracy": r.get("bit_accuracy", {}).get(attack),
                          "n_images": r.get("n_images")})
+        for rates in (r.get("keyless") or {}).values():  # copy: false detections
+            rows.extend({"scheme": scheme, "attack": label, "tpr": v["rate"],
+                         "n_images": v["n"]} for label, v in rates.items())
     summary = {"fpr_target": fpr, "content": "natural photos (scikit-image, scikit-learn"
                + (f", {photo_dir}" if photo_dir else "") + ")",
                "schemes": {name: {k: r.get(k) for k in (
@@ -67,19 +76,32 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = 
     return {"rows": rows, "summary": summary, "schemes": list(res["schemes"])}
 
 
-def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
+def _ci(interval: Any) -> str | None:
+    """``[low, high]`` as ``"[0.951, 1.000]"``."""
+    if not interval or interval[0] is None:
+        return None
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = None
+           ) -> dict[str, Any]:
     from ..factory import watermarker_from_config
     from .audio_corpus import piper_clips
     from .audio_lab import evaluate
 
     wm = watermarker_from_config(cfg, Modality.AUDIO)
-    clips = piper_clips(12 if quick else 120)
+    clips = piper_clips(sample or (12 if quick else 120))
     res = evaluate(clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
-                   n_unmarked=200 if quick else 1000, timing_repeats=5 if quick else 20)
+                   n_unmarked=10 * sample if sample else 200 if quick else 1000,
+                   timing_repeats=2 if sample else 5 if quick else 20,
+                   progress=note if progress else None)
     rows = []
     for attack, r in res["attacks"].items():
-        rows.append({"scheme": wm.scheme, "attack": attack, "tpr": r.get("tpr"),
-                     "payload_ok": r.get("payload_ok"), "payload_wrong": r.get("payload_wrong"),
+        rows.append({"scheme": wm.scheme, "attack": attack, "n": r.get("n"),
+                     "tpr": r.get("tpr"), "tpr_ci": _ci(r.get("tpr_ci")),
+                     "payload_ok": r.get("payload_ok"),
+                     "payload_ok_ci": _ci(r.get("payload_ok_ci")),
+                     "payload_wrong": r.get("payload_wrong"),
                      "bit_accuracy": r.get("coded_bit_accuracy"), "score_min": r.get("score_min"),
                      })
     unmarked = res["unmarked"]
@@ -94,22 +116,33 @@ def _audio(cfg: Config, *, quick: bool, progress: bool) -> dict[str, Any]:
 
 def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
                    progress: bool = True, store: ReportStore | None = None,
-                   photo_dir: str | None = None, items: int | None = None) -> Evaluation:
+                   photo_dir: str | None = None, items: int | None = None,
+                   sample: int | None = None) -> Evaluation:
     """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``).
 
     ``photo_dir`` adds a folder of photographs to the image content (e.g. the third-party
-    C2PA test photos).
+    C2PA test photos). ``sample`` runs a smoke run on that many items (images: the
+    configured scheme only, no keyless attacks; text: that many generated texts), recorded
+    as ``quick`` with its ``sample``. ``progress``: guardrail's progress bars
+    (:mod:`guardrail.progress`) while the lab runs.
     """
-    if modality is Modality.IMAGE:
-        result = _image(cfg, quick=quick, progress=progress, photo_dir=photo_dir)
-    elif modality is Modality.TEXT:
-        result = _text(cfg, quick=quick, progress=progress, items=items)
-    else:
-        result = _audio(cfg, quick=quick, progress=progress)
+    if sample is not None and sample < 1:
+        raise ValueError(f"sample must be at least 1, got {sample}")
+    with scope(progress):
+        progress = enabled(progress)  # the labs' own bars follow guardrail's progress mode
+        if modality is Modality.IMAGE:
+            result = _image(cfg, quick=quick, progress=progress, photo_dir=photo_dir,
+                            sample=sample)
+        elif modality is Modality.TEXT:
+            result = _text(cfg, quick=quick or bool(sample), progress=progress,
+                           items=sample or items)
+        else:
+            result = _audio(cfg, quick=quick, progress=progress, sample=sample)
     ev = Evaluation(
-        evaluation_id=uuid.uuid4().hex, kind="robustness", name=f"{modality.value} watermarks",
+        evaluation_id=uuid.uuid4().hex, kind="robustness", name=f"{modality.value} watermarks"
+        + (" (smoke run)" if sample else ""),
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        config={"modality": modality.value, "quick": quick,
+        config={"modality": modality.value, "quick": quick or bool(sample), "sample": sample,
                 "schemes": result.get("schemes") or [result["summary"].get("scheme")]},
         summary=result["summary"], rows=result["rows"])
     owned = store is None

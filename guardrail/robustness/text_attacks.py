@@ -1,4 +1,5 @@
-"""Text attacks: word deletion, synonym substitution, insertion, truncation, paraphrase.
+"""Text attacks: word deletion, synonym substitution, insertion, truncation, paraphrase,
+homoglyphs and Unicode / white-space normalisation.
 
 Each attack is seeded (the strength and the text decide which words change), so a
 robustness run is reproducible.
@@ -16,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,11 @@ from ..errors import DependencyError
 from .base import Attack, attack
 
 __all__ = [
+    "HOMOGLYPHS",
     "deletion",
+    "homoglyph",
     "insertion",
+    "normalise",
     "paraphrase",
     "synonym",
     "truncation",
@@ -200,3 +205,40 @@ def paraphrase(strength: float, *, generator: Any, seed: int = 0,
         return _with_text(artifact, " ".join(sentences))
 
     return Attack(name="paraphrase", strength=strength, modality=Modality.TEXT, fn=fn)
+
+
+#: ASCII letter -> the Cyrillic (or, where Cyrillic has none, Greek) letter drawn like it.
+HOMOGLYPHS: dict[str, str] = {
+    "a": "\u0430", "c": "\u0441", "d": "\u0501", "e": "\u0435", "h": "\u04bb", "i": "\u0456",
+    "j": "\u0458", "l": "\u04cf", "o": "\u043e", "p": "\u0440", "q": "\u051b", "s": "\u0455",
+    "w": "\u051d", "x": "\u0445", "y": "\u0443", "v": "\u03bd",
+    "A": "\u0410", "B": "\u0412", "C": "\u0421", "E": "\u0415", "H": "\u041d", "I": "\u0406",
+    "J": "\u0408", "K": "\u041a", "M": "\u041c", "N": "\u039d", "O": "\u041e", "P": "\u0420",
+    "S": "\u0405", "T": "\u0422", "X": "\u0425", "Y": "\u04ae", "Z": "\u0396",
+}
+
+
+@attack("homoglyph", Modality.TEXT)
+def homoglyph(artifact: Artifact, strength: float) -> Artifact:
+    """Replace a ``strength`` fraction of the eligible letters (those in :data:`HOMOGLYPHS`)
+    by the Cyrillic or Greek letter that looks the same."""
+    frac = _check_fraction(strength, "homoglyph")
+    text = str(artifact.content)
+    eligible = [i for i, ch in enumerate(text) if ch in HOMOGLYPHS]
+    n_swap = int(round(frac * len(eligible)))
+    if n_swap == 0:
+        return artifact
+    chars = list(text)
+    for j in _rng(text, "homoglyph", frac).choice(len(eligible), n_swap, replace=False):
+        i = eligible[int(j)]
+        chars[i] = HOMOGLYPHS[chars[i]]
+    return _with_text(artifact, "".join(chars))
+
+
+@attack("normalise", Modality.TEXT)
+def normalise(artifact: Artifact, strength: float = 1) -> Artifact:
+    """Unicode NFKC, then every run of white space (line breaks included) collapsed to one
+    space, as a text pasted through a form or a normalising editor comes out (``strength``
+    is ignored; it is there for the attack label)."""
+    text = unicodedata.normalize("NFKC", str(artifact.content))
+    return _with_text(artifact, " ".join(text.split()))

@@ -4,8 +4,10 @@ skeleton of :mod:`guardrail.robustness.harness`).
 
 Measured:
 
-* TPR at the configured FPR, clean and after each attack (word deletion, synonym
-  substitution, insertion, truncation, paraphrase by the local model);
+* TPR at the configured FPR and at FPR 1e-4 (a p-value of at most 1e-4; the test is
+  exact, so this is its false-positive rate), with Clopper-Pearson intervals, clean and
+  after each attack (word deletion, synonym substitution, insertion, truncation,
+  homoglyphs, Unicode / white-space normalisation, paraphrase by the local model);
 * TPR by output length (the first 16 ... 128 tokens of each marked generation): how often
   the guard's self-check can confirm the mark of a text that long;
 * the false-positive rate on unmarked text: human-written text that ships offline and the
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._types import Artifact, GenerationMetadata, Modality
+from ..stats import clopper_pearson
 from .base import Attack
 from .harness import Detection, Marked, rate, run_trials
 
@@ -58,6 +61,19 @@ def _artifact(text: str) -> Artifact:
 
 
 LENGTHS = (16, 24, 32, 48, 64, 96, 128)
+
+#: The stricter operating point reported next to the configured one.
+STRICT_FPR = 1e-4
+
+
+def _strict(detections: Sequence[Detection]) -> dict[str, Any]:
+    """TPR at :data:`STRICT_FPR` (p-value at most it) with a 95% Clopper-Pearson interval."""
+    done = [d for d in detections if d.detected is not None and d.p_value is not None]
+    if not done:
+        return {"tpr_1e-4": None, "tpr_1e-4_ci": None}
+    hits = sum(d.p_value <= STRICT_FPR for d in done)
+    lo, hi = clopper_pearson(hits, len(done))
+    return {"tpr_1e-4": hits / len(done), "tpr_1e-4_ci": f"[{lo:.3f}, {hi:.3f}]"}
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -132,8 +148,9 @@ def run_text_lab(
         res = watermarker.detect_text(text)
         return Detection(detected=res.detected, p_value=res.p_value)
 
-    def rate_of(texts: Sequence[str]) -> dict[str, Any]:
-        return rate([detect(t) for t in texts])
+    def rate_of(texts: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = [detect(t) for t in texts]
+        return rate(found), _strict(found)
 
     # the marked texts come marked from generation: "marking" only wraps them
     trials = run_trials(tqdm(marked, desc="attacks", disable=not progress),
@@ -141,25 +158,27 @@ def run_text_lab(
                         detect=lambda _m, artifact: detect(str(artifact.content)))
     rows: list[dict[str, Any]] = []
     clean = trials.rate("none")
-    rows.append({"attack": "none", "strength": None, **_row(clean), "tpr": clean["rate"]})
+    rows.append({"attack": "none", "strength": None, **_row(clean), "tpr": clean["rate"],
+                 **_interval(clean), **_strict(trials.detections["none"])})
     # shorter outputs: the first L tokens of a marked generation are what a generation of L
     # tokens would have been, so this is the self-check's pass rate by output length
     tok = generator.tokenizer
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in marked]
     for length in (n for n in LENGTHS if n < new_tokens):
-        r = rate_of([tok.decode(x[:length]) for x in ids])
+        r, strict = rate_of([tok.decode(x[:length]) for x in ids])
         rows.append({"attack": "first_tokens", "strength": length, **_row(r),
-                     "tpr": r["rate"], **_interval(r)})
+                     "tpr": r["rate"], **_interval(r), **strict})
     for att in attacks:
         if att.label in trials.errors:
             rows.append({"attack": att.name, "strength": att.strength, "n": len(marked),
                          "tpr": None, "error": trials.errors[att.label]})
             continue
         r = trials.rate(att.label)
-        rows.append({"attack": att.name, "strength": att.strength, **_row(r), "tpr": r["rate"]})
+        rows.append({"attack": att.name, "strength": att.strength, **_row(r), "tpr": r["rate"],
+                     **_interval(r), **_strict(trials.detections[att.label])})
     humans = [t for _, t in human_texts(limit=n_human, max_words=int(new_tokens * 0.75))]
-    fpr_human = rate_of(humans)
-    fpr_plain = rate_of(plain)
+    fpr_human, _ = rate_of(humans)
+    fpr_plain, _ = rate_of(plain)
     summary = {
         "scheme": watermarker.scheme,
         "config": watermarker.describe(),

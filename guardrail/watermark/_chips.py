@@ -38,6 +38,8 @@ DYN_RANGE_DB = 60.0
 #: exponent of the chip-SNR weight.
 R_CLIP = 3.0
 FLOOR_ROW_QUANTILE = 20.0
+#: Rows whose floor is this far (dB) below the median row's are left out of the quantile.
+STOPBAND_DB = 30.0
 SNR_WEIGHT_EXP = 3.0
 
 ROW0 = int(round(BAND[0] / (FS / N_FFT)))
@@ -114,13 +116,20 @@ def allocation(energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray) -> np
     return a
 
 
+def flat_floor(per_row: np.ndarray) -> float:
+    """A flat noise floor from each usable row's 10th percentile in time: their
+    ``FLOOR_ROW_QUANTILE`` % quantile (a sustained tone raises one row, not the quantile),
+    leaving out rows ``STOPBAND_DB`` below the median row (a low-pass filter's stopband
+    would otherwise set the floor of the whole band below the noise in its passband)."""
+    keep = per_row >= np.median(per_row) * 10.0 ** (-STOPBAND_DB / 10.0)
+    return float(np.percentile(per_row[keep], FLOOR_ROW_QUANTILE))
+
+
 def _noise_floor(energy: np.ndarray, row_ok: np.ndarray) -> float:
-    """A flat noise floor per chip: a low quantile over the usable rows of each row's 10th
-    percentile in time (a sustained tone raises one row, not the quantile)."""
+    """A flat noise floor per chip (:func:`flat_floor` of the usable rows)."""
     if energy.shape[0] < 8 or not row_ok.any():
         return 0.0
-    per_row = np.percentile(energy[:, row_ok], 10, axis=0)
-    return float(np.percentile(per_row, FLOOR_ROW_QUANTILE))
+    return flat_floor(np.percentile(energy[:, row_ok], 10, axis=0))
 
 
 def residuals(energy: np.ndarray, active: np.ndarray,

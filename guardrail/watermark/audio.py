@@ -36,18 +36,37 @@ music time), clipped to 3 nats, weighted by the allocation the embedder would ha
 and by the cubed fraction of the chip's energy above a flat noise floor, with each row's
 and each column's mean removed. The columns are folded modulo the period. For each of the
 ``PERIOD`` circular shifts and both chip phases (a crop can start anywhere) the normalised
-pilot correlation ``z = sum(g * F) / sqrt(sum(F ** 2))`` is computed by FFT.
+pilot correlation ``z = sum(g * F) / sqrt(sum(F ** 2))`` is computed (one matrix product
+with the pilot at every shift).
+
+*Scale search.* A speed change (resampling: time and frequency scaled together), a tempo
+change (time-stretch keeping the pitch) or a pitch shift (frequency only) moves the chips off
+the grid, and the fold then mixes pattern positions. When the unscaled grid yields no id,
+the detector reads the audio (at most its middle ``SCALE_WINDOW_S`` = 6.4 s, which bounds
+the cost of the search for any length) under each of ``len(SCALES)`` = 63 scale
+hypotheses: speed and tempo changes up to +-6.5 % in 0.5 % steps (a 0.25 % error drifts at
+most 0.25 of a chip over the 3.2 s either side of the centre) and pitch shifts up to +-6 %
+(one semitone is 5.9 %) in 1 % steps (half a step is 1.1 FFT bins at 7 kHz, 0.3 of a chip
+row). Chip residuals are computed once on a fine grid (a chip anchored at every STFT frame
+and bin, :mod:`._audio_scale`); a hypothesis interpolates that grid at its scaled rows,
+reads it at the scaled frame of each half-column of the original and folds: no STFT, log
+or percentile per hypothesis. Each of the ``2 * PERIOD`` (phase, shift)
+scores of every hypothesis is again exactly N(0, 1) without this key's mark.
 
 *Decision.* When the audio does not carry this key's mark, each ``z`` is *exactly*
 standard normal whatever the audio is: the pilot values are i.i.d. N(0, 1) drawn from the
-key and everything else is computed from the audio alone. ``N_TESTS = 2 * PERIOD`` shifts are
-tested, so the pilot p-value is the Bonferroni bound ``min(1, N_TESTS * Q(z_max))``. The
-payload is decoded at the best shift (soft Viterbi) - at most twice, first for chip phase
-0 alone, which is all that is needed when it already passes the CRC - and a wrong decode
-passes the CRC with probability ``2 ** -24``. With ``p_crc = 2 * 2 ** -24`` the reported
-p-value is ``min(1, p_pilot + p_crc)``, or ``p_crc`` when a payload passed its CRC (a valid
-p-value for "pilot or CRC"), and ``detected`` is ``p_value <= fpr``. The payload is
-reported only then.
+key and everything else is computed from the audio alone. The false-positive budget is
+split by a weighted Bonferroni bound: half (``UNSCALED_WEIGHT``) for the ``N_TESTS = 2 *
+PERIOD`` tests of the unscaled grid, half for the ``N_SCALE_TESTS = 63 * 64`` tests of the
+scale search, so the pilot p-value is ``min(1, N_TESTS Q(z) / 0.5, N_SCALE_TESTS Q(z') /
+0.5)`` (``z'``: the best scaled score, when the search ran) - the score needed on the
+unscaled grid rises from 4.66 to 4.80 sigma, the scaled one is 5.57. The payload is
+decoded at the best unscaled shift (soft Viterbi) - at most twice, first for chip phase 0
+alone, which is all that is needed when it already passes the CRC - and, when neither
+passes, at the best scaled hypothesis (when its ``z' >= 3``); a wrong decode passes the CRC
+with probability ``2 ** -24``. With ``p_crc = 3 * 2 ** -24`` the reported p-value is
+``min(1, p_pilot + p_crc)``, or ``p_crc`` when a payload passed its CRC (a valid p-value for
+"pilot or CRC"), and ``detected`` is ``p_value <= fpr``. The payload is reported only then.
 
 ``embed`` checks its own output: audio in which the mark would not be detected even
 without any attack (pure tones, a DC offset, content outside 500-7000 Hz) raises
@@ -70,9 +89,13 @@ Limits
   ``detected=None`` (with the reason) from ``detect``.
 * Clipped input is accepted; re-clipping removes a little of the mark at full-scale peaks.
 * Below 16 kHz only the rows under 0.45 x the sample rate are used (500-3600 Hz at 8 kHz).
-* Speed changes (resampling without telling, pitch shifts) move the chips; they are not
-  survived. Noise 20 dB below the signal leaves the mark detectable but usually not the
-  payload.
+* Speed and tempo changes beyond +-6.5 % and pitch shifts beyond about one semitone are not
+  searched; combinations of a tempo change with a pitch shift (both axes scaled by
+  different factors) are searched only along the speed diagonal. Unmarked audio, and
+  attacked audio whose id is not found on the unscaled grid, pays for the scale search in
+  detection time (see docs/BENCHMARKS.md).
+* Noise 20 dB below the signal leaves the mark detectable but not always the payload; at
+  10 dB the mark itself is often lost on clips of a few seconds (docs/ROBUSTNESS.md).
 * Purely tonal, noiseless signals (synthetic tones) carry the mark weakly.
 """
 
@@ -85,6 +108,7 @@ import numpy as np
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..signal import resample
+from . import _audio_scale as scale
 from . import _chips as chips
 from ._chips import BAND, CHIP_BINS, CHIP_FRAMES, FS, HOP, N_ROWS, ROW0, ROW1
 from .base import (
@@ -122,10 +146,27 @@ BASE_SNR_DB = 31.0
 #: log-energy change that survives re-analysis (measured, about 0.7).
 ISS_RANGE = (0.25, 3.0)
 RETENTION = 0.7
-#: Number of (chip phase, shift) hypotheses the detector tests.
+#: Number of (chip phase, shift) hypotheses the detector tests on the unscaled grid.
 N_TESTS = CHIP_FRAMES * PERIOD  # the phases are 0 and 1 (frames)
-#: Most payload decodes one detection makes (counted in the p-value).
-N_DECODES = 2
+#: Scale search (speed, tempo, pitch): changes up to +-``SCALE_MAX`` in steps of
+#: ``SCALE_TIME_STEP`` (speed, tempo) and ``SCALE_FREQ_STEP`` (pitch), read on at most
+#: ``SCALE_WINDOW_S`` seconds (the middle of a longer clip).
+SCALE_MAX = 0.065
+SCALE_TIME_STEP = 0.005
+SCALE_FREQ_STEP = 0.01
+SCALE_WINDOW_S = 6.4
+#: The scale hypotheses and the number of (hypothesis, chip phase, shift) tests they add.
+SCALES = tuple(scale.hypotheses(SCALE_MAX, SCALE_TIME_STEP, SCALE_FREQ_STEP))
+N_SCALE_TESTS = len(SCALES) * N_TESTS
+#: The scale search's best fold is decoded only from this score up (a fold that weakly
+#: matches the pilot does not carry a decodable id; skipping it saves the decode).
+SCALE_DECODE_MIN_Z = 3.0
+#: Share of the false-positive rate spent on the unscaled grid (the rest on the scale
+#: search): weighted Bonferroni, ``p = min(N_TESTS Q(z) / W, N_SCALE_TESTS Q(z') / (1 - W))``.
+UNSCALED_WEIGHT = 0.5
+#: Most payload decodes one detection makes (counted in the p-value): two on the unscaled
+#: grid, one in the scale search.
+N_DECODES = 3
 #: ``embed`` checks that the id decodes from its own output with a margin: with every coded
 #: bit's soft value moved ``ID_MARGIN`` x their median magnitude towards the wrong value.
 ID_MARGIN = 0.05
@@ -397,10 +438,20 @@ class GuardrailAudioWatermark:
             other = self._search_x16(x16, sr, phases=(1,), spec=spec)
             if isinstance(found, str) or (not isinstance(other, str) and other[0] > found[0]):
                 found = other
-            if isinstance(found, str):
-                return not_performed(SCHEME, VERSION, found)
-            decision = self._decide(*found)
+                if isinstance(found, str):
+                    return not_performed(SCHEME, VERSION, found)
+                decision = self._decide(*found)
         z_max = found[0]
+        if decision[2] is None:
+            # no id on the unscaled grid: the audio may have been sped up, stretched or
+            # pitch-shifted - read it under every scale hypothesis
+            scaled = self._scale_search(spec, sr)
+            if scaled is not None:
+                z_s, aligned_s = scaled
+                decoded = (self._code.decode(self._soft(aligned_s)).value
+                           if z_s >= SCALE_DECODE_MIN_Z else None)
+                decision = self._decision(found[0], decoded, z_scaled=z_s)
+                z_max = max(z_max, z_s)
         detected, p, decoded = decision
         payload = None
         if detected and decoded is not None and decoded < (1 << self.payload_bits):
@@ -409,13 +460,56 @@ class GuardrailAudioWatermark:
                                score=z_max, p_value=float(p), fpr=self.fpr, payload=payload)
 
     def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
-        """``(detected, p_value, decoded payload or None)`` from the search's outcome."""
-        decoded = self._code.decode(self._soft(aligned)).value
-        p_pilot = min(1.0, N_TESTS * upper_tail(z_max))
+        """``(detected, p_value, decoded payload or None)`` from the unscaled grid's best
+        score and the fold aligned to it."""
+        return self._decision(z_max, self._code.decode(self._soft(aligned)).value)
+
+    def _decision(self, z_max: float, decoded: int | None, *,
+                  z_scaled: float | None = None) -> tuple[bool, float, int | None]:
+        """``(detected, p_value, decoded)`` from the unscaled grid's best score, the scale
+        search's (when it ran) and the payload that passed its CRC (or ``None``)."""
+        p_pilot = min(1.0, N_TESTS * upper_tail(z_max) / UNSCALED_WEIGHT)
+        if z_scaled is not None:
+            p_pilot = min(p_pilot, N_SCALE_TESTS * upper_tail(z_scaled) / (1 - UNSCALED_WEIGHT))
         p_crc = self._p_crc()
         # valid for the union "pilot or CRC": P(p <= a) <= P(p_pilot <= a - p_crc) + p_crc
         p = p_crc if decoded is not None else min(1.0, p_pilot + p_crc)
         return p <= self.fpr, float(p), decoded
+
+    def _scale_search(self, spec: np.ndarray, sr: int) -> tuple[float, np.ndarray] | None:
+        """Best pilot z over every scale hypothesis, chip phase and shift, and the fold
+        aligned to it; ``None`` when the audio is too short or silent."""
+        n_win = int(SCALE_WINDOW_S * FS / HOP)
+        if spec.shape[0] > n_win:
+            start = (spec.shape[0] - n_win) // 2
+            spec = spec[start:start + n_win]
+        grid = scale.fine_grid(spec, sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX)
+        if grid is None or grid.active.sum() * HOP / FS < MIN_ACTIVE_SECONDS:
+            return None
+        folds = grid.folds(list(SCALES), PERIOD).reshape(-1, PERIOD, N_ROWS)
+        z = self._pilot_z(folds)
+        h, k = np.unravel_index(int(np.argmax(z)), z.shape)
+        return float(z[h, k]), np.roll(folds[h], int(k), axis=0)
+
+    @cached_property
+    def _circulant(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pilot values and the pilot mask at every circular shift ``k`` of a period,
+        flattened: row ``k`` holds ``pilot[(j + k) % PERIOD, r]`` over ``(j, r)``."""
+        lay = self._layout
+        pmask = (lay["pilot"] != 0).astype(np.float64)
+        pilot = np.stack([np.roll(lay["pilot"], -k, axis=0).ravel() for k in range(PERIOD)])
+        mask = np.stack([np.roll(pmask, -k, axis=0).ravel() for k in range(PERIOD)])
+        return pilot, mask
+
+    def _pilot_z(self, F: np.ndarray) -> np.ndarray:
+        """Normalised pilot correlation of a fold (``PERIOD x N_ROWS``, or a stack of them)
+        at each of the ``PERIOD`` circular shifts:
+        ``z[k] = sum_j pilot[j + k] F[j] / sqrt(sum_j mask[j + k] F[j]^2)``."""
+        pilot, mask = self._circulant
+        flat = np.asarray(F, dtype=np.float64).reshape(*F.shape[:-2], -1)
+        num = flat @ pilot.T
+        den = (flat * flat) @ mask.T
+        return np.where(den > 1e-24, num / np.sqrt(np.maximum(den, 1e-24)), 0.0)
 
     def _p_crc(self) -> float:
         """Chance that unmarked audio yields a CRC-valid payload (one per decode attempt)."""
@@ -423,7 +517,7 @@ class GuardrailAudioWatermark:
 
     def _z_threshold(self) -> float:
         """The pilot score above which ``detect`` reports a mark (without a payload)."""
-        target = (self.fpr - self._p_crc()) / N_TESTS
+        target = (self.fpr - self._p_crc()) * UNSCALED_WEIGHT / N_TESTS
         lo, hi = 0.0, 40.0
         for _ in range(60):
             mid = 0.5 * (lo + hi)
@@ -448,7 +542,6 @@ class GuardrailAudioWatermark:
         if spec is None:
             spec = chips.stft(x16)
         row_ok = chips.rows_ok(sr)
-        lay = self._layout
         best: tuple[float, int, np.ndarray] | None = None
         for phase in (0,) if aligned else phases:
             energy = chips.chip_energy(spec, phase)
@@ -456,12 +549,7 @@ class GuardrailAudioWatermark:
             if active.sum() * CHIP_FRAMES * HOP / FS < MIN_ACTIVE_SECONDS:
                 continue
             F = _fold(chips.weighted(*chips.residuals(energy, active, row_ok)))
-            # z[k] = sum_j pilot[j + k] F[j] / sqrt(sum_j mask[j + k] F[j]^2), every k by FFT
-            num = np.fft.irfft((np.conj(np.fft.rfft(F, axis=0)) * lay["pilot_fft"]).sum(axis=1),
-                               PERIOD)
-            den = np.fft.irfft((np.conj(np.fft.rfft(F * F, axis=0))
-                                * lay["pmask_fft"]).sum(axis=1), PERIOD)
-            z = np.where(den > 1e-24, num / np.sqrt(np.maximum(den, 1e-24)), 0.0)
+            z = self._pilot_z(F)
             k = 0 if aligned else int(np.argmax(z))
             if best is None or z[k] > best[0]:
                 best = (float(z[k]), k, F)
@@ -480,6 +568,15 @@ class GuardrailAudioWatermark:
         return np.where(lay["scramble"] == 1, -soft, soft)
 
     def _raw_soft(self, artifact: Artifact) -> np.ndarray | None:
-        """Soft values of the coded payload bits at the best shift (for measurements)."""
+        """Soft values of the coded payload bits at the best shift - of the scale search
+        when the unscaled grid's score is below the threshold and the search scores higher
+        (for measurements)."""
         found = self._search(artifact)
-        return None if isinstance(found, str) else self._soft(found[1])
+        if isinstance(found, str):
+            return None
+        if found[0] < self._z_threshold():
+            x, sr = _check(artifact, "detect")
+            scaled = self._scale_search(chips.stft(resample(mix(x), sr, FS)), sr)
+            if scaled is not None and scaled[0] > found[0]:
+                found = scaled
+        return self._soft(found[1])

@@ -11,6 +11,8 @@ Examples
 --------
 >>> "guardrail-image" in registered("image")
 True
+>>> registered("image")["guardrail-image-v2"].modality.value
+'image'
 >>> registered()["kgw"].modality.value
 'text'
 """
@@ -107,6 +109,12 @@ def _guardrail_image(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
     return GuardrailImageWatermark(key, fpr=fpr, **options)
 
 
+def _guardrail_image_v2(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
+    from .image_v2 import GuardrailImageWatermarkV2
+
+    return GuardrailImageWatermarkV2(key, fpr=fpr, **options)
+
+
 def _dwt_dct(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
     from .invisible import DwtDctWatermark
 
@@ -144,6 +152,10 @@ synthid = Scheme(Modality.TEXT, "SynthID-Text tournament sampling (transformers 
 guardrail_image = Scheme(Modality.IMAGE, "keyed tiled spread-spectrum in luminance with "
                          "autocorrelation sync, 32-bit id (convolutional code + CRC-24)",
                          _guardrail_image)
+guardrail_image_v2 = Scheme(Modality.IMAGE, "version 2: keyed non-periodic spread-spectrum "
+                            "bound to the content (keyed content sign field), low-energy sync "
+                            "lattice, crops/rotations/flips searched, 32-bit id (CRC-24)",
+                            _guardrail_image_v2)
 dwt_dct = Scheme(Modality.IMAGE, "invisible-watermark's DWT-DCT (adapter; detection needs "
                  "the expected id)", _dwt_dct)
 dwt_dct_svd = Scheme(Modality.IMAGE, "invisible-watermark's DWT-DCT-SVD (adapter; detection "

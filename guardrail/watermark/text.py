@@ -13,7 +13,10 @@ config, a report or a log: reports carry :meth:`TextWatermarker.describe`, which
 scheme, the key *id*, the context width, the tokenizer and the public parameters - all that
 detection needs besides the key.
 
-Detection needs only the text, the tokenizer and the key. Its decision is an exact test
+Detection needs only the text, the tokenizer and the key. It tests the visible text (the
+C2PA wrapper and zero-width characters removed) and, when look-alike letters of other
+scripts are present, also its ASCII skeleton (:func:`guardrail.textnorm.skeleton`), which
+undoes a homoglyph attack; two readings double the p-value. Its decision is an exact test
 against the null hypothesis "this text was not watermarked with this key", at the configured
 false-positive rate (never a fixed z):
 
@@ -33,7 +36,7 @@ from typing import Any
 
 from .._types import Artifact, Modality, WatermarkResult
 from ..keys import key_id
-from ..textnorm import visible_text
+from ..textnorm import skeleton, visible_text
 from .base import CannotWatermark, not_performed
 
 __all__ = ["TEXT_SCHEMES", "TextWatermarkParams", "TextWatermarker"]
@@ -139,17 +142,21 @@ class TextWatermarker:
 
     # -- generation ---------------------------------------------------------------------
     def generation_config(self) -> Any:
-        """The transformers watermarking config to pass to ``model.generate``."""
-        from transformers import SynthIDTextWatermarkingConfig, WatermarkingConfig
+        """The transformers watermarking config to pass to ``model.generate``.
+
+        Its processor is the faster equivalent of transformers' own
+        (:mod:`guardrail.watermark.text_processors`): the same marks, less work per token.
+        """
+        from .text_processors import KGWConfig, SynthIDConfig
 
         p = self.params
         if p.scheme == "kgw":
-            return WatermarkingConfig(greenlist_ratio=p.greenlist_ratio, bias=p.bias,
+            return KGWConfig(greenlist_ratio=p.greenlist_ratio, bias=p.bias,
                                       hashing_key=self._hashing_key,
                                       seeding_scheme=p.seeding_scheme,
                                       context_width=p.context_width)
-        return SynthIDTextWatermarkingConfig(ngram_len=p.ngram_len, keys=self._synthid_keys,
-                                             sampling_table_seed=self._synthid_table_seed)
+        return SynthIDConfig(ngram_len=p.ngram_len, keys=self._synthid_keys,
+                             sampling_table_seed=self._synthid_table_seed)
 
     def describe(self) -> dict[str, Any]:
         """Everything detection needs except the key itself (safe to record)."""
@@ -190,6 +197,13 @@ class TextWatermarker:
         if self.scheme == "kgw":
             if ids.shape[1] - self.params.context_width < 2:
                 return 0, 0
+            if self.params.seeding_scheme == "lefthash":
+                from .text_processors import kgw_counts
+
+                return kgw_counts(ids, hash_key=self._hashing_key, vocab_size=self.vocab_size,
+                                  greenlist_ratio=self.params.greenlist_ratio,
+                                  context_width=self.params.context_width,
+                                  bos_token_id=self.bos_token_id)
             out = self._kgw_detector()(ids, return_dict=True)
             return int(out.num_tokens_scored[0]), int(out.num_green_tokens[0])
         proc = self._synthid_processor()
@@ -206,28 +220,53 @@ class TextWatermarker:
         return n, int(g[0][keep].sum())
 
     def detect_text(self, text: str) -> WatermarkResult:
-        """Test ``text`` for this watermark at the configured false-positive rate."""
-        from scipy.stats import binom
+        """Test ``text`` for this watermark at the configured false-positive rate.
 
+        The visible text is tested as it is and, when it differs, as its ASCII
+        :func:`~guardrail.textnorm.skeleton` (look-alike Cyrillic / Greek letters and
+        compatibility forms mapped to the ASCII letters they look like, which undoes a
+        homoglyph attack). With two tests the smaller p-value is doubled (Bonferroni), so
+        the false-positive rate stays at most the configured one.
+        """
         text = visible_text(text or "")
         if not text.strip():
             return not_performed(self.scheme, self.version, "cannot detect: the text is empty",
                                  tokens=0)
-        n, hits = self.counts(text)
-        per_token = 1 if self.scheme == "kgw" else self.params.depth
-        tokens = n // per_token
-        if tokens < self.params.min_tokens:
+        variants = [("", text)]
+        ascii_text = skeleton(text)
+        if ascii_text != text:
+            variants.append((" (look-alike letters read as ASCII)", ascii_text))
+        tests = [(note, *self._test(t)) for note, t in variants]
+        performed = [t for t in tests if t[1] is not None]
+        if not performed:
+            tokens = max(t[4] for t in tests)
             return not_performed(
                 self.scheme, self.version,
                 f"cannot detect: {tokens} scorable tokens, fewer than the minimum of "
                 f"{self.params.min_tokens} for a reliable test", tokens=tokens)
-        gamma = self.params.greenlist_ratio if self.scheme == "kgw" else 0.5
-        p_value = float(binom.sf(hits - 1, n, gamma))
-        z = (hits - gamma * n) / ((n * gamma * (1 - gamma)) ** 0.5)
+        note, p_value, z, reason, tokens = min(performed, key=lambda t: t[1])
+        p_value = min(1.0, p_value * len(variants))
+        if len(variants) > 1:
+            reason += f"{note}; p-value doubled for the two readings tested"
         return WatermarkResult(detected=p_value <= self.fpr, scheme=self.scheme,
                                scheme_version=self.version, score=round(float(z), 4),
                                p_value=p_value, fpr=self.fpr, payload=None, tokens=tokens,
-                               reason=f"{hits} of {n} {'green tokens' if self.scheme == 'kgw' else 'g-values'}")
+                               reason=reason)
+
+    def _test(self, text: str) -> tuple[float | None, float, str, int]:
+        """``(p_value, z, counts, tokens)`` of one reading; ``p_value`` None if too short."""
+        from scipy.stats import binom
+
+        n, hits = self.counts(text)
+        per_token = 1 if self.scheme == "kgw" else self.params.depth
+        tokens = n // per_token
+        if tokens < self.params.min_tokens:
+            return None, 0.0, "", tokens
+        gamma = self.params.greenlist_ratio if self.scheme == "kgw" else 0.5
+        p_value = float(binom.sf(hits - 1, n, gamma))
+        z = (hits - gamma * n) / ((n * gamma * (1 - gamma)) ** 0.5)
+        return p_value, z, (f"{hits} of {n} "
+                            f"{'green tokens' if self.scheme == 'kgw' else 'g-values'}"), tokens
 
     def _kgw_detector(self) -> Any:
         if self._detector is None:

@@ -35,7 +35,7 @@ def photos() -> dict[str, np.ndarray]:
 @pytest.fixture
 def audit_config(tmp_path) -> Config:
     cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
-                                 "audit": {"batch_size": 8, "n_boot": 200,
+                                 "audit": {"batch_size": 8, "n_boot": 200, "min_group_n": 4,
                                            "permutations": 200}})
     init_keys(cfg)  # the watermark and signing stages run, as in production
     return cfg
@@ -198,7 +198,12 @@ def test_no_faces_at_all_is_a_clear_message(photos, audit_config, store):
     assert ev.summary["warnings"] == [ev.summary["message"]]
     assert all(r["value"] is None for r in ev.rows
                if r["metric"] == "perceived_female_share")
-    assert not [r for r in ev.rows if r["row_type"] == "disparity"]
+    # the comparison of descriptors is recorded as not tested, never as "no disparity"
+    disparity = [r for r in ev.rows if r["row_type"] == "disparity"]
+    assert disparity and all(r["tested"] is False and r["value"] is None for r in disparity)
+    from audits.report import outcome
+
+    assert outcome(ev)["state"] == "not_tested"
 
 
 def test_bad_suites_and_references(tmp_path):

@@ -206,7 +206,7 @@ def test_image_part_on_real_photos(audit_config, store):
     assert groups["perceived_gender"]["female"] == 10 and groups["perceived_gender"]["male"] == 10
     assert groups["age_bucket"]["60+"] == 10 and groups["perceived_gender"]["no face"] >= 10
     rows = [r for r in ev.rows if r["attribute"] == "perceived_gender"]
-    wm_fnr = [r for r in rows if r.get("scorer") == "watermark:guardrail-image"
+    wm_fnr = [r for r in rows if r.get("scorer") == "watermark:guardrail-image-v2"
               and r.get("base_metric") == "false_negative_rate" and r["row_type"] == "group"]
     assert {r["group"] for r in wm_fnr} >= {"female", "male"}
     assert all(r["value"] == 0.0 and r["n"] >= 5 for r in wm_fnr)  # marks on real photos decode
@@ -216,7 +216,7 @@ def test_image_part_on_real_photos(audit_config, store):
     assert all(0.0 <= r["value"] <= 1.0 and r["ci_low"] <= r["value"] <= r["ci_high"]
                for r in det)
     eod = [r for r in rows if r.get("kind") == "equalized_odds_difference"]
-    assert [r["scorer"] for r in eod] == ["watermark:guardrail-image"]
+    assert [r["scorer"] for r in eod] == ["watermark:guardrail-image-v2"]
     assert "no face" not in eod[0]["groups"]
     assert any("perceived" in x for x in ev.summary["limits"])
 

@@ -78,8 +78,13 @@ def test_failing_prompts_are_recorded_counted_and_the_audit_goes_on(make_guard, 
     for f in ev.summary["failures"]:
         assert f["group"] == "Jewish" and "model crashed" in f["error"]
         assert store.get(f["report_id"]).status == "error"
-    religion = {r["group"] for r in group_rows(ev) if r["attribute"] == "religion"}
+    religion = {r["group"] for r in group_rows(ev) if r["attribute"] == "religion"
+                and r["n"]}
     assert religion == {"Muslim", "Christian"}
+    # the group whose every sample failed is shown with n=0, not tested - never left out
+    jewish = [r for r in group_rows(ev) if r["group"] == "Jewish"]
+    assert jewish and all(r["n"] == 0 and r["value"] is None for r in jewish)
+    assert all(r["tested"] is False for r in jewish if "tested" in r)
 
 
 def test_interrupted_audit_resumes_without_regenerating(make_guard, suite_file):

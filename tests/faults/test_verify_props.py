@@ -17,7 +17,8 @@ from tests.faults.strategies import FAULTS, damaged, memory_headroom
 
 CLEAN = "No evidence of AI generation found"
 LABELS = {"Tampered", "AI-generated", "Likely AI-generated", "Signed, not declared AI-generated",
-          "Could not be verified", CLEAN}
+          "Could not be verified", "Signed text, reformatted", "Watermark without matching record",
+          CLEAN}
 
 
 def check_verdict(res) -> None:

@@ -23,7 +23,7 @@ def test_embedded_default_generates_with_chat_template(smollm2):
     assert isinstance(smollm2, guardrail.Generator)
     assert smollm2.info.model_id == EMBEDDED_MODEL
     assert smollm2.info.revision.startswith("gguf-sha256:")
-    assert smollm2.info.device == "cpu" and smollm2.info.dtype == "float32"
+    assert smollm2.info.device == "cpu" and smollm2.info.dtype == "bfloat16"
     assert smollm2.has_chat_template
     outs = smollm2.generate(["Name a fruit.", "Name a colour."], seed=3,
                             params={"max_new_tokens": 12})
@@ -55,6 +55,35 @@ def test_converted_copy_is_cached(smollm2):
     assert time.perf_counter() - t0 < 20  # the GGUF is not dequantised again
     assert marker.stat().st_mtime_ns == before
     assert json.loads(marker.read_text())["revision"] == revision == again.info.revision
+
+
+def test_embedded_copy_is_stored_in_the_dtype_it_is_loaded_in(smollm2):
+    import torch
+
+    from guardrail import Config
+
+    path, _ = _embedded_smollm2(Config.load().cache_dir, dtype="bfloat16")
+    marker = json.loads((Path(path) / "guardrail-conversion.json").read_text())
+    assert marker["dtype"] == "bfloat16" and "bfloat16" in Path(path).name
+    assert next(smollm2.model.parameters()).dtype == torch.bfloat16
+    # a float32 copy lives in another folder: an old float32 copy is never read as bf16
+    assert "float32" not in Path(path).name
+
+
+def test_auto_dtype_is_bfloat16_only_for_the_embedded_model_on_cpu(monkeypatch):
+    import generators.text as gt
+
+    seen = {}
+
+    def fake_embedded(cache_dir, *, dtype):
+        seen["dtype"] = dtype
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(gt, "_embedded_smollm2", fake_embedded)
+    for dtype, expected in ((None, "bfloat16"), ("auto", "bfloat16"), ("float32", "float32")):
+        with pytest.raises(RuntimeError, match="stop"):
+            load(dtype=dtype, device="cpu", progress=False)
+        assert seen["dtype"] == expected
 
 
 def test_watermarking_hook_reaches_model_generate(smollm2):

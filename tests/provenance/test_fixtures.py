@@ -32,7 +32,8 @@ ocsp.jpg                           VALID_UNTRUSTED  signingCredential.untrusted;
 update_manifest.jpg                VALID_UNTRUSTED  signingCredential.untrusted (update manifest)
 cloud.jpg                          ERROR            manifest.inaccessible: the manifest is remote
                                                     and verification is offline
-no_alg.jpg                         INVALID          algorithm.unsupported (c2pa: unknown algorithm)
+no_alg.jpg                         ERROR            algorithm.unsupported (c2pa: unknown algorithm):
+                                                    cannot be checked here, not tampered
 prerelease.jpg                     ERROR            pre-release C2PA format: cannot be verified
 sample3.invalid.wav                ERROR            invalid RIFF: cannot be parsed
 riff_bomb_1000.wav                 ABSENT           malformed RIFF, parsed quickly, no manifest
@@ -82,7 +83,7 @@ EXPECTED: dict[str, tuple[ProvenanceState, set[str], str]] = {
     "ocsp.jpg": (VU, {UNTRUSTED}, "not trusted"),
     "update_manifest.jpg": (VU, {UNTRUSTED}, "not trusted"),
     "cloud.jpg": (ERR, {"manifest.inaccessible"}, "stored remotely"),
-    "no_alg.jpg": (INV, {"algorithm.unsupported"}, "algorithm"),
+    "no_alg.jpg": (ERR, {"algorithm.unsupported"}, "algorithm this verifier does not support"),
     "prerelease.jpg": (ERR, set(), "pre-release"),
     "sample3.invalid.wav": (ERR, set(), "malformed"),
     "riff_bomb_1000.wav": (ABS, set(), "no Content Credentials"),

@@ -63,8 +63,8 @@ def test_sign_and_verify_trusted_for_every_media_type(signed_media, trust, media
     assert created["action"] == "c2pa.created" and created["digitalSourceType"] == AI
     assert created["softwareAgent"] == {"name": "embedded:digits", "version": "rev-123"}
     assert "c2pa.watermarked" in [a["action"] for a in m["actions"]]
-    assert m["soft_binding"]["alg"] == "org.guardrail.watermark.guardrail-image"
-    assert m["soft_binding"]["blocks"][0]["value"] == "00ff00ff"
+    assert m["soft_binding"]["alg"] == "io.guardrail.watermark.image.v1"
+    assert m["soft_binding"]["blocks"][0]["value"] == "AP8A/w=="  # base64 of the id 00ff00ff
     assert m["generation"]["prompt_hash"].startswith("hmac-sha256:")
     assert m["generation"]["stages"] == [{"stage": "watermark", "status": "ok"}]
     assert m["training_mining"] == {"cawg.ai_generative_training": {"use": "notAllowed"}}

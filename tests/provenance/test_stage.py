@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import numpy as np
@@ -45,8 +46,9 @@ def test_image_output_is_signed_after_the_watermark_and_verifies(config, store, 
     verdict = verify_path(out, trust=trust)
     assert verdict.state is ProvenanceState.TRUSTED
     payload = res.report.stage("watermark").details["payload"]
-    assert verdict.manifest["soft_binding"]["blocks"][0]["value"] == payload
-    assert verdict.manifest["soft_binding"]["alg"] == "org.guardrail.watermark.fake-lsb"
+    value = verdict.manifest["soft_binding"]["blocks"][0]["value"]
+    assert value == base64.b64encode(bytes.fromhex(payload)).decode()  # C2PA: base64
+    assert verdict.manifest["soft_binding"]["alg"] == "io.guardrail.watermark.fake-lsb.v1"
     generation = verdict.manifest["generation"]
     assert generation["model_id"] == "fake:solid"
     assert generation["prompt_hash"] == res.report.metadata.prompt_hash

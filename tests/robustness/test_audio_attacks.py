@@ -96,6 +96,56 @@ def test_speed_changes_length_and_pitch(factor):
     assert peak == pytest.approx(220 * factor, rel=0.01)
 
 
+def peak_hz(x: np.ndarray, sr: int = SR) -> float:
+    f = np.fft.rfftfreq(x.shape[0], 1 / sr)
+    return float(f[np.argmax(np.abs(np.fft.rfft(x * np.hanning(x.shape[0]))))])
+
+
+@pytest.mark.parametrize("factor", [1.05, 0.95])
+def test_tempo_changes_length_and_keeps_pitch(factor):
+    x = signal(3.0, channels=2)
+    y = aa.tempo(factor)(art(x))
+    assert y.sample_rate == SR and y.content.shape[1] == 2
+    assert y.content.shape[0] == round(x.shape[0] / factor)
+    assert peak_hz(y.content[:, 0]) == pytest.approx(220, rel=0.005)
+    # the level is kept (no gain from overlapping windows) and the signal is not silence
+    mid = slice(SR // 2, -SR // 2)
+    assert np.std(y.content[mid, 0]) == pytest.approx(np.std(x[mid, 0]), rel=0.1)
+    with pytest.raises(ValueError, match="time-stretch factor"):
+        aa.tempo(5)(art(x))
+
+
+def test_tempo_keeps_the_timing_of_an_event_scaled():
+    x = np.zeros(SR * 3, dtype=np.float32)
+    t = np.arange(SR // 10) / SR
+    x[SR * 2:SR * 2 + SR // 10] = 0.5 * np.sin(2 * np.pi * 440 * t)  # a beep at 2.0 s
+    y = aa.tempo(1.05)(art(x)).content
+    onset = np.argmax(np.abs(y) > 0.1) / SR
+    assert onset == pytest.approx(2.0 / 1.05, abs=0.05)
+
+
+@pytest.mark.parametrize("semitones", [1, -1])
+def test_pitch_shifts_the_pitch_and_keeps_the_length(semitones):
+    x = signal(3.0)
+    y = aa.pitch(semitones)(art(x)).content
+    assert y.shape == x.shape
+    assert peak_hz(y) == pytest.approx(220 * 2 ** (semitones / 12), rel=0.005)
+    with pytest.raises(ValueError, match="semitones"):
+        aa.pitch(13)(art(x))
+
+
+def test_chain_is_mp3_then_noise_then_lowpass():
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal(SR * 2)).astype(np.float32)
+    y = aa.chain((64, 20, 4000))(art(x)).content
+    assert y.shape == x.shape
+    assert band_energy(y, SR, 5000, 11025) < 1e-3 * band_energy(x, SR, 5000, 11025)
+    assert 3.0 < aa.snr_db(aa.lowpass(4000)(art(x)).content, y) < 20.0
+    assert aa.chain((64, 20, 4000)).label == "chain((64, 20, 4000))"
+    with pytest.raises(ValueError, match="kbps, snr_db, hz"):
+        aa.chain(64)(art(x))
+
+
 def test_noise_is_at_the_requested_snr_and_deterministic():
     x = signal(3.0)
     y = aa.noise(20)(art(x)).content
@@ -169,7 +219,8 @@ def test_suite_and_labels():
     assert labels == list(SUITES["audio"])
     for want in ("mp3(128)", "mp3(64)", "resample(16000)", "resample(8000)", "noise(20)",
                  "gain(6)", "gain(-6)", "lowpass(4000)", "crop(0.5)", "speed(1.05)",
-                 "speed(0.95)"):
+                 "speed(0.95)", "tempo(1.05)", "tempo(0.95)", "pitch(1)", "pitch(-1)",
+                 "noise(10)", "chain((64, 20, 4000))"):
         assert want in labels
     assert all(isinstance(a, Attack) and a.modality == Modality.AUDIO
                for a in suite)

@@ -31,7 +31,9 @@ def img() -> np.ndarray:
 ALL = [ia.jpeg(50), ia.webp(50), ia.resize(0.5), ia.resize(1.5), ia.resize_back(0.5),
        ia.crop(0.2), ia.random_crop(0.25), ia.rotate(2), ia.rotate_crop(2),
        ia.gaussian_noise(5), ia.blur(1.0), ia.brightness(1.2), ia.contrast(0.8),
-       ia.resize_jpeg((0.5, 75)), ia.chain(ia.crop(0.1), ia.jpeg(70))]
+       ia.resize_jpeg((0.5, 75)), ia.chain(ia.crop(0.1), ia.jpeg(70)), ia.flip(1),
+       ia.flip(0), ia.median(5), ia.chain_crop_resize_jpeg((0.8, 0.5, 70)),
+       ia.chain_blur_noise_resize_webp((1.0, 5, 0.7, 60))]
 
 
 @pytest.mark.parametrize("attack", ALL, ids=lambda a: a.label)
@@ -126,7 +128,9 @@ def test_chain_and_labels():
     assert len(labels) == len(set(labels))
     assert [a.label for a in ia.TARGET_ATTACKS] == [
         "jpeg(50)", "resize(0.5)", "crop(0.2)", "rotate(2)", "gaussian_noise(5)",
-        "brightness(1.2)"] == labels
+        "brightness(1.2)"]
+    assert {"crop(0.75)", "rotate(15)", "rotate(-15)", "flip(1)", "median(5)",
+            "chain_crop_resize_jpeg((0.8, 0.5, 70))"} <= set(labels)
     assert [a.label for a in build_suite("image")] == labels
 
 
@@ -140,3 +144,54 @@ def test_metrics(img):
     assert ia.ssim(grey, grey) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         ia.psnr(img, img[:10])
+
+
+def test_flip_median_and_chains(img):
+    assert np.array_equal(ia.flip(1)(art(img)).content, img[:, ::-1])
+    assert np.array_equal(ia.flip(0)(art(img)).content, img[::-1])
+    with pytest.raises(ValueError):
+        ia.flip("h")(art(img))
+    with pytest.raises(ValueError):
+        ia.median(4)(art(img))
+    c1 = ia.chain_crop_resize_jpeg((0.25, 0.5, 70))(art(img)).content
+    assert c1.shape[:2] == (100, 150)  # half of each side kept, then halved
+    c2 = ia.chain_blur_noise_resize_webp((1.0, 5, 0.7, 60))(art(img)).content
+    assert c2.shape[:2] == (280, 420)
+
+
+def test_estimate_mark_recovers_a_repeated_tile_and_sums_outputs():
+    rng = np.random.default_rng(1)
+    tile = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    pattern = np.tile(tile, (8, 8))
+    photos = [skdata.coffee()[:400, :400], skdata.chelsea()[:300, :400]]
+    import cv2
+
+    marked = []
+    for p in photos:
+        p = cv2.resize(np.ascontiguousarray(p), (512, 512))
+        marked.append(np.clip(p + 3 * pattern[..., None], 0, 255).astype(np.uint8))
+    est = ia.estimate_mark(marked[:1], (512, 512), "tile")
+    corr = np.corrcoef(est.ravel(), pattern.ravel())[0, 1]
+    assert corr > 0.5  # averaging over tile positions recovers a periodic mark
+    res = ia.estimate_mark(marked, (256, 256), "residual")
+    assert res.shape == (256, 256) and abs(float(res.mean())) < 1e-3
+    with pytest.raises(ValueError, match="estimator"):
+        ia.estimate_mark(marked, (64, 64), "median")
+    with pytest.raises(ValueError, match="at least one"):
+        ia.estimate_mark([], (64, 64))
+
+
+def test_copy_and_removal_attacks_through_the_registry(img):
+    from guardrail.robustness.attacks import build_attack
+
+    donor = np.ascontiguousarray(skdata.chelsea())
+    cp = build_attack("image", "copy", (1, "residual"), marked=[donor])
+    out = cp(art(img)).content
+    assert cp.label == "copy((1, 'residual'))" and out.shape == img.shape
+    assert 37.5 <= ia.psnr(img, out) <= 38.5  # scaled to 38 dB before rounding
+    rm = build_attack("image", "removal", (1, "tile"))  # the image's own estimate
+    assert 37.5 <= ia.psnr(img, rm(art(img)).content) <= 38.5
+    with pytest.raises(ValueError, match="marked images"):
+        build_attack("image", "copy", (10, "residual"), marked=[donor])
+    with pytest.raises(ValueError, match="at least one"):
+        build_attack("image", "removal", (0, "tile"))

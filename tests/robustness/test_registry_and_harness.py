@@ -64,6 +64,8 @@ def test_a_third_party_attack_joins_a_suite(monkeypatch):
         return eps
 
     monkeypatch.setattr(plugins.metadata, "entry_points", entry_points)
+    plugins.refresh()  # the entry points read so far are cached per sys.path
+    monkeypatch.setattr(plugins, "_CACHE", {})  # and the fake ones go with the patch
     suite = build_suite("image", ["jpeg(90)", "invert(1)"])
     assert [a.label for a in suite] == ["jpeg(90)", "invert(1)"]
     img = Artifact(modality=Modality.IMAGE, content=np.zeros((4, 4, 3), np.uint8), metadata=META)

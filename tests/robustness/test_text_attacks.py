@@ -71,3 +71,27 @@ def test_paraphrase_through_the_registry_takes_the_lab_model():
     assert att.label == "paraphrase(1.0)"
     assert att(art()).content.count("echo: Paraphrase this sentence.") == 2
 
+
+
+def test_homoglyph_swaps_the_asked_share_of_eligible_letters_invisibly():
+    from guardrail.robustness.text_attacks import HOMOGLYPHS
+    from guardrail.textnorm import skeleton
+
+    eligible = sum(ch in HOMOGLYPHS for ch in TEXT)
+    out = build_attack("text", "homoglyph", 0.5)(art()).content
+    changed = sum(a != b for a, b in zip(TEXT, out, strict=True))
+    assert changed == round(0.5 * eligible) and len(out) == len(TEXT)
+    assert skeleton(out) == TEXT  # it only looks the same
+    assert out == build_attack("text", "homoglyph", 0.5)(art()).content  # seeded
+    assert build_attack("text", "homoglyph", 0.0)(art()).content == TEXT
+
+
+def test_normalise_applies_nfkc_and_collapses_white_space():
+    text = "The \ufb01rst\u00a0line\n\n  and  the\tsecond \uff11"
+    assert build_attack("text", "normalise", 1)(art(text)).content == \
+        "The first line and the second 1"
+
+
+def test_suite_has_homoglyphs_and_normalisation():
+    labels = {a.label for a in build_suite("text")}
+    assert {"homoglyph(0.5)", "normalise(1)"} <= labels

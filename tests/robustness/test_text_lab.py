@@ -37,3 +37,12 @@ def test_rows_by_attack_and_by_length(lab):
     assert s["tpr_by_length"] == {16: None, 24: by_len[24]["tpr"], 32: by_len[32]["tpr"]}
     assert s["n_texts"] == 3 and s["new_tokens"] == 40
     assert s["fpr_unmarked_generations"] <= 1 / 3 and s["fpr_human"] == 0.0
+
+
+def test_every_row_has_the_tpr_at_fpr_1e4_with_its_interval(lab):
+    for r in lab["rows"]:
+        assert "tpr_1e-4" in r and "tpr_1e-4_ci" in r
+        if r["performed"]:
+            assert 0.0 <= r["tpr_1e-4"] <= (r["tpr"] if r["tpr"] is not None else 1.0)
+            lo, hi = (float(x) for x in r["tpr_1e-4_ci"].strip("[]").split(","))
+            assert lo <= r["tpr_1e-4"] <= hi

@@ -11,12 +11,20 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
 from guardrail import Artifact, GenerationMetadata, Modality
 from guardrail.robustness import audio_attacks as aa
 from guardrail.signal import resample
-from guardrail.watermark.audio import MIN_SECONDS, N_TESTS, GuardrailAudioWatermark
-from guardrail.watermark.base import CannotWatermark, Watermarker
+from guardrail.watermark.audio import (
+    MIN_SECONDS,
+    N_SCALE_TESTS,
+    N_TESTS,
+    SCALES,
+    UNSCALED_WEIGHT,
+    GuardrailAudioWatermark,
+)
+from guardrail.watermark.base import CannotWatermark, Watermarker, upper_tail
 
 KEY = b"test-key-0123456789abcdef-audio!"
 META = GenerationMetadata(model_id="test")
@@ -121,11 +129,84 @@ def test_survives_the_other_suite_attacks(marked, wm, attack):
 
 
 @pytest.mark.slow
-def test_speed_change_is_not_reported_as_a_wrong_id(marked, wm):
+@pytest.mark.parametrize("attack", [aa.speed(1.05), aa.speed(0.95), aa.tempo(1.05),
+                                    aa.tempo(0.95), aa.pitch(1), aa.pitch(-1)],
+                         ids=lambda a: a.label)
+def test_speed_tempo_and_pitch_changes_are_found_by_the_scale_search(marked, wm, attack):
     for m, want in marked[:2]:
-        res = wm.detect(aa.speed(1.05)(m))
-        assert res.detected is not None
-        assert res.payload in (None, want)
+        res = wm.detect(attack(m))
+        assert res.detected is True, (attack.label, res)
+        assert res.payload == want, (attack.label, res)
+        assert res.p_value <= wm.fpr
+
+
+# ------------------------------------------------------------------ the scale search
+@pytest.mark.parametrize("attack", [aa.speed(1.05), aa.tempo(0.95), aa.pitch(-1)],
+                         ids=lambda a: a.label)
+def test_scale_search_recovers_the_id_on_speechlike_audio(attack):
+    wm = GuardrailAudioWatermark(KEY)
+    m = wm.embed(art(speechlike(6.0, seed=21), 16000), 0x5EED)
+    plain = wm._search(attack(m))  # the unscaled grid alone loses the mark
+    assert plain[0] < wm._z_threshold()
+    res = wm.detect(attack(m))
+    assert res.detected is True and res.payload == "00005eed", res
+
+
+def test_scale_hypotheses_cover_speed_tempo_and_pitch():
+    scales = set(SCALES)
+    assert (1.0, 1.0) not in scales and len(scales) == len(SCALES)
+    times = sorted(t for t, f in SCALES if f == 1.0)
+    freqs = sorted(f for t, f in SCALES if t == 1.0)
+    # tempo +-6.5 % in 0.5 % steps, pitch (and the speed family's frequency) in 1 % steps
+    assert min(times) == pytest.approx(1 / 1.065) and max(times) == pytest.approx(1 / 0.935)
+    assert min(freqs) == pytest.approx(0.94) and max(freqs) == pytest.approx(1.06)
+    assert all(abs(f - round(f, 2)) < 1e-9 for _t, f in SCALES)
+    assert any(t == pytest.approx(1 / 1.05) and f == pytest.approx(1.05) for t, f in SCALES)
+    assert N_SCALE_TESTS == len(SCALES) * N_TESTS
+
+
+def test_a_scaled_score_is_penalised_by_every_hypothesis():
+    wm = GuardrailAudioWatermark(KEY)
+    fold = np.zeros((32, 52))
+    z = 6.0
+    _, p_plain, _ = wm._decide(z, fold)
+    _, p_scaled, _ = wm._decision(0.0, None, z_scaled=z)
+    q = upper_tail(z)
+    assert p_plain == pytest.approx(N_TESTS * q / UNSCALED_WEIGHT + wm._p_crc())
+    assert p_scaled == pytest.approx(N_SCALE_TESTS * q / (1 - UNSCALED_WEIGHT) + wm._p_crc())
+    assert wm._z_threshold() == pytest.approx(
+        brentq(lambda t: N_TESTS * upper_tail(t) / UNSCALED_WEIGHT + wm._p_crc() - wm.fpr,
+               1, 20), abs=1e-6)
+
+
+def test_noise_floor_leaves_a_low_pass_stopband_out():
+    from guardrail.watermark._chips import flat_floor
+
+    passband = np.full(28, 1.0)
+    stopband = np.full(24, 1e-6)  # 60 dB down: what a 4 kHz low-pass leaves above it
+    assert flat_floor(np.concatenate([passband, stopband])) == pytest.approx(1.0)
+    # without a stopband the quantile is as before: a loud row does not raise it
+    rows = np.linspace(1.0, 2.0, 52)
+    rows[10] = 1e3
+    assert flat_floor(rows) == pytest.approx(np.percentile(rows, 20))
+
+
+def test_noise_then_a_low_pass_keeps_the_mark():
+    wm = GuardrailAudioWatermark(KEY)
+    m = wm.embed(art(resample(speechlike(5.0, seed=23), 16000, 22050), 22050), 0xC4A1)
+    res = wm.detect(aa.chain((64, 20, 4000))(m))
+    assert res.detected is True and res.payload == "0000c4a1"
+
+
+def test_unmarked_audio_under_a_speed_change_is_not_detected():
+    x = art(speechlike(5.0, seed=22), 16000)
+    versions = (x, aa.speed(1.05)(x), aa.pitch(1)(x))
+    for k in range(20):
+        wm = GuardrailAudioWatermark(f"null key {k}".encode())
+        for a in versions:
+            res = wm.detect(a)
+            assert res.detected is False and res.payload is None
+            assert res.p_value > 1e-3
 
 
 @pytest.mark.slow
@@ -336,14 +417,25 @@ def test_constructor_validation_and_the_key_stays_secret():
 
 
 # ------------------------------------------------------------------ the null distribution
-def test_p_values_of_unmarked_audio_are_calibrated():
-    """Under 'no mark of this key' each shift's z is exactly N(0, 1) (the pilot is drawn
-    from the key), so over many keys the Bonferroni p-value is conservative."""
+def _null_p_values(n_keys: int) -> list[np.ndarray]:
     x = art(speechlike(5.0, seed=9), 16000)
     marked_other = GuardrailAudioWatermark(b"the embedding key").embed(x, 123)
-    for a in (x, marked_other):
-        pv = np.array([GuardrailAudioWatermark(f"key {i}".encode()).detect(a).p_value
-                       for i in range(300)])
+    return [np.array([GuardrailAudioWatermark(f"key {i}".encode()).detect(a).p_value
+                      for i in range(n_keys)]) for a in (x, marked_other)]
+
+
+def test_p_values_of_unmarked_audio_are_calibrated_quick():
+    for pv in _null_p_values(80):
+        assert (pv <= 0.1).mean() <= 0.1 + 0.05
+        assert pv.min() > 1e-4
+
+
+@pytest.mark.slow
+def test_p_values_of_unmarked_audio_are_calibrated():
+    """Under 'no mark of this key' each shift's and each scale hypothesis's z is exactly
+    N(0, 1) (the pilot is drawn from the key), so over many keys the weighted Bonferroni
+    p-value is conservative."""
+    for pv in _null_p_values(300):
         assert (pv <= 0.1).mean() <= 0.1 + 0.05
         assert (pv <= 0.01).mean() <= 0.01 + 0.02
         assert pv.min() > 1e-4

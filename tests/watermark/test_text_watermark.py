@@ -79,3 +79,19 @@ def test_threshold_follows_the_configured_rate(marked, gen):
     strict = make(gen, key, scheme, fpr=1e-300)
     res = strict.detect_text(texts[0])
     assert res.detected is False and res.p_value > 1e-300  # same evidence, stricter rate
+
+
+def test_homoglyphs_on_half_the_letters_do_not_remove_the_mark(marked):
+    from guardrail import Artifact, GenerationMetadata
+    from guardrail.robustness.text_attacks import homoglyph
+
+    scheme, _key, wm, texts, plains, _outs = marked
+    for text in texts:
+        art = Artifact(modality="text", content=text, metadata=GenerationMetadata("m"))
+        attacked = homoglyph(0.5)(art).content
+        assert attacked != text
+        res = wm.detect_text(attacked)
+        assert res.detected is True and "look-alike" in res.reason, (scheme, res)
+    for text in plains:
+        art = Artifact(modality="text", content=text, metadata=GenerationMetadata("m"))
+        assert wm.detect_text(homoglyph(0.5)(art).content).detected is False

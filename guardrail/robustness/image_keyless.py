@@ -1,0 +1,94 @@
+"""Keyless copy and removal attacks on the image watermarks (part of the image lab).
+
+The attacker holds marked outputs of one key and no key (Kerckhoffs: the algorithm is
+known). :func:`keyless_trials` measures, for one scheme:
+
+* **copy**: the mark estimated from 1 and from 10 marked outputs
+  (:func:`~guardrail.robustness.image_attacks.estimate_mark`, estimators ``residual`` and
+  ``tile``) added at 38 dB to unrelated photos - how many of them detect (the target is at
+  most 1 in 100), and how many carry a victim's id;
+* **removal**: the estimate from the marked image itself (and 9 other outputs of the key)
+  subtracted at 38 dB - how many marked images are still detected (target >= 95%).
+
+Each rate comes with its 95% Clopper-Pearson interval and ``n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._types import Artifact, GenerationMetadata, Modality
+from ..stats import clopper_pearson
+from .image_attacks import copy, removal
+
+__all__ = ["ESTIMATES", "keyless_trials"]
+
+#: (number of marked outputs, estimator) of the copy and removal attacks.
+ESTIMATES: tuple[tuple[int, str], ...] = ((1, "residual"), (1, "tile"), (10, "residual"),
+                                          (10, "tile"))
+
+
+def _art(img: np.ndarray) -> Artifact:
+    return Artifact(modality=Modality.IMAGE, content=img,
+                    metadata=GenerationMetadata(model_id="eval"))
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    lo, hi = clopper_pearson(k, n)
+    return {"n": n, "positives": k, "rate": k / n if n else None, "ci_low": lo, "ci_high": hi}
+
+
+def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
+                   photos: Sequence[np.ndarray], marked: Sequence[tuple[np.ndarray, int]], *,
+                   estimates: Sequence[tuple[int, str]] = ESTIMATES,
+                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Copy and removal attacks against one scheme instance (its key and false-positive rate).
+
+    Parameters
+    ----------
+    wm : Watermarker
+        The scheme under test; ``detect`` decides at its ``fpr``.
+    donors : list of (marked image, payload)
+        Marked outputs of the key the attacker collected (at least the largest ``n``).
+    photos : list of arrays
+        Unrelated, unmarked photos the copies go onto (none may be one of the donors'
+        originals).
+    marked : list of (marked image, payload)
+        Marked images the removal is tried on (each uses itself plus ``n - 1`` donors).
+
+    Returns
+    -------
+    dict
+        ``{"copy": {label: rate}, "removal": {label: rate}}``, labels such as
+        ``copy((10, 'residual'))``; each rate has ``n``, ``positives``, ``rate``, ``ci_low``,
+        ``ci_high``; copy rates also ``victim_ids`` (copies that decoded a donor's id).
+    """
+    note = say or (lambda _m: None)
+    donor_imgs = [d for d, _ in donors]
+    donor_ids = {f"{p:08x}" for _, p in donors}
+    out: dict[str, Any] = {"copy": {}, "removal": {}}
+    for n, est in estimates:
+        if n > len(donor_imgs):
+            continue
+        hits, victims = 0, 0
+        for j, photo in enumerate(photos):
+            use = [donor_imgs[j % len(donor_imgs)]] if n == 1 else [
+                donor_imgs[(j + i) % len(donor_imgs)] for i in range(n)]
+            att = copy((n, est), marked=use)
+            res = wm.detect(att(_art(photo)))
+            hits += bool(res.detected)
+            victims += bool(res.detected and res.payload in donor_ids)
+        label = copy((n, est), marked=donor_imgs).label
+        out["copy"][label] = {**_rate(hits, len(photos)), "victim_ids": victims}
+        kept = 0
+        for j, (img, _p) in enumerate(marked):
+            others = [d for d in donor_imgs if d is not img]
+            att = removal((n, est), marked=others[j % max(1, len(others)):] + others)
+            kept += bool(wm.detect(att(_art(img))).detected)
+        out["removal"][removal((n, est), marked=donor_imgs).label] = _rate(kept, len(marked))
+        note(f"{wm.scheme}: {label}: {hits}/{len(photos)} copies detected; removal: "
+             f"{kept}/{len(marked)} still detected")
+    return out

@@ -1,0 +1,197 @@
+"""Time-scale and frequency-scale search for ``guardrail-audio`` (key-independent part).
+
+A speed change (resampling: time and frequency both scaled), a tempo change (time only)
+or a pitch shift (frequency only) moves the chips of :mod:`guardrail.watermark._chips` off
+their grid, and the fold over pattern periods then adds chips of different pattern
+positions: the mark is lost. The detector therefore also reads the audio through a small
+set of *scale hypotheses* ``(time scale, frequency scale)``: for each, the attacked audio's
+chips are mapped back onto the original grid and folded.
+
+To keep that cheap, the chip residuals are computed once on a *fine grid*: a chip anchored
+at every STFT frame and every FFT bin (the chips of the embedder's grid are the anchors at
+even frames and every fourth bin). A hypothesis then costs a linear interpolation of the
+fine residuals at its rows (frequency scale) and a fold of its frames with linear splitting
+at their back-mapped positions (time scale) - no STFT, log or percentile per hypothesis.
+
+Everything here is computed from the audio alone. A fold of it correlated with the key's
+pilot values gives, for every hypothesis, a score that is exactly standard normal when the
+audio carries no mark of that key; the detector counts the hypotheses in its p-value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._chips import (
+    ALLOC_EXP,
+    CHIP_BINS,
+    CHIP_FRAMES,
+    DYN_RANGE_DB,
+    FS,
+    N_FFT,
+    N_ROWS,
+    R_CLIP,
+    ROW0,
+    SILENCE_REL_DB,
+    SNR_WEIGHT_EXP,
+    flat_floor,
+)
+
+__all__ = ["FineGrid", "fine_grid", "hypotheses"]
+
+# chip-energy sum of a column -> mean square of the band signal (as in _chips)
+_LEVEL_SCALE = 4.0 / (N_FFT * N_FFT * CHIP_FRAMES)
+
+
+def hypotheses(max_rel: float, time_step: float, freq_step: float) -> list[tuple[float, float]]:
+    """The scale hypotheses ``(time_scale, freq_scale)`` other than ``(1, 1)``.
+
+    Three families, for changes up to ``max_rel`` (e.g. 0.06 = +-6 %): *speed* (playback
+    ``s`` times faster by resampling: time scale ``1 / s``, frequency scale ``s``), *tempo*
+    (time scale ``1 / s``, frequency kept) in steps of ``time_step``, and *pitch*
+    (frequency scale ``s``, time kept) in steps of ``freq_step``.
+    """
+    def grid(step: float) -> np.ndarray:
+        k = int(np.floor(max_rel / step + 1e-9))
+        g = 1.0 + step * np.arange(-k, k + 1)
+        return g[np.abs(g - 1.0) > 1e-9]
+
+    # speed: the frequency scale rounded to the pitch grid (well within its tolerance)
+    out = [(1.0 / s, round(round((s - 1.0) / freq_step) * freq_step + 1.0, 9))
+           for s in grid(time_step)]
+    out += [(1.0 / s, 1.0) for s in grid(time_step)]
+    out += [(1.0, s) for s in grid(freq_step)]
+    # a speed step that rounds to frequency scale 1 is a tempo hypothesis already
+    return list(dict.fromkeys((float(t), float(f)) for t, f in out))
+
+
+@dataclass(frozen=True)
+class FineGrid:
+    """Weighted chip residuals anchored at every frame and bin of a window.
+
+    Attributes
+    ----------
+    v : ndarray, frames x bins
+        Weighted residuals (zero on silent frames), each bin's mean over the active frames
+        removed.
+    active : ndarray of bool, frames
+        Frames with signal in the band.
+    sr : int
+        The input's original sample rate (rows above 0.45 x it are not read).
+    b0 : int
+        The FFT bin of column 0 of ``v``.
+    """
+
+    v: np.ndarray
+    active: np.ndarray
+    sr: int
+    b0: int = 0
+
+    def rows(self, freq_scale: float) -> np.ndarray:
+        """The grid read at the embedder's chip rows under a frequency scale ``freq_scale``
+        (frames x ``N_ROWS``; each active frame's mean over the rows removed)."""
+        n_bins = self.v.shape[1]
+        # the embedder's chip row r starts at bin ROW0 + 4 r; scaled, at that x freq_scale
+        pos = (ROW0 + CHIP_BINS * np.arange(N_ROWS)) * freq_scale
+        lo = np.floor(pos).astype(np.int64)
+        ok = (pos + CHIP_BINS * freq_scale) * FS / N_FFT <= 0.45 * self.sr
+        pos = pos - self.b0
+        lo -= self.b0
+        a = (pos - lo).astype(self.v.dtype)
+        ok &= (lo >= 0) & (lo + 1 < n_bins)
+        lo = np.clip(lo, 0, n_bins - 2)
+        rows = self.v[:, lo] * (1 - a) + self.v[:, lo + 1] * a
+        rows[:, ~ok] = 0.0
+        on = self.active
+        rows[on] -= rows[on].mean(axis=1, keepdims=True)
+        rows[~on] = 0.0
+        return rows
+
+    def folds(self, scales: list[tuple[float, float]], period: int) -> np.ndarray:
+        """Folds ``(len(scales), 2, period, N_ROWS)`` - chip phases 0 and 1 - of this grid
+        read under each hypothesis ``(time_scale, freq_scale)``: the audio was scaled by
+        ``time_scale`` in time and ``freq_scale`` in frequency."""
+        n_frames = self.v.shape[0]
+        n_half = CHIP_FRAMES * period
+        cache: dict[float, np.ndarray] = {}
+        out = np.zeros((len(scales), n_half, N_ROWS), dtype=self.v.dtype)
+        for i, (ts, fs) in enumerate(scales):
+            rows = cache.get(fs)
+            if rows is None:
+                rows = cache[fs] = np.vstack([self.rows(fs), np.zeros((1, N_ROWS),
+                                                                      self.v.dtype)])
+            # the original anchor at half-column position q is the attacked anchor at q * ts
+            n_q = int((n_frames - 1) / ts)
+            f = np.arange(n_q) * ts
+            k = f.astype(np.int64)
+            b = (f - k).astype(self.v.dtype)[:, None]
+            read = rows[k] * (1.0 - b) + rows[k + 1] * b
+            pad = -n_q % n_half
+            if pad:
+                read = np.vstack([read, np.zeros((pad, N_ROWS), read.dtype)])
+            out[i] = read.reshape(-1, n_half, N_ROWS).sum(axis=0)
+        return np.stack([out[:, 0::2], out[:, 1::2]], axis=1)
+
+
+def _frame_chips(power: np.ndarray) -> np.ndarray:
+    """Chip energies anchored at every frame and bin: frames f, f+1 x bins b..b+3."""
+    e = power[:, 0:-3] + power[:, 1:-2] + power[:, 2:-1] + power[:, 3:]
+    return e[:-1] + e[1:]
+
+
+def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float = 0.07
+              ) -> FineGrid | None:
+    """The :class:`FineGrid` of an STFT (16 kHz analysis of :mod:`._chips`) for frequency
+    scales up to ``1 +- max_scale``; ``None`` when the window is too short."""
+    d, g = CHIP_FRAMES, CHIP_BINS
+    if spec.shape[0] < 4 * d:
+        return None
+    # the bins that the rows of every hypothesis, and their neighbours, can read
+    b0 = max(0, int(ROW0 * (1.0 - max_scale)) - 2 * g)
+    b1 = min(spec.shape[1], int((ROW0 + (N_ROWS + 1) * g) * (1.0 + max_scale)) + 3 * g)
+    band_spec = spec[:, b0:b1]
+    power = (band_spec.real ** 2 + band_spec.imag ** 2).astype(np.float32)
+    e = _frame_chips(power) + np.float32(1e-30)
+    n_f, n_b = e.shape
+    band = np.arange(ROW0, ROW0 + N_ROWS * g, g)
+    band = band[(band + g) * FS / N_FFT <= 0.45 * sr] - b0
+    if band.size == 0:
+        return None
+    # active frames, as _chips.active_columns on the embedder's rows
+    col = e[:, band].sum(axis=1, dtype=np.float64)
+    ref = float(np.percentile(col, 90))
+    active = (col > ref * 10.0 ** (SILENCE_REL_DB / 10.0)) & (
+        col * _LEVEL_SCALE > 10.0 ** (floor_dbfs / 10.0))
+    logs = np.log(e)
+    rf = np.zeros_like(logs)
+    rf[:, g:-g] = logs[:, g:-g] - 0.5 * (logs[:, :-2 * g] + logs[:, 2 * g:])
+    rt = np.empty_like(logs)
+    rt[d:-d] = logs[d:-d] - 0.5 * (logs[:-2 * d] + logs[2 * d:])
+    rt[:d] = logs[:d] - logs[d:2 * d]
+    rt[-d:] = logs[-d:] - logs[-2 * d:-d]
+    np.clip(rf, -R_CLIP, R_CLIP, out=rf)
+    np.clip(rt, -R_CLIP, R_CLIP, out=rt)
+    use_time = (rt[active] ** 2).sum(axis=0) < (rf[active] ** 2).sum(axis=0)
+    r = np.where(use_time[None, :], rt, rf)
+    # noise floor and weights, as _chips.residuals
+    floor = np.float32(flat_floor(np.percentile(e[:, band], 10, axis=0)) if n_f >= 8 * d
+                       else 0.0)
+    sig = np.maximum(e - floor, 0.0)
+    p = np.pad(sig, ((d, d), (g, g)), mode="edge")
+    p = p[:-2 * d] + p[d:-d] + p[2 * d:]
+    smooth = (p[:, :-2 * g] + p[:, g:-g] + p[:, 2 * g:]) / 9.0
+    w = np.exp(ALLOC_EXP * np.log(smooth + np.float32(1e-30)))
+    w *= active[:, None]
+    w *= sig >= sig[:, band].max(axis=1, keepdims=True) * 10.0 ** (-DYN_RANGE_DB / 10.0)
+    frac = sig / e
+    w *= frac * frac * frac if SNR_WEIGHT_EXP == 3.0 else frac ** SNR_WEIGHT_EXP
+    pos = w[:, band][w[:, band] > 0]
+    if pos.size:
+        w = np.minimum(w / np.median(pos), 4.0)
+    v = (r * w).astype(np.float32)
+    v[~active] = 0.0
+    if active.any():
+        v[active] -= v[active].mean(axis=0, keepdims=True)
+    return FineGrid(v=v, active=active, sr=int(sr), b0=b0)

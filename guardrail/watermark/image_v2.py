@@ -1,0 +1,464 @@
+"""guardrail's image watermark, version 2 (scheme ``guardrail-image-v2``).
+
+Why a version 2
+---------------
+Version 1 (``guardrail-image``) repeats one keyed tile over the image. Averaging the
+high-pass residual of a single marked image over the tile positions recovers that tile,
+so anyone holding one marked image can copy the mark onto a real photo or subtract it -
+no key needed. Version 2 leaves nothing of the kind to average.
+
+Design
+------
+*Working frame.* As in v1: the luminance resampled, keeping the aspect ratio, to an area
+of ``WORK_AREA`` (256 x 256) pixels; the mark is made there, upsampled to the image and
+added to R, G and B alike.
+
+*Payload pattern: keyed, non-periodic, bound to the content.* The key draws a
+``TORUS x TORUS`` field (384 x 384, larger than the working frame of any image up to an
+aspect ratio of 2.25:1, so nothing repeats inside an image): a pilot ``g`` of i.i.d.
+N(0, 1) values plus, on every cell, a keyed +-1 carrying one of the 186 bits of the
+payload codeword (:class:`~guardrail.watermark.ecc.PayloadCode`, scrambled with a keyed
+sequence). Before it is added, this field is multiplied cell by cell by a **content sign
+field** ``c(x) = sign((k * L)(x))``: ``L`` is the working luminance blurred (sigma
+``SIGMA_L``) and ``k`` a keyed ``KERNEL x KERNEL`` filter with no response to constant
+levels or linear ramps. ``c`` changes sign every few pixels, is the same in the marked
+image and in any processed copy of it (it is made of coarse structure that JPEG, noise,
+blur and resizing leave alone), differs between different pictures, and cannot be
+computed without the key. The pattern ``g * c`` therefore differs from image to image:
+
+* averaging residuals over many marked images of one key converges to zero;
+* a pattern estimated from one (or ten) marked images and added to another photo meets,
+  in that photo, a content sign field unrelated to its own: its correlation with what
+  the detector looks for is a sum of terms of random sign (measured: the copy attack,
+  docs/ROBUSTNESS.md);
+* subtracting an estimate needs the pattern itself, i.e. the key.
+
+*Synchronisation: a separate low-energy sync lattice.* ``SYNC_SHARE`` of the mark's power
+is a keyed 32 x 32 tile repeated over the frame. It carries no payload and plays no part
+in the decision; the detector finds its lattice in the autocorrelation of the whitened
+residual (:mod:`guardrail.watermark._image_v2_sync`): the scale (crops to 25% of the area,
+resizes) and rotation (+-``ANGLE_RANGE_DEG``) the image went through. The sync tile can be
+estimated by averaging, like v1's tile - and copying or removing it changes nothing but
+the geometric search: copied, it does not make a detection; removed, the detector still
+tries the unchanged geometry (and its mirror image) directly.
+
+*Detection.* For each geometry hypothesis - identity, and each of ``SYNC_CANDIDATES``
+lattices, each unmirrored and mirrored (horizontal flip) - the residual and the blurred
+luminance are resampled into the embedding frame, the content sign field is recomputed
+there with the key (soft: ``clip(k * L / tau, -1, 1)``, so unreliable pixels count less),
+and the weighted residual ``v`` is correlated with the pilot at every circular shift of
+the torus (one FFT). For a fixed hypothesis and shift, ``z = sum(v * g) / sqrt(sum(v**2))``
+is exactly standard normal for an image that does not carry this key's mark (``g`` is
+i.i.d. N(0, 1), drawn from the key, independent of the image and of everything computed
+from it). The pilot p-value is the Bonferroni bound ``n_tests * Q(z_max)`` with
+``n_tests = hypotheses * TORUS**2``; the payload is decoded (Viterbi) at the best shift and
+accepted only with a matching CRC-24 (probability ``2**-24`` per attempt on unmarked
+content, at most ``MAX_DECODES`` attempts). The p-value combines both bounds exactly as in
+v1 and ``detected`` is ``p_value <= fpr``.
+
+Work is bounded for any input: only the luminance conversion and the first resampling
+touch every pixel; everything after runs on the fixed working frame and torus.
+
+Limits
+------
+See docs/WATERMARKS.md. In short: an attacker who holds a marked image and applies a
+strong denoiser or regeneration removes more than a subtraction at 38 dB does; the sync
+lattice can be estimated and removed, after which a geometric change (crop, rotation,
+scale) also removes the mark; vertical flips and 90-degree rotations are not searched;
+images more elongated than 2.25:1 repeat part of the torus.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .._types import Artifact, Modality, WatermarkResult
+from ._image_sync import whiten
+from ._image_v2_sync import candidates, register, sync_frequencies, sync_pattern
+from .base import (
+    CannotWatermark,
+    check_payload,
+    keyed_rng,
+    not_performed,
+    payload_hex,
+    upper_tail,
+)
+from .ecc import PayloadCode
+from .image import _check_image, _mask
+
+__all__ = ["GuardrailImageWatermarkV2", "ImageAnalysisV2"]
+
+SCHEME = "guardrail-image-v2"
+VERSION = "2"
+
+#: Working frame area (pixels).
+WORK_AREA = 256 * 256
+#: Side of the keyed pilot / payload torus (working pixels).
+TORUS = 384
+#: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame,
+#: each repeat under a different content sign field).
+MAX_ASPECT = 4.0
+#: Share of the mark's power in the sync lattice.
+SYNC_SHARE = 0.15
+#: Content sign field: blur of the luminance (working pixels) and keyed filter size.
+SIGMA_L = 3.0
+KERNEL = 9
+#: A 5 x 5 median before the blur: thin structure (a copied high-pass residual) does not
+#: reach the content field.
+MEDIAN = True
+#: Dead zone of the content field (grey levels of the keyed filter response): below
+#: ``F_DEAD`` a pixel's sign is not trusted (weight 0, and the embedder puts a quarter of
+#: the amplitude there); the weight reaches 1 at ``F_FULL``. A mark estimate copied at
+#: 38 dB rarely moves the response that far, so it cannot set the signs the detector
+#: counts - except where the target is flat and the copied structure strong.
+F_DEAD = 1.0
+F_FULL = 2.0
+#: Sync lattice candidates tried (each unmirrored and mirrored), besides the identity.
+SYNC_CANDIDATES = 3
+#: Most decode attempts per detection and the pilot z needed before one is made.
+MAX_DECODES = 4
+DECODE_MIN_Z = 4.5
+
+
+@dataclass(frozen=True)
+class ImageAnalysisV2:
+    """What :meth:`GuardrailImageWatermarkV2.analyse` found (diagnostics; no key).
+
+    Attributes
+    ----------
+    z : float
+        Largest pilot z-score over all hypotheses and shifts.
+    p_value, p_pilot : float
+        Combined p-value and the pilot's Bonferroni bound.
+    payload : int or None
+        Decoded id whose CRC matched, else ``None``.
+    scale, angle_deg : float
+        Geometry of the best hypothesis (scale > 1: content enlarged).
+    flipped : bool
+        Whether the best hypothesis is the mirror image.
+    shift : tuple of int
+        Torus shift of the best hypothesis.
+    soft : numpy.ndarray or None
+        De-scrambled soft codeword values at the best hypothesis (positive = 1).
+    n_hypotheses, n_decodes : int
+    """
+
+    z: float
+    p_value: float
+    p_pilot: float
+    payload: int | None
+    scale: float = 1.0
+    angle_deg: float = 0.0
+    flipped: bool = False
+    shift: tuple[int, int] = (0, 0)
+    soft: np.ndarray | None = field(default=None, repr=False)
+    n_hypotheses: int = 0
+    n_decodes: int = 0
+
+
+def _norm_shape(h: int, w: int) -> tuple[int, int]:
+    s = math.sqrt(WORK_AREA / (h * w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _luma(content: np.ndarray, kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """Luminance (BT.601) resampled to ``shape`` (rows, columns), float32."""
+    import cv2
+
+    grey = np.ascontiguousarray(content) if kind == "gray" else cv2.cvtColor(
+        np.ascontiguousarray(content[..., :3]), cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    hw, ww = shape
+    if h * w > 16 * hw * ww:  # very large: shrink in uint8 first (memory, speed)
+        grey = cv2.resize(grey, (4 * ww, 4 * hw), interpolation=cv2.INTER_AREA)
+        h, w = grey.shape
+    if (h, w) == (hw, ww):
+        return grey.astype(np.float32)
+    interp = cv2.INTER_AREA if hw * ww < h * w else cv2.INTER_LINEAR
+    return cv2.resize(grey.astype(np.float32), (ww, hw), interpolation=interp)
+
+
+def _check(content: object) -> str:
+    kind = _check_image(content)
+    h, w = content.shape[:2]  # type: ignore[union-attr]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise CannotWatermark(f"image aspect ratio {w}x{h} is too extreme for {SCHEME} "
+                              f"(at most {MAX_ASPECT:g}:1)")
+    return kind
+
+
+class GuardrailImageWatermarkV2:
+    """guardrail's image watermark, version 2 (scheme ``guardrail-image-v2``).
+
+    Parameters
+    ----------
+    key : bytes
+        Secret key; every pattern derives from it. Never logged or returned.
+    fpr : float
+        False-positive rate at which :meth:`detect` decides ``detected``.
+    payload_bits : int
+        Size of the payload id, 1..32 bits (the code always carries 32).
+    strength : float
+        RMS of the luminance change in grey levels; 2.4 gives a PSNR of about 40.5 dB.
+    """
+
+    scheme = SCHEME
+    version = VERSION
+    modality = Modality.IMAGE
+
+    def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
+                 strength: float = 2.4) -> None:
+        if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
+            raise ValueError("key must be non-empty bytes")
+        if not 0.0 < float(fpr) < 1.0:
+            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+        if not 1 <= int(payload_bits) <= 32:
+            raise ValueError(f"payload_bits must be in 1..32, got {payload_bits}")
+        if not 0.0 < float(strength) <= 16.0:
+            raise ValueError(f"strength must be in (0, 16] grey levels, got {strength}")
+        self._key = bytes(key)
+        self.fpr = float(fpr)
+        self.payload_bits = int(payload_bits)
+        self.strength = float(strength)
+        self._code = PayloadCode(info_bits=32, crc_bits=24)
+
+    def __repr__(self) -> str:  # never show the key
+        return (f"GuardrailImageWatermarkV2(fpr={self.fpr}, payload_bits={self.payload_bits}, "
+                f"strength={self.strength})")
+
+    # ------------------------------------------------------------------ keyed layout
+    def _rng(self, purpose: str) -> np.random.Generator:
+        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
+
+    @cached_property
+    def _layout(self) -> dict[str, np.ndarray]:
+        n = self._code.n_coded
+        cells = TORUS * TORUS
+        pilot = self._rng("pilot").standard_normal((TORUS, TORUS)).astype(np.float32)
+        freqs, phases = sync_frequencies(self._rng("sync"))
+        # keyed filter with no response to constant levels or linear ramps, unit norm
+        k = self._rng("kernel").standard_normal((KERNEL, KERNEL))
+        yy, xx = np.mgrid[:KERNEL, :KERNEL].astype(np.float64)
+        basis = np.stack([np.ones(KERNEL * KERNEL), xx.ravel(), yy.ravel()], axis=1)
+        q, _ = np.linalg.qr(basis)
+        kv = k.ravel() - q @ (q.T @ k.ravel())
+        kernel = (kv / np.linalg.norm(kv)).reshape(KERNEL, KERNEL).astype(np.float32)
+        return {
+            "pilot": pilot,
+            "pilot_fft": np.conj(np.fft.rfft2(pilot)),
+            "bit_of": self._rng("bits").permutation(cells) % n,
+            "signs": self._rng("signs").choice(np.array([-1.0, 1.0], np.float32),
+                                               size=(TORUS, TORUS)),
+            "scramble": self._rng("scramble").integers(0, 2, size=n).astype(np.uint8),
+            "sync_freqs": freqs,
+            "sync_phases": phases,
+            "kernel": kernel,
+        }
+
+    def _field(self, payload: int) -> np.ndarray:
+        """Pilot plus payload on the torus, unit variance."""
+        lay = self._layout
+        word = self._code.encode(payload) ^ lay["scramble"]
+        bits = (2.0 * word.astype(np.float32) - 1.0)[lay["bit_of"]]
+        f = lay["pilot"] + lay["signs"] * bits.reshape(TORUS, TORUS)
+        return f / np.float32(f.std())
+
+    def _sync(self, hw: int, ww: int) -> np.ndarray:
+        """The sync template on a working frame of ``hw x ww`` (cached per shape)."""
+        cache = self.__dict__.setdefault("_sync_cache", {})
+        if (hw, ww) not in cache:
+            if len(cache) >= 8:
+                cache.clear()
+            lay = self._layout
+            cache[(hw, ww)] = sync_pattern(lay["sync_freqs"], lay["sync_phases"], (hw, ww))
+        return cache[(hw, ww)]
+
+    def _content_field(self, lum: np.ndarray) -> np.ndarray:
+        """Keyed filter response of the blurred luminance (its sign is the content field)."""
+        import cv2
+
+        src = cv2.medianBlur(np.ascontiguousarray(lum, np.float32), 5) if MEDIAN else lum
+        low = cv2.GaussianBlur(src, (0, 0), SIGMA_L)
+        return cv2.filter2D(low, cv2.CV_32F, self._layout["kernel"],
+                            borderType=cv2.BORDER_REPLICATE)
+
+    # ------------------------------------------------------------------ embed
+    def embed(self, artifact: Artifact, payload: int) -> Artifact:
+        """Return a new artifact whose image carries ``payload`` (see the module notes).
+
+        Raises
+        ------
+        CannotWatermark
+            The content is not an image this scheme accepts, or the payload does not fit.
+        """
+        import cv2
+
+        if artifact.modality != Modality.IMAGE:
+            raise CannotWatermark(f"{SCHEME} marks images, not {artifact.modality.value}")
+        payload = check_payload(payload, self.payload_bits)
+        kind = _check(artifact.content)
+        content = np.ascontiguousarray(artifact.content)
+        h, w = content.shape[:2]
+        yw = _luma(content, kind, _norm_shape(h, w))
+        hw, ww = yw.shape
+        iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
+        main = self._field(payload)[np.ix_(iy, ix)]
+        main *= _sign_weight(self._content_field(yw), embed=True)
+        sync = self._sync(hw, ww)
+        delta = (np.float32(math.sqrt(1.0 - SYNC_SHARE)) * main
+                 + np.float32(math.sqrt(SYNC_SHARE)) * sync) * _mask(yw)
+        delta = cv2.resize(delta.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        rms = math.sqrt(float(np.mean(delta * delta)))
+        delta *= np.float32(self.strength / max(rms, 1e-6))
+        delta += _dither(h, w)
+        if kind == "gray":
+            out = cv2.add(content, delta, dtype=cv2.CV_8U)
+        else:
+            out = np.empty_like(content)
+            step = max(1, (1 << 22) // w)
+            for y in range(0, h, step):
+                rows = slice(y, y + step)
+                out[rows, :, :3] = cv2.add(
+                    np.ascontiguousarray(content[rows, :, :3]),
+                    cv2.cvtColor(delta[rows], cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
+            if kind == "rgba":
+                out[..., 3] = content[..., 3]
+        return artifact.evolve(content=out, data=None, media_type=None)
+
+    # ------------------------------------------------------------------ detect
+    def detect(self, artifact: Artifact) -> WatermarkResult:
+        """Look for this key's mark; ``detected`` is decided at ``fpr``.
+
+        ``detected=None`` with the reason when the content is not an image this scheme can
+        check; ``payload`` (hex) only when detected and the decoded id passed its CRC.
+        """
+        if artifact.modality != Modality.IMAGE:
+            return not_performed(SCHEME, VERSION,
+                                 f"{SCHEME} checks images, not {artifact.modality.value}")
+        try:
+            res = self.analyse(artifact.content, soft=False)
+        except CannotWatermark as exc:
+            return not_performed(SCHEME, VERSION, str(exc))
+        detected = res.p_value <= self.fpr
+        payload = None
+        if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
+            payload = payload_hex(res.payload, self.payload_bits)
+        return WatermarkResult(detected=detected, scheme=SCHEME, scheme_version=VERSION,
+                               score=res.z, p_value=res.p_value, fpr=self.fpr,
+                               payload=payload)
+
+    def hypotheses(self, content: np.ndarray) -> list[tuple[float, float, bool]]:
+        """The geometry hypotheses the detector tries: (scale, angle rad, mirrored)."""
+        kind = _check(content)
+        h, w = content.shape[:2]
+        r = whiten(_luma(content, kind, _norm_shape(h, w)))
+        return self._hypotheses(r)
+
+    def _hypotheses(self, r: np.ndarray) -> list[tuple[float, float, bool]]:
+        out = [(1.0, 0.0, False), (1.0, 0.0, True)]
+        for s, th, flip in candidates(r, self._layout["sync_freqs"], SYNC_CANDIDATES):
+            if abs(math.log(s)) < 0.003 and abs(th) < math.radians(0.2):
+                continue  # the identity is tried anyway
+            out.append((s, th, flip))
+        return out
+
+    def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysisV2:
+        """Run the detector on an image array and return the details.
+
+        The p-value bounds, for an image without this key's mark, the probability of a
+        result at least this extreme: ``p_pilot = min(1, n_hyp * TORUS**2 * Q(z_max))``;
+        ``p_crc = MAX_DECODES * 2**-24``; ``p = min(p_pilot, p_crc)`` when a decode passed
+        its CRC, else ``min(1, p_pilot + p_crc)``. ``soft`` is accepted for symmetry with
+        v1; the soft values are always computed at the best hypothesis.
+
+        Raises
+        ------
+        CannotWatermark
+            The array is not an image this scheme can check.
+        """
+        kind = _check(content)
+        h, w = content.shape[:2]
+        yw = _luma(content, kind, _norm_shape(h, w))
+        r = whiten(yw)
+        hyps = self._hypotheses(r)
+        z_max, best, decoded, n_dec = -math.inf, None, None, 0
+        for s, th, flip in hyps:
+            v = self._weighted(r, yw, s, th, flip)
+            z, shift = self._pilot_z(v)
+            if z >= DECODE_MIN_Z and decoded is None and n_dec < MAX_DECODES:
+                n_dec += 1
+                vals = self._soft(v, shift)
+                decoded = self._code.decode(vals).value
+                if decoded is not None:
+                    best = (z, s, th, flip, shift, vals)
+            if decoded is None and z > z_max:
+                best = (z, s, th, flip, shift, None)
+            z_max = max(z_max, z)
+            if decoded is not None and z_max > 8.0:
+                break  # conclusive; stopping early only lowers the work, not the bound
+        assert best is not None
+        _, s, th, flip, shift, vals = best
+        if vals is None:
+            vals = self._soft(self._weighted(r, yw, s, th, flip), shift)
+        p_pilot = min(1.0, len(hyps) * TORUS * TORUS * upper_tail(z_max))
+        p_crc = MAX_DECODES * self._code.false_accept_probability
+        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
+        return ImageAnalysisV2(z=float(z_max), p_value=float(p), p_pilot=float(p_pilot),
+                               payload=decoded, scale=float(s),
+                               angle_deg=float(math.degrees(th)), flipped=bool(flip),
+                               shift=shift, soft=vals, n_hypotheses=len(hyps),
+                               n_decodes=n_dec)
+
+    def _weighted(self, r: np.ndarray, yw: np.ndarray, s: float, th: float,
+                  flip: bool) -> np.ndarray:
+        """Residual in the embedding frame times the soft content sign field."""
+        rc = register(r, s, th, flip, TORUS)
+        valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
+        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
+        return rc * _sign_weight(f, embed=False) * valid
+
+    def _pilot_z(self, v: np.ndarray) -> tuple[float, tuple[int, int]]:
+        """Best pilot z over every circular shift of the torus, and that shift."""
+        den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
+        if den <= 0.0:
+            return 0.0, (0, 0)
+        num = np.fft.irfft2(np.fft.rfft2(v) * self._layout["pilot_fft"], s=v.shape)
+        k = int(np.argmax(num))
+        return float(num.flat[k]) / den, (k // TORUS, k % TORUS)
+
+    def _soft(self, v: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+        """De-scrambled soft codeword values with the pattern at ``shift``."""
+        lay = self._layout
+        vt = np.roll(v, (-shift[0], -shift[1]), axis=(0, 1)).ravel() * lay["signs"].ravel()
+        soft = np.bincount(lay["bit_of"], weights=vt, minlength=self._code.n_coded)
+        return np.where(lay["scramble"] == 1, -soft, soft)
+
+
+def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:
+    """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at ``F_DEAD`` to
+    1 at ``F_FULL`` (at least 0.25 when embedding, so that flat images still carry some)."""
+    ramp = np.clip((np.abs(f) - np.float32(F_DEAD)) / np.float32(F_FULL - F_DEAD), 0.0, 1.0)
+    if embed:
+        ramp = np.maximum(ramp, np.float32(0.25))
+    return np.where(f >= 0, ramp, -ramp).astype(np.float32)
+
+
+_DITHER: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _dither(h: int, w: int) -> np.ndarray:
+    """A fixed random dither in [-0.5, 0.5) before rounding to 8 bits: keeps sub-level
+    changes (flat areas) in expectation; the same for every embed of one size (cached for
+    the last size up to 16 Mpx)."""
+    d = _DITHER.get((h, w))
+    if d is None:
+        rng = np.random.Generator(np.random.SFC64(0x5EED))
+        d = rng.random((h, w), dtype=np.float32) - np.float32(0.5)
+        _DITHER.clear()
+        if h * w <= 1 << 24:
+            _DITHER[(h, w)] = d
+    return d

@@ -1,0 +1,81 @@
+"""The keyless copy / removal trials of the image lab and the report that renders them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail.robustness.image_keyless import keyless_trials
+from guardrail.robustness.image_report import render
+from guardrail.watermark.image import GuardrailImageWatermark
+from guardrail.watermark.image_v2 import GuardrailImageWatermarkV2
+
+cv2 = pytest.importorskip("cv2")
+skdata = pytest.importorskip("skimage.data")
+
+
+def _sq(img: np.ndarray, size: int = 384) -> np.ndarray:
+    if img.ndim == 2:
+        img = np.dstack([img, img, img])
+    h, w = img.shape[:2]
+    s = min(h, w)
+    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s, :3]
+    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def pools():
+    donors = [_sq(skdata.coffee()), _sq(skdata.chelsea()), _sq(skdata.rocket())]
+    photos = [_sq(skdata.camera()), _sq(skdata.brick()), _sq(skdata.coins())]
+    return donors, photos
+
+
+def _mark(wm, imgs):
+    meta = GenerationMetadata(model_id="t")
+    return [(wm.embed(Artifact(modality=Modality.IMAGE, content=x, metadata=meta), 100 + i)
+             .content, 100 + i) for i, x in enumerate(imgs)]
+
+
+def test_v1_is_copied_and_v2_is_not(pools):
+    donors, photos = pools
+    est = ((1, "tile"), (3, "residual"))
+    v1 = GuardrailImageWatermark(b"k" * 32)
+    r1 = keyless_trials(v1, _mark(v1, donors), photos, _mark(v1, donors[:1]), estimates=est)
+    v2 = GuardrailImageWatermarkV2(b"k" * 32)
+    r2 = keyless_trials(v2, _mark(v2, donors), photos, _mark(v2, donors[:1]), estimates=est)
+    assert set(r1["copy"]) == {"copy((1, 'tile'))", "copy((3, 'residual'))"}
+    tile1 = r1["copy"]["copy((1, 'tile'))"]
+    assert tile1["n"] == 3 and tile1["positives"] == 3 and tile1["victim_ids"] == 3
+    assert all(r["positives"] == 0 for r in r2["copy"].values())
+    assert all(r["rate"] == 1.0 for r in r2["removal"].values())
+    for r in (*r2["copy"].values(), *r2["removal"].values()):
+        assert 0.0 <= r["ci_low"] <= r["rate"] <= r["ci_high"] <= 1.0
+
+
+def test_estimates_needing_more_outputs_than_held_are_skipped(pools):
+    donors, photos = pools
+    v2 = GuardrailImageWatermarkV2(b"k" * 32)
+    r = keyless_trials(v2, _mark(v2, donors[:1]), photos[:1], [], estimates=((10, "tile"),))
+    assert r == {"copy": {}, "removal": {}}
+
+
+def test_report_renders_rates_with_intervals_and_missed_targets():
+    entry = {"tpr": {"clean": 1.0, "jpeg(30)": 0.5}, "tpr_ci": {"clean": [0.9, 1.0],
+                                                              "jpeg(30)": [0.3, 0.7]},
+             "n_images": 20, "fpr_measured": 0.0, "n_unmarked": 100,
+             "unmarked_p_at_most": {"0.1": 0.05, "0.01": 0.0, "0.001": 0.0},
+             "psnr_mean": 40.6, "psnr_min": 40.2, "ssim_mean": 0.98, "embed_ms": 10.0,
+             "detect_ms": 20.0, "detect_unmarked_ms": 30.0,
+             "keyless": {"copy": {"copy((1, 'tile'))": {"n": 50, "positives": 0, "rate": 0.0,
+                                                         "ci_low": 0.0, "ci_high": 0.07}},
+                         "removal": {}}}
+    res = {512: {"setup": {"fpr": 1e-4, "attacks": ["jpeg(30)"], "held_out": ["a", "b"],
+                           "size": 512},
+                 "schemes": {"guardrail-image-v2": entry},
+                 "targets": {"guardrail-image-v2": {"psnr>=40": True,
+                                                    "tpr>=0.95_each_attack": False}}}}
+    md = render(res, when="now", machine="here")
+    assert "| jpeg(30) | 0.50 [0.30, 0.70] n=20 |" in md
+    assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
+    assert "**missed tpr>=0.95_each_attack**" in md

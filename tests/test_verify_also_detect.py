@@ -1,0 +1,86 @@
+"""verify also checks the older schemes of ``[watermark] <modality>_also_detect`` (files
+marked with image scheme version 1 before version 2 became the default), splitting the
+configured false-positive rate over every scheme tried; an older mark alone never makes a
+photo "AI-generated"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from guardrail import Config
+from guardrail.errors import ConfigError
+from guardrail.factory import init_keys, watermarker_from_config
+from guardrail.verify import verify_file
+
+
+def _photo(size: int = 512) -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((size, size)))
+
+
+@pytest.fixture
+def cfg(tmp_path) -> Config:
+    cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                 "detectors": {"image": [], "text": [], "audio": []}})
+    init_keys(cfg)
+    return cfg
+
+
+def _v1_marked(cfg: Config, path) -> None:
+    from guardrail._types import Artifact, GenerationMetadata, Modality
+
+    wm = watermarker_from_config(cfg, Modality.IMAGE, scheme="guardrail-image")
+    art = Artifact(Modality.IMAGE, _photo(), GenerationMetadata(model_id="photo"))
+    marked = wm.embed(art, payload=0xC0FFEE)
+    Image.fromarray(np.asarray(marked.content)).save(path)
+
+
+def test_a_version_1_mark_is_found_but_is_not_ai_generated(cfg, tmp_path) -> None:
+    assert cfg.section("watermark")["image_scheme"] == "guardrail-image-v2"
+    path = tmp_path / "v1.png"
+    _v1_marked(cfg, path)
+    from guardrail import ReportStore
+
+    with ReportStore(cfg.store_url) as store:
+        res = verify_file(path, cfg, store=store)
+    assert res.watermark is not None and res.watermark.detected
+    assert res.watermark.scheme == "guardrail-image"
+    assert res.label != "AI-generated"
+    assert res.record.state == "no record"
+
+
+def test_without_older_schemes_a_version_1_mark_is_not_looked_for(cfg, tmp_path) -> None:
+    path = tmp_path / "v1.png"
+    _v1_marked(cfg, path)
+    only_v2 = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                     "detectors": {"image": [], "text": [], "audio": []},
+                                     "watermark": {"image_also_detect": []}})
+    res = verify_file(path, only_v2)
+    assert res.watermark is not None and not res.watermark.detected
+    assert res.watermark.scheme == "guardrail-image-v2"
+
+
+def test_the_false_positive_rate_is_split_over_the_schemes(cfg, tmp_path, monkeypatch) -> None:
+    import guardrail.factory as factory
+
+    seen: list[tuple[str, float]] = []
+    real = factory.watermarker_from_config
+
+    def spy(config, modality, *, generator=None, scheme=None, fpr=None):
+        seen.append((scheme, fpr))
+        return real(config, modality, generator=generator, scheme=scheme, fpr=fpr)
+
+    monkeypatch.setattr(factory, "watermarker_from_config", spy)
+    Image.fromarray(_photo(256)).save(tmp_path / "plain.png")
+    res = verify_file(tmp_path / "plain.png", cfg)
+    assert res.watermark is not None and not res.watermark.detected
+    total = cfg.section("watermark")["image_fpr"]
+    assert seen == [("guardrail-image-v2", total / 2), ("guardrail-image", total / 2)]
+
+
+def test_also_detect_must_be_a_list_of_names(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="image_also_detect"):
+        Config.load(overrides={"watermark": {"image_also_detect": ["guardrail-image", ""]}})

@@ -1,0 +1,203 @@
+"""Tests of guardrail's image watermark version 2 (``guardrail-image-v2``).
+
+Photos come from scikit-image's data module and scikit-learn's sample images (offline).
+The copy and removal attacks are the keyless estimators of the robustness lab.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail.robustness import image_attacks as ia
+from guardrail.watermark.base import CannotWatermark, Watermarker
+from guardrail.watermark.image import GuardrailImageWatermark
+from guardrail.watermark.image_v2 import GuardrailImageWatermarkV2
+from guardrail.watermark.registry import build, registered
+
+cv2 = pytest.importorskip("cv2")
+skdata = pytest.importorskip("skimage.data")
+
+KEY = b"test-key-0123456789abcdef-imgv2!"
+META = GenerationMetadata(model_id="test")
+
+
+def art(x: np.ndarray) -> Artifact:
+    return Artifact(modality=Modality.IMAGE, content=x, metadata=META)
+
+
+def square(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(h, w)
+    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    if crop.ndim == 2:
+        crop = np.dstack([crop, crop, crop])
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interp)
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    return {"coffee": skdata.coffee(), "rocket": skdata.rocket(),
+            "china": china, "flower": flower, "chelsea": skdata.chelsea(), "camera": skdata.camera(),
+            "brick": skdata.brick(), "coins": skdata.coins()}
+
+
+@pytest.fixture(scope="module")
+def wm() -> GuardrailImageWatermarkV2:
+    return GuardrailImageWatermarkV2(KEY, fpr=1e-4)
+
+
+@pytest.fixture(scope="module")
+def marked(photos, wm) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """(original, payload, marked) at 512x512 for three photos."""
+    out = []
+    for i, name in enumerate(("coffee", "china", "chelsea")):
+        img = square(photos[name], 512)
+        payload = 0x5EED0000 + i
+        out.append((img, payload, wm.embed(art(img), payload).content))
+    return out
+
+
+def test_protocol_name_version_and_no_key_in_repr(wm):
+    assert isinstance(wm, Watermarker)
+    assert (wm.scheme, wm.version, wm.modality) == ("guardrail-image-v2", "2", Modality.IMAGE)
+    assert KEY.decode() not in repr(wm)
+
+
+def test_registered_next_to_v1_with_a_distinct_name():
+    schemes = registered("image")
+    assert {"guardrail-image", "guardrail-image-v2"} <= set(schemes)
+    v2 = build("guardrail-image-v2", key=KEY, fpr=1e-4)
+    v1 = build("guardrail-image", key=KEY, fpr=1e-4)
+    assert (v2.scheme, v2.version) != (v1.scheme, v1.version)
+    assert v2.key_id == v1.key_id  # the same key, identified the same way
+
+
+def test_round_trip_quality_and_payload(marked, wm):
+    for img, payload, out in marked:
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert ia.psnr(img, out) >= 40.0
+        assert ia.ssim(img, out) >= 0.95
+        res = wm.detect(art(out))
+        assert res.detected and res.payload == f"{payload:08x}"
+        assert res.p_value <= 1e-4 and res.scheme == "guardrail-image-v2"
+        assert res.scheme_version == "2"
+
+
+@pytest.mark.parametrize("attack", [ia.flip(1), ia.rotate(15), ia.rotate(-12), ia.crop(0.75),
+                                    ia.jpeg(50), ia.resize(0.5)], ids=lambda a: a.label)
+def test_survives_geometry_and_compression(marked, wm, attack):
+    _img, payload, out = marked[2]  # chelsea: a textured photo
+    res = wm.detect(attack(art(out)))
+    assert res.detected, f"{attack.label}: p={res.p_value:.2g}"
+
+
+def test_flip_is_found_as_a_mirror_hypothesis(marked, wm):
+    out = marked[0][2]
+    a = wm.analyse(np.ascontiguousarray(out[:, ::-1]))
+    assert a.flipped and a.p_value <= 1e-4
+
+
+def test_wrong_key_does_not_detect(marked):
+    other = GuardrailImageWatermarkV2(b"another key of thirty-two bytes!", fpr=1e-4)
+    for _img, _p, out in marked:
+        res = other.detect(art(out))
+        assert res.detected is False and res.payload is None
+
+
+def test_unmarked_photos_under_many_keys_are_not_detected(photos):
+    imgs = [square(p, 256) for p in photos.values()]
+    pvals = []
+    for k in range(6):
+        w = GuardrailImageWatermarkV2(f"key number {k}".encode(), fpr=1e-4)
+        for img in imgs:
+            res = w.detect(art(img))
+            assert res.detected is False
+            pvals.append(res.p_value)
+    # Bonferroni bound: conservative, so small p-values are rare on unmarked content
+    assert min(pvals) > 1e-3
+    assert np.mean(np.array(pvals) <= 0.1) <= 0.2
+
+
+@pytest.mark.parametrize("estimator", ["residual", "tile"])
+def test_copy_attack_from_one_or_ten_outputs_does_not_transfer(photos, wm, marked, estimator):
+    donors = [m for _i, _p, m in marked]
+    targets = [square(photos[n], 512) for n in ("flower", "camera", "brick", "coins")]
+    for n in (1, 3):
+        attack = ia.copy((n, estimator), marked=donors[:n])
+        for t in targets:
+            forged = attack(art(t)).content
+            assert ia.psnr(t, forged) >= 37.5
+            res = wm.detect(art(forged))
+            assert res.detected is False, f"copy {n}/{estimator} detected p={res.p_value}"
+
+
+def test_the_same_copy_attack_forges_version_1(photos):
+    """The estimator is real: against v1's repeated tile it transfers the mark."""
+    v1 = GuardrailImageWatermark(KEY, fpr=1e-4)
+    donor = v1.embed(art(square(photos["china"], 512)), 0xABCDEF).content
+    forged = ia.copy((1, "tile"), marked=[donor])(art(square(photos["flower"], 512)))
+    res = v1.detect(forged)
+    assert res.detected and res.payload == "00abcdef"
+
+
+def test_removal_by_estimation_leaves_the_mark(marked, wm):
+    donors = [m for _i, _p, m in marked]
+    for _img, _payload, out in marked:
+        for n, est in ((1, "residual"), (1, "tile"), (3, "residual")):
+            others = [d for d in donors if d is not out]
+            cleaned = ia.removal((n, est), marked=others)(art(out))
+            assert wm.detect(cleaned).detected, f"removal {n}/{est}"
+
+
+def test_grey_and_rgba_keep_alpha(photos, wm):
+    grey = cv2.resize(skdata.camera(), (320, 320))
+    g = wm.embed(art(grey), 7).content
+    assert g.ndim == 2 and wm.detect(art(g)).payload == "00000007"
+    rgba = np.dstack([square(photos["china"], 300), np.full((300, 300), 200, np.uint8)])
+    m = wm.embed(art(rgba), 9).content
+    assert (m[..., 3] == 200).all() and wm.detect(art(m)).detected
+
+
+@pytest.mark.parametrize("content, words", [
+    (np.zeros((32, 32, 3), np.uint8), "at least"),
+    (np.zeros((64, 64, 3), np.float32), "uint8"),
+    (np.zeros((64, 64, 2), np.uint8), "HxW"),
+    ("not an image", "numpy array"),
+    (np.zeros((64, 4000), np.uint8), "aspect ratio"),
+])
+def test_unsupported_inputs(wm, content, words):
+    with pytest.raises(CannotWatermark, match=words):
+        wm.embed(art(content), 1)
+    res = wm.detect(art(content))
+    assert res.detected is None and words in res.reason
+
+
+def test_other_modality_and_bad_payload(wm, photos):
+    res = wm.detect(Artifact(modality=Modality.TEXT, content="hello", metadata=META))
+    assert res.detected is None
+    with pytest.raises(CannotWatermark):
+        wm.embed(art(square(photos["coffee"], 128)), -1)
+
+
+def test_large_inputs_are_reduced_first(wm):
+    big = np.random.default_rng(0).integers(0, 255, (3000, 2500), dtype=np.uint8)
+    res = wm.analyse(big)
+    assert res.p_value > 1e-4 and res.n_hypotheses <= 5
+
+
+def test_copy_onto_a_flat_photo_does_not_transfer(wm):
+    """A flat target takes on whatever structure is copied into it: the median and the
+    dead zone of the content field keep a copied residual from setting its signs."""
+    donor = wm.embed(art(square(skdata.clock(), 512)), 0x1234).content
+    yy, xx = np.mgrid[:512, :512].astype(np.float32)
+    flat = np.clip(90 + 0.1 * xx + 0.05 * yy, 0, 255).astype(np.uint8)
+    flat = np.dstack([flat, flat, flat])
+    for est in ("residual", "tile"):
+        forged = ia.copy((1, est), marked=[donor])(art(flat))
+        assert wm.detect(forged).detected is False
