@@ -21,6 +21,7 @@ __all__ = [
     "FakeCheck",
     "NoiseAudioGenerator",
     "SolidImageGenerator",
+    "speechlike",
 ]
 
 
@@ -59,6 +60,32 @@ class SolidImageGenerator:
             img = rng.integers(0, 256, size=(self.size, self.size, 3), dtype=np.uint8)
             out.append(Generated(content=img, parameters={"seed": seed}))
         return out
+
+
+def speechlike(seconds: float, *, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """A deterministic speech-like test signal: brown noise (a falling spectrum like
+    speech) with a 0.1 s syllable envelope.
+
+    Parameters
+    ----------
+    seconds : float
+        Length of the signal.
+    sr : int
+        Sample rate, Hz.
+    seed : int
+        Seed of the noise and the envelope.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int(seconds * sr)`` float32 samples in [-1, 1].
+    """
+    rng = np.random.default_rng(seed)
+    n, k = int(seconds * sr), sr // 40
+    brown = np.cumsum(rng.standard_normal(n + 2 * k))
+    brown = (brown - np.convolve(brown, np.ones(k) / k, "same"))[k:n + k]
+    env = np.repeat(rng.uniform(0.1, 0.9, n // (sr // 10) + 1), sr // 10)[:n]
+    return np.clip(brown / (4.0 * brown.std()) * env, -1.0, 1.0).astype(np.float32)
 
 
 class NoiseAudioGenerator:

@@ -37,7 +37,8 @@ from typing import Any
 from ..errors import DependencyError
 from ._report import machine_line, now
 
-__all__ = ["PAGES", "fill_store", "run_dashboard_benchmark"]
+__all__ = ["PAGES", "browser", "dashboard_process", "fill_store", "free_port",
+           "run_dashboard_benchmark"]
 
 CHROMIUM = Path(os.environ.get("GUARDRAIL_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("GUARDRAIL_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -129,7 +130,8 @@ def fill_store(url: str, reports: int, *, progress: bool = False) -> float:
     return time.perf_counter() - t0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the system's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -141,7 +143,7 @@ def dashboard_process(url: str, data_dir: Path, *, timeout: float = 90
     """``guardrail dashboard`` on ``url`` as a child process: yields (base URL, token)."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     token_file = data_dir / "dashboard.key"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
     log_path = data_dir / "dashboard.log"

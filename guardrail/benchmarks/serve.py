@@ -22,7 +22,6 @@ import base64
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from typing import Any
 from .._types import Modality
 from ..config import Config
 from ._report import machine_line, now
+from .dashboard import free_port
 
 __all__ = ["run_serve_benchmark"]
 
@@ -46,12 +46,6 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pgid: int) -> float:
@@ -76,7 +70,7 @@ class _Server:
     """``python -m guardrail serve`` in its own process group."""
 
     def __init__(self, cfg: Config, store_url: str, max_queue: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GUARDRAIL_SERVE__RATE_LIMIT_PER_SECOND": "0",
                "GUARDRAIL_SERVE__MAX_QUEUE": str(max_queue),

@@ -16,12 +16,14 @@ __all__ = ["register"]
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """Run the lab of one modality, store it as an evaluation, print (and write) its table."""
+    from ..robustness.harness import use_engine
     from ..robustness.lab import format_table, run_robustness, to_markdown
 
     cfg = load_config(args)
     modality = Modality.parse(args.modality)
-    ev = run_robustness(cfg, modality, quick=args.quick, progress=progress.enabled(),
-                        photo_dir=args.photos, items=args.items, sample=args.sample)
+    with use_engine(args.engine, workers=args.workers, address=args.address):
+        ev = run_robustness(cfg, modality, quick=args.quick, progress=progress.enabled(),
+                            photo_dir=args.photos, items=args.items, sample=args.sample)
     if args.json:
         emit_json(ev.to_dict())
     else:
@@ -34,6 +36,16 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.out:
         write_section(Path(args.out), f"robustness-{modality.value}", to_markdown(ev))
     return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -50,5 +62,12 @@ def register(subparsers: Any) -> None:
                          "recorded and shown as a quick run")
     rb.add_argument("--photos", metavar="DIR",
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
+    rb.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local: in this process (default); ray: items x attacks spread over "
+                         "Ray actors (pip install 'guardrail[ray]')")
+    rb.add_argument("--workers", type=_positive, default=2, metavar="N",
+                    help="with --engine ray: actors (default 2)")
+    rb.add_argument("--address", metavar="ADDR",
+                    help="with --engine ray: an existing Ray cluster (default: start a local one)")
     rb.add_argument("--json", action="store_true")
     rb.set_defaults(func=cmd_robustness)

@@ -99,9 +99,7 @@ def text_corpus(generator: Any, out_dir: str | os.PathLike[str], *, samples: int
 
     if prefix_tokens >= length_tokens:
         raise InputError("prefix_tokens must be smaller than length_tokens")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{str(out)!r} exists and is not empty")
+    out = _empty_folder(out_dir)
     tok = generator.tokenizer
     # passages of >= length_tokens tokens; ask for more words than needed, then cut tokens
     pool = human_texts(min_words=length_tokens, max_words=4 * length_tokens,
@@ -120,8 +118,7 @@ def text_corpus(generator: Any, out_dir: str | os.PathLike[str], *, samples: int
     for start in range(0, len(prefixes), batch_size):
         batch = prefixes[start:start + batch_size]
         gens = generator.generate(batch, seed=seed + start, params=params)
-        synthetic += [p + ("" if p.endswith((" ", "\n")) or g.content.startswith(" ")
-                           else " ") + g.content for p, g in zip(batch, gens, strict=True)]
+        synthetic += [_join(p, g.content) for p, g in zip(batch, gens, strict=True)]
         bar.update(len(batch))
     bar.close()
     info = getattr(generator, "info", None)
@@ -133,21 +130,8 @@ def text_corpus(generator: Any, out_dir: str | os.PathLike[str], *, samples: int
             "model": getattr(info, "model_id", None), "revision": getattr(info, "revision", None),
             "generation_params": {**getattr(generator, "defaults", {}), **params},
             "seed": seed}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".corpus-", dir=out.parent))
-    try:
-        for label, texts in (("real", human), ("synthetic", synthetic)):
-            (tmp / label).mkdir()
-            for i, t in enumerate(texts):
-                (tmp / label / f"{i:05d}.txt").write_text(t + "\n", encoding="utf-8")
-        (tmp / "corpus.json").write_text(json.dumps(desc, indent=2, default=str),
-                                         encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write(out, {label: {f"{i:05d}.txt": t for i, t in enumerate(texts)}
+                 for label, texts in (("real", human), ("synthetic", synthetic))}, desc)
     return {**desc, "path": str(out)}
 
 
@@ -193,9 +177,7 @@ def guard_corpus(generator: Any, out_dir: str | os.PathLike[str], *, samples: in
     span = max(samples, n_human)
     if not 0 < prefix_tokens < min_tokens <= max_tokens:
         raise InputError("need 0 < prefix_tokens < min_tokens <= max_tokens")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{str(out)!r} exists and is not empty")
+    out = _empty_folder(out_dir)
     tok = generator.tokenizer
     pool = human_texts(min_words=max_tokens, max_words=4 * max_tokens,
                        limit=(skip + span) * 3)
@@ -258,6 +240,14 @@ def guard_corpus(generator: Any, out_dir: str | os.PathLike[str], *, samples: in
                            for i, t in enumerate(ts)}}
     _write(out, texts, desc)
     return {**desc, "path": str(out)}
+
+
+def _empty_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a path; refused when it exists and is not empty."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{str(out)!r} exists and is not empty")
+    return out
 
 
 def _join(prefix: str, continuation: str) -> str:

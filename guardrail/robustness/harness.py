@@ -14,11 +14,21 @@ steps, after MarkLLM's and OmniSealBench's evaluation pipelines:
 
 A lab supplies ``mark`` and ``detect``; :func:`run_trials` runs the steps and :func:`rate`
 summarises any list of :class:`Detection` (marked or unmarked).
+
+**Engines.** By default the items run one after another in this process. Inside
+``with use_engine("ray", workers=N, address=ADDR):`` (``guardrail robustness --engine ray``)
+:func:`run_trials` spreads the items over Ray actors instead
+(:func:`guardrail.scan.ray_engine.map_on_actors`, one actor per worker, a killed actor's
+batch retried by Ray): each item is marked, attacked and detected on an actor - ``mark``,
+``detect`` and the attacks travel there with Ray's serializer - and the results are put
+back in item order, so the trials are the same as in-process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,7 +39,7 @@ from ..progress import bar
 from ..stats import clopper_pearson
 from .base import Attack
 
-__all__ = ["Detection", "Marked", "Trials", "rate", "run_trials"]
+__all__ = ["Detection", "Marked", "Trials", "rate", "run_trials", "use_engine"]
 
 T = TypeVar("T")
 
@@ -114,6 +124,11 @@ def run_trials(items: Iterable[T], *, mark: Callable[[T], Marked | None],
     """
     labels = [clean, *(a.label for a in attacks)]
     trials = Trials(labels=labels, detections={lb: [] for lb in labels})
+    engine, workers, address = _ENGINE.get()
+    if engine == "ray":
+        _trials_on_ray(trials, list(items), mark, attacks, detect, clean, progress, desc,
+                       workers=workers, address=address)
+        return trials
     sized = hasattr(items, "__len__") and not type(items).__module__.startswith("tqdm")
     shown = bar(total=len(items), desc=f"{desc} ({len(attacks)} attacks)",  # type: ignore[arg-type]
                 unit="item") if sized else None
@@ -138,6 +153,82 @@ def _trials(trials: Trials, items: Iterable[T], mark: Callable[[T], Marked | Non
                 progress(i, marked)
         if shown is not None:
             shown.update(1)
+
+
+_ENGINE: contextvars.ContextVar[tuple[str, int, str | None]] = contextvars.ContextVar(
+    "guardrail_trial_engine", default=("local", 1, None))
+ENGINES = ("local", "ray")
+
+
+@contextmanager
+def use_engine(engine: str = "local", *, workers: int = 1,
+               address: str | None = None) -> Iterator[None]:
+    """Run the :func:`run_trials` calls inside the block on ``engine`` (``local`` or ``ray``).
+
+    ``workers`` Ray actors; ``address`` an existing Ray cluster (``None``: a local Ray
+    instance is started for each call and stopped after it).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    token = _ENGINE.set((engine, int(workers), address))
+    try:
+        yield
+    finally:
+        _ENGINE.reset(token)
+
+
+def _trials_on_ray(trials: Trials, items: list[Any], mark: Callable[[Any], Marked | None],
+                   attacks: Sequence[Attack], detect: Callable[[Marked, Artifact], Detection],
+                   clean: str, progress: Callable[[int, Marked], None] | None, desc: str, *,
+                   workers: int, address: str | None) -> None:
+    """The items on Ray actors; the results merged in item order as :func:`_trials` would."""
+    from ..scan.ray_engine import map_on_actors
+
+    labels = list(trials.labels)
+
+    def make() -> Callable[[list[Any]], list[Any]]:
+        def one(pair: tuple[int, Any]) -> tuple[int, Marked | None, Trials | None]:
+            index, item = pair
+            marked = mark(item)
+            if marked is None:
+                return index, None, None
+            part = Trials(labels=labels, detections={lb: [] for lb in labels})
+            _attack_and_detect(part, marked, attacks, detect, clean)
+            return index, marked, part
+
+        return lambda batch: [one(pair) for pair in batch]
+
+    done: dict[int, tuple[Marked | None, Trials | None]] = {}
+    shown = bar(total=len(items), desc=f"{desc} ({len(attacks)} attacks, Ray)", unit="item")
+
+    def collect(results: list[Any], n: int) -> None:
+        for index, marked, part in results:
+            done[index] = (marked, part)
+        shown.update(n)
+
+    try:
+        map_on_actors(make, list(enumerate(items)), collect, workers=workers,
+                      batch_size=1, address=address, name=desc)
+    finally:
+        shown.close()
+    for index in range(len(items)):
+        marked, part = done[index]
+        if marked is None or part is None:
+            trials.not_marked += 1
+            continue
+        trials.names.append(marked.name)
+        for label in labels:
+            if label in trials.errors:
+                continue
+            if label in part.errors:
+                trials.errors[label] = part.errors[label]
+                trials.detections[label] = []
+                continue
+            trials.detections[label].extend(part.detections[label])
+        if progress is not None:
+            progress(index, marked)
 
 
 def _attack_and_detect(trials: Trials, marked: Marked, attacks: Sequence[Attack],

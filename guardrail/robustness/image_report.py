@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,28 @@ def _cell(rate: Any, ci: Any, n: int | None = None) -> str:
     return s + (f" n={n}" if n is not None else "")
 
 
+def _columns(results: Mapping[int, Mapping[str, Any]], schemes: Sequence[str],
+             sizes: Sequence[int]) -> list[tuple[str, int, Mapping[str, Any]]]:
+    """(scheme, size, its results) for every scheme measured at each size, scheme-major."""
+    return [(s, z, results[z]["schemes"][s]) for s in schemes for z in sizes
+            if results[z]["schemes"].get(s) is not None]
+
+
+def _table(labels: Sequence[str], columns: Sequence[tuple[str, int, Mapping[str, Any]]],
+           cell: Callable[[Mapping[str, Any], str], str]) -> list[str]:
+    """A markdown table: a row per attack label, a column per (scheme, size)."""
+    head = ["attack"] + [f"{s} @{z}" for s, z, _ in columns]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join([lb] + [cell(e, lb) for _, _, e in columns]) + " |"
+              for lb in labels)]
+
+
+def _keyless_cell(e: Mapping[str, Any], label: str) -> str:
+    kl = e.get("keyless") or {}
+    r = kl.get("copy", {}).get(label) or kl.get("removal", {}).get(label)
+    return "-" if r is None else _cell(r["rate"], (r["ci_low"], r["ci_high"]), r["n"])
+
+
 def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str) -> str:
     """Markdown for the ``robustness-image`` section."""
     sizes = sorted(int(s) for s in results)
@@ -77,19 +99,9 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str)
     schemes = [s for s in ("guardrail-image-v2", "guardrail-image", "dwtDct")
                if any(s in results[z]["schemes"] for z in sizes)]
     labels = ["clean", *first["setup"]["attacks"]]
-    head = ["attack"] + [f"{s} @{z}" for s in schemes for z in sizes
-                         if s in results[z]["schemes"]]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for lb in labels:
-        row = [lb]
-        for s in schemes:
-            for z in sizes:
-                e = results[z]["schemes"].get(s)
-                if e is None:
-                    continue
-                row.append(_cell(e["tpr"].get(lb), e.get("tpr_ci", {}).get(lb),
-                                 e["n_images"]))
-        lines.append("| " + " | ".join(row) + " |")
+    columns = _columns(results, schemes, sizes)
+    lines += _table(labels, columns, lambda e, lb: _cell(
+        e["tpr"].get(lb), e.get("tpr_ci", {}).get(lb), e["n_images"]))
     lines += ["", "### Keyless copy and removal attacks (38 dB)", "",
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
               "(high-pass residual, or its average over the positions of a tile of side/8 "
@@ -98,27 +110,13 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str)
               "detected (target <= 0.01). Removal: the estimate from the marked image itself "
               "(plus 9 other outputs) subtracted at 38 dB; the rate is the share still "
               "detected (target >= 0.95).", ""]
-    head = ["attack"] + [f"{s} @{z}" for s in schemes[:2] for z in sizes
-                         if s in results[z]["schemes"]]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     kl_labels: list[str] = []
     for z in sizes:
         for s in schemes[:2]:
             kl = results[z]["schemes"].get(s, {}).get("keyless") or {}
             for kind in ("copy", "removal"):
                 kl_labels += [lb for lb in kl.get(kind, {}) if lb not in kl_labels]
-    for lb in kl_labels:
-        row = [lb]
-        for s in schemes[:2]:
-            for z in sizes:
-                e = results[z]["schemes"].get(s)
-                if e is None:
-                    continue
-                kl = e.get("keyless") or {}
-                r = kl.get("copy", {}).get(lb) or kl.get("removal", {}).get(lb)
-                row.append("-" if r is None else _cell(r["rate"], (r["ci_low"], r["ci_high"]),
-                                                       r["n"]))
-        lines.append("| " + " | ".join(row) + " |")
+    lines += _table(kl_labels, _columns(results, schemes[:2], sizes), _keyless_cell)
     lines += ["", "### False positives, quality, speed", "",
               "Unmarked images: random crops and rescales of the held-out photos (30% "
               "re-encoded as JPEG, 1 in 7 marked under another key), each tested under a "
@@ -127,18 +125,14 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str)
               "| scheme | size | FPR measured (n) | p<=0.1 / 0.01 / 0.001 | PSNR mean (min) dB "
               "| SSIM | embed ms | detect ms (marked / unmarked) |",
               "|---|---|---|---|---|---|---|---|"]
-    for s in schemes:
-        for z in sizes:
-            e = results[z]["schemes"].get(s)
-            if e is None:
-                continue
-            pa = e.get("unmarked_p_at_most") or {}
-            lines.append(
-                f"| {s} | {z} | {_f(e['fpr_measured'], '.4f')} ({e['n_unmarked']}) | "
-                f"{' / '.join(_f(pa.get(k), '.3f') for k in ('0.1', '0.01', '0.001'))} | "
-                f"{_f(e['psnr_mean'], '.1f')} ({_f(e['psnr_min'], '.1f')}) | "
-                f"{_f(e['ssim_mean'], '.3f')} | {_f(e['embed_ms'], '.1f')} | "
-                f"{_f(e['detect_ms'], '.1f')} / {_f(e['detect_unmarked_ms'], '.1f')} |")
+    for s, z, e in columns:
+        pa = e.get("unmarked_p_at_most") or {}
+        lines.append(
+            f"| {s} | {z} | {_f(e['fpr_measured'], '.4f')} ({e['n_unmarked']}) | "
+            f"{' / '.join(_f(pa.get(k), '.3f') for k in ('0.1', '0.01', '0.001'))} | "
+            f"{_f(e['psnr_mean'], '.1f')} ({_f(e['psnr_min'], '.1f')}) | "
+            f"{_f(e['ssim_mean'], '.3f')} | {_f(e['embed_ms'], '.1f')} | "
+            f"{_f(e['detect_ms'], '.1f')} / {_f(e['detect_unmarked_ms'], '.1f')} |")
     lines += ["", "### Targets", ""]
     for z in sizes:
         for s, t in (results[z].get("targets") or {}).items():

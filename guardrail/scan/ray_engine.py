@@ -54,7 +54,9 @@ class _Actor:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         items = [pickle.loads(b) for b in batch["item"]]
         results = self.fn(items)
-        return {"result": [pickle.dumps(results)], "n": [len(items)]}
+        from ray import cloudpickle  # results may hold what plain pickle cannot (mappingproxy)
+
+        return {"result": [cloudpickle.dumps(results)], "n": [len(items)]}
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> bool:
@@ -107,7 +109,7 @@ def map_on_actors(make: Callable[[], Callable[[list[Any]], list[Any]]], items: S
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         blocks = max(1, min(len(items) // batch_size or 1, 4 * workers * 16))
-        ds = ray.data.from_items([{"item": pickle.dumps(x)} for x in items],
+        ds = ray.data.from_items([{"item": ray.cloudpickle.dumps(x)} for x in items],
                                  override_num_blocks=blocks)
         ds = ds.map_batches(_Actor, fn_constructor_kwargs={"make": make},
                             batch_size=batch_size, batch_format="pandas",

@@ -113,9 +113,9 @@ from . import _chips as chips
 from ._chips import BAND, CHIP_BINS, CHIP_FRAMES, FS, HOP, N_ROWS, ROW0, ROW1
 from .base import (
     CannotWatermark,
+    KeyedScheme,
     check_audio,
     check_payload,
-    keyed_rng,
     mix,
     not_performed,
     payload_hex,
@@ -189,7 +189,7 @@ def _fold(v: np.ndarray) -> np.ndarray:
     return out
 
 
-class GuardrailAudioWatermark:
+class GuardrailAudioWatermark(KeyedScheme):
     """guardrail's default audio watermark.
 
     Parameters
@@ -233,17 +233,9 @@ class GuardrailAudioWatermark:
 
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 1.0, code: PayloadCode | None = None) -> None:
-        if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-            raise ValueError("key must be non-empty bytes")
-        if not 0.0 < float(fpr) < 1.0:
-            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-        if not 1 <= int(payload_bits) <= 32:
-            raise ValueError(f"payload_bits must be in 1..32, got {payload_bits}")
+        self._set_key(key, fpr, payload_bits)
         if not 0.1 <= float(strength) <= 4.0:
             raise ValueError(f"strength must be in [0.1, 4], got {strength}")
-        self._key = bytes(key)
-        self.fpr = float(fpr)
-        self.payload_bits = int(payload_bits)
         self.strength = float(strength)
         #: Signal-to-watermark ratio (dB) that ``embed`` produces.
         self.snr_db = BASE_SNR_DB - 20.0 * math.log10(self.strength)
@@ -252,14 +244,7 @@ class GuardrailAudioWatermark:
             raise ValueError(f"payload_bits={self.payload_bits} exceeds the code's "
                              f"{self._code.info_bits} information bits")
 
-    def __repr__(self) -> str:  # never show the key
-        return (f"GuardrailAudioWatermark(fpr={self.fpr}, payload_bits={self.payload_bits}, "
-                f"strength={self.strength})")
-
     # ------------------------------------------------------------------ keyed layout
-    def _rng(self, purpose: str) -> np.random.Generator:
-        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
-
     @cached_property
     def _layout(self) -> dict[str, np.ndarray]:
         # the two edge rows only serve as frequency neighbours

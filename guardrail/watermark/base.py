@@ -22,7 +22,7 @@ import numpy as np
 from .._types import Artifact, Modality, WatermarkResult
 from ..errors import CannotWatermark
 
-__all__ = ["CannotWatermark", "Watermarker", "check_audio", "check_payload", "keyed_rng", "mix",
+__all__ = ["CannotWatermark", "KeyedScheme", "Watermarker", "check_audio", "check_payload", "keyed_rng", "mix",
            "not_performed", "payload_hex", "upper_tail"]
 
 
@@ -56,6 +56,42 @@ class Watermarker(Protocol):
     def detect(self, artifact: Artifact) -> WatermarkResult:
         """Look for this scheme's mark under this key."""
         ...
+
+
+class KeyedScheme:
+    """Common ground of guardrail's own keyed schemes (image v1 and v2, audio).
+
+    :meth:`_set_key` validates and stores the key, ``fpr`` and ``payload_bits``; the repr
+    never shows the key; :meth:`_rng` gives one keyed random stream per purpose, labelled
+    ``{scheme}/v{version}/{purpose}``. A subclass sets ``scheme``, ``version`` and
+    ``strength`` (checked against its own range).
+    """
+
+    scheme: str
+    version: str
+    fpr: float
+    payload_bits: int
+    strength: float
+
+    def _set_key(self, key: bytes, fpr: float, payload_bits: int) -> None:
+        """Check and store ``key`` (non-empty bytes), ``fpr`` in (0, 1) and ``payload_bits``
+        in 1..32; :class:`ValueError` naming the first that is wrong."""
+        if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
+            raise ValueError("key must be non-empty bytes")
+        if not 0.0 < float(fpr) < 1.0:
+            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+        if not 1 <= int(payload_bits) <= 32:
+            raise ValueError(f"payload_bits must be in 1..32, got {payload_bits}")
+        self._key = bytes(key)
+        self.fpr = float(fpr)
+        self.payload_bits = int(payload_bits)
+
+    def __repr__(self) -> str:  # never show the key
+        return (f"{type(self).__name__}(fpr={self.fpr}, payload_bits={self.payload_bits}, "
+                f"strength={self.strength})")
+
+    def _rng(self, purpose: str) -> np.random.Generator:
+        return keyed_rng(self._key, f"{self.scheme}/v{self.version}/{purpose}")
 
 
 def not_performed(scheme: str, version: str, reason: str, *,

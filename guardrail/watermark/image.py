@@ -68,17 +68,10 @@ from functools import cached_property
 
 import numpy as np
 
-from .._types import Artifact, Modality, WatermarkResult
+from .._types import Artifact
+from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, work_luma
 from ._image_sync import TILE, fold, lattice_candidates, subpixel, whiten
-from .base import (
-    CannotWatermark,
-    check_payload,
-    keyed_rng,
-    not_performed,
-    payload_hex,
-    upper_tail,
-)
-from .ecc import PayloadCode
+from .base import CannotWatermark
 
 __all__ = ["GuardrailImageWatermark", "ImageAnalysis", "MIN_SIDE"]
 
@@ -106,21 +99,16 @@ MASK_CAP = 3.0
 
 
 @dataclass(frozen=True)
-class ImageAnalysis:
+class ImageAnalysis(AnalysisBase):
     """Everything :meth:`GuardrailImageWatermark.analyse` found (diagnostics; no key).
+
+    ``z`` to ``angle_deg`` as in :class:`~guardrail.watermark._common.AnalysisBase`: here
+    over all lattice candidates and shifts, the geometry that of the best candidate's
+    lattice (angle counter-clockwise), ``p_value`` as in
+    :meth:`GuardrailImageWatermark.analyse`.
 
     Attributes
     ----------
-    z : float
-        Largest pilot z-score over all candidates and shifts.
-    p_value : float
-        Combined p-value (see :meth:`GuardrailImageWatermark.analyse`).
-    p_pilot : float
-        Bonferroni bound from the pilot alone.
-    payload : int or None
-        Decoded id whose CRC matched, else ``None``.
-    scale, angle_deg : float
-        Lattice of the best candidate (scale > 1: content enlarged; angle counter-clockwise).
     shift : tuple of float
         Translation of the tile (working pixels) of the best candidate.
     soft : numpy.ndarray or None
@@ -129,12 +117,6 @@ class ImageAnalysis:
         Candidates tried and decode attempts made.
     """
 
-    z: float
-    p_value: float
-    p_pilot: float
-    payload: int | None
-    scale: float = 1.0
-    angle_deg: float = 0.0
     shift: tuple[float, float] = (0.0, 0.0)
     soft: np.ndarray | None = field(default=None, repr=False)
     n_candidates: int = 0
@@ -171,8 +153,7 @@ def _check_image(content: object) -> str:
 
 def _norm_shape(h: int, w: int) -> tuple[int, int]:
     """Shape of the normalised working frame: area ``WORK_AREA``, same aspect ratio."""
-    s = math.sqrt(WORK_AREA / (h * w))
-    return max(1, round(h * s)), max(1, round(w * s))
+    return norm_shape(h, w, WORK_AREA)
 
 
 def _work_shape(h: int, w: int) -> tuple[int, int]:
@@ -180,24 +161,7 @@ def _work_shape(h: int, w: int) -> tuple[int, int]:
     return (h, w) if h * w < NATIVE_AREA else _norm_shape(h, w)
 
 
-def _work_luma(content: np.ndarray, kind: str, shape: tuple[int, int]) -> np.ndarray:
-    """Luminance (BT.601) resampled to ``shape`` (rows, columns), float32."""
-    import cv2
-
-    h, w = content.shape[:2]
-    grey = np.ascontiguousarray(content) if kind == "gray" else cv2.cvtColor(
-        np.ascontiguousarray(content[..., :3]), cv2.COLOR_RGB2GRAY)
-    hw, ww = shape
-    if (hw, ww) == (h, w):
-        return grey.astype(np.float32)
-    if h * w > 16 * hw * ww:  # very large: shrink in uint8 first (memory, speed)
-        grey = cv2.resize(grey, (4 * ww, 4 * hw), interpolation=cv2.INTER_AREA)
-        h, w = grey.shape
-    interp = cv2.INTER_AREA if hw * ww < h * w else cv2.INTER_LINEAR
-    return cv2.resize(grey.astype(np.float32), (ww, hw), interpolation=interp)
-
-
-class GuardrailImageWatermark:
+class GuardrailImageWatermark(ImageScheme):
     """guardrail's default image watermark (scheme ``guardrail-image``).
 
     Parameters
@@ -222,32 +186,15 @@ class GuardrailImageWatermark:
 
     scheme = SCHEME
     version = VERSION
-    modality = Modality.IMAGE
 
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 2.2) -> None:
-        if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-            raise ValueError("key must be non-empty bytes")
-        if not 0.0 < float(fpr) < 1.0:
-            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-        if not 1 <= int(payload_bits) <= 32:
-            raise ValueError(f"payload_bits must be in 1..32, got {payload_bits}")
-        if not 0.0 < float(strength) <= 16.0:
-            raise ValueError(f"strength must be in (0, 16] grey levels, got {strength}")
-        self._key = bytes(key)
-        self.fpr = float(fpr)
-        self.payload_bits = int(payload_bits)
-        self.strength = float(strength)
-        self._code = PayloadCode(info_bits=32, crc_bits=24)
+        super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
 
-    def __repr__(self) -> str:  # never show the key
-        return (f"GuardrailImageWatermark(fpr={self.fpr}, payload_bits={self.payload_bits}, "
-                f"strength={self.strength})")
+    def _check(self, content: object) -> str:
+        return _check_image(content)
 
     # ------------------------------------------------------------------ keyed layout
-    def _rng(self, purpose: str) -> np.random.Generator:
-        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
-
     @cached_property
     def _layout(self) -> dict[str, np.ndarray]:
         cells = TILE * TILE
@@ -292,13 +239,9 @@ class GuardrailImageWatermark:
         """
         import cv2
 
-        if artifact.modality != Modality.IMAGE:
-            raise CannotWatermark(f"{SCHEME} marks images, not {artifact.modality.value}")
-        payload = check_payload(payload, self.payload_bits)
-        kind = _check_image(artifact.content)
-        content = np.ascontiguousarray(artifact.content)
+        payload, kind, content = self._image_input(artifact, payload)
         h, w = content.shape[:2]
-        yw = _work_luma(content, kind, _work_shape(h, w))
+        yw = work_luma(content, kind, _work_shape(h, w))
         hw, ww = yw.shape
         tile = self._tile(payload).astype(np.float32)
         pattern = np.tile(tile, (-(-hw // TILE), -(-ww // TILE)))[:hw, :ww]
@@ -312,43 +255,10 @@ class GuardrailImageWatermark:
         # in expectation instead of rounding them away; fixed seed, so embed is repeatable
         delta += np.random.Generator(np.random.SFC64(0x5EED)).random((h, w), dtype=np.float32)
         delta -= np.float32(0.5)
-        if kind == "gray":
-            out = cv2.add(content, delta, dtype=cv2.CV_8U)
-        else:
-            out = np.empty_like(content)
-            step = max(1, (1 << 22) // w)  # rows per strip: about 4 M pixels
-            for y in range(0, h, step):
-                rows = slice(y, y + step)
-                out[rows, :, :3] = cv2.add(
-                    np.ascontiguousarray(content[rows, :, :3]),
-                    cv2.cvtColor(delta[rows], cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
-            if kind == "rgba":
-                out[..., 3] = content[..., 3]
+        out = add_luma(content, delta, kind)
         return artifact.evolve(content=out, data=None, media_type=None)
 
     # ------------------------------------------------------------------ detect
-    def detect(self, artifact: Artifact) -> WatermarkResult:
-        """Look for this key's mark; ``detected`` is decided at ``fpr``.
-
-        Returns ``detected=None`` with the reason when the content is not an image this
-        scheme can check. ``payload`` (hex, ``payload_bits / 4`` digits) is set only when
-        the mark is detected and the decoded id passed its CRC.
-        """
-        if artifact.modality != Modality.IMAGE:
-            return not_performed(SCHEME, VERSION,
-                                 f"{SCHEME} checks images, not {artifact.modality.value}")
-        try:
-            res = self.analyse(artifact.content, soft=False)
-        except CannotWatermark as exc:
-            return not_performed(SCHEME, VERSION, str(exc))
-        detected = res.p_value <= self.fpr
-        payload = None
-        if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
-            payload = payload_hex(res.payload, self.payload_bits)
-        return WatermarkResult(detected=detected, scheme=SCHEME, scheme_version=VERSION,
-                               score=res.z, p_value=res.p_value, fpr=self.fpr,
-                               payload=payload)
-
     def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysis:
         """Run the detector on an image array and return the details.
 
@@ -372,12 +282,12 @@ class GuardrailImageWatermark:
         """
         kind = _check_image(content)
         h, w = content.shape[:2]
-        r = whiten(_work_luma(content, kind, _norm_shape(h, w)))
+        r = whiten(work_luma(content, kind, _norm_shape(h, w)))
         cands = [(r, s, th) for s, th in lattice_candidates(r, SYNC_CANDIDATES)]
         if h * w < NATIVE_AREA:
             # small images are marked at their own resolution: also try that frame, with
             # the translation search only (listed first: the likely hit for small images)
-            cands.insert(0, (whiten(_work_luma(content, kind, (h, w))), 1.0, 0.0))
+            cands.insert(0, (whiten(work_luma(content, kind, (h, w))), 1.0, 0.0))
         z_max = -math.inf
         where: tuple[np.ndarray, float, float, tuple[float, float]] | None = None
         values: np.ndarray | None = None  # its soft codeword values, when computed
@@ -402,9 +312,7 @@ class GuardrailImageWatermark:
         if where is None:  # cannot happen: the search always returns candidates
             return ImageAnalysis(z=0.0, p_value=1.0, p_pilot=1.0, payload=None)
         r, s, th, shift = where
-        p_pilot = min(1.0, len(cands) * TILE * TILE * upper_tail(z_max))
-        p_crc = MAX_DECODES * self._code.false_accept_probability
-        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
+        p, p_pilot = self._p_values(len(cands) * TILE * TILE, z_max, decoded, MAX_DECODES)
         if values is None and soft:
             values = self._soft(fold(r, s, th, shift))
         return ImageAnalysis(z=float(z_max), p_value=float(p), p_pilot=float(p_pilot),

@@ -76,18 +76,11 @@ from functools import cached_property
 
 import numpy as np
 
-from .._types import Artifact, Modality, WatermarkResult
+from .._types import Artifact
+from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, work_luma
 from ._image_sync import whiten
 from ._image_v2_sync import candidates, register, sync_frequencies, sync_pattern
-from .base import (
-    CannotWatermark,
-    check_payload,
-    keyed_rng,
-    not_performed,
-    payload_hex,
-    upper_tail,
-)
-from .ecc import PayloadCode
+from .base import CannotWatermark
 from .image import _check_image, _mask
 
 __all__ = ["GuardrailImageWatermarkV2", "ImageAnalysisV2"]
@@ -125,19 +118,14 @@ DECODE_MIN_Z = 4.5
 
 
 @dataclass(frozen=True)
-class ImageAnalysisV2:
+class ImageAnalysisV2(AnalysisBase):
     """What :meth:`GuardrailImageWatermarkV2.analyse` found (diagnostics; no key).
+
+    ``z`` to ``angle_deg`` as in :class:`~guardrail.watermark._common.AnalysisBase`, over
+    all geometry hypotheses and torus shifts.
 
     Attributes
     ----------
-    z : float
-        Largest pilot z-score over all hypotheses and shifts.
-    p_value, p_pilot : float
-        Combined p-value and the pilot's Bonferroni bound.
-    payload : int or None
-        Decoded id whose CRC matched, else ``None``.
-    scale, angle_deg : float
-        Geometry of the best hypothesis (scale > 1: content enlarged).
     flipped : bool
         Whether the best hypothesis is the mirror image.
     shift : tuple of int
@@ -147,12 +135,6 @@ class ImageAnalysisV2:
     n_hypotheses, n_decodes : int
     """
 
-    z: float
-    p_value: float
-    p_pilot: float
-    payload: int | None
-    scale: float = 1.0
-    angle_deg: float = 0.0
     flipped: bool = False
     shift: tuple[int, int] = (0, 0)
     soft: np.ndarray | None = field(default=None, repr=False)
@@ -161,25 +143,7 @@ class ImageAnalysisV2:
 
 
 def _norm_shape(h: int, w: int) -> tuple[int, int]:
-    s = math.sqrt(WORK_AREA / (h * w))
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def _luma(content: np.ndarray, kind: str, shape: tuple[int, int]) -> np.ndarray:
-    """Luminance (BT.601) resampled to ``shape`` (rows, columns), float32."""
-    import cv2
-
-    grey = np.ascontiguousarray(content) if kind == "gray" else cv2.cvtColor(
-        np.ascontiguousarray(content[..., :3]), cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape
-    hw, ww = shape
-    if h * w > 16 * hw * ww:  # very large: shrink in uint8 first (memory, speed)
-        grey = cv2.resize(grey, (4 * ww, 4 * hw), interpolation=cv2.INTER_AREA)
-        h, w = grey.shape
-    if (h, w) == (hw, ww):
-        return grey.astype(np.float32)
-    interp = cv2.INTER_AREA if hw * ww < h * w else cv2.INTER_LINEAR
-    return cv2.resize(grey.astype(np.float32), (ww, hw), interpolation=interp)
+    return norm_shape(h, w, WORK_AREA)
 
 
 def _check(content: object) -> str:
@@ -191,7 +155,7 @@ def _check(content: object) -> str:
     return kind
 
 
-class GuardrailImageWatermarkV2:
+class GuardrailImageWatermarkV2(ImageScheme):
     """guardrail's image watermark, version 2 (scheme ``guardrail-image-v2``).
 
     Parameters
@@ -208,32 +172,15 @@ class GuardrailImageWatermarkV2:
 
     scheme = SCHEME
     version = VERSION
-    modality = Modality.IMAGE
 
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 2.4) -> None:
-        if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-            raise ValueError("key must be non-empty bytes")
-        if not 0.0 < float(fpr) < 1.0:
-            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-        if not 1 <= int(payload_bits) <= 32:
-            raise ValueError(f"payload_bits must be in 1..32, got {payload_bits}")
-        if not 0.0 < float(strength) <= 16.0:
-            raise ValueError(f"strength must be in (0, 16] grey levels, got {strength}")
-        self._key = bytes(key)
-        self.fpr = float(fpr)
-        self.payload_bits = int(payload_bits)
-        self.strength = float(strength)
-        self._code = PayloadCode(info_bits=32, crc_bits=24)
+        super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
 
-    def __repr__(self) -> str:  # never show the key
-        return (f"GuardrailImageWatermarkV2(fpr={self.fpr}, payload_bits={self.payload_bits}, "
-                f"strength={self.strength})")
+    def _check(self, content: object) -> str:
+        return _check(content)
 
     # ------------------------------------------------------------------ keyed layout
-    def _rng(self, purpose: str) -> np.random.Generator:
-        return keyed_rng(self._key, f"{SCHEME}/v{VERSION}/{purpose}")
-
     @cached_property
     def _layout(self) -> dict[str, np.ndarray]:
         n = self._code.n_coded
@@ -297,13 +244,9 @@ class GuardrailImageWatermarkV2:
         """
         import cv2
 
-        if artifact.modality != Modality.IMAGE:
-            raise CannotWatermark(f"{SCHEME} marks images, not {artifact.modality.value}")
-        payload = check_payload(payload, self.payload_bits)
-        kind = _check(artifact.content)
-        content = np.ascontiguousarray(artifact.content)
+        payload, kind, content = self._image_input(artifact, payload)
         h, w = content.shape[:2]
-        yw = _luma(content, kind, _norm_shape(h, w))
+        yw = work_luma(content, kind, _norm_shape(h, w))
         hw, ww = yw.shape
         iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
         main = self._field(payload)[np.ix_(iy, ix)]
@@ -315,47 +258,15 @@ class GuardrailImageWatermarkV2:
         rms = math.sqrt(float(np.mean(delta * delta)))
         delta *= np.float32(self.strength / max(rms, 1e-6))
         delta += _dither(h, w)
-        if kind == "gray":
-            out = cv2.add(content, delta, dtype=cv2.CV_8U)
-        else:
-            out = np.empty_like(content)
-            step = max(1, (1 << 22) // w)
-            for y in range(0, h, step):
-                rows = slice(y, y + step)
-                out[rows, :, :3] = cv2.add(
-                    np.ascontiguousarray(content[rows, :, :3]),
-                    cv2.cvtColor(delta[rows], cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
-            if kind == "rgba":
-                out[..., 3] = content[..., 3]
+        out = add_luma(content, delta, kind)
         return artifact.evolve(content=out, data=None, media_type=None)
 
     # ------------------------------------------------------------------ detect
-    def detect(self, artifact: Artifact) -> WatermarkResult:
-        """Look for this key's mark; ``detected`` is decided at ``fpr``.
-
-        ``detected=None`` with the reason when the content is not an image this scheme can
-        check; ``payload`` (hex) only when detected and the decoded id passed its CRC.
-        """
-        if artifact.modality != Modality.IMAGE:
-            return not_performed(SCHEME, VERSION,
-                                 f"{SCHEME} checks images, not {artifact.modality.value}")
-        try:
-            res = self.analyse(artifact.content, soft=False)
-        except CannotWatermark as exc:
-            return not_performed(SCHEME, VERSION, str(exc))
-        detected = res.p_value <= self.fpr
-        payload = None
-        if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
-            payload = payload_hex(res.payload, self.payload_bits)
-        return WatermarkResult(detected=detected, scheme=SCHEME, scheme_version=VERSION,
-                               score=res.z, p_value=res.p_value, fpr=self.fpr,
-                               payload=payload)
-
     def hypotheses(self, content: np.ndarray) -> list[tuple[float, float, bool]]:
         """The geometry hypotheses the detector tries: (scale, angle rad, mirrored)."""
         kind = _check(content)
         h, w = content.shape[:2]
-        r = whiten(_luma(content, kind, _norm_shape(h, w)))
+        r = whiten(work_luma(content, kind, _norm_shape(h, w)))
         return self._hypotheses(r)
 
     def _hypotheses(self, r: np.ndarray) -> list[tuple[float, float, bool]]:
@@ -382,7 +293,7 @@ class GuardrailImageWatermarkV2:
         """
         kind = _check(content)
         h, w = content.shape[:2]
-        yw = _luma(content, kind, _norm_shape(h, w))
+        yw = work_luma(content, kind, _norm_shape(h, w))
         r = whiten(yw)
         hyps = self._hypotheses(r)
         z_max, best, decoded, n_dec = -math.inf, None, None, 0
@@ -404,9 +315,7 @@ class GuardrailImageWatermarkV2:
         _, s, th, flip, shift, vals = best
         if vals is None:
             vals = self._soft(self._weighted(r, yw, s, th, flip), shift)
-        p_pilot = min(1.0, len(hyps) * TORUS * TORUS * upper_tail(z_max))
-        p_crc = MAX_DECODES * self._code.false_accept_probability
-        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
+        p, p_pilot = self._p_values(len(hyps) * TORUS * TORUS, z_max, decoded, MAX_DECODES)
         return ImageAnalysisV2(z=float(z_max), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(s),
                                angle_deg=float(math.degrees(th)), flipped=bool(flip),

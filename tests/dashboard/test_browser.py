@@ -6,22 +6,16 @@ page (into the test's own folder); and a signed image uploaded on the Verify pag
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from guardrail import Config, ReportStore
+from guardrail.benchmarks import dashboard as bench
 
 from .conftest import seed
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PAGES = [("overview", "", "Overview"), ("generations", "generations", "Generations"),
          ("verify", "verify", "Verify a file"), ("audits", "audits", "Bias audits"),
          ("robustness", "robustness", "Robustness and detectors")]
@@ -29,15 +23,9 @@ PAGES = [("overview", "", "Overview"), ("generations", "generations", "Generatio
 NAVIGATION = ["Overview", "Generations", "Verify", "Bias audits", "Robustness and detectors"]
 
 # CI installs Debian's chromium: there a missing browser is a failure, not a skip
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                                reason="/usr/bin/chromium is absent (apt-get install chromium "
+pytestmark = pytest.mark.skipif(not bench.CHROMIUM.exists() and not os.environ.get("CI"),
+                                reason=f"{bench.CHROMIUM} is absent (apt-get install chromium "
                                        "chromium-driver)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PhotoGenerator:
@@ -82,54 +70,14 @@ def server(tmp_path: Path):
     with ReportStore(url) as store:
         seed(store, tmp_path / "outputs")
         signed_image(cfg, store, image)
-    port = free_port()
-    token_file = tmp_path / "dashboard.key"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
-    log = (tmp_path / "dashboard.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guardrail", "dashboard", "--port", str(port), "--store", url,
-         "--data-dir", str(data), "--token-file", str(token_file)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the dashboard did not start: "
-                            + (tmp_path / "dashboard.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.3)
-        yield base, image, token_file.read_text().strip()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with bench.dashboard_process(url, data, timeout=60) as (base, token):
+        yield base, image, token
 
 
 @pytest.fixture
 def browser(tmp_path: Path):
-    from selenium import webdriver
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
-                 "--window-size=1400,1100"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=opts)
-    try:
+    with bench.browser(tmp_path / "chromium") as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 def wait_text(drv, text: str, timeout: float = 45) -> None:

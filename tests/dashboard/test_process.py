@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from guardrail import ReportStore
+from guardrail.benchmarks.dashboard import free_port
 
 from .conftest import seed
-from .test_browser import free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and uses pidfd_open (Linux)")

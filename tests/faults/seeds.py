@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrail import Config, Guard
+from guardrail import Config, Guard, testing
 from guardrail._generator import Generated, GenerationHooks, ModelInfo
 from guardrail._types import Artifact, GenerationMetadata, Modality
 from guardrail.factory import init_keys
@@ -106,13 +106,8 @@ def pattern_image(seed: int, size: int = 160) -> np.ndarray:
 
 
 def speechlike(seed: int, seconds: float = 2.0, sr: int = 16000) -> np.ndarray:
-    """Brown noise (a falling spectrum like speech) with a 0.1 s syllable envelope."""
-    rng = np.random.default_rng(seed)
-    n, k = int(seconds * sr), sr // 40
-    brown = np.cumsum(rng.standard_normal(n + 2 * k))
-    brown = (brown - np.convolve(brown, np.ones(k) / k, "same"))[k:n + k]
-    env = np.repeat(rng.uniform(0.1, 0.9, n // (sr // 10) + 1), sr // 10)[:n]
-    return np.clip(brown / (4.0 * brown.std()) * env, -1.0, 1.0).astype(np.float32)
+    """:func:`guardrail.testing.speechlike` with the seed first."""
+    return testing.speechlike(seconds, sr=sr, seed=seed)
 
 
 class _PatternImages:

@@ -3,7 +3,6 @@ that no model is needed) and of the corpus split."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from guardrail.robustness import audio_attacks as aa
@@ -14,15 +13,7 @@ from guardrail.robustness.audio_lab import (
     UNMARKED_KEYS,
     evaluate,
 )
-
-
-def speechlike(seconds: float, seed: int, sr: int = 16000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n, k = int(seconds * sr), sr // 40
-    brown = np.cumsum(rng.standard_normal(n + 2 * k))
-    brown = (brown - np.convolve(brown, np.ones(k) / k, "same"))[k:n + k]
-    env = np.repeat(rng.uniform(0.1, 0.9, n // (sr // 10) + 1), sr // 10)[:n]
-    return np.clip(brown / (4.0 * brown.std()) * env, -1.0, 1.0).astype(np.float32)
+from guardrail.testing import speechlike
 
 
 def test_evaluate_reports_intervals_keys_and_the_scale_targets():

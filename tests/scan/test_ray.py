@@ -141,3 +141,45 @@ def test_scan_with_a_killed_actor_has_each_file_once(cluster: Any, tmp_path: Pat
     local = scan(str(folder), tmp_path / "local.parquet", cfg, workers=0)
     assert local["verified"] == 60
     assert comparable(rows) == comparable(read_rows(tmp_path / "local.parquet"))
+
+
+@pytest.mark.slow
+def test_robustness_trials_on_ray_equal_the_local_ones(cluster: Any) -> None:
+    """``guardrail robustness --engine ray``: items x attacks on actors of both nodes give the
+    same trials, in the same order, as in-process - errors of an attack included."""
+    import numpy as np
+
+    from guardrail._types import Artifact, GenerationMetadata, Modality
+    from guardrail.robustness.base import Attack
+    from guardrail.robustness.harness import Detection, Marked, run_trials, use_engine
+
+    meta = GenerationMetadata(model_id="test")
+
+    def mark(i: int) -> Marked | None:
+        if i == 3:
+            return None  # cannot be marked: counted, not attacked
+        img = np.full((8, 8, 3), 10 * i, np.uint8)
+        return Marked(Artifact(Modality.IMAGE, img, meta), name=f"item{i}", context=i)
+
+    def detect(marked: Marked, art: Artifact) -> Detection:
+        level = int(np.asarray(art.content).mean())
+        return Detection(detected=level % 20 == 0, p_value=1.0 / (1 + level))
+
+    def brighten(art: Artifact, k: int) -> Artifact:
+        return art.evolve(content=np.asarray(art.content) + k)
+
+    def fails(art: Artifact, k: int) -> Artifact:
+        if int(np.asarray(art.content).mean()) >= 40:
+            raise RuntimeError("cannot run on bright images")
+        return art
+
+    attacks = [Attack("brighten", 10, Modality.IMAGE, brighten),
+               Attack("fails", 0, Modality.IMAGE, fails)]
+    local = run_trials(range(7), mark=mark, attacks=attacks, detect=detect)
+    with use_engine("ray", workers=2, address=cluster.address):
+        remote = run_trials(range(7), mark=mark, attacks=attacks, detect=detect)
+    assert remote.names == local.names == [f"item{i}" for i in (0, 1, 2, 4, 5, 6)]
+    assert remote.not_marked == local.not_marked == 1
+    assert remote.detections == local.detections
+    assert remote.errors == local.errors and "fails(0)" in remote.errors
+    assert local.detections["brighten(10)"][1].detected  # 10 + 10 = 20: a real decision

@@ -16,6 +16,7 @@ from scipy.optimize import brentq
 from guardrail import Artifact, GenerationMetadata, Modality
 from guardrail.robustness import audio_attacks as aa
 from guardrail.signal import resample
+from guardrail.testing import speechlike
 from guardrail.watermark.audio import (
     MIN_SECONDS,
     N_SCALE_TESTS,
@@ -44,16 +45,6 @@ PROMPTS = [
 def art(x: np.ndarray, sr: int) -> Artifact:
     return Artifact(modality=Modality.AUDIO, content=np.asarray(x, dtype=np.float32),
                     metadata=META, sample_rate=sr)
-
-
-def speechlike(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """Brown noise (a falling spectrum like speech) with a 0.1 s syllable envelope."""
-    rng = np.random.default_rng(seed)
-    n, k = int(seconds * sr), sr // 40
-    brown = np.cumsum(rng.standard_normal(n + 2 * k))
-    brown = (brown - np.convolve(brown, np.ones(k) / k, "same"))[k:n + k]
-    env = np.repeat(rng.uniform(0.1, 0.9, n // (sr // 10) + 1), sr // 10)[:n]
-    return np.clip(brown / (4.0 * brown.std()) * env, -1.0, 1.0).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Tests of guardrail's own image watermark (``guardrail-image``) and its payload code.
 
 Natural images come from scikit-image's data module and scikit-learn's sample images
-(offline, bundled with the packages). Every test runs in well under a second or two.
+(offline, bundled with the packages; loaded by tests/watermark/conftest.py). Every test
+runs in well under a second or two.
 """
 
 from __future__ import annotations
@@ -11,40 +12,23 @@ import math
 import numpy as np
 import pytest
 
-from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail import Artifact, Modality
 from guardrail.robustness import image_attacks as ia
 from guardrail.watermark.base import CannotWatermark, Watermarker
 from guardrail.watermark.ecc import PayloadCode, crc
 from guardrail.watermark.image import MIN_SIDE, GuardrailImageWatermark
+from tests.watermark.conftest import META, art, load_photos, square
 
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 KEY = b"test-key-0123456789abcdef-image!"
-META = GenerationMetadata(model_id="test")
-
-
-def art(x: np.ndarray) -> Artifact:
-    return Artifact(modality=Modality.IMAGE, content=x, metadata=META)
-
-
-def square(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = min(h, w)
-    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interp)
 
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
     """Natural RGB photos at their own sizes."""
-    from sklearn.datasets import load_sample_images
-
-    china, flower = load_sample_images().images
-    return {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(),
-            "chelsea": skdata.chelsea(), "rocket": skdata.rocket(), "china": china,
-            "flower": flower}
+    return load_photos("astronaut", "coffee", "chelsea", "rocket", "china", "flower")
 
 
 @pytest.fixture(scope="module")

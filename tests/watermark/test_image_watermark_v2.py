@@ -9,42 +9,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail import Artifact, Modality
 from guardrail.robustness import image_attacks as ia
 from guardrail.watermark.base import CannotWatermark, Watermarker
 from guardrail.watermark.image import GuardrailImageWatermark
 from guardrail.watermark.image_v2 import GuardrailImageWatermarkV2
 from guardrail.watermark.registry import build, registered
+from tests.watermark.conftest import META, art, load_photos, square
 
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 KEY = b"test-key-0123456789abcdef-imgv2!"
-META = GenerationMetadata(model_id="test")
-
-
-def art(x: np.ndarray) -> Artifact:
-    return Artifact(modality=Modality.IMAGE, content=x, metadata=META)
-
-
-def square(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = min(h, w)
-    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    if crop.ndim == 2:
-        crop = np.dstack([crop, crop, crop])
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interp)
 
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    from sklearn.datasets import load_sample_images
-
-    china, flower = load_sample_images().images
-    return {"coffee": skdata.coffee(), "rocket": skdata.rocket(),
-            "china": china, "flower": flower, "chelsea": skdata.chelsea(), "camera": skdata.camera(),
-            "brick": skdata.brick(), "coins": skdata.coins()}
+    return load_photos("coffee", "rocket", "china", "flower", "chelsea", "camera", "brick",
+                       "coins")
 
 
 @pytest.fixture(scope="module")

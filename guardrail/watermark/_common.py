@@ -1,0 +1,162 @@
+"""Pieces shared by guardrail's own image watermarks (``guardrail-image`` v1 and v2).
+
+The working frame's shape, the luminance resampled to it, adding a luminance change to
+grey, RGB or RGBA pixels, and ``detect`` on top of a scheme's ``analyse``. Nothing here
+depends on a key or changes what a scheme embeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._types import Artifact, Modality, WatermarkResult
+from .base import (
+    CannotWatermark,
+    KeyedScheme,
+    check_payload,
+    not_performed,
+    payload_hex,
+    upper_tail,
+)
+from .ecc import PayloadCode
+
+__all__ = ["AnalysisBase", "ImageScheme", "add_luma", "norm_shape", "work_luma"]
+
+
+def norm_shape(h: int, w: int, area: int) -> tuple[int, int]:
+    """Shape of a working frame of ``area`` pixels with the aspect ratio of ``h x w``."""
+    s = math.sqrt(area / (h * w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def work_luma(content: np.ndarray, kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """Luminance (BT.601) resampled to ``shape`` (rows, columns), float32."""
+    import cv2
+
+    h, w = content.shape[:2]
+    grey = np.ascontiguousarray(content) if kind == "gray" else cv2.cvtColor(
+        np.ascontiguousarray(content[..., :3]), cv2.COLOR_RGB2GRAY)
+    hw, ww = shape
+    if (hw, ww) == (h, w):
+        return grey.astype(np.float32)
+    if h * w > 16 * hw * ww:  # very large: shrink in uint8 first (memory, speed)
+        grey = cv2.resize(grey, (4 * ww, 4 * hw), interpolation=cv2.INTER_AREA)
+        h, w = grey.shape
+    interp = cv2.INTER_AREA if hw * ww < h * w else cv2.INTER_LINEAR
+    return cv2.resize(grey.astype(np.float32), (ww, hw), interpolation=interp)
+
+
+def add_luma(content: np.ndarray, delta: np.ndarray, kind: str) -> np.ndarray:
+    """``content`` (uint8 grey, RGB or RGBA) with the float32 change ``delta`` (``h x w``)
+    added to grey or to R, G and B alike, saturated to 8 bits; alpha is kept."""
+    import cv2
+
+    if kind == "gray":
+        return cv2.add(content, delta, dtype=cv2.CV_8U)
+    h, w = content.shape[:2]
+    out = np.empty_like(content)
+    step = max(1, (1 << 22) // w)  # rows per strip: about 4 M pixels
+    for y in range(0, h, step):
+        rows = slice(y, y + step)
+        out[rows, :, :3] = cv2.add(
+            np.ascontiguousarray(content[rows, :, :3]),
+            cv2.cvtColor(delta[rows], cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
+    if kind == "rgba":
+        out[..., 3] = content[..., 3]
+    return out
+
+
+@dataclass(frozen=True)
+class AnalysisBase:
+    """The fields every image scheme's ``analyse`` result starts with (diagnostics; no key).
+
+    Attributes
+    ----------
+    z : float
+        Largest pilot z-score over everything tried.
+    p_value, p_pilot : float
+        Combined p-value and the pilot's Bonferroni bound.
+    payload : int or None
+        Decoded id whose CRC matched, else ``None``.
+    scale, angle_deg : float
+        Geometry of the best candidate (scale > 1: content enlarged).
+    """
+
+    z: float
+    p_value: float
+    p_pilot: float
+    payload: int | None
+    scale: float = 1.0
+    angle_deg: float = 0.0
+
+
+class ImageScheme(KeyedScheme):
+    """An image watermark whose ``analyse(content, soft=...)`` returns the best pilot
+    ``z``, the combined ``p_value`` and the decoded ``payload`` (or ``None``).
+
+    Both image schemes take ``strength`` in (0, 16] grey levels and carry a 32-bit id
+    with a CRC-24 (:class:`~guardrail.watermark.ecc.PayloadCode`).
+    """
+
+    modality = Modality.IMAGE
+
+    def __init__(self, key: bytes, *, fpr: float, payload_bits: int, strength: float) -> None:
+        self._set_key(key, fpr, payload_bits)
+        if not 0.0 < float(strength) <= 16.0:
+            raise ValueError(f"strength must be in (0, 16] grey levels, got {strength}")
+        self.strength = float(strength)
+        self._code = PayloadCode(info_bits=32, crc_bits=24)
+
+    def analyse(self, content: np.ndarray, *, soft: bool = True) -> Any:
+        raise NotImplementedError
+
+    def _p_values(self, n_tests: int, z_max: float, decoded: int | None,
+                  max_decodes: int) -> tuple[float, float]:
+        """``(p, p_pilot)``: ``p_pilot = min(1, n_tests * Q(z_max))`` (Bonferroni),
+        ``p_crc = max_decodes * 2**-24``; ``p = min(p_pilot, p_crc)`` when a decode passed
+        its CRC, else ``min(1, p_pilot + p_crc)``."""
+        p_pilot = min(1.0, n_tests * upper_tail(z_max))
+        p_crc = max_decodes * self._code.false_accept_probability
+        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
+        return p, p_pilot
+
+    def _check(self, content: object) -> str:
+        """Validate an image array for this scheme; return its kind (``gray``, ``rgb``,
+        ``rgba``) or raise :class:`CannotWatermark` saying why not."""
+        raise NotImplementedError
+
+    def _image_input(self, artifact: Artifact, payload: int) -> tuple[int, str, np.ndarray]:
+        """``(payload, kind, content)`` checked for ``embed`` (``content`` C-contiguous);
+        :class:`CannotWatermark` for non-images, bad payloads and unusable arrays."""
+        if artifact.modality != Modality.IMAGE:
+            raise CannotWatermark(f"{self.scheme} marks images, not {artifact.modality.value}")
+        payload = check_payload(payload, self.payload_bits)
+        kind = self._check(artifact.content)
+        return payload, kind, np.ascontiguousarray(artifact.content)
+
+    def detect(self, artifact: Artifact) -> WatermarkResult:
+        """Look for this key's mark; ``detected`` is decided at ``fpr``.
+
+        Returns ``detected=None`` with the reason when the content is not an image this
+        scheme can check. ``payload`` (hex, ``payload_bits / 4`` digits) is set only when
+        the mark is detected and the decoded id passed its CRC.
+        """
+        scheme, version = self.scheme, self.version
+        if artifact.modality != Modality.IMAGE:
+            return not_performed(scheme, version,
+                                 f"{scheme} checks images, not {artifact.modality.value}")
+        try:
+            res = self.analyse(artifact.content, soft=False)
+        except CannotWatermark as exc:
+            return not_performed(scheme, version, str(exc))
+        detected = res.p_value <= self.fpr
+        payload = None
+        if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
+            payload = payload_hex(res.payload, self.payload_bits)
+        return WatermarkResult(detected=detected, scheme=scheme, scheme_version=version,
+                               score=res.z, p_value=res.p_value, fpr=self.fpr,
+                               payload=payload)
