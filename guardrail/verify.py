@@ -107,14 +107,42 @@ def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResul
     return first
 
 
+#: image and audio watermarkers by scheme, key file (path, inode, mtime, size) and FPR: a
+#: scheme derives its keyed layout once per instance, so a process verifying many files
+#: (scan, serve) keeps one instance per scheme instead of building one per file
+_WATERMARKERS: dict[tuple[Any, ...], Any] = {}
+
+
+def _watermarker(cfg: Config, modality: Modality, text_generator: Any, scheme: str,
+                 fpr: float) -> Any:
+    from .factory import watermarker_from_config
+
+    def build() -> Any:
+        return watermarker_from_config(cfg, modality, generator=text_generator,
+                                       scheme=scheme, fpr=fpr)
+
+    if modality is Modality.TEXT:  # built on the caller's text generator
+        return build()
+    path = cfg.watermark_key_file
+    try:
+        st = path.stat()
+    except OSError:
+        return build()  # says what is wrong with the key file
+    key = (scheme, modality.value, str(path), st.st_ino, st.st_mtime_ns, st.st_size, fpr)
+    wm = _WATERMARKERS.get(key)
+    if wm is None:
+        if len(_WATERMARKERS) >= 16:
+            _WATERMARKERS.clear()
+        wm = _WATERMARKERS[key] = build()
+    return wm
+
+
 def _watermark_one(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResult,
                    scheme: str, fpr: float) -> _WM | None:
-    from .factory import watermarker_from_config
     from .watermark.base import not_performed
 
     try:
-        wm = watermarker_from_config(cfg, art.modality, generator=text_generator,
-                                     scheme=scheme, fpr=fpr)
+        wm = _watermarker(cfg, art.modality, text_generator, scheme, fpr)
     except KeyFileError as exc:
         # a verifier holds no key of the platform: new keys could not check its marks
         log.debug("no watermark key: %s", exc)

@@ -84,3 +84,26 @@ def test_the_false_positive_rate_is_split_over_the_schemes(cfg, tmp_path, monkey
 def test_also_detect_must_be_a_list_of_names(tmp_path) -> None:
     with pytest.raises(ConfigError, match="image_also_detect"):
         Config.load(overrides={"watermark": {"image_also_detect": ["guardrail-image", ""]}})
+
+
+def test_watermarkers_are_built_once_per_scheme_and_key(cfg, tmp_path, monkeypatch) -> None:
+    import os
+
+    import guardrail.factory as factory
+
+    built: list[str] = []
+    real = factory.watermarker_from_config
+
+    def spy(config, modality, *, generator=None, scheme=None, fpr=None):
+        built.append(scheme)
+        return real(config, modality, generator=generator, scheme=scheme, fpr=fpr)
+
+    monkeypatch.setattr(factory, "watermarker_from_config", spy)
+    Image.fromarray(_photo(256)).save(tmp_path / "plain.png")
+    for _ in range(3):
+        verify_file(tmp_path / "plain.png", cfg)
+    assert built == ["guardrail-image-v2", "guardrail-image"]
+    key = cfg.watermark_key_file
+    key.write_bytes(os.urandom(32).hex().encode() + b"\n")  # a new key: new watermarkers
+    verify_file(tmp_path / "plain.png", cfg)
+    assert built == ["guardrail-image-v2", "guardrail-image"] * 2
