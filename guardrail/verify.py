@@ -132,7 +132,7 @@ def _watermarker(cfg: Config, modality: Modality, text_generator: Any, scheme: s
     wm = _WATERMARKERS.get(key)
     if wm is None:
         if len(_WATERMARKERS) >= 16:
-            _WATERMARKERS.clear()
+            _WATERMARKERS.pop(next(iter(_WATERMARKERS)))  # the oldest
         wm = _WATERMARKERS[key] = build()
     return wm
 
