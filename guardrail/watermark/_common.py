@@ -84,6 +84,9 @@ class AnalysisBase:
         Decoded id whose CRC matched, else ``None``.
     scale, angle_deg : float
         Geometry of the best candidate (scale > 1: content enlarged).
+    consistent : bool
+        Whether the mark passed the scheme's consistency check against copied marks
+        (always true for a scheme without one); ``detect`` requires it.
     """
 
     z: float
@@ -92,6 +95,7 @@ class AnalysisBase:
     payload: int | None
     scale: float = 1.0
     angle_deg: float = 0.0
+    consistent: bool = True
 
 
 class ImageScheme(KeyedScheme):
@@ -153,10 +157,14 @@ class ImageScheme(KeyedScheme):
             res = self.analyse(artifact.content, soft=False)
         except CannotWatermark as exc:
             return not_performed(scheme, version, str(exc))
-        detected = res.p_value <= self.fpr
+        detected = res.p_value <= self.fpr and res.consistent
+        reason = None
+        if res.p_value <= self.fpr and not res.consistent:
+            reason = ("a copy of this key's mark taken from another image: its pattern does "
+                      "not follow this image's content")
         payload = None
         if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
             payload = payload_hex(res.payload, self.payload_bits)
         return WatermarkResult(detected=detected, scheme=scheme, scheme_version=version,
                                score=res.z, p_value=res.p_value, fpr=self.fpr,
-                               payload=payload)
+                               payload=payload, reason=reason)

@@ -183,3 +183,54 @@ def test_copy_onto_a_flat_photo_does_not_transfer(wm):
     for est in ("residual", "tile"):
         forged = ia.copy((1, est), marked=[donor])(art(flat))
         assert wm.detect(forged).detected is False
+
+
+def test_filter_gain_is_the_same_for_every_key():
+    """The keyed content filter is normalised on the blurred band, so every key has the same
+    dead zone (a raw random filter's gain varies threefold between keys)."""
+    from guardrail.watermark import image_v2
+
+    gains = [image_v2._blurred_gain(GuardrailImageWatermarkV2(bytes([k]) * 32)
+                                    ._layout["kernel"].astype(np.float64)) for k in range(6)]
+    assert np.allclose(gains, image_v2.KERNEL_GAIN, rtol=1e-4)
+
+
+def test_copied_delta_is_never_detected_even_amplified(photos, wm):
+    """The exact change the embedder made to one photo, added (x1, x2, x4) to others: a
+    keyless attacker's best possible estimate. No copy may be detected."""
+    donor = square(photos["coffee"], 256)
+    delta = wm.embed(art(donor), 7).content.astype(np.float32) - donor
+    for gain in (1.0, 2.0, 4.0):
+        for name in ("rocket", "china", "flower", "camera", "brick", "coins"):
+            target = square(photos[name], 256).astype(np.float32)
+            copy = np.clip(target + gain * delta, 0, 255).astype(np.uint8)
+            res = wm.detect(art(copy))
+            assert res.detected is False, (gain, name, res)
+
+
+def test_genuine_marks_pass_the_copy_check_with_margin(marked, wm):
+    from guardrail.watermark import image_v2
+
+    for _img, payload, out in marked:
+        a = wm.analyse(out)
+        assert a.payload == payload
+        assert a.consistent and a.consistency >= 2 * image_v2.COPY_MIN_RATIO
+
+
+def test_resized_uncropped_image_uses_the_expected_shift(marked, wm):
+    """An image that was resized (not cropped off centre) carries the pattern where the
+    detector expects it, and the smaller test family lets weaker marks through."""
+    img, payload, out = marked[0]
+    small = cv2.resize(out, (256, 256), interpolation=cv2.INTER_AREA)
+    a = wm.analyse(small)
+    hw = ww = 256
+    home = ((image_v2_torus() // 2 - hw // 2) % image_v2_torus(),
+            (image_v2_torus() // 2 - ww // 2) % image_v2_torus())
+    assert max(abs(a.shift[0] - home[0]), abs(a.shift[1] - home[1])) <= 2
+    assert wm.detect(art(small)).detected
+
+
+def image_v2_torus() -> int:
+    from guardrail.watermark import image_v2
+
+    return image_v2.TORUS
