@@ -166,9 +166,10 @@ class ImageAnalysisV2(AnalysisBase):
     soft : numpy.ndarray or None
         De-scrambled soft codeword values at the best hypothesis (positive = 1).
     n_hypotheses, n_decodes : int
-    consistency : float
-        The copy check's ratio (see ``GuardrailImageWatermarkV2._consistency``);
-        ``consistent`` is ``consistency >= COPY_MIN_RATIO``.
+    consistency : float or None
+        The copy check's ratio (see ``GuardrailImageWatermarkV2._consistency``), computed
+        only when ``p_value <= fpr`` (else ``None``: the mark is not detected anyway);
+        ``consistent`` is ``consistency >= COPY_MIN_RATIO`` when it was computed.
     """
 
     flipped: bool = False
@@ -176,7 +177,7 @@ class ImageAnalysisV2(AnalysisBase):
     soft: np.ndarray | None = field(default=None, repr=False)
     n_hypotheses: int = 0
     n_decodes: int = 0
-    consistency: float = 0.0
+    consistency: float | None = None
 
 
 def _norm_shape(h: int, w: int) -> tuple[int, int]:
@@ -366,9 +367,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
         p_pilot = min(1.0, 2.0 * best_p)
         p_crc = MAX_DECODES * self._code.false_accept_probability
         p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
-        ratio = self._consistency(r, yw, s, th, flip, shift)
-        return ImageAnalysisV2(z=float(z_best), consistency=float(ratio),
-                               consistent=bool(ratio >= COPY_MIN_RATIO), p_value=float(p), p_pilot=float(p_pilot),
+        # the copy check matters only for a result that would be detected
+        ratio = self._consistency(r, yw, s, th, flip, shift) if p <= self.fpr else None
+        return ImageAnalysisV2(z=float(z_best), consistency=ratio,
+                               consistent=ratio is None or ratio >= COPY_MIN_RATIO, p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(s),
                                angle_deg=float(math.degrees(th)), flipped=bool(flip),
                                shift=shift, soft=vals, n_hypotheses=len(hyps),
