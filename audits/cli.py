@@ -141,7 +141,8 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
     ctx = AuditContext(config=cfg, store=store, generator=args.generator, samples=args.samples,
                        seed=args.seed, resume=not args.no_resume, progress=progress.enabled(),
                        device=args.device, out_dir=Path(args.out) if args.out else None,
-                       name=args.name, limit=args.limit, smoke=args.smoke)
+                       name=args.name, limit=args.limit, smoke=args.smoke,
+                       engine=args.engine, workers=args.workers, address=args.address)
     try:
         ev = run_audit(suite, ctx)
     except KeyboardInterrupt:
@@ -158,6 +159,16 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
         print(f"\nstored as evaluation {ev.evaluation_id}; HTML report: "
               f"guardrail audit export {ev.evaluation_id} --format html --out audit.html")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -182,6 +193,15 @@ def register(subparsers: Any) -> None:
             (("--smoke",), {"action": "store_true",
                             "help": "label the run a smoke run: it checks that the audit "
                                     "runs end to end and tests nothing"}),
+            (("--engine",), {"choices": ("local", "ray"), "default": "local",
+                             "help": "local: in this process (default); ray: the "
+                                     "generations spread over Ray actors, one model load "
+                                     "per actor (pip install 'guardrail[ray]')"}),
+            (("--workers",), {"type": _positive, "default": 2, "metavar": "N",
+                              "help": "with --engine ray: actors (default 2)"}),
+            (("--address",), {"metavar": "ADDR",
+                              "help": "with --engine ray: an existing Ray cluster (default: "
+                                      "start a local one)"}),
             (("--no-resume",), {"action": "store_true",
                                 "help": "start afresh instead of continuing an interrupted run"}),
             (("--store-prompts",), {"action": "store_true",

@@ -29,6 +29,7 @@ runs unchanged: the device is passed to the generator and to the face models.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -405,17 +406,35 @@ def run(suite: Any, ctx: Any) -> Evaluation:
                           key_parts={"kind": "image", "samples": samples, "seed": base_seed,
                                      "generator": _generator_name(ctx), "limit": ctx.limit,
                                      "params": dict(ctx.params)})
-    if guard is None and any(w["key"] not in started.done for w in work):
+    on_ray = ctx.engine == "ray"  # on Ray the guard and face models load in each actor
+    if not on_ray and guard is None and any(w["key"] not in started.done for w in work):
         guard = _guard(ctx)
+    gpus = 0.0
+    if on_ray:
+        from .ray_run import gpus_for
+
+        gpus = gpus_for(ctx, "image")
     records = run_samples(ctx, started, work,
                           lambda batch: process_batch(guard, analyzer, batch, ctx.params),
-                          batch_size=int(settings.get("batch_size", 8)), desc="image audit")
+                          batch_size=int(settings.get("batch_size", 8)), desc="image audit",
+                          build=functools.partial(_actor_process, params=dict(ctx.params)),
+                          num_gpus=gpus)
     rows, summary = summarize(records, suite=suite, reference=reference,
                               settings={**settings, "_smoke": ctx.smoke}, samples=samples,
                               requested=len(work))
     summary["missing_reference"] = missing
     summary["resumed"] = started.resumed
     return finish_audit(ctx, started, rows=rows, summary=summary)
+
+
+def _actor_process(ctx: Any, *, params: Mapping[str, Any]) -> Any:
+    """In a Ray actor: its guard and face analyzer, loaded once, and the function that
+    generates and analyses a batch (:func:`process_batch`, as in-process)."""
+    from .faces import FaceAnalyzer
+
+    guard = ctx.guard if ctx.guard is not None else _guard(ctx)
+    analyzer = FaceAnalyzer(device=str(ctx.device or "cpu")).load()
+    return lambda batch: process_batch(guard, analyzer, batch, params)
 
 
 def _generator_name(ctx: Any) -> str | None:

@@ -16,6 +16,12 @@ another package adds a kind the same way::
 
     [project.entry-points."guardrail.audits"]
     video = "my_package.video_audit:run"
+
+**Engines.** With ``engine="local"`` (the default) the samples are generated in this process.
+With ``engine="ray"`` (``guardrail audit run --engine ray``) :func:`run_samples` sends the
+unfinished batches - the same batches, so the same seeds, as in-process - to Ray actors
+(:mod:`audits.ray_run`): each actor builds its own guard, generator and scorers once, and
+only this process writes the checkpoint and the evaluation, keyed by sample.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,52 +40,13 @@ from guardrail import plugins
 from guardrail.config import Config
 from guardrail.errors import ConfigError, SuiteError
 from guardrail.progress import bar as progress_bar
-from guardrail.store import Evaluation, ReportStore
+from guardrail.store import Evaluation
 
+from .context import AuditContext, Process
 from .suites import Suite
 
 __all__ = ["AuditContext", "Checkpoint", "finish_audit", "get_runner", "run_audit",
            "run_samples", "start_audit"]
-
-
-@dataclass
-class AuditContext:
-    """Everything a runner needs besides the suite.
-
-    ``generator`` is a model id or path (``None``: the configured default); ``guard`` a
-    ready :class:`guardrail.Guard` to use instead of loading one (tests, callers that hold a
-    loaded model). ``limit`` keeps the first N prompts. ``params`` are extra generation
-    parameters. ``smoke`` labels the run a smoke run - it checks that the audit runs end to
-    end and tests nothing - in everything that shows it. ``progress``: a progress bar
-    (:func:`guardrail.progress.bar`) while samples are generated.
-    """
-
-    config: Config
-    store: ReportStore
-    generator: str | None = None
-    samples: int | None = None
-    seed: int | None = None
-    resume: bool = True
-    progress: bool = True
-    device: str | None = None
-    out_dir: Path | None = None
-    name: str | None = None
-    guard: Any = None
-    limit: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    smoke: bool = False
-
-    @property
-    def audit(self) -> Mapping[str, Any]:
-        return self.config.section("audit")
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.samples if self.samples is not None else self.audit["samples"])
-
-    @property
-    def base_seed(self) -> int:
-        return int(self.seed if self.seed is not None else self.audit["seed"])
 
 
 def get_runner(kind: str) -> Callable[[Suite, AuditContext], Evaluation]:
@@ -98,9 +65,32 @@ def get_runner(kind: str) -> Callable[[Suite, AuditContext], Evaluation]:
                          f"(module {ep.module} is missing)") from None
 
 
+ENGINES = ("local", "ray")
+
+
 def run_audit(suite: Suite, ctx: AuditContext) -> Evaluation:
-    """Run ``suite`` with the runner of its kind."""
-    return get_runner(suite.kind)(suite, ctx)
+    """Run ``suite`` with the runner of its kind, on ``ctx.engine``.
+
+    On Ray, a missing Ray fails here (:class:`~guardrail.errors.DependencyError`) before
+    the audit is started, and a local Ray instance (no ``ctx.address``) is started once for
+    the whole audit and stopped after it.
+    """
+    runner = get_runner(suite.kind)
+    if ctx.engine not in ENGINES:
+        raise ConfigError(f"unknown audit engine {ctx.engine!r}; choose one of "
+                          f"{', '.join(ENGINES)}")
+    if ctx.engine == "local":
+        return runner(suite, ctx)
+    from .ray_run import ray_session
+
+    if ctx.guard is not None and ctx.guard_factory is None:
+        raise ConfigError("a ready guard cannot be sent to Ray actors: pass guard_factory "
+                          "(a picklable callable building the guard in each actor) or no "
+                          "guard at all")
+    if int(ctx.workers) < 1:
+        raise ConfigError(f"workers must be at least 1, got {ctx.workers}")
+    with ray_session(ctx.address, int(ctx.workers)):
+        return runner(suite, ctx)
 
 
 # -- checkpoints --------------------------------------------------------------------------
@@ -193,31 +183,58 @@ def start_audit(suite: Suite, ctx: AuditContext, *, config: Mapping[str, Any],
 
 
 def run_samples(ctx: AuditContext, started: Started, work: Sequence[Mapping[str, Any]],
-                process: Callable[[list[Mapping[str, Any]]], list[dict[str, Any]]], *,
-                batch_size: int, desc: str = "audit") -> list[dict[str, Any]]:
+                process: Process | None, *, batch_size: int, desc: str = "audit",
+                build: Callable[[AuditContext], Process] | None = None,
+                num_gpus: float = 0) -> list[dict[str, Any]]:
     """Process the work items that are not finished yet, ``batch_size`` at a time.
 
     ``process(batch)`` returns one record per item (with the item's ``key``), failures
-    included; each batch's records are checkpointed before the next batch starts, and the
-    running evaluation's progress is updated. Returns every record (old and new) in the
-    order of ``work``.
+    included; each batch's records are checkpointed as it finishes, and the running
+    evaluation's progress is updated. Returns every record (old and new) in the order of
+    ``work``.
+
+    On ``ctx.engine == "ray"`` the batches go to Ray actors instead
+    (:func:`audits.ray_run.map_batches`): ``build`` - picklable, a module-level function or a
+    :func:`functools.partial` of one - is called once in each actor with an
+    :class:`AuditContext` of its own and returns that actor's ``process``; ``num_gpus`` is
+    what each actor declares. ``process`` is not used there (it may be ``None``). The
+    batches are the ones this process would run, and only this process writes: a record
+    whose sample is already finished (a batch retried after its actor died) is dropped.
     """
+    on_ray = ctx.engine == "ray"
+    if on_ray and build is None:
+        raise ConfigError(f"{desc}: this audit cannot run on Ray (its runner gives no "
+                          "per-actor builder)")
+    if not on_ray and process is None:
+        raise ConfigError(f"{desc}: no process function for the local engine")
     done = started.done
     todo = [w for w in work if w["key"] not in done]
+    batches = [list(todo[start:start + batch_size]) for start in range(0, len(todo), batch_size)]
     bar = progress_bar(total=len(work), initial=len(work) - len(todo), desc=desc,
                        unit="sample", show=ctx.progress)
+    pending = {w["key"] for w in todo}
+
+    def record(records: list[dict[str, Any]]) -> None:
+        fresh = [r for r in records if r["key"] in pending and r["key"] not in done]
+        if not fresh:
+            return
+        started.checkpoint.append(fresh)
+        for rec in fresh:
+            done[rec["key"]] = rec
+        bar.update(len(fresh))
+        ev = started.evaluation
+        started.evaluation = Evaluation(
+            **{**_fields(ev), "summary": {**ev.summary, "samples_done": len(done)}})
+        ctx.store.save_evaluation(started.evaluation)
+
     try:
-        for start in range(0, len(todo), batch_size):
-            batch = list(todo[start:start + batch_size])
-            records = process(batch)
-            started.checkpoint.append(records)
-            for rec in records:
-                done[rec["key"]] = rec
-            bar.update(len(batch))
-            ev = started.evaluation
-            started.evaluation = Evaluation(
-                **{**_fields(ev), "summary": {**ev.summary, "samples_done": len(done)}})
-            ctx.store.save_evaluation(started.evaluation)
+        if on_ray and batches:
+            from .ray_run import map_batches
+
+            map_batches(ctx, build, batches, record, num_gpus=num_gpus, name=desc)
+        elif not on_ray:
+            for batch in batches:
+                record(process(batch))
     finally:
         bar.close()
     return [done[w["key"]] for w in work if w["key"] in done]

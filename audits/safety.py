@@ -33,6 +33,7 @@ negative decision.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -364,38 +365,71 @@ def run(suite: Any, ctx: Any) -> Evaluation:
                           key_parts={"kind": "safety", "samples": samples, "seed": seed,
                                      "generator": ctx.generator, "params": params,
                                      "limit": ctx.limit})
-    parts: dict[str, Any] = {}
-    pending = {w["part"] for w in work if w["key"] not in started.done}
+    keep_texts = bool(settings.get("keep_texts", True))
+    on_ray = ctx.engine == "ray"  # on Ray the models load in each actor
+    parts = _Parts(ctx, params=params, keep_texts=keep_texts, image_spec=image_spec, seed=seed)
+    if not on_ray:
+        for name in sorted({w["part"] for w in work if w["key"] not in started.done}):
+            parts.get(name)  # a missing dependency fails before anything is generated
+    gpus = 0.0
+    if on_ray:
+        from .ray_run import gpus_for
 
-    def part(name: str) -> Any:  # models load only when their part has work left
-        if name not in parts:
-            parts[name] = (_TextPart(ctx, params, bool(settings.get("keep_texts", True)))
-                           if name == "text" else _ImagePart(ctx, image_spec))
-        return parts[name]
-
-    for name in sorted(pending):
-        part(name)  # a missing dependency fails before anything is generated
-
-    def process(batch: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name in ("text", "image"):
-            sub = [w for w in batch if w["part"] == name]
-            if sub:
-                recs = (part(name).process(sub, seed) if name == "text"
-                        else part(name).process(sub))
-                out.update((r["key"], r) for r in recs)
-        return [out[w["key"]] for w in batch]
-
-    records = run_samples(ctx, started, work, process,
-                          batch_size=int(settings.get("batch_size", 8)), desc="safety audit")
-    scorer_names = {name: [(s.name, s.truth) for s in part(name).scorers] if name in parts
-                    else _names_from(records, name) for name in attributes}
+        gpus = gpus_for(ctx, "text") if text_spec else 0.0
+    build = functools.partial(_Parts, params=params, keep_texts=keep_texts,
+                              image_spec=image_spec, seed=seed)
+    records = run_samples(ctx, started, work, parts,
+                          batch_size=int(settings.get("batch_size", 8)), desc="safety audit",
+                          build=build, num_gpus=gpus)
+    scorer_names = {name: [(s.name, s.truth) for s in parts.loaded[name].scorers]
+                    if name in parts.loaded else
+                    _names_in_order(records, name) if on_ray else _names_from(records, name)
+                    for name in attributes}
     langs = (text_spec or {}).get("languages", {})
     rows, summary = summarize(records, settings={**settings, "_languages": langs,
                                                  "_smoke": ctx.smoke},
                               attributes=attributes, scorers=scorer_names, missing=missing)
     summary["resumed"] = started.resumed
     return finish_audit(ctx, started, rows=rows, summary=summary)
+
+
+class _Parts:
+    """The parts' models, each loaded when its part first has work (once per process or Ray
+    actor), and the function that processes a batch of work items of either part."""
+
+    def __init__(self, ctx: Any, *, params: Mapping[str, Any], keep_texts: bool,
+                 image_spec: Mapping[str, Any] | None, seed: int) -> None:
+        self.ctx, self.params, self.keep_texts = ctx, dict(params), keep_texts
+        self.image_spec, self.seed = image_spec, seed
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self.loaded:
+            self.loaded[name] = (_TextPart(self.ctx, self.params, self.keep_texts)
+                                 if name == "text" else _ImagePart(self.ctx, self.image_spec))
+        return self.loaded[name]
+
+    def __call__(self, batch: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("text", "image"):
+            sub = [w for w in batch if w["part"] == name]
+            if sub:
+                recs = (self.get(name).process(sub, self.seed) if name == "text"
+                        else self.get(name).process(sub))
+                out.update((r["key"], r) for r in recs)
+        return [out[w["key"]] for w in batch]
+
+
+def _names_in_order(records: Sequence[Mapping[str, Any]],
+                    part: str) -> list[tuple[str, str]]:
+    """Scorer names of a part run on Ray actors, in the order the actors' scorers gave them
+    (the order of the in-process scorer list, so the rows come in the same order)."""
+    names: dict[str, str] = {}
+    for r in records:
+        if r["part"] == part and r.get("results"):
+            for n in r["results"]:
+                names.setdefault(n, "watermarked" if n.startswith("watermark:") else "synthetic")
+    return list(names.items())
 
 
 def _names_from(records: Sequence[Mapping[str, Any]], part: str) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ Holm-adjusted p-values and flags.
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from collections import Counter
@@ -122,6 +123,34 @@ def _make_process(guard: Any, scorer: TextScorer, params: Mapping[str, Any], bas
     return process
 
 
+def _guard(ctx: AuditContext) -> Any:
+    """``ctx.guard``, or the audit's guard built from ``ctx``."""
+    return ctx.guard if ctx.guard is not None else build_guard(
+        ctx.config, ctx.store, model=ctx.generator, device=ctx.device)
+
+
+def _info(guard: Any) -> dict[str, Any]:
+    info = guard.generator.info
+    return {"model_id": info.model_id, "revision": info.revision, "device": info.device}
+
+
+def _generator_info(ctx: AuditContext) -> dict[str, Any]:
+    """In a Ray actor: the identity of the generator ``ctx`` loads (for the resume key)."""
+    guard = _guard(ctx)
+    try:
+        return _info(guard)
+    finally:
+        if ctx.guard is None:
+            guard.close()
+
+
+def _actor_process(ctx: AuditContext, *, params: Mapping[str, Any], base_seed: int,
+                   keep_texts: bool) -> Any:
+    """In a Ray actor: its guard and scorer, loaded once, and the function that generates
+    and scores a batch (the same as in-process)."""
+    return _make_process(_guard(ctx), TextScorer.load(), params, base_seed, keep_texts)
+
+
 def run(suite: Suite, ctx: AuditContext) -> Evaluation:
     """Run a text suite; returns the stored evaluation (kind ``audit``)."""
     audit = ctx.audit
@@ -131,10 +160,16 @@ def run(suite: Suite, ctx: AuditContext) -> Evaluation:
     params = {"max_new_tokens": int(audit["max_new_tokens"]), **dict(ctx.params)}
     work = [{**it, "key": f"{it['prompt_id']}#{s}", "sample": s}
             for s in range(samples) for it in items]
-    guard = ctx.guard if ctx.guard is not None else build_guard(
-        ctx.config, ctx.store, model=ctx.generator, device=ctx.device)
-    info = guard.generator.info
-    generator = {"model_id": info.model_id, "revision": info.revision, "device": info.device}
+    on_ray = ctx.engine == "ray"
+    if on_ray:  # the model loads in the actors; one of them says which model it is
+        from .ray_run import gpus_for, probe
+
+        gpus = gpus_for(ctx, "text")
+        guard = None
+        generator = probe(ctx, _generator_info, num_gpus=gpus)
+    else:
+        guard = _guard(ctx)
+        generator = _info(guard)
     settings = {k: audit[k] for k in ("n_boot", "ci_quantiles", "bootstrap", "permutations",
                                       "alpha", "p_adjust", "min_group_n", "block_as_flag",
                                       "batch_size")}
@@ -152,12 +187,17 @@ def run(suite: Suite, ctx: AuditContext) -> Evaluation:
     started = start_audit(suite, ctx, config=config, key_parts=key_parts, total=len(work))
     t0 = time.perf_counter()
     before = len(started.done)
-    process = _make_process(guard, scorer, params, base_seed, bool(audit["keep_texts"]))
+    keep_texts = bool(audit["keep_texts"])
+    process = None if guard is None else _make_process(guard, scorer, params, base_seed,
+                                                       keep_texts)
+    build = functools.partial(_actor_process, params=params, base_seed=base_seed,
+                              keep_texts=keep_texts)
     try:
         records = run_samples(ctx, started, work, process, batch_size=int(audit["batch_size"]),
-                              desc=f"audit {suite.name}")
+                              desc=f"audit {suite.name}", build=build,
+                              num_gpus=gpus if on_ray else 0)
     finally:
-        if ctx.guard is None:
+        if ctx.guard is None and guard is not None:
             guard.close()
     wall = time.perf_counter() - t0
     rows, summary = analyse(records, audit, seed=base_seed, smoke=ctx.smoke)

@@ -40,8 +40,8 @@ def _ray() -> Any:
         import ray
         import ray.data
     except ImportError:
-        raise DependencyError("--engine ray needs Ray Data: pip install 'guardrail[ray]' "
-                              "(or use --engine local)") from None
+        raise DependencyError("ray[data]", "ray",
+                              purpose="--engine ray; or use --engine local") from None
     return ray
 
 
