@@ -209,6 +209,7 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
     from .image_attacks import psnr, ssim
 
     psnrs, ssims = [], []
+    refused: list[str] = []
 
     def mark(i: int) -> Marked | None:
         payload = _uniform_id(rng, bits)
@@ -217,6 +218,7 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
             marked = wm.embed(_artifact(tests[i]), payload)
         except CannotWatermark as exc:
             say(f"{scheme}: image {i} cannot be marked: {exc}")
+            refused.append(names[i])
             return None
         psnrs.append(psnr(tests[i], marked.content))
         ssims.append(ssim(tests[i], marked.content))
@@ -233,6 +235,7 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
     labels = trials.labels
     out = {
         "n_images": len(psnrs),
+        "refused": refused,
         "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
         "psnr_min": float(np.min(psnrs)) if psnrs else None,
         "ssim_mean": float(np.mean(ssims)) if ssims else None,

@@ -102,6 +102,12 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str)
     columns = _columns(results, schemes, sizes)
     lines += _table(labels, columns, lambda e, lb: _cell(
         e["tpr"].get(lb), e.get("tpr_ci", {}).get(lb), e["n_images"]))
+    refusals = [f"{s} @{z}: {', '.join(e['refused'])}" for s, z, e in columns
+                if e.get("refused")]
+    if refusals:
+        lines += ["", "Refused by `embed` (the image cannot carry the mark; not in n, and a "
+                  "guard does not release such an output with a mark nobody could find): "
+                  + "; ".join(refusals) + "."]
     lines += ["", "### Keyless copy and removal attacks (38 dB)", "",
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
               "(high-pass residual, or its average over the positions of a tile of side/8 "

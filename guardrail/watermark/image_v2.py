@@ -135,6 +135,9 @@ SYNC_CANDIDATES = 3
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
 DECODE_MIN_Z = 4.5
+#: The unattacked output must score at least this at the expected shift, or ``embed``
+#: refuses the image (the detector's threshold is about 5.2; the margin is for processing).
+EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field whose statistics
 #: give the spread a copied mark would have, and the ratio a mark must reach.
 COPY_OFFSETS = tuple((dy, dx) for dy in (-48, 0, 48) for dx in (-48, 0, 48)
@@ -279,7 +282,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
         Raises
         ------
         CannotWatermark
-            The content is not an image this scheme accepts, or the payload does not fit.
+            The content is not an image this scheme accepts, the payload does not fit, or
+            the image has too little texture to carry a content-bound mark (its own
+            unattacked output would score below ``EMBED_MIN_Z``: smooth gradients, flat
+            graphics) - a mark nobody could find is never returned.
         """
         import cv2
 
@@ -298,7 +304,24 @@ class GuardrailImageWatermarkV2(ImageScheme):
         delta *= np.float32(self.strength / max(rms, 1e-6))
         delta += _dither(h, w)
         out = add_luma(content, delta, kind)
+        z = self._self_z(out, kind)
+        if z < EMBED_MIN_Z:
+            raise CannotWatermark(
+                f"the image has too little texture to carry a {SCHEME} mark bound to its "
+                f"content (score {z:.1f} on the unattacked output, {EMBED_MIN_Z:g} needed): "
+                "smooth gradients and flat graphics leave the content sign field empty")
         return artifact.evolve(content=out, data=None, media_type=None)
+
+    def _self_z(self, out: np.ndarray, kind: str) -> float:
+        """Pilot z of the marked output at the identity geometry and the expected shift."""
+        h, w = out.shape[:2]
+        yw = work_luma(out, kind, _norm_shape(h, w))
+        v = self._weighted(whiten(yw), yw, 1.0, 0.0, False)
+        hw, ww = yw.shape
+        home = ((TORUS // 2 - hw // 2) % TORUS, (TORUS // 2 - ww // 2) % TORUS)
+        den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
+        g = np.roll(self._layout["pilot"], home, axis=(0, 1))
+        return float(np.sum(v * g)) / den if den > 0 else 0.0
 
     # ------------------------------------------------------------------ detect
     def hypotheses(self, content: np.ndarray) -> list[tuple[float, float, bool]]:
@@ -386,25 +409,34 @@ class GuardrailImageWatermarkV2(ImageScheme):
 
     def _consistency(self, r: np.ndarray, yw: np.ndarray, s: float, th: float, flip: bool,
                      shift: tuple[int, int]) -> float:
-        """Copy check: the pilot statistic under this image's content sign field, divided by
-        its RMS under the same field displaced by ``COPY_OFFSETS``.
+        """Copy check: how well the pilot statistic under this image's content sign field,
+        displaced by each of ``COPY_OFFSETS``, follows what a genuine mark predicts.
 
-        A genuine mark follows this image's sign field: the statistic is large and the
-        displaced fields (uncorrelated with it beyond a few pixels) give about nothing, so
-        the ratio grows like the z-score. A mark copied from another image follows that
-        image's field, which is unrelated to this one's: the true and the displaced fields
-        then give statistics of one distribution, and the ratio stays of order one however
-        strong the copied pattern is.
+        With a genuine mark the residual times the pilot is about ``e(x)`` - the sign weights
+        the embedder used, computed from this image - so the statistic under the field
+        displaced by ``d`` is ``beta * R(d)`` with ``R(d) = sum(e(x) w(x + d))`` (the field's
+        own autocorrelation, large for images with coarse structure) plus noise. A mark
+        copied from another image follows that image's weights instead, so the displaced
+        statistics do not follow ``R``. The result is the undisplaced statistic divided by
+        the RMS of the displaced statistics' departures from ``beta * R(d)``: about the
+        z-score for a genuine mark, of order one for a copy however strong.
         """
         rc = register(r, s, th, flip, TORUS)
         valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
-        wgt = _sign_weight(self._content_field(register(yw, s, th, flip, TORUS,
-                                                        replicate=True)), embed=False)
+        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
+        wgt = _sign_weight(f, embed=False)
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
-        s0 = float(np.sum(u * wgt))
-        alt = [float(np.sum(u * np.roll(wgt, d, axis=(0, 1)))) for d in COPY_OFFSETS]
-        rms = math.sqrt(sum(a * a for a in alt) / len(alt))
-        return s0 / rms if rms > 0 else (math.inf if s0 > 0 else 0.0)
+        q = _sign_weight(f, embed=True) * valid
+        s0, r0 = float(np.sum(u * wgt)), float(np.sum(q * wgt))
+        if s0 <= 0 or r0 <= 0:
+            return 0.0
+        beta = s0 / r0
+        dev = []
+        for d in COPY_OFFSETS:
+            wd = np.roll(wgt, d, axis=(0, 1))
+            dev.append(float(np.sum(u * wd)) - beta * float(np.sum(q * wd)))
+        rms = math.sqrt(sum(x * x for x in dev) / len(dev))
+        return s0 / rms if rms > 0 else math.inf
 
     def _pilot_z(self, v: np.ndarray, home: tuple[int, int]
                  ) -> tuple[tuple[float, tuple[int, int]], tuple[float, tuple[int, int]]]:

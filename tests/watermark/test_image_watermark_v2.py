@@ -235,3 +235,12 @@ def image_v2_torus() -> int:
     from guardrail.watermark import image_v2
 
     return image_v2.TORUS
+
+
+def test_embed_refuses_an_image_without_texture(wm):
+    """A smooth gradient leaves the content sign field empty: a mark bound to the content
+    could not be found, so embed refuses it instead of returning an undetectable mark."""
+    y, x = np.mgrid[0:512, 0:512].astype(np.float32)
+    grad = np.dstack([x / 2, y / 2, (x + y) / 4]).astype(np.uint8)
+    with pytest.raises(CannotWatermark, match="too little texture"):
+        wm.embed(art(grad), 1)
