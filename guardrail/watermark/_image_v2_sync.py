@@ -27,7 +27,7 @@ __all__ = ["ANGLE_RANGE_DEG", "N_PEAKS", "SCALE_RANGE", "candidates", "register"
 #: Keyed sinusoids in the sync template and their radial frequency band (cycles per
 #: working pixel).
 N_PEAKS = 8
-F_BAND = (0.11, 0.23)
+F_BAND = (0.2, 0.36)
 #: Scales searched (content enlarged by s > 1: a crop keeping a quarter of the area is 2).
 SCALE_RANGE = (0.8, 2.25)
 #: Rotations searched (degrees, either way).

@@ -116,7 +116,7 @@ TORUS = 384
 #: each repeat under a different content sign field).
 MAX_ASPECT = 4.0
 #: Share of the mark's power in the sync lattice.
-SYNC_SHARE = 0.15
+SYNC_SHARE = 0.25
 #: Content sign field: blur of the luminance (working pixels) and keyed filter size.
 SIGMA_L = 3.0
 KERNEL = 9
