@@ -117,7 +117,8 @@ bindings_table = sa.Table(
     # reverse-DNS algorithm name (guardrail.provenance.softbinding) and base64 value
     sa.Column("alg", sa.String(128), nullable=False),
     sa.Column("value", sa.String(255), nullable=False),
-    sa.Index("ix_soft_bindings_alg_value", "alg", "value"),
+    # schema version 6: covers the lookup by binding (an index-only scan)
+    sa.Index("ix_soft_bindings_lookup", "alg", "value", "manifest_id"),
 )
 
 api_keys_table = sa.Table(
@@ -177,6 +178,17 @@ def _migration_5(conn: Connection) -> None:
     metadata.create_all(conn, tables=[manifests_table, bindings_table, api_keys_table])
 
 
+def _migration_6(conn: Connection) -> None:
+    """The lookup by soft binding reads only an index: ``(alg, value, manifest_id)``
+    replaces ``(alg, value)``."""
+    indexes = {i["name"] for i in sa.inspect(conn).get_indexes("soft_bindings")}
+    if "ix_soft_bindings_lookup" not in indexes:
+        conn.execute(sa.text("CREATE INDEX ix_soft_bindings_lookup "
+                             "ON soft_bindings (alg, value, manifest_id)"))
+    if "ix_soft_bindings_alg_value" in indexes:
+        conn.execute(sa.text("DROP INDEX ix_soft_bindings_alg_value"))
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6)
 SCHEMA_VERSION = len(MIGRATIONS)

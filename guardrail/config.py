@@ -368,6 +368,9 @@ def _validate_serve(serve: Mapping[str, Any]) -> None:
     for name in ("workers", "executor_threads", "max_queue", "max_body_bytes", "max_results"):
         if serve[name] < 1:
             raise ConfigError(f"serve.{name} must be at least 1, got {serve[name]}")
+    if not -1 <= serve["verify_pool"] <= 256:
+        raise ConfigError("serve.verify_pool must be -1 (one process per core), 0 (threads) "
+                          f"or a number of processes up to 256, got {serve['verify_pool']}")
     if not serve["request_timeout_seconds"] > 0:
         raise ConfigError("serve.request_timeout_seconds must be positive")
     if serve["rate_limit_per_second"] < 0 or serve["rate_limit_burst"] < 1:

@@ -137,10 +137,13 @@ class ReportStore:
         if self._is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.schema_version = self._migrate()
+        self._lookup_engine: Engine | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
         self.engine.dispose()
+        if self._lookup_engine is not None:
+            self._lookup_engine.dispose()
 
     def __enter__(self) -> ReportStore:
         return self
@@ -363,6 +366,27 @@ class ReportStore:
                 return fn(conn, *args)
         except SQLAlchemyError as exc:
             raise StoreError(f"record store {_redact_url(self.url)}: {_short(exc)}") from None
+
+    def lookup(self, fn: Any, *args: Any) -> Any:
+        """Run a read-only ``fn(conn, *args)`` of :mod:`guardrail._records` that issues one
+        statement, in one round trip: on PostgreSQL on a pooled autocommit connection without
+        the ping, ``BEGIN`` and ``ROLLBACK`` of :meth:`records` (a connection found dead is
+        replaced and the statement run again); elsewhere this is :meth:`records`."""
+        if self._is_sqlite:
+            return self.records(fn, *args)
+        if self._lookup_engine is None:
+            with self._lock:  # once; later lookups never wait for a write's lock
+                self._lookup_engine = self._lookup_engine or sa.create_engine(
+                    self.engine.url, future=True, isolation_level="AUTOCOMMIT")
+        for retry in (True, False):
+            try:
+                with self._lookup_engine.connect() as conn:
+                    return fn(conn, *args)
+            except SQLAlchemyError as exc:
+                if not (retry and getattr(exc, "connection_invalidated", False)):
+                    raise StoreError(f"record store {_redact_url(self.url)}: {_short(exc)}") \
+                        from None
+        return None  # not reached: the second attempt returns or raises
 
     # -- evaluations ----------------------------------------------------------------------
     def save_evaluation(self, ev: Evaluation) -> None:

@@ -4,7 +4,8 @@ over HTTP (FastAPI on uvicorn; ``pip install 'guardrail[serve]'``).
 * :mod:`.app`: the application (:func:`create_app`) and its endpoints;
 * :mod:`.c2pa_api`: the C2PA Soft Binding Resolution API;
 * :mod:`.auth`: API keys (stored hashed), scopes, token-bucket rate limits;
-* :mod:`.work`: the bounded pool that keeps CPU-bound work off the event loop;
+* :mod:`.work`: the bounded pools (threads; processes for verification) that keep
+  CPU-bound work off the event loop; :mod:`.processes`: what runs in the pool's processes;
 * :mod:`.state`: what one worker holds (store, models loaded once) and the blocking work;
 * :mod:`.problems`: RFC 9457 problem details and the request size limit;
 * :mod:`.metrics`, :mod:`.logs`: Prometheus metrics and JSON logs;

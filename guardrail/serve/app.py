@@ -58,7 +58,7 @@ from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .problems import BodyLimit, Problem, install_handlers, problem_responses
 from .settings import ServeSettings
 from .state import Resources
-from .work import WorkPool
+from .work import InThread, ProcessPool, WorkPool
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -106,23 +106,38 @@ def create_app(config: Config | None = None, *, store: ReportStore | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = Resources(config, settings, store=store, generators=generators)
+        store_url = store.url if store is not None else config.store_url
+        processes = settings.verify_processes() if _shareable(store_url) else 0
+        if settings.verify_processes() and not processes:
+            log.warning("verification runs in threads: the pool's processes cannot open an "
+                        "in-memory store")
+        resources = Resources(config, settings, store=store, generators=generators,
+                              local_verify=processes == 0)
         app.state.resources = resources
         app.state.auth = Authenticator(resources.store, settings.anonymous_scopes)
         app.state.supported = resources.supported()
         pool = WorkPool(settings.executor_threads, settings.max_queue,
-                        settings.request_timeout_seconds, on_change=metrics.work_changed)
+                        settings.request_timeout_seconds,
+                        on_change=lambda a, r: metrics.work_changed(a, r, "threads"))
         app.state.pool = pool
+        cpu: InThread | ProcessPool = InThread(pool, resources) if not processes else \
+            ProcessPool(processes, settings.max_queue, settings.request_timeout_seconds,
+                        (config, settings, store_url), warm=settings.preload_detectors,
+                        cores=settings.cores_per_worker(), on_change=lambda a, r: metrics.work_changed(a, r, "processes"))
+        app.state.cpu = cpu
         loop = asyncio.get_running_loop()
         preloading = None if resources.preloaded else loop.run_in_executor(
             None, resources.preload)
+        starting = asyncio.create_task(cpu.start())  # processes start from this thread
         log.info("guardrail serve worker ready to accept requests")
         try:
             yield
         finally:
-            if preloading is not None:
-                await asyncio.wait([preloading], timeout=60)
-            await loop.run_in_executor(None, pool.shutdown)  # finish the jobs in flight
+            await asyncio.wait([t for t in (preloading, starting) if t is not None],
+                               timeout=60)
+            # finish the jobs in flight
+            await asyncio.gather(loop.run_in_executor(None, pool.shutdown),
+                                 loop.run_in_executor(None, cpu.shutdown))
             resources.close()
             log.info("guardrail serve worker stopped")
 
@@ -156,6 +171,18 @@ def create_app_from_env() -> FastAPI:
     return create_app(Config.load())
 
 
+def _shareable(store_url: str) -> bool:
+    """Whether another process can open the store at ``store_url`` (not in memory)."""
+    try:
+        url = sa.engine.make_url(store_url)
+    except Exception:  # noqa: BLE001 - the store itself reports a bad URL
+        return False
+    if url.get_backend_name() != "sqlite":
+        return True
+    return url.database not in (None, "", ":memory:") and \
+        url.query.get("mode") != "memory"
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -186,11 +213,13 @@ def _ops_routes(app: FastAPI) -> None:
             store_ok = True
         except Exception:  # noqa: BLE001 - any failure means not ready
             store_ok = False
-        ready = store_ok and res.preloaded
+        pool, cpu = request.app.state.pool, request.app.state.cpu
+        ready = store_ok and res.preloaded and cpu.ready
         body = {"status": "ready" if ready else "not ready",
-                "checks": {"store": store_ok, "models_loaded": res.preloaded},
-                "loaded": res.loaded(), "queue": {"admitted": request.app.state.pool.admitted,
-                                                  "capacity": request.app.state.pool.capacity}}
+                "checks": {"store": store_ok,
+                           "models_loaded": res.preloaded and cpu.ready},
+                "loaded": res.loaded(), "queue": {"admitted": pool.admitted + cpu.admitted,
+                                                  "capacity": pool.capacity + cpu.capacity}}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response,
@@ -224,7 +253,7 @@ def _v1_routes(app: FastAPI) -> None:
     async def verify(request: Request, _who: Any = NEEDS_VERIFY) -> JSONResponse:
         state = request.app.state
         data, name, _mt = await read_upload(request, state.settings.upload_limit(state.config))
-        doc = await state.pool.run(state.resources.verify, data, name)
+        doc = await state.cpu.call("verify", data, name)
         state.metrics.verdicts.labels(str(doc.get("verdict", {}).get("label"))).inc()
         return JSONResponse(doc)
 

@@ -124,10 +124,11 @@ async def query_by_content(
     if media_type == "application/octet-stream" or media_type not in UPLOAD_TYPES:
         media_type = None
     try:
-        matches = await state.pool.run(
-            lambda: state.resources.by_content(
-                data, media_type, alg=alg, hint_alg=hint_alg, hint_value=hint_value,
-                limit=_max_results(request, max_results)))
+        matches = await state.cpu.call(
+            "by_content", data, media_type, alg=alg, hint_alg=hint_alg,
+            hint_value=hint_value, limit=_max_results(request, max_results))
+    except Problem:
+        raise  # busy, timed out, or the pool process was lost
     except UnsupportedMediaError as exc:
         raise Problem(415, "unsupported-media-type", str(exc)) from None
     except GuardrailError as exc:

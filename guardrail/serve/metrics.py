@@ -27,6 +27,7 @@ class Metrics:
     """The service's metrics in a registry of its own (one per application)."""
 
     def __init__(self) -> None:
+        self._work: dict[str, tuple[int, int]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("guardrail_http_requests", "HTTP requests answered",
@@ -41,7 +42,7 @@ class Metrics:
         self.generations = Counter("guardrail_generations", "Guarded generations",
                                    ["modality", "status"], registry=r)
         self.queue_depth = Gauge("guardrail_work_queue_depth",
-                                 "Admitted CPU-bound jobs waiting for a thread",
+                                 "Admitted CPU-bound jobs waiting for a thread or a pool process",
                                  registry=r, multiprocess_mode="livesum")
         self.in_progress = Gauge("guardrail_work_in_progress",
                                  "CPU-bound jobs running", registry=r,
@@ -50,9 +51,11 @@ class Metrics:
                                 "Requests refused before any work",
                                 ["reason"], registry=r)
 
-    def work_changed(self, admitted: int, running: int) -> None:
-        self.queue_depth.set(max(0, admitted - running))
-        self.in_progress.set(running)
+    def work_changed(self, admitted: int, running: int, pool: str = "threads") -> None:
+        """Record one pool's ``(admitted, running)``; the gauges sum the pools."""
+        self._work[pool] = (admitted, running)
+        self.queue_depth.set(sum(max(0, a - r) for a, r in self._work.values()))
+        self.in_progress.set(sum(r for _a, r in self._work.values()))
 
     def render(self) -> bytes:
         """The exposition text (all workers' samples in multiprocess mode)."""

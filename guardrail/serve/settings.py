@@ -4,6 +4,7 @@ machine."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 
 from ..config import Config, Limits
@@ -36,6 +37,7 @@ class ServeSettings:
     max_body_bytes: int = 64 << 20
     executor_threads: int = 2
     max_queue: int = 16
+    verify_pool: int = -1
     request_timeout_seconds: float = 60.0
     rate_limit_per_second: float = 20.0
     rate_limit_burst: int = 40
@@ -50,6 +52,19 @@ class ServeSettings:
         s["anonymous_scopes"] = tuple(s["anonymous_scopes"])
         s["preload_generators"] = tuple(s["preload_generators"])
         return cls(**s)
+
+    def cores_per_worker(self) -> int:
+        """The usable CPU cores divided by ``workers`` (at least 1)."""
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        return max(1, cores // max(1, self.workers))
+
+    def verify_processes(self) -> int:
+        """Processes of the verify pool: ``verify_pool``, or for ``-1``
+        :meth:`cores_per_worker`; 0 means verification runs in threads."""
+        return self.verify_pool if self.verify_pool >= 0 else self.cores_per_worker()
 
     def upload_limit(self, config: Config) -> int:
         """Largest accepted upload: ``max_body_bytes`` or ``[limits] max_file_bytes``,

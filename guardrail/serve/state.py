@@ -75,11 +75,15 @@ class Resources:
         :meth:`close`).
     generators
         Generators by modality to guard instead of the configured ones (tests, embedding).
+    local_verify
+        Whether verification runs in this process (else in the verify pool's processes,
+        which preload the detectors themselves).
     """
 
     def __init__(self, config: Config, settings: ServeSettings, *,
                  store: ReportStore | None = None,
-                 generators: Mapping[str, Any] | None = None) -> None:
+                 generators: Mapping[str, Any] | None = None,
+                 local_verify: bool = True) -> None:
         self.config = config
         self.settings = settings
         self._own_store = store is None
@@ -94,7 +98,8 @@ class Resources:
         self._text_loaded = False
         self._guards: dict[Modality, Any] = {}
         self._guard_locks = {m: threading.Lock() for m in Modality}
-        self.preloaded = not (settings.preload_detectors or settings.preload_generators)
+        self._preload_detectors = settings.preload_detectors and local_verify
+        self.preloaded = not (self._preload_detectors or settings.preload_generators)
 
     # -- models, loaded once ----------------------------------------------------------------
     def text_generator(self) -> Any:
@@ -151,7 +156,7 @@ class Resources:
     def preload(self) -> None:
         """Load what ``[serve] preload_*`` names (blocking)."""
         try:
-            if self.settings.preload_detectors:
+            if self._preload_detectors:
                 for m in (Modality.IMAGE, Modality.AUDIO):
                     self.detectors(m)
             for name in self.settings.preload_generators:
@@ -204,7 +209,7 @@ class Resources:
         return {"watermarks": marks, "fingerprints": sorted(FINGERPRINT_ALGS.values())}
 
     def by_binding(self, alg: str, value: str, limit: int) -> list[dict[str, Any]]:
-        rows = self.store.records(_records.find_by_binding, alg, value, limit)
+        rows = self.store.lookup(_records.find_by_binding, alg, value, limit)
         return [{"manifestId": mid, "similarityScore": 100} for mid, _fp in rows]
 
     def by_content(self, data: bytes, media_type: str | None, *, alg: str | None,
@@ -229,24 +234,24 @@ class Resources:
             binding = (watermark_binding({"scheme": result.scheme, "payload": result.payload})
                        if result is not None and result.detected else None)
             if binding and (alg is None or alg == binding[0]):
-                for mid, recorded in self.store.records(_records.find_by_binding, *binding,
+                for mid, recorded in self.store.lookup(_records.find_by_binding, *binding,
                                                         limit):
                     ok, score = match(str(recorded or ""), observed)
                     if ok:
                         found.setdefault(mid, _score(observed, score))
         fp = fingerprint_binding(observed)
         if fp and (alg is None or alg == fp[0]):
-            for mid, _rec in self.store.records(_records.find_by_binding, *fp, limit):
+            for mid, _rec in self.store.lookup(_records.find_by_binding, *fp, limit):
                 found.setdefault(mid, 100)
         if not found and hint_alg and hint_value:
-            for mid, _rec in self.store.records(_records.find_by_binding, hint_alg,
+            for mid, _rec in self.store.lookup(_records.find_by_binding, hint_alg,
                                                 hint_value, limit):
                 found.setdefault(mid, 100)
         ranked = sorted(found.items(), key=lambda kv: -kv[1])[:limit]
         return [{"manifestId": mid, "similarityScore": score} for mid, score in ranked]
 
     def manifest(self, manifest_id: str) -> _records.ManifestRecord | None:
-        return self.store.records(_records.get_manifest, manifest_id)
+        return self.store.lookup(_records.get_manifest, manifest_id)
 
     def generate(self, modality: Modality, prompt: str, params: Mapping[str, Any],
                  seed: int | None) -> Any:

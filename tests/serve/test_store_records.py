@@ -1,5 +1,6 @@
-"""The record store keeps manifest stores, soft bindings and API keys (schema version 5):
-SQLite and PostgreSQL, and a store made by the previous version is migrated in place."""
+"""The record store keeps manifest stores, soft bindings and API keys (schema version 5;
+version 6 covers the lookup by binding with one index): SQLite and PostgreSQL, and stores
+made by earlier versions are migrated in place."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def _check_store(store: ReportStore) -> None:
     mark = ("io.guardrail.watermark.image.v1", base64.b64encode(bytes.fromhex("0badcafe")).decode())
     found = store.records(find_by_binding, *mark, 10)
     assert (label, "phash:00ff00ff00ff00ff") in found
+    assert store.lookup(find_by_binding, *mark, 10) == found  # the one-round-trip path
+    assert store.lookup(get_manifest, label) == store.records(get_manifest, label)
     fp = ("io.guardrail.fingerprint.phash.v1",
           base64.b64encode(bytes.fromhex("00ff00ff00ff00ff")).decode())
     assert label in [m for m, _ in store.records(find_by_binding, *fp, 10)]
@@ -81,11 +84,76 @@ def test_a_version_4_store_is_migrated_in_place(tmp_path: Path):
             "VALUES ('old1', '2025-01-01 00:00:00', 'image', 'ok', 'm')"))
     engine.dispose()
     with ReportStore(url) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         names = set(sa.inspect(store.engine).get_table_names())
         assert {"manifests", "soft_bindings", "api_keys"} <= names
         assert store.get("old1").status == "ok"
         _check_store(store)
+
+
+def _indexes(store: ReportStore) -> set[str]:
+    return {i["name"] for i in sa.inspect(store.engine).get_indexes("soft_bindings")}
+
+
+def test_a_version_5_store_gets_the_covering_binding_index(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'v5.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:5]:
+            migrate(conn)
+        # what version 5 made: the (alg, value) index
+        conn.execute(sa.text("DROP INDEX ix_soft_bindings_lookup"))
+        conn.execute(sa.text("CREATE INDEX ix_soft_bindings_alg_value ON soft_bindings "
+                             "(alg, value)"))
+        meta_table.create(conn)
+        conn.execute(meta_table.insert().values(key="schema_version", value="5"))
+        conn.execute(sa.text(
+            "INSERT INTO manifests (manifest_id, created_at, data) "
+            "VALUES ('urn:c2pa:old', '2025-01-01 00:00:00', X'00')"))
+        conn.execute(sa.text("INSERT INTO soft_bindings (manifest_id, alg, value) "
+                             "VALUES ('urn:c2pa:old', 'io.guardrail.watermark.image.v1', "
+                             "'AAE=')"))
+    engine.dispose()
+    with ReportStore(url) as store:
+        assert store.schema_version == SCHEMA_VERSION == 6
+        assert "ix_soft_bindings_lookup" in _indexes(store)
+        assert "ix_soft_bindings_alg_value" not in _indexes(store)
+        assert store.lookup(find_by_binding, "io.guardrail.watermark.image.v1", "AAE=",
+                            5) == [("urn:c2pa:old", None)]
+        plan = " ".join(str(r) for r in store.engine.connect().execute(sa.text(
+            "EXPLAIN QUERY PLAN SELECT manifest_id FROM soft_bindings "
+            "WHERE alg = 'a' AND value = 'b'")))
+        assert "COVERING INDEX ix_soft_bindings_lookup" in plan
+        _check_store(store)
+    with ReportStore(url) as again:  # opening a current store changes nothing
+        assert again.schema_version == 6 and "ix_soft_bindings_lookup" in _indexes(again)
+
+
+def test_postgres_lookup_uses_the_index_and_survives_a_dropped_connection(postgres_url):
+    if not postgres_url:
+        pytest.skip("no PostgreSQL server")
+    with ReportStore(postgres_url) as store:
+        assert "ix_soft_bindings_lookup" in _indexes(store)
+        assert "ix_soft_bindings_alg_value" not in _indexes(store)
+        payload = uuid.uuid4().hex[:16]  # the server's database outlives this test
+        rep = _report(payload=payload)
+        store.save(rep)
+        mark = ("io.guardrail.watermark.image.v1",
+                base64.b64encode(bytes.fromhex(payload)).decode())
+        label = rep.extra["evidence"]["provenance"]["manifest"]
+        assert [m for m, _ in store.lookup(find_by_binding, *mark, 10)] == [label]
+        backend = store.lookup(lambda conn: conn.execute(sa.text(
+            "SELECT pg_backend_pid()")).scalar())
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        # the pooled connection is dead: replaced, and the lookup answered
+        assert [m for m, _ in store.lookup(find_by_binding, *mark, 10)] == [label]
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SET enable_seqscan = off"))
+            plan = " ".join(r[0] for r in conn.execute(sa.text(
+                "EXPLAIN SELECT manifest_id FROM soft_bindings "
+                "WHERE alg = :a AND value = :v"), {"a": mark[0], "v": mark[1]}))
+        assert "ix_soft_bindings_lookup" in plan
 
 
 def test_split_manifest_leaves_unsigned_reports_alone():
