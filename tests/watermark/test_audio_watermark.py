@@ -564,3 +564,98 @@ def test_audioseal_payload_check_and_decision(tiny_audioseal):
     assert other.detect(a).payload is None  # another key cannot read the id
     raw = AudioSealWatermark(gen, det, check_bits=0)
     assert raw.payload_bits == 16 and raw._payload(raw._message(0xBEEF)) == 0xBEEF
+
+
+# ------------------------------------------------------------------ list decoding
+def test_list_decoding_of_one_path_is_viterbi():
+    from guardrail.watermark.ecc import PayloadCode
+
+    code = PayloadCode(info_bits=32, crc_bits=24)
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        value = int(rng.integers(0, 1 << 32))
+        soft = (2.0 * code.encode(value) - 1.0) * (0.3 + 0.02 * i) + rng.standard_normal(186)
+        assert code.decode_list(soft, 1).value == code.decode(soft).value
+
+
+def test_list_decoding_recovers_what_viterbi_rejects():
+    from guardrail.watermark.ecc import PayloadCode
+
+    code = PayloadCode(info_bits=32, crc_bits=24)
+    rng = np.random.default_rng(11)
+    viterbi = listed = wrong = 0
+    for _ in range(150):
+        value = int(rng.integers(0, 1 << 32))
+        soft = (2.0 * code.encode(value) - 1.0) * 0.7 + rng.standard_normal(186)
+        viterbi += code.decode(soft).value == value
+        res = code.decode_list(soft, 16)
+        listed += res.value == value
+        wrong += res.value is not None and res.value != value
+        if res.value is not None:
+            assert 0 <= res.rank < 16 and res.attempts == res.rank + 1
+    assert wrong == 0
+    assert listed >= viterbi + 20, (viterbi, listed)  # measured: 39 and 70 of 150
+
+
+def test_list_decoding_of_noise_finds_nothing_and_checks_the_bound():
+    from guardrail.watermark.ecc import PayloadCode
+
+    code = PayloadCode(info_bits=32, crc_bits=24)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        res = code.decode_list(rng.standard_normal(186), 16)
+        assert res.value is None and not res.crc_ok and res.attempts == 16
+    with pytest.raises(ValueError, match="list_size"):
+        code.decode_list(np.zeros(186), 0)
+    with pytest.raises(ValueError, match="186 soft values"):
+        code.decode_list(np.zeros(10), 4)
+
+
+def test_every_crc_check_counts_in_the_p_value():
+    wm = GuardrailAudioWatermark(KEY)  # fpr 1e-4: 16 paths in each of 3 decodes
+    assert wm.list_size == 16
+    assert wm._p_crc() == pytest.approx(3 * 16 * 2.0 ** -24)
+    assert wm._p_crc() <= 0.1 * wm.fpr
+    strict = GuardrailAudioWatermark(KEY, fpr=1e-6)  # no room for a list: plain Viterbi
+    assert strict.list_size == 1 and strict._p_crc() == pytest.approx(3 * 2.0 ** -24)
+    # the list is searched only when the pilot was found (score >= LIST_MIN_Z)
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        value = int(rng.integers(0, 1 << 32))
+        soft = (2.0 * wm._code.encode(value) - 1.0) * 0.7 + rng.standard_normal(186)
+        if wm._code.decode(soft).value is None and wm._code.decode_list(soft, 16).value:
+            break
+    else:
+        pytest.fail("no soft values that only the list decodes")
+    assert wm._decode(soft, 5.0) == value and wm._decode(soft, 0.0) is None
+    assert strict._decode(soft, 5.0) is None
+    # a payload that passes its CRC is reported with p = p_crc
+    _, p, decoded = wm._decision(0.0, 0x1234)
+    assert decoded == 0x1234 and p == pytest.approx(wm._p_crc())
+
+
+@pytest.mark.parametrize("seed", [3, 9])
+def test_payload_under_noise_that_defeats_plain_viterbi(seed):
+    wm = GuardrailAudioWatermark(KEY)
+    payload = 0x5EED0000 + seed
+    m = wm.embed(art(speechlike(5.0, seed=seed), 16000), payload)
+    noisy = aa.noise(14)(m)
+    found = wm._search(noisy)
+    assert not isinstance(found, str)
+    # the single best path fails its CRC: the decoder before list decoding found no id
+    assert wm._code.decode(wm._soft(found[1])).value is None
+    res = wm.detect(noisy)
+    assert res.detected is True and res.payload == f"{payload:08x}"
+    assert res.p_value == pytest.approx(wm._p_crc())
+
+
+def test_unmarked_noisy_audio_stays_undetected_under_several_keys():
+    clean = art(speechlike(5.0, seed=31), 16000)
+    versions = (clean, aa.noise(10)(clean), aa.noise(20)(clean),
+                art(np.random.default_rng(2).standard_normal(80000) * 0.1, 16000))
+    for k in range(12):
+        wm = GuardrailAudioWatermark(f"list key {k}".encode())
+        for a in versions:
+            res = wm.detect(a)
+            assert res.detected is False and res.payload is None
+            assert res.p_value >= wm._p_crc() and res.p_value > 1e-3
