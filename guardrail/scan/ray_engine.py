@@ -126,23 +126,29 @@ def map_on_actors(make: Callable[[], Callable[[list[Any]], list[Any]]], items: S
 
 class ScanFn:
     """The scan's factory for :func:`map_on_actors`: builds one
-    :class:`~guardrail.scan.worker.ScanContext` per actor and scans batches of paths."""
+    :class:`~guardrail.scan.worker.ScanContext` per actor and scans batches of paths.
+    ``threads`` caps the actor's native thread pools (``None``: as the libraries size
+    them)."""
 
-    def __init__(self, config: Config, done: Mapping[str, str]) -> None:
+    def __init__(self, config: Config, done: Mapping[str, str],
+                 threads: int | None = None) -> None:
         self.config = config
         self.done = dict(done)
+        self.threads = threads
 
     def __call__(self) -> Callable[[list[Any]], list[Any]]:
         from .worker import ScanContext, scan_many
 
-        ctx = ScanContext(self.config, done=self.done)
+        ctx = ScanContext(self.config, done=self.done, threads=self.threads)
         return lambda paths: scan_many(list(paths), ctx)
 
 
 def run_ray(paths: Sequence[str], config: Config, on_rows: OnResults, *,
             done: Mapping[str, str] | None = None, workers: int = 1, chunk: int = 4,
             address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
-    """Scan ``paths`` on ``workers`` Ray actors (see :func:`map_on_actors`)."""
-    map_on_actors(ScanFn(config, done or {}), list(paths), on_rows, workers=workers,
+    """Scan ``paths`` on ``workers`` Ray actors (see :func:`map_on_actors`); each actor
+    caps its native thread pools at the CPUs it declares (``num_cpus``, at least 1)."""
+    threads = max(1, int(num_cpus))
+    map_on_actors(ScanFn(config, done or {}, threads), list(paths), on_rows, workers=workers,
                   batch_size=chunk, num_cpus=num_cpus, num_gpus=num_gpus, address=address,
                   name="guardrail-scan")

@@ -34,11 +34,18 @@ def test_report_ratios_and_targets() -> None:
                                   ("ray", 2, 8.1)):
         arms.append({"engine": engine, "workers": workers, "files": 100, "seconds": 1.0,
                      "files_per_s": rate, "per_round": [rate], "peak_rss_mb": 100,
+                     "cpu_s_per_file": 0.125 if engine == "local" else None,
                      "labels": {"No evidence of AI generation found": 100}})
     res = _report(arms, 100, {"peer": 10, "signed": 15, "stripped": 35, "attacked": 40}, 8, 1)
     assert res["ratios"] == {"local_1_vs_shell": 25.0, "local_2_vs_local_1": 1.8,
                              "ray_2_vs_local_2": 0.9}
     assert "| local, 1 worker / shell loop | 25.0x | >= 20x |" in res["markdown"]
+    assert "| local | 2 | 100 | 1.0 | 9.0 | 9.0 | 0.125 | 100 MB |" in res["markdown"]
+    assert "| ray | 2 | 100 | 1.0 | 8.1 | 8.1 | - | 100 MB |" in res["markdown"]
+    no_ray = _report(arms[:3], 100, None, 8, 1)
+    assert no_ray["ratios"]["ray_2_vs_local_2"] is None
+    assert "| Ray, 2 actors / local, 2 workers | not measured | >= 0.85x |" in no_ray[
+        "markdown"]
 
 
 @pytest.mark.slow
