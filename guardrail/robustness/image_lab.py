@@ -341,13 +341,11 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
     }
 
     # -------------------------------------------------------------- timing (interleaved)
-    timing_img = _artifact(tests[0])
     times: dict[str, dict[str, list[float]]] = {
         n: {"embed": [], "detect": [], "detect_unmarked": []} for n in schemes}
     instances = {n: make_scheme(n, keys[n], fpr=fpr, payload=0x5A5A5A5A) for n in schemes}
-    marked_timing: dict[str, Artifact] = {}
+    timing_img, marked_timing = _timing_image(tests, instances)
     for n in schemes:  # warm-up (model loading, caches)
-        marked_timing[n] = instances[n].embed(timing_img, 0x5A5A5A5A)
         instances[n].detect(marked_timing[n])
     for rep in range(repeats):
         for n in schemes:
@@ -461,26 +459,48 @@ def _targets(schemes: Mapping[str, Any], name: str, attacks: Sequence[Any], fpr:
     return out
 
 
+def _timing_image(tests: Sequence[np.ndarray], instances: Mapping[str, Any]
+                  ) -> tuple[Artifact, dict[str, Artifact]]:
+    """The first test image every scheme accepts, and its marked version per scheme."""
+    from ..errors import CannotWatermark
+
+    for img in tests:
+        art = _artifact(img)
+        try:
+            return art, {n: wm.embed(art, 0x5A5A5A5A) for n, wm in instances.items()}
+        except CannotWatermark:
+            continue
+    raise ValueError("no test image can be marked by every scheme: nothing to time")
+
+
 def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
              images: Sequence[np.ndarray], *, size: int, fpr: float,
              rng: np.random.Generator, seed: int, say: Callable[[str], None]
              ) -> dict[str, Any]:
     """Copy / removal attacks: donors are the first ``N_DONORS`` test images, marked under
     one key; copies go onto random crops of the other photos; removal on the others."""
+    from ..errors import CannotWatermark
     from .image_keyless import keyless_trials
 
     wm = make_scheme(name, _derive(key, "keyless"), fpr=fpr)
     bits = wm.payload_bits
 
-    def mark(img: np.ndarray) -> tuple[np.ndarray, int]:
-        p = _uniform_id(rng, bits)
-        return wm.embed(_artifact(img), p).content, p
+    def mark(imgs: Sequence[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        """The images the scheme accepts, marked (refused ones are left out)."""
+        out = []
+        for img in imgs:
+            p = _uniform_id(rng, bits)
+            try:
+                out.append((wm.embed(_artifact(img), p).content, p))
+            except CannotWatermark as exc:
+                say(f"{name}: keyless attacks: an image cannot be marked: {exc}")
+        return out
 
-    donors = [mark(t) for t in tests[:N_DONORS]]
+    donors = mark(tests[:N_DONORS])
     rest = list(images[N_DONORS:])
     photos = [square(v, size) for v in unmarked_variants(rest, 3 * N_COPY_PHOTOS, seed=seed + 7)
               if min(v.shape[:2]) >= 64][:N_COPY_PHOTOS]
-    marked = [mark(t) for t in tests[N_DONORS:]]
+    marked = mark(tests[N_DONORS:])
     return keyless_trials(wm, donors, photos, marked, say=say)
 
 

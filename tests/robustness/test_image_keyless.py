@@ -79,3 +79,26 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
     assert "| jpeg(30) | 0.50 [0.30, 0.70] n=20 |" in md
     assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
     assert "**missed tpr>=0.95_each_attack**" in md
+
+
+def test_lab_reports_images_the_scheme_refuses_and_keeps_going():
+    """A flat image among the lab's photos: image v2 refuses it (too little texture); the lab
+    lists it as refused, leaves it out of n, and the keyless attacks still run."""
+    from guardrail.robustness import image_attacks as ia
+    from guardrail.robustness.image_lab import evaluate
+    from tests.watermark.conftest import load_photos
+
+    lib = load_photos("coffee", "rocket", "china", "flower", "chelsea", "camera", "brick",
+                      "coins", "astronaut")
+    rgb = {k: (v if v.ndim == 3 else np.dstack([v, v, v])) for k, v in lib.items()}
+    photos = [*rgb.items(), *[(f"{k}-flipped", np.ascontiguousarray(v[:, ::-1]))
+                              for k, v in list(rgb.items())[:4]]]
+    y, x = np.mgrid[0:256, 0:256].astype(np.float32)
+    flat = np.dstack([x / 2, y / 2, (x + y) / 4]).astype(np.uint8)
+    images = [("gradient", flat), *photos]
+    res = evaluate(images, schemes=["guardrail-image-v2"], attacks=[ia.jpeg(75)], size=256,
+                   n_unmarked=4, repeats=1, key=b"lab test key, thirty-two bytes!!")
+    entry = res["schemes"]["guardrail-image-v2"]
+    assert entry["refused"] == ["gradient"]
+    assert entry["n_images"] == len(photos)
+    assert entry["keyless"]["copy"] and entry["keyless"]["removal"]
