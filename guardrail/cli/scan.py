@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ._common import EXIT_OK, add_parser, emit_json, load_config
@@ -16,7 +17,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from ..scan import record_scan, scan
 
     cfg = load_config(args)
-    summary = scan(args.source, args.out, cfg, engine=args.engine, workers=args.workers,
+    workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
+    summary = scan(args.source, args.out, cfg, engine=args.engine, workers=workers,
                    address=args.address, chunk=args.chunk, num_gpus=args.num_gpus,
                    flush_rows=args.flush_rows)
     if args.record:
@@ -48,8 +50,9 @@ def register(subparsers: Any) -> None:
                    help="the Parquet file (default scan.parquet); read first to resume")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes (default); ray: Ray Data actors")
-    s.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes or Ray actors (default 1; local 0: in-process)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes or Ray actors (default: the usable CPU cores; "
+                   "local 0: in-process)")
     s.add_argument("--address", metavar="ADDR",
                    help="ray: the cluster's address (default: start a local Ray instance)")
     s.add_argument("--chunk", type=int, default=4, metavar="N",

@@ -37,9 +37,11 @@ def test_report_ratios_and_targets() -> None:
                      "cpu_s_per_file": 0.125 if engine == "local" else None,
                      "labels": {"No evidence of AI generation found": 100}})
     res = _report(arms, 100, {"peer": 10, "signed": 15, "stripped": 35, "attacked": 40}, 8, 1)
-    assert res["ratios"] == {"local_1_vs_shell": 25.0, "local_2_vs_local_1": 1.8,
-                             "ray_2_vs_local_2": 0.9}
-    assert "| local, 1 worker / shell loop | 25.0x | >= 20x |" in res["markdown"]
+    assert res["ratios"] == {"local_2_vs_shell": 45.0, "local_1_vs_shell": 25.0,
+                             "local_2_vs_local_1": 1.8, "ray_2_vs_local_2": 0.9}
+    assert ("| local, 2 workers (the default here: one per core) / shell loop | 45.0x | "
+            ">= 20x |") in res["markdown"]
+    assert "| local, 1 worker / shell loop | 25.0x | |" in res["markdown"]
     assert "| local | 2 | 100 | 1.0 | 9.0 | 9.0 | 0.125 | 100 MB |" in res["markdown"]
     assert "| ray | 2 | 100 | 1.0 | 8.1 | 8.1 | - | 100 MB |" in res["markdown"]
     no_ray = _report(arms[:3], 100, None, 8, 1)

@@ -193,3 +193,26 @@ def test_cli_scan_json_and_record(collection: Path, tmp_path: Path, capsys) -> N
     assert main(["scan", str(tmp_path / "nope"), "--out", str(out)]) == 4
     assert main(["scan", str(collection), "--out", str(out), "--engine", "local",
                  "--workers", "-1"]) == 4
+
+
+def test_cli_scan_defaults_to_one_worker_per_core(collection: Path, tmp_path: Path,
+                                                  capsys, monkeypatch) -> None:
+    """Without --workers the local engine runs one worker per usable core."""
+    import os
+
+    from guardrail.cli import main
+
+    seen = {}
+    import guardrail.scan as scan_mod
+
+    real = scan_mod.scan
+
+    def spy(*args, **kwargs):
+        seen["workers"] = kwargs["workers"]
+        kwargs["workers"] = 0  # keep the test in-process
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan_mod, "scan", spy)
+    out = tmp_path / "default.parquet"
+    assert main(["scan", str(collection), "--out", str(out), "--json"]) == 0
+    assert seen["workers"] == len(os.sched_getaffinity(0))
