@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def _keyless_cell(e: Mapping[str, Any], label: str) -> str:
     return "-" if r is None else _cell(r["rate"], (r["ci_low"], r["ci_high"]), r["n"])
 
 
-def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str) -> str:
-    """Markdown for the ``robustness-image`` section."""
+def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
+           load: str | None = None) -> str:
+    """Markdown for the ``robustness-image`` section (``load``: the machine's load while
+    it ran, when known)."""
     sizes = sorted(int(s) for s in results)
     first = results[sizes[0]]
     held = first["setup"].get("held_out", [])
@@ -92,7 +95,7 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str)
         f"marked images detected at FPR {fpr:g}, with its 95% Clopper-Pearson interval and n "
         "(dwtDct: 8 images; rivaGan and dwtDctSvd are too slow to run this suite here - "
         "see docs/BENCHMARKS.md for their speed). Times are medians on a shared machine "
-        "(the load average was about 15 on 2 cores during these runs): compare them side "
+        f"({load or 'load not recorded'}): compare them side "
         "by side, and see docs/BENCHMARKS.md.",
         "",
     ]
@@ -169,8 +172,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = run(args.sizes, photo_dir=args.photos, n_unmarked=args.unmarked, log=print)
     if args.save_json:
         Path(args.save_json).write_text(json.dumps(results, default=str, indent=1))
+    load = None if args.from_json else (
+        "load average {:.1f} / {:.1f} / {:.1f} over 1 / 5 / 15 minutes at the end of the "
+        "run".format(*os.getloadavg()))
     write_section(Path(args.out), "robustness-image",
-                  render(results, when=now(), machine=machine_line()))
+                  render(results, when=now(), machine=machine_line(), load=load))
 
 
 if __name__ == "__main__":
