@@ -41,10 +41,16 @@ def test_the_readme_python_examples_run_and_protect_the_output(tmp_path, monkeyp
                 ns[name].close()
     result = ns["result"]
     stages = {s.stage: s for s in result.report.stages}
-    assert (work / "haiku.txt").is_file(), [s.to_dict() for s in result.report.stages]
+    assert (work / "rivers.txt").is_file(), [s.to_dict() for s in result.report.stages]
     assert result.status in ("ok", "flagged")
-    for slot in ("watermark", "self_check", "provenance", "record"):
+    for slot in ("watermark", "provenance", "record"):
         assert stages[slot].status.value == "ok", (slot, stages[slot].reason)
+    # a text can be too short or predictable to confirm its mark at the FPR under some keys
+    # (README, Watermarks): then, and only then, the self-check flags it and says so
+    check = stages["self_check"]
+    assert check.status.value == "ok" or (
+        check.status.value == "flagged" and "the generated text fails the test too"
+        in (check.reason or "")), (check.status.value, check.reason)
     assert stages["provenance"].details["state"] == "TRUSTED"
     evidence = result.report.extra["evidence"]
     assert evidence["watermark"]["scheme"] == "kgw" and evidence["provenance"]["state"] == "TRUSTED"
@@ -59,9 +65,9 @@ def test_the_readme_python_examples_run_and_protect_the_output(tmp_path, monkeyp
     from guardrail.provenance.settings import ProvenanceSettings
     from guardrail.provenance.verify import verify_path
 
-    assert (work / "haiku.txt").read_bytes() == result.artifact.data
+    assert (work / "rivers.txt").read_bytes() == result.artifact.data
     trust = ProvenanceSettings.from_config(config).trust()
-    assert verify_path(work / "haiku.txt", trust=trust).state.value == "TRUSTED"
+    assert verify_path(work / "rivers.txt", trust=trust).state.value == "TRUSTED"
     # the second example: the defaults plus a stage of one's own, or one's own stages only
     guard, bare = ns["guard"], ns["bare"]
     assert [s.name for s in guard.stages["output_checks"]][-1] == "NoDigits"

@@ -81,10 +81,13 @@ def browser(tmp_path: Path):
 
 
 def wait_text(drv, text: str, timeout: float = 45) -> None:
+    """Wait until the page's text contains ``text`` (a page replaced while it is read - the
+    login form giving way to the app - is read again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(drv, timeout).until(
+    WebDriverWait(drv, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: text in d.find_element(By.TAG_NAME, "body").text)
 
 
