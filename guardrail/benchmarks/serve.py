@@ -440,7 +440,9 @@ def _markdown(r: dict[str, Any]) -> str:
                   f"health, algorithm list; {s['concurrency']} clients): {s['requests']} "
                   f"requests, {s['failed']} failed; server resident memory (all its "
                   f"processes) {s['rss_start_mb']} MB -> {s['rss_end_mb']} MB "
-                  f"({s['rss_growth']:+.1%}). The issue's 30-minute soak was not run here."]
+                  f"({s['rss_growth']:+.1%}). Target (30 minutes or more): 0 failed, memory "
+                  "growth under 10%" + ("." if s["seconds"] >= 1800 else
+                                        "; this soak was shorter than 30 minutes.")]
     else:
         lines += ["", "Soak: not run in this measurement."]
     return "\n".join(lines)
