@@ -22,6 +22,7 @@ import asyncio
 import base64
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,6 +338,7 @@ def run_serve_benchmark(cfg: Config, *, requests_per_client: int = 3,
 
             with ReportStore(store_url) as store, store.engine.begin() as conn:
                 _cleanup(conn)
+        shutil.rmtree(tmp, ignore_errors=True)  # the images and the SQLite store
     out["markdown"] = _markdown(out)
     return out
 
