@@ -19,6 +19,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
     summary = scan(args.source, args.out, cfg, engine=args.engine, workers=workers,
+                   threads=args.threads,
                    address=args.address, chunk=args.chunk, num_gpus=args.num_gpus,
                    flush_rows=args.flush_rows)
     if args.record:
@@ -53,6 +54,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes or Ray actors (default: the usable CPU cores; "
                    "local 0: in-process)")
+    s.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="native threads per worker (default: the cores divided by the "
+                   "workers; ray: the CPUs each actor declares)")
     s.add_argument("--address", metavar="ADDR",
                    help="ray: the cluster's address (default: start a local Ray instance)")
     s.add_argument("--chunk", type=int, default=4, metavar="N",

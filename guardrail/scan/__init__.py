@@ -38,7 +38,7 @@ RECORD_ROWS = 10_000
 def scan(source: str, out: str | os.PathLike[str], config: Config, *, engine: str = "local",
          workers: int = 1, address: str | None = None, chunk: int = 4,
          num_gpus: float = 0, progress: bool | None = None,
-         flush_rows: int = 200) -> dict[str, Any]:
+         flush_rows: int = 200, threads: int | None = None) -> dict[str, Any]:
     """Verify every file of ``source`` and write one row per file to ``out`` (Parquet).
 
     Parameters
@@ -64,6 +64,9 @@ def scan(source: str, out: str | os.PathLike[str], config: Config, *, engine: st
         A progress bar on standard error (default: when it is a terminal).
     flush_rows
         Rows per part file (a scan killed mid-way loses at most the unwritten ones).
+    threads
+        Native threads each worker or actor may use (torch, OpenCV, BLAS, ONNX Runtime);
+        default: the cores divided by ``workers`` (``ray``: the CPUs each actor declares).
 
     Returns
     -------
@@ -77,7 +80,8 @@ def scan(source: str, out: str | os.PathLike[str], config: Config, *, engine: st
     if workers < 0 or (engine == "ray" and workers < 1):
         raise InputError(f"--workers must be at least {1 if engine == 'ray' else 0}, "
                          f"got {workers}")
-    for name, value in (("--chunk", chunk), ("--flush-rows", flush_rows)):
+    for name, value in (("--chunk", chunk), ("--flush-rows", flush_rows),
+                        ("--threads", 1 if threads is None else threads)):
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
     sink = ResultSink(out, flush_rows=flush_rows)
@@ -100,12 +104,13 @@ def scan(source: str, out: str | os.PathLike[str], config: Config, *, engine: st
         if engine == "local":
             from .local_engine import run_local
 
-            run_local(paths, config, on_rows, done=done, workers=workers, chunk=chunk)
+            run_local(paths, config, on_rows, done=done, workers=workers, chunk=chunk,
+                      threads=threads)
         else:
             from .ray_engine import run_ray
 
             run_ray(paths, config, on_rows, done=done, workers=workers, chunk=chunk,
-                    address=address, num_gpus=num_gpus)
+                    address=address, num_gpus=num_gpus, threads=threads)
     finally:
         progress_bar.close()
         sink.flush()  # an interrupted scan keeps what it did

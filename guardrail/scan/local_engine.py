@@ -53,10 +53,12 @@ def _chunks(paths: Sequence[str], size: int) -> Iterator[list[str]]:
 def run_local(paths: Sequence[str], config: Config, on_rows: OnRows, *,
               done: Mapping[str, str] | None = None, workers: int = 1,
               chunk: int = 4,
-              task: Callable[[list[str]], list[dict[str, Any]]] = _task) -> None:
+              task: Callable[[list[str]], list[dict[str, Any]]] = _task,
+              threads: int | None = None) -> None:
     """Scan ``paths`` on ``workers`` processes (0: in this process), handing each chunk's
     rows to ``on_rows`` as it completes (in completion order). ``task`` (a picklable
-    function run in a worker after its initializer) scans a chunk."""
+    function run in a worker after its initializer) scans a chunk. ``threads``: native
+    threads per worker (default :func:`~.worker.threads_per_worker`)."""
     done = dict(done or {})
     if workers <= 0:
         ctx = ScanContext(config, done=done)
@@ -70,7 +72,7 @@ def run_local(paths: Sequence[str], config: Config, on_rows: OnRows, *,
     fresh.reverse()  # pop() from the end keeps the listing's order
     suspects: list[str] = []  # files in flight when a worker died: retried one at a time
     mp = multiprocessing.get_context("spawn")
-    threads = threads_per_worker(workers)
+    threads = threads or threads_per_worker(workers)
     with thread_env(threads):  # the workers start with it: before they import numpy
         while fresh or suspects:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init,

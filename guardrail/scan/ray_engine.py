@@ -145,10 +145,12 @@ class ScanFn:
 
 def run_ray(paths: Sequence[str], config: Config, on_rows: OnResults, *,
             done: Mapping[str, str] | None = None, workers: int = 1, chunk: int = 4,
-            address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
+            address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
+            threads: int | None = None) -> None:
     """Scan ``paths`` on ``workers`` Ray actors (see :func:`map_on_actors`); each actor
-    caps its native thread pools at the CPUs it declares (``num_cpus``, at least 1)."""
-    threads = max(1, int(num_cpus))
+    caps its native thread pools at ``threads`` (default: the CPUs it declares,
+    ``num_cpus``, at least 1)."""
+    threads = threads or max(1, int(num_cpus))
     map_on_actors(ScanFn(config, done or {}, threads), list(paths), on_rows, workers=workers,
                   batch_size=chunk, num_cpus=num_cpus, num_gpus=num_gpus, address=address,
                   name="guardrail-scan")

@@ -125,3 +125,25 @@ def test_local_workers_run_with_their_share_of_the_cores(tmp_path: Path, monkeyp
         assert r["env"]["OMP_NUM_THREADS"] == r["env"]["OPENBLAS_NUM_THREADS"] == str(expected)
         assert r["env"]["NUMEXPR_NUM_THREADS"] == "5"
     assert "OMP_NUM_THREADS" not in os.environ  # the parent's environment is restored
+
+
+def test_threads_option_overrides_the_share(tmp_path: Path, monkeypatch) -> None:
+    """``threads=`` (``guardrail scan --threads N``) sets each worker's native threads
+    instead of the cores // workers default, on both engines; 0 is refused."""
+    from guardrail.errors import InputError
+    from guardrail.scan import ray_engine, scan
+
+    pytest.importorskip("cv2")
+    for name in THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    files = [str(tmp_path / f"f{i}.png") for i in range(2)]
+    rows: list[dict] = []
+    run_local(files, fast_config(tmp_path), lambda r, n: rows.extend(r), workers=1, chunk=1,
+              task=_threads.task, threads=3)
+    assert rows and all(r["ctx_threads"] == 3 and r["cv2"] == 3 for r in rows)
+    made: list[ScanFn] = []
+    monkeypatch.setattr(ray_engine, "map_on_actors", lambda make, *a, **k: made.append(make))
+    ray_engine.run_ray(["x"], fast_config(tmp_path), lambda r, n: None, threads=3)
+    assert made[0].threads == 3
+    with pytest.raises(InputError, match="--threads"):
+        scan(str(tmp_path), tmp_path / "o.parquet", fast_config(tmp_path), threads=0)
