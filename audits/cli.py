@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail import progress
-from guardrail.cli import add_parser, load_config
+from guardrail.cli import add_parser, load_config, positive_int
 from guardrail.config import Config
 from guardrail.errors import InputError, OutputError
 from guardrail.store import Evaluation, ReportNotFound, ReportStore
@@ -161,16 +161,6 @@ def _run(cfg: Config, store: ReportStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _handle(args: argparse.Namespace) -> int:
     return cmd_audit(load_config(args), args)
 
@@ -197,7 +187,7 @@ def register(subparsers: Any) -> None:
                              "help": "local: in this process (default); ray: the "
                                      "generations spread over Ray actors, one model load "
                                      "per actor (pip install 'guardrail[ray]')"}),
-            (("--workers",), {"type": _positive, "default": 2, "metavar": "N",
+            (("--workers",), {"type": positive_int, "default": 2, "metavar": "N",
                               "help": "with --engine ray: actors (default 2)"}),
             (("--address",), {"metavar": "ADDR",
                               "help": "with --engine ray: an existing Ray cluster (default: "

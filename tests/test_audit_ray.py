@@ -25,6 +25,7 @@ from guardrail import Config, Generated, GenerationHooks, Guard, Modality, Model
 from guardrail.cli import main
 
 from .audits.conftest import BIASED_RULES, SMALL_PROMPTS, SMALL_SUITE, audit_config
+from .audits.photos import IMAGE_SUITE
 
 #: answers of the fake generator besides the biased rule, chosen by seed and prompt
 ANSWERS = ("They arrived early and did careful, solid work all day.",
@@ -246,16 +247,6 @@ def test_a_ready_guard_cannot_go_to_ray(suite: Any, tmp_path: Path) -> None:
 
 
 # -- the image audit ---------------------------------------------------------------------------
-IMAGE_SUITE = {
-    "name": "image-test", "version": "1", "kind": "image",
-    "description": "three occupations, two descriptors",
-    "sources": [{"title": "test", "citation": "test", "year": 2024}],
-    "attributes": {"descriptor": ["a gentle", "a decisive"]},
-    "templates": ["a photo of the face of {group} {occupation}"],
-    "occupations": ["registered nurse", "electrician", "carpenter"],
-    "neutral_templates": ["a photo of the face of {article} {occupation}"],
-    "reference": "bls_cpsaat11_2023",
-}
 _PHOTOS: dict[str, Any] = {}
 
 

@@ -302,7 +302,9 @@ def run_serve_benchmark(cfg: Config, *, requests_per_client: int = 3,
     serve = cfg.section("serve")
     pool = serve["verify_pool"] if verify_pool is None else verify_pool
     if pool < 0:  # one process per core (the benchmark runs one worker)
-        pool = len(os.sched_getaffinity(0))
+        from ..scan.worker import cpu_count
+
+        pool = cpu_count()
     out: dict[str, Any] = {"when": now(), "store": "PostgreSQL" if pg else "SQLite",
                            "lookup_records": lookup_records, "bulk_load_s": round(load_s, 1),
                            "verify_pool": pool, "executor_threads": serve["executor_threads"],

@@ -48,9 +48,11 @@ from ._common import (
     common_options,
     emit_json,
     load_config,
+    positive_int,
 )
 
-__all__ = ["ORDER", "add_parser", "build_parser", "emit_json", "load_config", "main"]
+__all__ = ["ORDER", "add_parser", "build_parser", "emit_json", "load_config", "main",
+           "positive_int"]
 
 log = logging.getLogger("guardrail")
 

@@ -26,6 +26,7 @@ __all__ = [
     "emit_json",
     "load_config",
     "parse_params",
+    "positive_int",
     "report_text",
 ]
 
@@ -106,6 +107,17 @@ def load_config(args: argparse.Namespace) -> Config:
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON (the ``--json`` output)."""
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 1 (``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from .. import progress
 from .._types import Modality
 from ..benchmarks import write_section
-from ._common import EXIT_OK, add_parser, emit_json, load_config
+from ._common import EXIT_OK, add_parser, emit_json, load_config, positive_int
 
 __all__ = ["register"]
 
@@ -38,16 +38,6 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``guardrail robustness``."""
     rb = add_parser(subparsers, "robustness",
@@ -65,7 +55,7 @@ def register(subparsers: Any) -> None:
     rb.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local: in this process (default); ray: items x attacks spread over "
                          "Ray actors (pip install 'guardrail[ray]')")
-    rb.add_argument("--workers", type=_positive, default=2, metavar="N",
+    rb.add_argument("--workers", type=positive_int, default=2, metavar="N",
                     help="with --engine ray: actors (default 2)")
     rb.add_argument("--address", metavar="ADDR",
                     help="with --engine ray: an existing Ray cluster (default: start a local one)")

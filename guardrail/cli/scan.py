@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from ._common import EXIT_OK, add_parser, emit_json, load_config
@@ -15,9 +14,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """Scan, print the summary (or ``--json``), optionally record it; exit 0 whatever the
     files' verdicts (per-file failures are rows)."""
     from ..scan import record_scan, scan
+    from ..scan.worker import cpu_count
 
     cfg = load_config(args)
-    workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
+    workers = args.workers if args.workers is not None else cpu_count()
     summary = scan(args.source, args.out, cfg, engine=args.engine, workers=workers,
                    threads=args.threads,
                    address=args.address, chunk=args.chunk, num_gpus=args.num_gpus,

@@ -6,8 +6,8 @@ Light to import: models and heavy libraries load inside the functions that need 
 from __future__ import annotations
 
 from .base import BaseDetector, Detector, NotPerformed, not_performed
-from .registry import build, build_all, registered
+from .registry import build, build_all, registered, share_cores
 from .stage import DetectorStage
 
 __all__ = ["BaseDetector", "Detector", "DetectorStage", "NotPerformed", "build", "build_all",
-           "not_performed", "registered"]
+           "not_performed", "registered", "share_cores"]

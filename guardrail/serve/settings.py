@@ -4,7 +4,6 @@ machine."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 
 from ..config import Config, Limits
@@ -55,11 +54,9 @@ class ServeSettings:
 
     def cores_per_worker(self) -> int:
         """The usable CPU cores divided by ``workers`` (at least 1)."""
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        return max(1, cores // max(1, self.workers))
+        from ..scan.worker import threads_per_worker
+
+        return threads_per_worker(self.workers)
 
     def verify_processes(self) -> int:
         """Processes of the verify pool: ``verify_pool``, or for ``-1``

@@ -121,12 +121,15 @@ class ImageScheme(KeyedScheme):
     def _p_values(self, n_tests: int, z_max: float, decoded: int | None,
                   max_decodes: int) -> tuple[float, float]:
         """``(p, p_pilot)``: ``p_pilot = min(1, n_tests * Q(z_max))`` (Bonferroni),
-        ``p_crc = max_decodes * 2**-24``; ``p = min(p_pilot, p_crc)`` when a decode passed
-        its CRC, else ``min(1, p_pilot + p_crc)``."""
+        combined with the CRC as in :meth:`_with_crc`."""
         p_pilot = min(1.0, n_tests * upper_tail(z_max))
+        return self._with_crc(p_pilot, decoded, max_decodes), p_pilot
+
+    def _with_crc(self, p_pilot: float, decoded: int | None, max_decodes: int) -> float:
+        """The combined p-value: with ``p_crc = max_decodes * 2**-24``, ``min(p_pilot,
+        p_crc)`` when a decode passed its CRC, else ``min(1, p_pilot + p_crc)``."""
         p_crc = max_decodes * self._code.false_accept_probability
-        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
-        return p, p_pilot
+        return min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
 
     def _check(self, content: object) -> str:
         """Validate an image array for this scheme; return its kind (``gray``, ``rgb``,

@@ -317,8 +317,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
         v = self._weighted(whiten(yw), yw, 1.0, 0.0, False)
-        hw, ww = yw.shape
-        home = ((TORUS // 2 - hw // 2) % TORUS, (TORUS // 2 - ww // 2) % TORUS)
+        home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
         return float(np.sum(v * g)) / den if den > 0 else 0.0
@@ -361,8 +360,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         yw = work_luma(content, kind, _norm_shape(h, w))
         r = whiten(yw)
         hyps = self._hypotheses(r)
-        hw, ww = yw.shape
-        home = ((TORUS // 2 - hw // 2) % TORUS, (TORUS // 2 - ww // 2) % TORUS)
+        home = _home(yw.shape)
         n_near, n_all = len(hyps) * (2 * NEAR + 1) ** 2, len(hyps) * TORUS * TORUS
         best_p, best, decoded, n_dec = math.inf, None, None, 0
         for s, th, flip in hyps:
@@ -384,33 +382,43 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 break  # conclusive; stopping early only lowers the work, not the bound
         assert best is not None
         z_best, s, th, flip, shift, vals = best
-        if vals is None:
-            vals = self._soft(self._weighted(r, yw, s, th, flip), shift)
         # two families of tests (near the expected shift, and anywhere), Bonferroni over both
         p_pilot = min(1.0, 2.0 * best_p)
-        p_crc = MAX_DECODES * self._code.false_accept_probability
-        p = min(p_pilot, p_crc) if decoded is not None else min(1.0, p_pilot + p_crc)
-        # the copy check matters only for a result that would be detected
-        ratio = self._consistency(r, yw, s, th, flip, shift) if p <= self.fpr else None
-        return ImageAnalysisV2(z=float(z_best), consistency=ratio,
-                               consistent=ratio is None or ratio >= COPY_MIN_RATIO, p_value=float(p), p_pilot=float(p_pilot),
+        p = self._with_crc(p_pilot, decoded, MAX_DECODES)
+        ratio = None
+        if vals is None or p <= self.fpr:  # the copy check matters only for a detection
+            frame = self._frame(r, yw, s, th, flip)
+            if vals is None:
+                vals = self._soft(_weight(*frame), shift)
+            if p <= self.fpr:
+                ratio = self._consistency(frame, shift)
+        return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(s),
                                angle_deg=float(math.degrees(th)), flipped=bool(flip),
                                shift=shift, soft=vals, n_hypotheses=len(hyps),
-                               n_decodes=n_dec)
+                               n_decodes=n_dec, consistency=ratio,
+                               consistent=ratio is None or ratio >= COPY_MIN_RATIO)
+
+    def _frame(self, r: np.ndarray, yw: np.ndarray, s: float, th: float, flip: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(residual, valid, f)`` in the embedding frame under one geometry hypothesis:
+        the registered residual, the mask of canvas pixels inside the image, and the keyed
+        filter response of the registered luminance (its sign is the content field)."""
+        rc = register(r, s, th, flip, TORUS)
+        valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
+        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
+        return rc, valid, f
 
     def _weighted(self, r: np.ndarray, yw: np.ndarray, s: float, th: float,
                   flip: bool) -> np.ndarray:
         """Residual in the embedding frame times the soft content sign field."""
-        rc = register(r, s, th, flip, TORUS)
-        valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
-        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
-        return rc * _sign_weight(f, embed=False) * valid
+        return _weight(*self._frame(r, yw, s, th, flip))
 
-    def _consistency(self, r: np.ndarray, yw: np.ndarray, s: float, th: float, flip: bool,
+    def _consistency(self, frame: tuple[np.ndarray, np.ndarray, np.ndarray],
                      shift: tuple[int, int]) -> float:
-        """Copy check: how well the pilot statistic under this image's content sign field,
-        displaced by each of ``COPY_OFFSETS``, follows what a genuine mark predicts.
+        """Copy check on a hypothesis' :meth:`_frame`: how well the pilot statistic under
+        this image's content sign field, displaced by each of ``COPY_OFFSETS``, follows what
+        a genuine mark predicts.
 
         With a genuine mark the residual times the pilot is about ``e(x)`` - the sign weights
         the embedder used, computed from this image - so the statistic under the field
@@ -421,9 +429,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         the RMS of the displaced statistics' departures from ``beta * R(d)``: about the
         z-score for a genuine mark, of order one for a copy however strong.
         """
-        rc = register(r, s, th, flip, TORUS)
-        valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
-        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
+        rc, valid, f = frame
         wgt = _sign_weight(f, embed=False)
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
         q = _sign_weight(f, embed=True) * valid
@@ -461,6 +467,18 @@ class GuardrailImageWatermarkV2(ImageScheme):
         vt = np.roll(v, (-shift[0], -shift[1]), axis=(0, 1)).ravel() * lay["signs"].ravel()
         soft = np.bincount(lay["bit_of"], weights=vt, minlength=self._code.n_coded)
         return np.where(lay["scramble"] == 1, -soft, soft)
+
+
+def _home(shape: tuple[int, int]) -> tuple[int, int]:
+    """The torus shift at which a working frame of ``shape`` carries its pattern when the
+    image was not cropped off centre (registration keeps the frame's centre fixed)."""
+    hw, ww = shape
+    return (TORUS // 2 - hw // 2) % TORUS, (TORUS // 2 - ww // 2) % TORUS
+
+
+def _weight(rc: np.ndarray, valid: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """A :meth:`GuardrailImageWatermarkV2._frame` reduced to the weighted residual."""
+    return rc * _sign_weight(f, embed=False) * valid
 
 
 def _blurred_gain(kernel: np.ndarray) -> float:

@@ -19,6 +19,18 @@ from guardrail._types import Modality
 
 IN_CI = bool(os.environ.get("CI"))
 
+#: A small image suite: three occupations, two descriptors.
+IMAGE_SUITE = {
+    "name": "image-test", "version": "1", "kind": "image",
+    "description": "three occupations, two descriptors",
+    "sources": [{"title": "test", "citation": "test", "year": 2024}],
+    "attributes": {"descriptor": ["a gentle", "a decisive"]},
+    "templates": ["a photo of the face of {group} {occupation}"],
+    "occupations": ["registered nurse", "electrician", "carpenter"],
+    "neutral_templates": ["a photo of the face of {article} {occupation}"],
+    "reference": "bls_cpsaat11_2023",
+}
+
 
 def need(ok: bool, reason: str) -> None:
     """Skip (or fail under CI) when a test's offline resource is missing."""

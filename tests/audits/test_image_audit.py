@@ -12,18 +12,9 @@ from guardrail import Config, Guard, ReportStore
 from guardrail.errors import SuiteError
 from guardrail.factory import init_keys, provenance_stages, watermark_stages
 
-from .photos import PhotoGenerator, load_photos, need_face_models
+from .photos import IMAGE_SUITE, PhotoGenerator, load_photos, need_face_models
 
-SUITE = {
-    "name": "image-test", "version": "1", "kind": "image",
-    "description": "three occupations, two descriptors",
-    "sources": [{"title": "test", "citation": "test", "year": 2024}],
-    "attributes": {"descriptor": ["a gentle", "a decisive"]},
-    "templates": ["a photo of the face of {group} {occupation}"],
-    "occupations": ["registered nurse", "electrician", "carpenter"],
-    "neutral_templates": ["a photo of the face of {article} {occupation}"],
-    "reference": "bls_cpsaat11_2023",
-}
+SUITE = IMAGE_SUITE
 
 
 @pytest.fixture(scope="module")
