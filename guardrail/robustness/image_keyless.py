@@ -11,6 +11,11 @@ known). :func:`keyless_trials` measures, for one scheme:
   subtracted at 38 dB - how many marked images are still detected (target >= 95%).
 
 Each rate comes with its 95% Clopper-Pearson interval and ``n``.
+
+The copies go onto ordinary photos and onto *smooth* ones (:func:`smooth_photos`: colour
+gradients and heavily blurred photos), the targets an informed attacker picks against a
+content-bound mark: a smooth photo has little structure of its own, so whatever faint
+structure the copy brings decides its content field.
 """
 
 from __future__ import annotations
@@ -24,11 +29,47 @@ from .._types import Artifact, GenerationMetadata, Modality
 from ..stats import clopper_pearson
 from .image_attacks import copy, removal
 
-__all__ = ["ESTIMATES", "keyless_trials"]
+__all__ = ["ESTIMATES", "keyless_trials", "smooth_photos"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
 ESTIMATES: tuple[tuple[int, str], ...] = ((1, "residual"), (1, "tile"), (10, "residual"),
                                           (10, "tile"))
+
+
+def smooth_photos(images: Sequence[np.ndarray], n: int, size: int, *, seed: int = 0
+                  ) -> list[np.ndarray]:
+    """``n`` smooth ``size x size`` RGB copy targets: alternately a colour gradient (linear
+    at a random angle, or radial about a random centre, between two random colours) and a
+    centre crop of one of ``images`` blurred with a Gaussian of 4-10 pixels per 256."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float64) / size
+    out = []
+    for i in range(n):
+        if i % 2 == 0 or not images:
+            if rng.random() < 0.5:
+                a = rng.uniform(0.0, 2.0 * np.pi)
+                g = np.cos(a) * xx + np.sin(a) * yy
+            else:
+                cy, cx = rng.uniform(0.2, 0.8, 2)
+                g = np.hypot(yy - cy, xx - cx)
+            g = (g - g.min()) / max(float(np.ptp(g)), 1e-9)
+            c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            img = c0 + (c1 - c0) * g[..., None]
+        else:
+            src = np.asarray(images[(i // 2) % len(images)])
+            if src.ndim == 2:
+                src = np.dstack([src] * 3)
+            h, w = src.shape[:2]
+            m = min(h, w)
+            crop = np.ascontiguousarray(src[(h - m) // 2:(h - m) // 2 + m,
+                                            (w - m) // 2:(w - m) // 2 + m, :3])
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+            sigma = rng.uniform(4.0, 10.0) * size / 256.0
+            img = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigma)
+        out.append(np.clip(np.asarray(img) + 0.5, 0, 255).astype(np.uint8))
+    return out
 
 
 def _art(img: np.ndarray) -> Artifact:

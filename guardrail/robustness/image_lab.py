@@ -40,6 +40,8 @@ OWN_SCHEMES = ("guardrail-image-v2", "guardrail-image")
 #: Marked outputs of one key the keyless attacker holds, and unrelated photos copied onto.
 N_DONORS = 10
 N_COPY_PHOTOS = 50
+#: Smooth copy targets besides them (gradients, blurred photos: see image_keyless).
+N_SMOOTH_PHOTOS = 25
 #: rivaGan takes seconds per megapixel on a CPU; by default it gets fewer images.
 DEFAULT_MAX_IMAGES = {"rivaGan": 3}
 DEFAULT_MAX_UNMARKED = {"rivaGan": 40}
@@ -295,7 +297,8 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         Also run the keyless copy and removal attacks on guardrail's own schemes
         (:mod:`guardrail.robustness.image_keyless`): the first ``N_DONORS`` images, marked
         under one key, are the attacker's; the copies go onto ``N_COPY_PHOTOS`` random
-        crops of the other images; the removal is tried on the other images, marked.
+        crops of the other images and ``N_SMOOTH_PHOTOS`` smooth targets made from them
+        (:func:`~guardrail.robustness.image_keyless.smooth_photos`); the removal is tried on the other images, marked.
     log : callable, optional
         Receives progress lines.
 
@@ -478,9 +481,10 @@ def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
              rng: np.random.Generator, seed: int, say: Callable[[str], None]
              ) -> dict[str, Any]:
     """Copy / removal attacks: donors are the first ``N_DONORS`` test images, marked under
-    one key; copies go onto random crops of the other photos; removal on the others."""
+    one key; copies go onto random crops of the other photos and onto smooth targets made
+    from them; removal on the others."""
     from ..errors import CannotWatermark
-    from .image_keyless import keyless_trials
+    from .image_keyless import keyless_trials, smooth_photos
 
     wm = make_scheme(name, _derive(key, "keyless"), fpr=fpr)
     bits = wm.payload_bits
@@ -500,6 +504,7 @@ def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
     rest = list(images[N_DONORS:])
     photos = [square(v, size) for v in unmarked_variants(rest, 3 * N_COPY_PHOTOS, seed=seed + 7)
               if min(v.shape[:2]) >= 64][:N_COPY_PHOTOS]
+    photos += smooth_photos(rest, N_SMOOTH_PHOTOS, size, seed=seed + 11)
     marked = mark(tests[N_DONORS:])
     return keyless_trials(wm, donors, photos, marked, say=say)
 

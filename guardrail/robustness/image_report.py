@@ -114,8 +114,10 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
     lines += ["", "### Keyless copy and removal attacks (38 dB)", "",
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
               "(high-pass residual, or its average over the positions of a tile of side/8 "
-              "px: the estimator that copied v1) is added at 38 dB to 50 unrelated photos "
-              "(random crops of photos none of the donors came from); the rate is the share "
+              "px: the estimator that copied v1) is added at 38 dB to 75 unrelated photos "
+              "(50 random crops of photos none of the donors came from, and 25 smooth "
+              "targets - colour gradients and heavily blurred photos - where a copy brings "
+              "its own structure); the rate is the share "
               "detected (target <= 0.01). Removal: the estimate from the marked image itself "
               "(plus 9 other outputs) subtracted at 38 dB; the rate is the share still "
               "detected (target >= 0.95).", ""]

@@ -43,9 +43,11 @@ the geometric search: copied, it does not make a detection; removed, the detecto
 tries the unchanged geometry (and its mirror image) directly.
 
 *Detection.* For each geometry hypothesis - identity, and each of ``SYNC_CANDIDATES``
-lattices, each unmirrored and mirrored (horizontal flip) - the residual and the blurred
-luminance are resampled into the embedding frame, the content sign field is recomputed
-there with the key (soft: ``clip(k * L / tau, -1, 1)``, so unreliable pixels count less),
+lattices, each unmirrored and mirrored (horizontal flip) - the residual (spectrally
+whitened for uncropped images, ``CROP_SCALE``) and the blurred luminance are resampled
+into the embedding frame, the content sign field is recomputed there with the key (soft:
+a ramp over a dead zone set higher than the embedder's, ``DETECT_DEAD``, so that pixels a
+copied ghost could tip do not count),
 and the weighted residual ``v`` is correlated with the pilot at every circular shift of
 the torus (one FFT). For a fixed hypothesis and shift, ``z = sum(v * g) / sqrt(sum(v**2))``
 is exactly standard normal for an image that does not carry this key's mark (``g`` is
@@ -123,13 +125,27 @@ KERNEL = 9
 #: A 5 x 5 median before the blur: thin structure (a copied high-pass residual) does not
 #: reach the content field.
 MEDIAN = True
-#: Dead zone of the content field (grey levels of the keyed filter response): below
-#: ``F_DEAD`` a pixel's sign is not trusted (weight 0, and the embedder puts a quarter of
-#: the amplitude there); the weight reaches 1 at ``F_FULL``. A mark estimate copied at
-#: 38 dB rarely moves the response that far, so it cannot set the signs the detector
-#: counts - except where the target is flat and the copied structure strong.
+#: Dead zone of the content field (grey levels of the keyed filter response) when
+#: embedding: below ``F_DEAD`` the embedder puts a quarter of the amplitude, from
+#: ``F_FULL`` all of it.
 F_DEAD = 1.0
 F_FULL = 2.0
+#: The detector's dead zone: a pixel counts from ``DETECT_DEAD`` (weight 0) to
+#: ``DETECT_FULL`` (weight 1). It sits above the embedder's because a copied mark estimate
+#: carries a faint ghost of its donor's coarse structure: on a smooth photo that ghost
+#: pushes pixels near the dead zone over it - those whose response it moves in its own
+#: direction - and the copied mark then matches their signs. From 2 grey levels up a ghost
+#: at 38 dB rarely decides a sign (measured in docs/ROBUSTNESS.md).
+DETECT_DEAD = 2.0
+DETECT_FULL = 3.0
+#: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
+#: luminance is spectrally whitened (:func:`_whiten_spectral`: ``SPEC_EXP`` of the way to a
+#: flat spectrum, then high-pass and local RMS as in v1); from it on (a crop enlarged the
+#: content ``s`` times) the plain v1 residual is smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)``
+#: working pixels before it is resampled down to the embedding frame.
+CROP_SCALE = 1.15
+SPEC_EXP = 0.5
+CROP_PREFILTER = 0.4
 #: Sync lattice candidates tried (each unmirrored and mirrored), besides the identity.
 SYNC_CANDIDATES = 3
 #: Most decode attempts per detection and the pilot z needed before one is made.
@@ -316,7 +332,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Pilot z of the marked output at the identity geometry and the expected shift."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = self._weighted(whiten(yw), yw, 1.0, 0.0, False)
+        v = self._weighted(_residuals(yw), yw, 1.0, 0.0, False)
         home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
@@ -358,13 +374,13 @@ class GuardrailImageWatermarkV2(ImageScheme):
         kind = _check(content)
         h, w = content.shape[:2]
         yw = work_luma(content, kind, _norm_shape(h, w))
-        r = whiten(yw)
-        hyps = self._hypotheses(r)
+        res = _residuals(yw)
+        hyps = self._hypotheses(res[0])
         home = _home(yw.shape)
         n_near, n_all = len(hyps) * (2 * NEAR + 1) ** 2, len(hyps) * TORUS * TORUS
         best_p, best, decoded, n_dec = math.inf, None, None, 0
         for s, th, flip in hyps:
-            v = self._weighted(r, yw, s, th, flip)
+            v = self._weighted(res, yw, s, th, flip)
             (z_far, far), (z_near, near) = self._pilot_z(v, home)
             # the more significant of the two families for this hypothesis
             p_far, p_near = n_all * upper_tail(z_far), n_near * upper_tail(z_near)
@@ -387,7 +403,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         p = self._with_crc(p_pilot, decoded, MAX_DECODES)
         ratio = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
-            frame = self._frame(r, yw, s, th, flip)
+            frame = self._frame(res, yw, s, th, flip)
             if vals is None:
                 vals = self._soft(_weight(*frame), shift)
             if p <= self.fpr:
@@ -399,20 +415,25 @@ class GuardrailImageWatermarkV2(ImageScheme):
                                n_decodes=n_dec, consistency=ratio,
                                consistent=ratio is None or ratio >= COPY_MIN_RATIO)
 
-    def _frame(self, r: np.ndarray, yw: np.ndarray, s: float, th: float, flip: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _frame(self, res: tuple[np.ndarray, np.ndarray], yw: np.ndarray, s: float,
+               th: float, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(residual, valid, f)`` in the embedding frame under one geometry hypothesis:
-        the registered residual, the mask of canvas pixels inside the image, and the keyed
-        filter response of the registered luminance (its sign is the content field)."""
+        the registered residual (from :func:`_residuals`' pair ``res``, see
+        ``CROP_SCALE``), the mask of canvas pixels inside the image, and the keyed filter
+        response of the registered luminance (its sign is the content field)."""
+        import cv2
+
+        r = res[1] if s < CROP_SCALE else cv2.GaussianBlur(
+            res[0], (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
         rc = register(r, s, th, flip, TORUS)
         valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
         f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
         return rc, valid, f
 
-    def _weighted(self, r: np.ndarray, yw: np.ndarray, s: float, th: float,
-                  flip: bool) -> np.ndarray:
+    def _weighted(self, res: tuple[np.ndarray, np.ndarray], yw: np.ndarray, s: float,
+                  th: float, flip: bool) -> np.ndarray:
         """Residual in the embedding frame times the soft content sign field."""
-        return _weight(*self._frame(r, yw, s, th, flip))
+        return _weight(*self._frame(res, yw, s, th, flip))
 
     def _consistency(self, frame: tuple[np.ndarray, np.ndarray, np.ndarray],
                      shift: tuple[int, int]) -> float:
@@ -493,10 +514,40 @@ def _blurred_gain(kernel: np.ndarray) -> float:
     return float(np.linalg.norm(eff))
 
 
+def _residuals(yw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(plain, spectral)`` residuals of the working luminance: v1's whitened high-pass
+    (also what the sync search reads) and :func:`_whiten_spectral`'s."""
+    return whiten(yw), _whiten_spectral(yw)
+
+
+def _whiten_spectral(yw: np.ndarray) -> np.ndarray:
+    """The luminance's spectrum divided by its own smoothed magnitude to the power
+    ``SPEC_EXP`` (9 x 9 bins), then v1's Gaussian high-pass (sigma 1.5) and division by
+    the local RMS (sigma 3): the mark is white in the embedding frame, the image's own
+    spectrum is not, so flattening the image's spectrum raises the mark's share of the
+    residual (the linear detector's optimum in coloured noise). Computed from the image
+    alone, so the pilot statistic stays exactly standard normal without the mark."""
+    import cv2
+
+    h, w = yw.shape
+    spec = np.fft.rfft2(yw.astype(np.float64) - float(yw.mean()))
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    smooth = cv2.blur(power, (9, 9)).astype(np.float64) + 1e-6 * float(power.mean()) + 1e-12
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    high = 1.0 - np.exp(-2.0 * math.pi ** 2 * 1.5 ** 2 * (fy * fy + fx * fx))
+    hp = np.fft.irfft2(spec * smooth ** (-SPEC_EXP / 2.0) * high, s=(h, w)).astype(np.float32)
+    loc = cv2.GaussianBlur(hp * hp, (0, 0), 3.0)
+    return (hp / np.sqrt(loc + np.float32(1e-3 * float(loc.mean()) + 1e-12))).astype(np.float32)
+
+
 def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:
-    """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at ``F_DEAD`` to
-    1 at ``F_FULL`` (at least 0.25 when embedding, so that flat images still carry some)."""
-    ramp = np.clip((np.abs(f) - np.float32(F_DEAD)) / np.float32(F_FULL - F_DEAD), 0.0, 1.0)
+    """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at the dead zone
+    to 1 at its end (``F_DEAD``/``F_FULL`` when embedding, with at least 0.25 so that
+    weakly structured parts still carry some; ``DETECT_DEAD``/``DETECT_FULL`` when
+    detecting)."""
+    lo, hi = (F_DEAD, F_FULL) if embed else (DETECT_DEAD, DETECT_FULL)
+    ramp = np.clip((np.abs(f) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
     if embed:
         ramp = np.maximum(ramp, np.float32(0.25))
     return np.where(f >= 0, ramp, -ramp).astype(np.float32)
