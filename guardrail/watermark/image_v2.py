@@ -147,7 +147,7 @@ CROP_SCALE = 1.15
 SPEC_EXP = 0.5
 CROP_PREFILTER = 0.4
 #: Sync lattice candidates tried (each unmirrored and mirrored), besides the identity.
-SYNC_CANDIDATES = 3
+SYNC_CANDIDATES = 5
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
 DECODE_MIN_Z = 4.5
