@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from guardrail._children import parent_death_signal
 from guardrail.cli import add_parser, load_config
 from guardrail.config import Config
 from guardrail.errors import ConfigError
@@ -35,7 +35,6 @@ __all__ = ["APP", "STOP_TIMEOUT", "cmd_dashboard", "dashboard_env", "register", 
 #: seconds the server gets to stop after SIGTERM/SIGINT before its group is killed
 STOP_TIMEOUT = 10.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_PR_SET_PDEATHSIG = 1
 
 
 class _Stop(Exception):
@@ -108,25 +107,6 @@ def dashboard_env(config: Config, *, store_url: str | None = None, address: str 
     return env, link
 
 
-def _parent_death_signal() -> Any:
-    """A function for the child (run between fork and exec) that makes the kernel kill it
-    when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere only the
-    check that the parent is still there). libc is looked up here, in the parent."""
-    parent = os.getpid()
-    prctl = None
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def in_child() -> None:
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return in_child
-
-
 def _kill_group(proc: subprocess.Popen[Any], signum: int) -> None:
     """Send ``signum`` to the child's process group while the child is not yet reaped
     (its group id cannot have been reused then)."""
@@ -144,7 +124,7 @@ def run_server(env: Mapping[str, str]) -> int:
     """
     handlers = {s: signal.getsignal(s) for s in _FORWARDED}
     proc = subprocess.Popen(server_command(), env=dict(env), process_group=0,
-                            preexec_fn=_parent_death_signal())
+                            preexec_fn=parent_death_signal())
     waiting = [True]
 
     def on_signal(signum: int, _frame: Any) -> None:

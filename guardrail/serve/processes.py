@@ -14,15 +14,13 @@ as a pickled exception.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
+from .._children import die_with_parent
 from ..config import Config
 from ..errors import GuardrailError, UnsupportedMediaError
 from .settings import ServeSettings
@@ -33,32 +31,13 @@ log = logging.getLogger(__name__)
 
 #: the methods of Resources the pool runs
 CALLS = frozenset({"verify", "by_content"})
-_PR_SET_PDEATHSIG = 1
 _resources: Any = None
-
-
-def _die_with_parent(parent: int) -> None:
-    """Exit when the process that started this one is gone."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL),
-                                                    0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="guardrail-parent-watch", daemon=True).start()
 
 
 def initialize(config: Config, settings: ServeSettings, store_url: str, parent: int) -> None:
     """Set a pool process up (the executor's initializer)."""
     global _resources
-    _die_with_parent(parent)
+    die_with_parent(parent)
     from .logs import configure_logging
 
     configure_logging()

@@ -37,6 +37,7 @@ ideally proportional to the log-likelihood ratio). Hard bits are soft values of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -312,19 +313,21 @@ class PayloadCode:
                                 corrected=corrected, n_coded=self.n_coded, rank=first,
                                 attempts=first + 1)
 
+    @cached_property
+    def _crc_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(crc(0), rows crc(e_i) ^ crc(0))`` as bits: the CRC is affine over GF(2)."""
+        zero = _int_to_bits(crc(np.zeros(self.info_bits, np.uint8), self.crc_bits),
+                            self.crc_bits)
+        unit = np.eye(self.info_bits, dtype=np.uint8)
+        cols = np.stack([_int_to_bits(crc(u, self.crc_bits), self.crc_bits) ^ zero
+                         for u in unit])
+        return zero, cols.astype(np.int64)
+
     def _crc_bits(self, info: np.ndarray) -> np.ndarray:
-        """CRC bits (MSB first) of each row of ``info`` (0/1): the CRC is affine over GF(2),
+        """CRC bits (MSB first) of each row of ``info`` (0/1):
         ``crc(m) = crc(0) ^ XOR of crc(e_i) ^ crc(0) over the set bits i``."""
-        table = getattr(self, "_crc_table", None)
-        if table is None:
-            zero = _int_to_bits(crc(np.zeros(self.info_bits, np.uint8), self.crc_bits),
-                                self.crc_bits)
-            unit = np.eye(self.info_bits, dtype=np.uint8)
-            cols = np.stack([_int_to_bits(crc(u, self.crc_bits), self.crc_bits) ^ zero
-                             for u in unit])
-            table = self._crc_table = (zero, cols)
-        zero, cols = table
-        return ((info.astype(np.int64) @ cols.astype(np.int64)) & 1).astype(np.uint8) ^ zero
+        zero, cols = self._crc_table
+        return ((info.astype(np.int64) @ cols) & 1).astype(np.uint8) ^ zero
 
     def decode_hard(self, bits: np.ndarray) -> DecodeResult:
         """Decode hard 0/1 bits (Hamming-distance maximum likelihood)."""

@@ -332,7 +332,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Pilot z of the marked output at the identity geometry and the expected shift."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = self._weighted(_residuals(yw), yw, 1.0, 0.0, False)
+        v = self._weighted(_Residuals(yw), yw, 1.0, 0.0, False)
         home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
@@ -374,8 +374,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         kind = _check(content)
         h, w = content.shape[:2]
         yw = work_luma(content, kind, _norm_shape(h, w))
-        res = _residuals(yw)
-        hyps = self._hypotheses(res[0])
+        res = _Residuals(yw)
+        hyps = self._hypotheses(res.plain)
         home = _home(yw.shape)
         n_near, n_all = len(hyps) * (2 * NEAR + 1) ** 2, len(hyps) * TORUS * TORUS
         best_p, best, decoded, n_dec = math.inf, None, None, 0
@@ -415,23 +415,20 @@ class GuardrailImageWatermarkV2(ImageScheme):
                                n_decodes=n_dec, consistency=ratio,
                                consistent=ratio is None or ratio >= COPY_MIN_RATIO)
 
-    def _frame(self, res: tuple[np.ndarray, np.ndarray], yw: np.ndarray, s: float,
-               th: float, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _frame(self, res: _Residuals, yw: np.ndarray, s: float, th: float, flip: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(residual, valid, f)`` in the embedding frame under one geometry hypothesis:
-        the registered residual (from :func:`_residuals`' pair ``res``, see
-        ``CROP_SCALE``), the mask of canvas pixels inside the image, and the keyed filter
-        response of the registered luminance (its sign is the content field)."""
-        import cv2
-
-        r = res[1] if s < CROP_SCALE else cv2.GaussianBlur(
-            res[0], (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
+        the registered residual (:meth:`_Residuals.at` the hypothesis' scale), the mask of
+        canvas pixels inside the image, and the keyed filter response of the registered
+        luminance (its sign is the content field)."""
+        r = res.at(s)
         rc = register(r, s, th, flip, TORUS)
         valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
         f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
         return rc, valid, f
 
-    def _weighted(self, res: tuple[np.ndarray, np.ndarray], yw: np.ndarray, s: float,
-                  th: float, flip: bool) -> np.ndarray:
+    def _weighted(self, res: _Residuals, yw: np.ndarray, s: float, th: float,
+                  flip: bool) -> np.ndarray:
         """Residual in the embedding frame times the soft content sign field."""
         return _weight(*self._frame(res, yw, s, th, flip))
 
@@ -514,10 +511,30 @@ def _blurred_gain(kernel: np.ndarray) -> float:
     return float(np.linalg.norm(eff))
 
 
-def _residuals(yw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(plain, spectral)`` residuals of the working luminance: v1's whitened high-pass
-    (also what the sync search reads) and :func:`_whiten_spectral`'s."""
-    return whiten(yw), _whiten_spectral(yw)
+class _Residuals:
+    """The residuals of one working luminance, each computed on first use: ``plain`` (v1's
+    whitened high-pass, also what the sync search reads) and ``spectral``
+    (:func:`_whiten_spectral`; the embedder's self-check needs only this one)."""
+
+    def __init__(self, yw: np.ndarray) -> None:
+        self.yw = yw
+
+    @cached_property
+    def plain(self) -> np.ndarray:
+        return whiten(self.yw)
+
+    @cached_property
+    def spectral(self) -> np.ndarray:
+        return _whiten_spectral(self.yw)
+
+    def at(self, s: float) -> np.ndarray:
+        """The residual for a hypothesis of scale ``s``: ``spectral`` below ``CROP_SCALE``,
+        else ``plain`` smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels."""
+        if s < CROP_SCALE:
+            return self.spectral
+        import cv2
+
+        return cv2.GaussianBlur(self.plain, (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
 
 
 def _whiten_spectral(yw: np.ndarray) -> np.ndarray:

@@ -71,18 +71,25 @@ def test_postgres_store_keeps_manifests(postgres_url):
         _check_store(store)
 
 
-def test_a_version_4_store_is_migrated_in_place(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def _old_store(url: str, version: int, *statements: str) -> None:
+    """A store as schema ``version`` left it: its migrations and recorded version, then the
+    SQL ``statements``."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for migrate in MIGRATIONS[:4]:
+        for migrate in MIGRATIONS[:version]:
             migrate(conn)
         meta_table.create(conn)
-        conn.execute(meta_table.insert().values(key="schema_version", value="4"))
-        conn.execute(sa.text(
-            "INSERT INTO reports (report_id, created_at, modality, status, model_id) "
-            "VALUES ('old1', '2025-01-01 00:00:00', 'image', 'ok', 'm')"))
+        conn.execute(meta_table.insert().values(key="schema_version", value=str(version)))
+        for sql in statements:
+            conn.execute(sa.text(sql))
     engine.dispose()
+
+
+def test_a_version_4_store_is_migrated_in_place(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _old_store(url, 4,
+               "INSERT INTO reports (report_id, created_at, modality, status, model_id) "
+               "VALUES ('old1', '2025-01-01 00:00:00', 'image', 'ok', 'm')")
     with ReportStore(url) as store:
         assert store.schema_version == SCHEMA_VERSION == 6
         names = set(sa.inspect(store.engine).get_table_names())
@@ -97,23 +104,14 @@ def _indexes(store: ReportStore) -> set[str]:
 
 def test_a_version_5_store_gets_the_covering_binding_index(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'v5.db'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for migrate in MIGRATIONS[:5]:
-            migrate(conn)
-        # what version 5 made: the (alg, value) index
-        conn.execute(sa.text("DROP INDEX ix_soft_bindings_lookup"))
-        conn.execute(sa.text("CREATE INDEX ix_soft_bindings_alg_value ON soft_bindings "
-                             "(alg, value)"))
-        meta_table.create(conn)
-        conn.execute(meta_table.insert().values(key="schema_version", value="5"))
-        conn.execute(sa.text(
-            "INSERT INTO manifests (manifest_id, created_at, data) "
-            "VALUES ('urn:c2pa:old', '2025-01-01 00:00:00', X'00')"))
-        conn.execute(sa.text("INSERT INTO soft_bindings (manifest_id, alg, value) "
-                             "VALUES ('urn:c2pa:old', 'io.guardrail.watermark.image.v1', "
-                             "'AAE=')"))
-    engine.dispose()
+    _old_store(url, 5,
+               # what version 5 made: the (alg, value) index
+               "DROP INDEX ix_soft_bindings_lookup",
+               "CREATE INDEX ix_soft_bindings_alg_value ON soft_bindings (alg, value)",
+               "INSERT INTO manifests (manifest_id, created_at, data) "
+               "VALUES ('urn:c2pa:old', '2025-01-01 00:00:00', X'00')",
+               "INSERT INTO soft_bindings (manifest_id, alg, value) "
+               "VALUES ('urn:c2pa:old', 'io.guardrail.watermark.image.v1', 'AAE=')")
     with ReportStore(url) as store:
         assert store.schema_version == SCHEMA_VERSION == 6
         assert "ix_soft_bindings_lookup" in _indexes(store)
