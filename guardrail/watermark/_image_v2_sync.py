@@ -18,11 +18,12 @@ copy them): that defeats the geometric search only; see docs/WATERMARKS.md.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ANGLE_RANGE_DEG", "N_PEAKS", "SCALE_RANGE", "candidates", "register",
-           "sync_frequencies", "sync_pattern"]
+__all__ = ["ANGLE_RANGE_DEG", "N_PEAKS", "SCALE_RANGE", "Geometry", "candidates", "coherence",
+           "refine", "register", "sync_frequencies", "sync_pattern"]
 
 #: Keyed sinusoids in the sync template and their radial frequency band (cycles per
 #: working pixel).
@@ -34,6 +35,21 @@ SCALE_RANGE = (0.8, 2.25)
 ANGLE_RANGE_DEG = 16.0
 #: Zero-padded spectrum size.
 SPECTRUM = 512
+#: Coherent refinement: sub-pixel offsets tried (detection pixels, each axis), and the
+#: (scale, angle) steps of the pattern search, coarse to fine.
+OFFSETS = np.linspace(-1.0, 1.0, 9)
+REFINE_STEPS = ((0.006, math.radians(0.3)), (0.002, math.radians(0.1)),
+                (0.0007, math.radians(0.035)))
+
+
+class Geometry(NamedTuple):
+    """A geometry hypothesis: the embedding frame maps to the detection frame as ``x = s
+    R(th) Fl (q - cc) + cd + offset`` (see :func:`register`)."""
+
+    s: float
+    th: float
+    flip: bool
+    offset: tuple[float, float] = (0.0, 0.0)
 
 
 def sync_frequencies(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +153,125 @@ def candidates(r: np.ndarray, freqs: np.ndarray, k: int) -> list[tuple[float, fl
     return picked
 
 
+def _moved(freqs: np.ndarray, geos: list[Geometry]) -> np.ndarray:
+    """The keyed frequencies as seen in the detection frame under each geometry: ``(G, P, 2)``
+    (a frequency ``f`` of the embedding frame appears at ``R Fl f / s``)."""
+    out = np.empty((len(geos), len(freqs), 2))
+    for i, g in enumerate(geos):
+        f = freqs * np.array([-1.0, 1.0]) if g.flip else freqs
+        cs, sn = math.cos(g.th), math.sin(g.th)
+        out[i, :, 0] = (cs * f[:, 0] - sn * f[:, 1]) / g.s
+        out[i, :, 1] = (sn * f[:, 0] + cs * f[:, 1]) / g.s
+    return out
+
+
+def _dtft(r: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``sum_x r(x) exp(2 pi i g_k . (x - centre))`` for each frequency ``g_k`` (rows of
+    ``g``, cycles per pixel as (x, y)): separable, as two real float32 products."""
+    h, w = r.shape
+    px = np.outer(np.arange(w) - w // 2, 2 * math.pi * g[:, 0]).astype(np.float32)
+    py = np.outer(np.arange(h) - h // 2, 2 * math.pi * g[:, 1]).astype(np.float32)
+    m = np.ascontiguousarray(r, np.float32) @ np.concatenate([np.cos(px), np.sin(px)], 1)
+    mc, ms = m[:, :len(g)], m[:, len(g):]
+    cy, sy = np.cos(py), np.sin(py)
+    re = np.sum(cy * mc - sy * ms, axis=0, dtype=np.float64)
+    return re + 1j * np.sum(sy * mc + cy * ms, axis=0, dtype=np.float64)
+
+
+def coherence(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geos: list[Geometry]
+              ) -> list[tuple[float, tuple[float, float]]]:
+    """Phase-coherent correlation of the residual ``r`` with the sync template under each
+    (scale, angle, mirror) of ``geos``, at its best sub-pixel offset (``OFFSETS`` around
+    the geometry's own): ``[(c, offset)]``.
+
+    It is the template's inner product with ``r`` - the Fourier transform of ``r`` at the
+    moved frequencies, each turned by its keyed phase - so unlike the power spectrum that
+    :func:`candidates` reads it depends on where the template sits, to a fraction of a
+    pixel and of a degree. It uses the sync key only: under any hypothesis it is
+    independent of the pilot."""
+    g = _moved(freqs, geos).reshape(-1, 2)
+    val = (_dtft(r, g) * np.exp(1j * np.tile(phases, len(geos)))).reshape(len(geos), -1)
+    local = np.stack(np.meshgrid(OFFSETS, OFFSETS, indexing="ij"), -1).reshape(-1, 2)
+    tt = local[None] + np.array([geo.offset for geo in geos])[:, None]  # (G, T, 2)
+    # content moved by t: x -> x - t turns each term by exp(-2 pi i g . t)
+    turn = np.einsum("gtd,gkd->gtk", tt, g.reshape(len(geos), -1, 2))
+    c = np.einsum("gtk,gk->gt", np.cos(2 * math.pi * turn), val.real) + np.einsum(
+        "gtk,gk->gt", np.sin(2 * math.pi * turn), val.imag)
+    j = np.argmax(c, axis=1)
+    return [(float(c[i, k]), (float(tt[i, k, 0]), float(tt[i, k, 1])))
+            for i, k in enumerate(j)]
+
+
+def _locate(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
+            ) -> tuple[float, float]:
+    """The whole-pixel offset (within half the frame) at which the sync template under
+    ``geo`` best matches ``r``: where a crop off centre moved the frame's centre."""
+    h, w = r.shape
+    g = _moved(freqs, [geo])[0]
+    v = _dtft(r, g) * np.exp(1j * phases)
+    tx, ty = np.arange(-(w // 2), w // 2 + 1.0), np.arange(-(h // 2), h // 2 + 1.0)
+    a = np.exp(-2j * math.pi * np.outer(tx, g[:, 0]))  # (nx, P)
+    b = np.exp(-2j * math.pi * np.outer(ty, g[:, 1]))  # (ny, P)
+    c = np.real((b * v) @ a.T)  # (ny, nx)
+    j = int(np.argmax(c))
+    return float(tx[j % tx.size]), float(ty[j // tx.size])
+
+
+def refine(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
+           ) -> list[Geometry]:
+    """Pattern search on (scale, angle, sub-pixel offset) for the largest :func:`coherence`,
+    from ``geo`` as it is and, when that differs, from the whole-pixel offset
+    :func:`_locate` finds (a crop off centre): one or two refined geometries. Both are
+    kept: the template is a few sinusoids, so a wrong offset can match it nearly as
+    well as the right one."""
+    far = geo._replace(offset=_locate(r, freqs, phases, geo))
+    out = [_climb(r, freqs, phases, g)[1] for g in ([geo] if far == geo else [geo, far])]
+    return out if len(out) == 1 or not _same(*out) else out[:1]
+
+
+def _same(a: Geometry, b: Geometry) -> bool:
+    return (a.flip == b.flip and abs(math.log(a.s / b.s)) < 1e-4 and abs(a.th - b.th) < 1e-4
+            and max(abs(a.offset[0] - b.offset[0]), abs(a.offset[1] - b.offset[1])) < 0.1)
+
+
+def _climb(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
+           ) -> tuple[float, Geometry]:
+    """Coarse to fine: at each of ``REFINE_STEPS`` the 3 x 3 grid of (scale, angle) steps
+    around the current geometry, a quadratic fitted to its coherence, and a move to the
+    fit's peak (within one step; to the best grid point when the fit has no peak)."""
+    best_c, best = -math.inf, geo
+    centre = geo
+    uv = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]
+    design = np.array([[1.0, a, b, a * a, b * b, a * b] for a, b in uv])
+    for ds, da in REFINE_STEPS:
+        geos = [centre._replace(s=centre.s * math.exp(a * ds), th=centre.th + b * da)
+                for a, b in uv]
+        res = coherence(r, freqs, phases, geos)
+        cs = np.array([c for c, _ in res])
+        j = int(np.argmax(cs))
+        if cs[j] > best_c:
+            best_c, best = float(cs[j]), geos[j]._replace(offset=res[j][1])
+        q = np.linalg.lstsq(design, cs, rcond=None)[0]
+        hess = np.array([[2 * q[3], q[5]], [q[5], 2 * q[4]]])
+        if np.all(np.linalg.eigvalsh(hess) < 0):
+            a, b = np.clip(np.linalg.solve(hess, -q[1:3]), -1.0, 1.0)
+        else:
+            a, b = uv[j]
+        centre = geos[4]._replace(s=geos[4].s * math.exp(a * ds), th=geos[4].th + b * da,
+                                  offset=res[j][1])
+    (c, t), = coherence(r, freqs, phases, [centre])
+    return (c, centre._replace(offset=t)) if c > best_c else (best_c, best)
+
+
 def register(img: np.ndarray, s: float, th: float, flip: bool, size: int, *,
-             replicate: bool = False) -> np.ndarray:
+             replicate: bool = False, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Resample a detection-frame array into a ``size x size`` embedding-frame canvas.
 
     The embedding frame maps to the detection frame as ``x = s R(th) Fl (q - cc) + cd``
     (``Fl`` mirrors x when ``flip``; ``cc``, ``cd`` the integer canvas and image centres),
-    so the canvas holds the content upright, unscaled and unmirrored, centred. Outside the
-    image the canvas is 0 (or the nearest edge value with ``replicate``).
+    so the canvas holds the content upright, unscaled and unmirrored, centred; ``offset``
+    (detection pixels, x and y) moves ``cd``. Outside the image the canvas is 0 (or the
+    nearest edge value with ``replicate``).
     """
     import cv2
 
@@ -154,7 +281,7 @@ def register(img: np.ndarray, s: float, th: float, flip: bool, size: int, *,
     if flip:
         a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
     cc = np.array([size // 2, size // 2], dtype=np.float64)
-    cd = np.array([w // 2, h // 2], dtype=np.float64)  # integer centres: identity is exact
+    cd = np.array([w // 2 + offset[0], h // 2 + offset[1]])  # integer: identity is exact
     m = np.hstack([a, (cd - a @ cc)[:, None]])
     border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

@@ -33,17 +33,17 @@ computed without the key. The pattern ``g * c`` therefore differs from image to 
   docs/ROBUSTNESS.md);
 * subtracting an estimate needs the pattern itself, i.e. the key.
 
-*Synchronisation: a separate low-energy sync lattice.* ``SYNC_SHARE`` of the mark's power
-is a keyed 32 x 32 tile repeated over the frame. It carries no payload and plays no part
-in the decision; the detector finds its lattice in the autocorrelation of the whitened
-residual (:mod:`guardrail.watermark._image_v2_sync`): the scale (crops to 25% of the area,
-resizes) and rotation (+-``ANGLE_RANGE_DEG``) the image went through. The sync tile can be
-estimated by averaging, like v1's tile - and copying or removing it changes nothing but
-the geometric search: copied, it does not make a detection; removed, the detector still
-tries the unchanged geometry (and its mirror image) directly.
+*Synchronisation: a separate low-energy sync template.* ``SYNC_SHARE`` of the mark's power
+is a sum of keyed sinusoids (:mod:`guardrail.watermark._image_v2_sync`). It carries no
+payload and plays no part in the decision; its peaks in the whitened power spectrum give
+the scale (crops to 25% of the area, resizes), rotation (+-``ANGLE_RANGE_DEG``) and mirror
+candidates, and the ``REFINED`` best of them are refined by its phase-coherent
+correlation to a fraction of a pixel (sub-pixel offset included). It can be estimated and
+notched out or copied - which changes nothing but the geometric search: the detector
+still tries the unchanged geometry and its mirror image directly.
 
-*Detection.* For each geometry hypothesis - identity, and each of ``SYNC_CANDIDATES``
-lattices, each unmirrored and mirrored (horizontal flip) - the residual (spectrally
+*Detection.* For each geometry hypothesis - the identity, its mirror and the sync
+candidates - the residual (spectrally
 whitened for uncropped images, ``CROP_SCALE``) and the blurred luminance are resampled
 into the embedding frame, the content sign field is recomputed there with the key (soft:
 a ramp over a dead zone set higher than the embedder's, ``DETECT_DEAD``, so that pixels a
@@ -56,8 +56,9 @@ from it). Two families of tests are made: the shifts within ``NEAR`` of where th
 sits in an image that was not cropped off centre (resizing, compression, filtering,
 rotations and crops about the centre keep it there), ``hypotheses * (2 NEAR + 1)**2``
 tests, and every shift of the torus, ``hypotheses * TORUS**2`` tests. The pilot p-value is
-the Bonferroni bound over both, ``2 * min(n_near * Q(z_near), n_all * Q(z_all))``: an
-uncropped image needs z of about 5.2 instead of 6.5 at the default FPR. The payload is
+a weighted Bonferroni bound over both families and all hypotheses (``IDENTITY_WEIGHT`` of
+the rate for the identity and its mirror, the most common case): an uncropped image needs
+z of about 5.0 instead of 6.5 at the default FPR. The payload is
 decoded (Viterbi) at the best shift and accepted only with a matching CRC-24 (probability
 ``2**-24`` per attempt on unmarked content, at most ``MAX_DECODES`` attempts). The p-value
 combines both bounds exactly as in v1 and ``detected`` is ``p_value <= fpr`` - and the
@@ -85,7 +86,7 @@ Limits
 ------
 See docs/WATERMARKS.md. In short: an attacker who holds a marked image and applies a
 strong denoiser or regeneration removes more than a subtraction at 38 dB does; the sync
-lattice can be estimated and removed, after which a geometric change (crop, rotation,
+template can be estimated and removed, after which a geometric change (crop, rotation,
 scale) also removes the mark; vertical flips and 90-degree rotations are not searched;
 images more elongated than 2.25:1 repeat part of the torus.
 """
@@ -101,7 +102,8 @@ import numpy as np
 from .._types import Artifact
 from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, upper_tail, work_luma
 from ._image_sync import whiten
-from ._image_v2_sync import candidates, register, sync_frequencies, sync_pattern
+from ._image_v2_sync import (Geometry, candidates, coherence, refine, register,
+                             sync_frequencies, sync_pattern)
 from .base import CannotWatermark
 from .image import _check_image, _mask
 
@@ -117,7 +119,7 @@ TORUS = 384
 #: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame,
 #: each repeat under a different content sign field).
 MAX_ASPECT = 4.0
-#: Share of the mark's power in the sync lattice.
+#: Share of the mark's power in the sync template.
 SYNC_SHARE = 0.25
 #: Content sign field: blur of the luminance (working pixels) and keyed filter size.
 SIGMA_L = 3.0
@@ -130,12 +132,10 @@ MEDIAN = True
 #: ``F_FULL`` all of it.
 F_DEAD = 1.0
 F_FULL = 2.0
-#: The detector's dead zone: a pixel counts from ``DETECT_DEAD`` (weight 0) to
-#: ``DETECT_FULL`` (weight 1). It sits above the embedder's because a copied mark estimate
-#: carries a faint ghost of its donor's coarse structure: on a smooth photo that ghost
-#: pushes pixels near the dead zone over it - those whose response it moves in its own
-#: direction - and the copied mark then matches their signs. From 2 grey levels up a ghost
-#: at 38 dB rarely decides a sign (measured in docs/ROBUSTNESS.md).
+#: The detector's dead zone, from ``DETECT_DEAD`` (weight 0) to ``DETECT_FULL`` (1), sits
+#: above the embedder's: a copied estimate carries a faint ghost of its donor's coarse
+#: structure, which on a smooth photo tips pixels near the dead zone its own way - and the
+#: copy then matches their signs. From 2 grey levels up a ghost at 38 dB rarely decides one.
 DETECT_DEAD = 2.0
 DETECT_FULL = 3.0
 #: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
@@ -146,13 +146,16 @@ DETECT_FULL = 3.0
 CROP_SCALE = 1.15
 SPEC_EXP = 0.5
 CROP_PREFILTER = 0.4
-#: Sync lattice candidates tried (each unmirrored and mirrored), besides the identity.
+#: Sync candidates tried besides the identity; how many of them are refined to a fraction
+#: of a pixel; the share of the false-positive rate spent on the identity and its mirror.
 SYNC_CANDIDATES = 5
+REFINED = 2
+IDENTITY_WEIGHT = 0.5
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
 DECODE_MIN_Z = 4.5
 #: The unattacked output must score at least this at the expected shift, or ``embed``
-#: refuses the image (the detector's threshold is about 5.2; the margin is for processing).
+#: refuses the image (the detector's threshold is about 5.0; the margin is for processing).
 EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field whose statistics
 #: give the spread a copied mark would have, and the ratio a mark must reach.
@@ -163,9 +166,8 @@ COPY_MIN_RATIO = 4.5
 #: Shifts of the torus within this distance of where an image that was not cropped off
 #: centre carries its pattern form a family of tests of its own (see ``analyse``).
 NEAR = 2
-#: The keyed filter is scaled so that its response to the blurred luminance has this gain
-#: (L2 norm of the filter convolved with the blur) for every key: the dead zone then means
-#: the same for every key.
+#: Gain (L2 norm of the filter convolved with the blur) of the keyed filter for every key,
+#: so that the dead zone means the same for every key.
 KERNEL_GAIN = 0.08
 
 
@@ -332,35 +334,42 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Pilot z of the marked output at the identity geometry and the expected shift."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = self._weighted(_Residuals(yw), yw, 1.0, 0.0, False)
+        v = self._weighted(_Residuals(yw), yw, Geometry(1.0, 0.0, False))
         home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
         return float(np.sum(v * g)) / den if den > 0 else 0.0
 
     # ------------------------------------------------------------------ detect
-    def hypotheses(self, content: np.ndarray) -> list[tuple[float, float, bool]]:
-        """The geometry hypotheses the detector tries: (scale, angle rad, mirrored)."""
+    def hypotheses(self, content: np.ndarray) -> list[Geometry]:
+        """The geometry hypotheses the detector tries (scale, angle rad, mirrored, offset)."""
         kind = _check(content)
         h, w = content.shape[:2]
         r = whiten(work_luma(content, kind, _norm_shape(h, w)))
         return self._hypotheses(r)
 
-    def _hypotheses(self, r: np.ndarray) -> list[tuple[float, float, bool]]:
-        out = [(1.0, 0.0, False), (1.0, 0.0, True)]
-        for s, th, flip in candidates(r, self._layout["sync_freqs"], SYNC_CANDIDATES):
-            if abs(math.log(s)) < 0.003 and abs(th) < math.radians(0.2):
-                continue  # the identity is tried anyway
-            out.append((s, th, flip))
-        return out
+    def _hypotheses(self, r: np.ndarray) -> list[Geometry]:
+        """Identity, mirror, then the sync candidates, the ``REFINED`` most coherent first and
+        refined (:func:`~._image_v2_sync.refine` reads the sync key only, not the pilot)."""
+        lay = self._layout
+        ident = [Geometry(1.0, 0.0, False), Geometry(1.0, 0.0, True)]
+        raw = [Geometry(s, th, flip) for s, th, flip in
+               candidates(r, lay["sync_freqs"], SYNC_CANDIDATES)
+               if abs(math.log(s)) >= 0.003 or abs(th) >= math.radians(0.2)]
+        coh = coherence(r, lay["sync_freqs"], lay["sync_phases"], raw) if raw else []
+        order = sorted(range(len(raw)), key=lambda i: -coh[i][0])
+        fine = [g for i in order[:REFINED]
+                for g in refine(r, lay["sync_freqs"], lay["sync_phases"], raw[i])]
+        return ident + fine + [raw[i] for i in order[REFINED:]]
 
     def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysisV2:
         """Run the detector on an image array and return the details.
 
         The p-value bounds, for an image without this key's mark, the probability of a
-        result at least this extreme: ``p_pilot = min(1, 2 * min(n_hyp * (2 NEAR + 1)**2 *
-        Q(z_near), n_hyp * TORUS**2 * Q(z_all)))`` (the best shift near the expected one,
-        and anywhere); ``p_crc = MAX_DECODES * 2**-24``; ``p = min(p_pilot, p_crc)`` when a
+        result at least this extreme: ``p_pilot = min(1, 2 * min over hypotheses h of
+        min((2 NEAR + 1)**2 * Q(z_near), TORUS**2 * Q(z_all)) / w_h)`` (the best shift near
+        the expected one, and anywhere; ``w_h``: ``IDENTITY_WEIGHT / 2`` for the identity and
+        its mirror, the rest shared by the others); ``p_crc = MAX_DECODES * 2**-24``; ``p = min(p_pilot, p_crc)`` when a
         decode passed its CRC, else ``min(1, p_pilot + p_crc)``. ``z`` is the z-score of
         the shift that sets ``p_pilot``. ``consistent`` is the copy check (module notes).
         ``soft`` is accepted for symmetry with v1; the soft values are always computed at
@@ -377,60 +386,64 @@ class GuardrailImageWatermarkV2(ImageScheme):
         res = _Residuals(yw)
         hyps = self._hypotheses(res.plain)
         home = _home(yw.shape)
-        n_near, n_all = len(hyps) * (2 * NEAR + 1) ** 2, len(hyps) * TORUS * TORUS
+        # weighted Bonferroni: IDENTITY_WEIGHT of the rate for the two identities
+        w_id = IDENTITY_WEIGHT / 2 if len(hyps) > 2 else 0.5
+        w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
         best_p, best, decoded, n_dec = math.inf, None, None, 0
-        for s, th, flip in hyps:
-            v = self._weighted(res, yw, s, th, flip)
+        for i, geo in enumerate(hyps):
+            v = self._weighted(res, yw, geo)
             (z_far, far), (z_near, near) = self._pilot_z(v, home)
             # the more significant of the two families for this hypothesis
-            p_far, p_near = n_all * upper_tail(z_far), n_near * upper_tail(z_near)
+            n_w = 1.0 / (w_id if i < 2 else w_other)
+            p_far = n_w * TORUS * TORUS * upper_tail(z_far)
+            p_near = n_w * (2 * NEAR + 1) ** 2 * upper_tail(z_near)
             z, shift, p_h = (z_near, near, p_near) if p_near <= p_far else (z_far, far, p_far)
             if z >= DECODE_MIN_Z and decoded is None and n_dec < MAX_DECODES:
                 n_dec += 1
                 vals = self._soft(v, shift)
                 decoded = self._code.decode(vals).value
                 if decoded is not None:
-                    best = (z, s, th, flip, shift, vals)
+                    best = (z, geo, shift, vals)
             if decoded is None and p_h < best_p:
-                best = (z, s, th, flip, shift, None)
+                best = (z, geo, shift, None)
             best_p = min(best_p, p_h)
             if decoded is not None and best_p < 1e-12:
                 break  # conclusive; stopping early only lowers the work, not the bound
         assert best is not None
-        z_best, s, th, flip, shift, vals = best
+        z_best, geo, shift, vals = best
         # two families of tests (near the expected shift, and anywhere), Bonferroni over both
         p_pilot = min(1.0, 2.0 * best_p)
         p = self._with_crc(p_pilot, decoded, MAX_DECODES)
         ratio = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
-            frame = self._frame(res, yw, s, th, flip)
+            frame = self._frame(res, yw, geo)
             if vals is None:
                 vals = self._soft(_weight(*frame), shift)
             if p <= self.fpr:
                 ratio = self._consistency(frame, shift)
         return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
-                               payload=decoded, scale=float(s),
-                               angle_deg=float(math.degrees(th)), flipped=bool(flip),
+                               payload=decoded, scale=float(geo.s),
+                               angle_deg=float(math.degrees(geo.th)), flipped=bool(geo.flip),
                                shift=shift, soft=vals, n_hypotheses=len(hyps),
                                n_decodes=n_dec, consistency=ratio,
                                consistent=ratio is None or ratio >= COPY_MIN_RATIO)
 
-    def _frame(self, res: _Residuals, yw: np.ndarray, s: float, th: float, flip: bool
+    def _frame(self, res: _Residuals, yw: np.ndarray, geo: Geometry
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(residual, valid, f)`` in the embedding frame under one geometry hypothesis:
         the registered residual (:meth:`_Residuals.at` the hypothesis' scale), the mask of
         canvas pixels inside the image, and the keyed filter response of the registered
         luminance (its sign is the content field)."""
-        r = res.at(s)
-        rc = register(r, s, th, flip, TORUS)
-        valid = register(np.ones_like(r), s, th, flip, TORUS) > 0.99
-        f = self._content_field(register(yw, s, th, flip, TORUS, replicate=True))
+        r = res.at(geo.s)
+        rc = register(r, *geo[:3], TORUS, offset=geo.offset)
+        valid = register(np.ones_like(r), *geo[:3], TORUS, offset=geo.offset) > 0.99
+        f = self._content_field(register(yw, *geo[:3], TORUS, replicate=True,
+                                         offset=geo.offset))
         return rc, valid, f
 
-    def _weighted(self, res: _Residuals, yw: np.ndarray, s: float, th: float,
-                  flip: bool) -> np.ndarray:
+    def _weighted(self, res: _Residuals, yw: np.ndarray, geo: Geometry) -> np.ndarray:
         """Residual in the embedding frame times the soft content sign field."""
-        return _weight(*self._frame(res, yw, s, th, flip))
+        return _weight(*self._frame(res, yw, geo))
 
     def _consistency(self, frame: tuple[np.ndarray, np.ndarray, np.ndarray],
                      shift: tuple[int, int]) -> float:
