@@ -58,11 +58,10 @@ rotations and crops about the centre keep it there), ``hypotheses * (2 NEAR + 1)
 tests, and every shift of the torus, ``hypotheses * TORUS**2`` tests. The pilot p-value is
 a weighted Bonferroni bound over both families and all hypotheses (``IDENTITY_WEIGHT`` of
 the rate for the identity and its mirror, the most common case): an uncropped image needs
-z of about 5.0 instead of 6.5 at the default FPR. The payload is
-decoded (Viterbi) at the best shift and accepted only with a matching CRC-24 (probability
-``2**-24`` per attempt on unmarked content, at most ``MAX_DECODES`` attempts). The p-value
-combines both bounds exactly as in v1 and ``detected`` is ``p_value <= fpr`` - and the
-copy check below.
+z of about 5.0 instead of 6.5 at the default FPR. The payload is decoded (Viterbi) at the
+best shift and accepted only with a matching CRC-24 (probability ``2**-24`` per attempt on
+unmarked content, at most ``MAX_DECODES`` attempts). The p-value combines both bounds as in
+v1 and ``detected`` is ``p_value <= fpr`` - and the copy check below.
 
 *Copy check.* The p-value holds for content that does not contain the key's pattern. A
 pattern copied from another marked image does contain it, at full strength, multiplied by
@@ -116,20 +115,17 @@ VERSION = "2"
 WORK_AREA = 256 * 256
 #: Side of the keyed pilot / payload torus (working pixels).
 TORUS = 384
-#: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame,
-#: each repeat under a different content sign field).
+#: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame).
 MAX_ASPECT = 4.0
 #: Share of the mark's power in the sync template.
 SYNC_SHARE = 0.25
 #: Content sign field: blur of the luminance (working pixels) and keyed filter size.
 SIGMA_L = 3.0
 KERNEL = 9
-#: A 5 x 5 median before the blur: thin structure (a copied high-pass residual) does not
-#: reach the content field.
+#: A 5 x 5 median before the blur keeps thin structure (a copied residual) out of the field.
 MEDIAN = True
-#: Dead zone of the content field (grey levels of the keyed filter response) when
-#: embedding: below ``F_DEAD`` the embedder puts a quarter of the amplitude, from
-#: ``F_FULL`` all of it.
+#: Embedder's dead zone (grey levels of the keyed filter response): a quarter of the
+#: amplitude below ``F_DEAD``, all of it from ``F_FULL``.
 F_DEAD = 1.0
 F_FULL = 2.0
 #: The detector's dead zone, from ``DETECT_DEAD`` (weight 0) to ``DETECT_FULL`` (1), sits
@@ -154,17 +150,15 @@ IDENTITY_WEIGHT = 0.5
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
 DECODE_MIN_Z = 4.5
-#: The unattacked output must score at least this at the expected shift, or ``embed``
-#: refuses the image (the detector's threshold is about 5.0; the margin is for processing).
+#: ``embed`` refuses an image whose unattacked output scores below this (threshold ~5.0).
 EMBED_MIN_Z = 8.0
-#: Copy check: displacements (working pixels) of the content sign field whose statistics
-#: give the spread a copied mark would have, and the ratio a mark must reach.
+#: Copy check: displacements (working pixels) of the content sign field giving the spread a
+#: copied mark would have, and the ratio a mark must reach.
 COPY_OFFSETS = tuple((dy, dx) for dy in (-48, 0, 48) for dx in (-48, 0, 48)
                      if (dy, dx) != (0, 0)) + ((96, 96), (-96, 96), (96, -96), (-96, -96),
                                                 (0, 96), (96, 0), (0, -96), (-96, 0))
 COPY_MIN_RATIO = 4.5
-#: Shifts of the torus within this distance of where an image that was not cropped off
-#: centre carries its pattern form a family of tests of its own (see ``analyse``).
+#: Torus shifts this close to where an uncropped image has its pattern: a test family.
 NEAR = 2
 #: Gain (L2 norm of the filter convolved with the blur) of the keyed filter for every key,
 #: so that the dead zone means the same for every key.
@@ -348,11 +342,13 @@ class GuardrailImageWatermarkV2(ImageScheme):
         r = whiten(work_luma(content, kind, _norm_shape(h, w)))
         return self._hypotheses(r)
 
-    def _hypotheses(self, r: np.ndarray) -> list[Geometry]:
-        """Identity, mirror, then the sync candidates, the ``REFINED`` most coherent first and
-        refined (:func:`~._image_v2_sync.refine` reads the sync key only, not the pilot)."""
+    def _hypotheses(self, r: np.ndarray | None) -> list[Geometry]:
+        """Identity, mirror, then (unless ``r`` is None) the sync candidates, the ``REFINED``
+        most coherent first and refined (:func:`~._image_v2_sync.refine`: no pilot read)."""
         lay = self._layout
         ident = [Geometry(1.0, 0.0, False), Geometry(1.0, 0.0, True)]
+        if r is None:
+            return ident
         raw = [Geometry(s, th, flip) for s, th, flip in
                candidates(r, lay["sync_freqs"], SYNC_CANDIDATES)
                if abs(math.log(s)) >= 0.003 or abs(th) >= math.radians(0.2)]
@@ -384,13 +380,14 @@ class GuardrailImageWatermarkV2(ImageScheme):
         h, w = content.shape[:2]
         yw = work_luma(content, kind, _norm_shape(h, w))
         res = _Residuals(yw)
-        hyps = self._hypotheses(res.plain)
         home = _home(yw.shape)
-        # weighted Bonferroni: IDENTITY_WEIGHT of the rate for the two identities
-        w_id = IDENTITY_WEIGHT / 2 if len(hyps) > 2 else 0.5
-        w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
-        best_p, best, decoded, n_dec = math.inf, None, None, 0
-        for i, geo in enumerate(hyps):
+        # weighted Bonferroni: IDENTITY_WEIGHT of the rate for the identity and its mirror;
+        # the sync search runs only when they are not conclusive
+        hyps, w_id, w_other = self._hypotheses(None), IDENTITY_WEIGHT / 2, 0.0
+        best_p, best, decoded, n_dec, i = math.inf, None, None, 0, -1
+        while i + 1 < len(hyps):
+            i += 1
+            geo = hyps[i]
             v = self._weighted(res, yw, geo)
             (z_far, far), (z_near, near) = self._pilot_z(v, home)
             # the more significant of the two families for this hypothesis
@@ -409,6 +406,9 @@ class GuardrailImageWatermarkV2(ImageScheme):
             best_p = min(best_p, p_h)
             if decoded is not None and best_p < 1e-12:
                 break  # conclusive; stopping early only lowers the work, not the bound
+            if i == 1:
+                hyps += self._hypotheses(res.plain)[2:]
+                w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
         assert best is not None
         z_best, geo, shift, vals = best
         # two families of tests (near the expected shift, and anywhere), Bonferroni over both
