@@ -101,8 +101,15 @@ import numpy as np
 from .._types import Artifact
 from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, upper_tail, work_luma
 from ._image_sync import whiten
-from ._image_v2_sync import (Geometry, candidates, coherence, refine, register,
-                             sync_frequencies, sync_pattern)
+from ._image_v2_sync import (
+    Geometry,
+    candidates,
+    coherence,
+    refine,
+    register,
+    sync_frequencies,
+    sync_pattern,
+)
 from .base import CannotWatermark
 from .image import _check_image, _mask
 

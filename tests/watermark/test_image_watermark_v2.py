@@ -273,8 +273,13 @@ def test_copy_onto_smooth_targets_at_256_px_does_not_transfer(photos, wm):
 def test_refine_recovers_scale_angle_and_sub_pixel_offset():
     """The sync template alone, warped by a known geometry: the phase-coherent refinement
     finds it to a small fraction of a pixel from the power-spectrum estimate's error."""
-    from guardrail.watermark._image_v2_sync import (Geometry, refine, register,
-                                                    sync_frequencies, sync_pattern)
+    from guardrail.watermark._image_v2_sync import (
+        Geometry,
+        refine,
+        register,
+        sync_frequencies,
+        sync_pattern,
+    )
 
     freqs, phases = sync_frequencies(np.random.default_rng(5))
     canvas = sync_pattern(freqs, phases, (512, 512))
@@ -302,7 +307,7 @@ def test_quarter_area_crop_is_registered_to_a_fraction_of_a_pixel(marked, wm):
     """A centred crop keeping a quarter of the area is the content enlarged twice: the
     refined hypothesis gets the scale and angle right well within what the pilot needs
     (the power-spectrum estimate alone was up to 1 % and 0.4 degrees off)."""
-    for _img, payload, out in marked:
+    for _img, _payload, out in marked:
         res = wm.analyse(ia.crop(0.75)(art(out)).content)
         assert res.p_value <= 1e-4 and res.consistent
         assert abs(np.log(res.scale / 2.0)) < 0.003 and abs(res.angle_deg) < 0.2
