@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["ANGLE_RANGE_DEG", "N_PEAKS", "SCALE_RANGE", "Geometry", "candidates", "coherence",
-           "refine", "register", "sync_frequencies", "sync_pattern"]
+           "geometries", "refine", "register", "sync_frequencies", "sync_pattern"]
 
 #: Keyed sinusoids in the sync template and their radial frequency band (cycles per
 #: working pixel).
@@ -261,6 +261,20 @@ def _climb(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
                                   offset=res[j][1])
     (c, t), = coherence(r, freqs, phases, [centre])
     return (c, centre._replace(offset=t)) if c > best_c else (best_c, best)
+
+
+def geometries(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, k: int, refined: int
+               ) -> list[Geometry]:
+    """The geometry hypotheses the sync gives besides the identity: the ``k`` best
+    :func:`candidates` (those within 0.3% and 0.2 degrees of the identity dropped), the
+    ``refined`` of them with the highest :func:`coherence` first and :func:`refine`-d (one
+    or two geometries each), then the others as they are."""
+    raw = [Geometry(s, th, flip) for s, th, flip in candidates(r, freqs, k)
+           if abs(math.log(s)) >= 0.003 or abs(th) >= math.radians(0.2)]
+    coh = coherence(r, freqs, phases, raw) if raw else []
+    order = sorted(range(len(raw)), key=lambda i: -coh[i][0])
+    fine = [g for i in order[:refined] for g in refine(r, freqs, phases, raw[i])]
+    return fine + [raw[i] for i in order[refined:]]
 
 
 def register(img: np.ndarray, s: float, th: float, flip: bool, size: int, *,

@@ -99,17 +99,10 @@ from functools import cached_property
 import numpy as np
 
 from .._types import Artifact
+from . import _image_v2_sync as sync
 from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, upper_tail, work_luma
 from ._image_sync import whiten
-from ._image_v2_sync import (
-    Geometry,
-    candidates,
-    coherence,
-    refine,
-    register,
-    sync_frequencies,
-    sync_pattern,
-)
+from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
 from .image import _check_image, _mask
 
@@ -246,7 +239,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         n = self._code.n_coded
         cells = TORUS * TORUS
         pilot = self._rng("pilot").standard_normal((TORUS, TORUS)).astype(np.float32)
-        freqs, phases = sync_frequencies(self._rng("sync"))
+        freqs, phases = sync.sync_frequencies(self._rng("sync"))
         # keyed filter with no response to constant levels or linear ramps, unit norm
         k = self._rng("kernel").standard_normal((KERNEL, KERNEL))
         yy, xx = np.mgrid[:KERNEL, :KERNEL].astype(np.float64)
@@ -282,7 +275,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
             if len(cache) >= 8:
                 cache.clear()
             lay = self._layout
-            cache[(hw, ww)] = sync_pattern(lay["sync_freqs"], lay["sync_phases"], (hw, ww))
+            cache[(hw, ww)] = sync.sync_pattern(lay["sync_freqs"], lay["sync_phases"], (hw, ww))
         return cache[(hw, ww)]
 
     def _content_field(self, lum: np.ndarray) -> np.ndarray:
@@ -350,20 +343,13 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return self._hypotheses(r)
 
     def _hypotheses(self, r: np.ndarray | None) -> list[Geometry]:
-        """Identity, mirror, then (unless ``r`` is None) the sync candidates, the ``REFINED``
-        most coherent first and refined (:func:`~._image_v2_sync.refine`: no pilot read)."""
-        lay = self._layout
+        """Identity, mirror, then (unless ``r`` is None) :func:`~._image_v2_sync.geometries`."""
         ident = [Geometry(1.0, 0.0, False), Geometry(1.0, 0.0, True)]
         if r is None:
             return ident
-        raw = [Geometry(s, th, flip) for s, th, flip in
-               candidates(r, lay["sync_freqs"], SYNC_CANDIDATES)
-               if abs(math.log(s)) >= 0.003 or abs(th) >= math.radians(0.2)]
-        coh = coherence(r, lay["sync_freqs"], lay["sync_phases"], raw) if raw else []
-        order = sorted(range(len(raw)), key=lambda i: -coh[i][0])
-        fine = [g for i in order[:REFINED]
-                for g in refine(r, lay["sync_freqs"], lay["sync_phases"], raw[i])]
-        return ident + fine + [raw[i] for i in order[REFINED:]]
+        lay = self._layout
+        return ident + sync.geometries(r, lay["sync_freqs"], lay["sync_phases"],
+                                       SYNC_CANDIDATES, REFINED)
 
     def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysisV2:
         """Run the detector on an image array and return the details.
