@@ -150,7 +150,7 @@ IDENTITY_WEIGHT = 0.5
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
 DECODE_MIN_Z = 4.5
-#: ``embed`` refuses an image whose unattacked output scores below this (threshold ~5.0).
+#: ``embed`` refuses an image whose unattacked output scores below this (threshold ~4.6).
 EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field giving the spread a
 #: copied mark would have, and the ratio a mark must reach.
