@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["ANGLE_RANGE_DEG", "N_PEAKS", "SCALE_RANGE", "Geometry", "candidates", "coherence",
-           "geometries", "refine", "register", "sync_frequencies", "sync_pattern"]
+           "geometries", "refine", "register", "scan", "sync_frequencies",
+           "sync_pattern"]
 
 #: Keyed sinusoids in the sync template and their radial frequency band (cycles per
 #: working pixel).
@@ -38,6 +39,9 @@ SPECTRUM = 512
 #: Coherent refinement: sub-pixel offsets tried (detection pixels, each axis), and the
 #: (scale, angle) steps of the pattern search, coarse to fine.
 OFFSETS = np.linspace(-1.0, 1.0, 9)
+#: Coherent scan for centred crops: scales searched and their step (log).
+SCAN_RANGE = (1.05, 2.25)
+SCAN_STEP = 0.003
 REFINE_STEPS = ((0.006, math.radians(0.3)), (0.002, math.radians(0.1)),
                 (0.0007, math.radians(0.035)))
 
@@ -263,18 +267,63 @@ def _climb(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
     return (c, centre._replace(offset=t)) if c > best_c else (best_c, best)
 
 
-def geometries(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, k: int, refined: int
-               ) -> list[Geometry]:
+def scan(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, n: int) -> list[Geometry]:
+    """The ``n`` best scales for a centred, upright, unmirrored enlargement (a crop about
+    the centre, possibly resized) by the template's phase-coherent correlation along the
+    whole scale range (``SCAN_RANGE`` in steps of ``SCAN_STEP``): the Fourier transform of
+    the residual (zero-padded to ``SPECTRUM``) read at the moved frequencies, turned by the
+    keyed phases and by each of ``OFFSETS``. Coherent, it finds the template where the
+    power spectrum that :func:`candidates` reads does not rise above the picture's own (a
+    weak sync after a small crop)."""
+    from scipy import fft
+
+    h, w = r.shape
+    buf = np.zeros((SPECTRUM, SPECTRUM), np.complex64)
+    buf[:min(h, SPECTRUM), :min(w, SPECTRUM)] = r[:SPECTRUM, :SPECTRUM]
+    spec = fft.fft2(buf)  # spec[ky, kx] = sum r exp(-2 pi i (kx x + ky y) / SPECTRUM)
+    scales = np.exp(np.arange(math.log(SCAN_RANGE[0]), math.log(SCAN_RANGE[1]), SCAN_STEP))
+    g = freqs[None] / scales[:, None, None]  # (S, P, 2) as (gx, gy)
+    # sum r exp(+2 pi i g . x) is the transform at -g (bilinear between bins)
+    kx, ky = (-g[..., 0] * SPECTRUM) % SPECTRUM, (-g[..., 1] * SPECTRUM) % SPECTRUM
+    x0, y0 = np.floor(kx).astype(np.int64), np.floor(ky).astype(np.int64)
+    tx, ty = kx - x0, ky - y0
+    x1, y1 = (x0 + 1) % SPECTRUM, (y0 + 1) % SPECTRUM
+    v = (spec[y0, x0] * (1 - tx) * (1 - ty) + spec[y0, x1] * tx * (1 - ty)
+         + spec[y1, x0] * (1 - tx) * ty + spec[y1, x1] * tx * ty)
+    v = v * np.exp(1j * (phases[None] - 2 * math.pi * (g @ np.array([w // 2, h // 2]))))
+    local = np.stack(np.meshgrid(OFFSETS, OFFSETS, indexing="ij"), -1).reshape(-1, 2)
+    turn = 2 * math.pi * np.einsum("td,spd->stp", local, g)
+    coh = (np.cos(turn) * v.real[:, None] + np.sin(turn) * v.imag[:, None]).sum(-1).max(-1)
+    peaks = [i for i in range(1, len(coh) - 1) if coh[i] >= max(coh[i - 1], coh[i + 1])]
+    return [Geometry(float(scales[i]), 0.0, False)
+            for i in sorted(peaks, key=lambda i: -coh[i])[:n]]
+
+
+def geometries(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, k: int, refined: int,
+               scanned: int) -> list[Geometry]:
     """The geometry hypotheses the sync gives besides the identity: the ``k`` best
     :func:`candidates` (those within 0.3% and 0.2 degrees of the identity dropped), the
     ``refined`` of them with the highest :func:`coherence` first and :func:`refine`-d (one
-    or two geometries each), then the others as they are."""
+    or two geometries each), then the ``scanned`` best of :func:`scan` climbed from there
+    (unless a refined candidate is already that geometry), then the other candidates as
+    they are."""
     raw = [Geometry(s, th, flip) for s, th, flip in candidates(r, freqs, k)
            if abs(math.log(s)) >= 0.003 or abs(th) >= math.radians(0.2)]
     coh = coherence(r, freqs, phases, raw) if raw else []
     order = sorted(range(len(raw)), key=lambda i: -coh[i][0])
     fine = [g for i in order[:refined] for g in refine(r, freqs, phases, raw[i])]
+    for geo in scan(r, freqs, phases, scanned) if scanned else []:
+        got = _climb(r, freqs, phases, geo)[1]
+        if not any(_near(got, f) for f in fine):
+            fine.append(got)
     return fine + [raw[i] for i in order[refined:]]
+
+
+def _near(a: Geometry, b: Geometry) -> bool:
+    """Two hypotheses the pilot could not tell apart (0.1%, 0.05 degrees, 0.25 pixel)."""
+    return (a.flip == b.flip and abs(math.log(a.s / b.s)) < 1e-3
+            and abs(a.th - b.th) < math.radians(0.05)
+            and max(abs(a.offset[0] - b.offset[0]), abs(a.offset[1] - b.offset[1])) < 0.25)
 
 
 def register(img: np.ndarray, s: float, th: float, flip: bool, size: int, *,

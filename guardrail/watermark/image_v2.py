@@ -143,9 +143,10 @@ CROP_SCALE = 1.15
 SPEC_EXP = 0.5
 CROP_PREFILTER = 0.4
 #: Sync candidates tried besides the identity; how many of them are refined to a fraction
-#: of a pixel; the share of the false-positive rate spent on the identity and its mirror.
-SYNC_CANDIDATES = 5
-REFINED = 2
+#: of a pixel, and how many scales of the coherent scan for centred crops are added; the
+#: share of the false-positive rate spent on the identity and its mirror.
+SYNC_CANDIDATES = 3
+REFINED, SCANNED = 2, 1
 IDENTITY_WEIGHT = 0.5
 #: Most decode attempts per detection and the pilot z needed before one is made.
 MAX_DECODES = 4
@@ -350,7 +351,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
             return ident
         lay = self._layout
         return ident + sync.geometries(r, lay["sync_freqs"], lay["sync_phases"],
-                                       SYNC_CANDIDATES, REFINED)
+                                       SYNC_CANDIDATES, REFINED, SCANNED)
 
     def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysisV2:
         """Run the detector on an image array and return the details.

@@ -172,9 +172,11 @@ def test_large_inputs_are_reduced_first(wm):
     res = wm.analyse(big)
     from guardrail.watermark import image_v2
 
-    # the identity and its mirror, the candidates, and a second start for each refined one
+    # the identity and its mirror, the candidates, a second start for each refined one and
+    # the coherent scan's scales
     assert res.p_value > 1e-4
-    assert res.n_hypotheses <= 2 + image_v2.SYNC_CANDIDATES + image_v2.REFINED
+    assert res.n_hypotheses <= (2 + image_v2.SYNC_CANDIDATES + image_v2.REFINED
+                                + image_v2.SCANNED)
 
 
 def test_copy_onto_a_flat_photo_does_not_transfer(wm):
@@ -311,3 +313,19 @@ def test_quarter_area_crop_is_registered_to_a_fraction_of_a_pixel(marked, wm):
         res = wm.analyse(ia.crop(0.75)(art(out)).content)
         assert res.p_value <= 1e-4 and res.consistent
         assert abs(np.log(res.scale / 2.0)) < 0.003 and abs(res.angle_deg) < 0.2
+
+
+def test_coherent_scan_finds_a_weak_centred_enlargement():
+    """A crop to 20% of the area (enlarged 2.24 times) under noise 25 times the template's
+    power: the coherent scan along the scale axis ranks the true scale first."""
+    from guardrail.watermark._image_v2_sync import scan, sync_frequencies, sync_pattern
+
+    freqs, phases = sync_frequencies(np.random.default_rng(8))
+    canvas = sync_pattern(freqs, phases, (600, 600))
+    s = 5 ** 0.5
+    m = np.array([[1 / s, 0.0, 300 - 128 / s], [0.0, 1 / s, 300 - 128 / s]])
+    seen = cv2.warpAffine(canvas, m, (256, 256), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    seen = seen + np.random.default_rng(9).normal(0, 5.0, seen.shape).astype(np.float32)
+    top = scan(seen, freqs, phases, 2)
+    assert abs(np.log(top[0].s / s)) < 0.006
+    assert top[0].th == 0.0 and not top[0].flip
