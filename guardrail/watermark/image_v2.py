@@ -38,7 +38,8 @@ is a sum of keyed sinusoids (:mod:`guardrail.watermark._image_v2_sync`). It carr
 payload and plays no part in the decision; its peaks in the whitened power spectrum give
 the scale (crops to 25% of the area, resizes), rotation (+-``ANGLE_RANGE_DEG``) and mirror
 candidates, and the ``REFINED`` best of them are refined by its phase-coherent
-correlation to a fraction of a pixel (sub-pixel offset included). It can be estimated and
+correlation to a fraction of a pixel (sub-pixel offset included); a coherent scan of the
+scale axis adds ``SCANNED`` more for centred crops. It can be estimated and
 notched out or copied - which changes nothing but the geometric search: the detector
 still tries the unchanged geometry and its mirror image directly.
 
