@@ -18,7 +18,7 @@ copy them): that defeats the geometric search only; see docs/WATERMARKS.md.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,7 @@ SPECTRUM = 512
 #: Coherent refinement: sub-pixel offsets tried (detection pixels, each axis), and the
 #: (scale, angle) steps of the pattern search, coarse to fine.
 OFFSETS = np.linspace(-1.0, 1.0, 9)
+_LOCAL = np.stack(np.meshgrid(OFFSETS, OFFSETS, indexing="ij"), -1).reshape(-1, 2)
 #: Coherent scan for centred crops: scales searched and their step (log).
 SCAN_RANGE = (1.05, 2.25)
 SCAN_STEP = 0.003
@@ -107,22 +108,34 @@ def _white_spectrum(r: np.ndarray) -> np.ndarray:
     return spec / bg - np.float32(1.0)
 
 
-def _score(white: np.ndarray, freqs: np.ndarray, ss: np.ndarray, aa: np.ndarray,
-           flip: bool) -> np.ndarray:
-    """Sum of the whitened power at the peaks moved by each (scale, angle): ``(S, A)``."""
-    f = freqs * np.array([-1.0, 1.0]) if flip else freqs
-    cs, sn = np.cos(aa)[:, None], np.sin(aa)[:, None]
-    fx = (cs * f[:, 0] - sn * f[:, 1])[None] / ss[:, None, None]  # (S, A, P)
-    fy = (sn * f[:, 0] + cs * f[:, 1])[None] / ss[:, None, None]
+def _move(freqs: np.ndarray, s: Any, th: Any, flip: Any) -> np.ndarray:
+    """The keyed frequencies as seen in the detection frame: ``f -> R(th) Fl f / s``, with
+    ``s``, ``th`` and ``flip`` broadcast against each other; shape ``(..., P, 2)``."""
+    s, th, flip = np.broadcast_arrays(np.asarray(s, np.float64), np.asarray(th, np.float64),
+                                      np.asarray(flip, bool))
+    fx = np.where(flip[..., None], -freqs[:, 0], freqs[:, 0])
+    fy = freqs[:, 1]
+    cs, sn, s = np.cos(th)[..., None], np.sin(th)[..., None], s[..., None]
+    return np.stack([(cs * fx - sn * fy) / s, (sn * fx + cs * fy) / s], axis=-1)
+
+
+def _bilinear(spec: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """A centred ``SPECTRUM``-point spectrum read at frequencies ``g`` (``(..., 2)`` as
+    (x, y), cycles per pixel), bilinear between bins."""
     c = SPECTRUM // 2
-    xx, yy = c + fx * SPECTRUM, c + fy * SPECTRUM
+    xx, yy = c + g[..., 0] * SPECTRUM, c + g[..., 1] * SPECTRUM
     x0, y0 = np.floor(xx), np.floor(yy)
     tx, ty = xx - x0, yy - y0
     x0 = np.clip(x0.astype(np.int64), 0, SPECTRUM - 2)
     y0 = np.clip(y0.astype(np.int64), 0, SPECTRUM - 2)
-    v = (white[y0, x0] * (1 - ty) * (1 - tx) + white[y0 + 1, x0] * ty * (1 - tx)
-         + white[y0, x0 + 1] * (1 - ty) * tx + white[y0 + 1, x0 + 1] * ty * tx)
-    return v.sum(axis=2)
+    return (spec[y0, x0] * (1 - ty) * (1 - tx) + spec[y0 + 1, x0] * ty * (1 - tx)
+            + spec[y0, x0 + 1] * (1 - ty) * tx + spec[y0 + 1, x0 + 1] * ty * tx)
+
+
+def _score(white: np.ndarray, freqs: np.ndarray, ss: np.ndarray, aa: np.ndarray,
+           flip: bool) -> np.ndarray:
+    """Sum of the whitened power at the peaks moved by each (scale, angle): ``(S, A)``."""
+    return _bilinear(white, _move(freqs, ss[:, None], aa[None, :], flip)).sum(axis=2)
 
 
 def candidates(r: np.ndarray, freqs: np.ndarray, k: int) -> list[tuple[float, float, bool]]:
@@ -158,15 +171,17 @@ def candidates(r: np.ndarray, freqs: np.ndarray, k: int) -> list[tuple[float, fl
 
 
 def _moved(freqs: np.ndarray, geos: list[Geometry]) -> np.ndarray:
-    """The keyed frequencies as seen in the detection frame under each geometry: ``(G, P, 2)``
-    (a frequency ``f`` of the embedding frame appears at ``R Fl f / s``)."""
-    out = np.empty((len(geos), len(freqs), 2))
-    for i, g in enumerate(geos):
-        f = freqs * np.array([-1.0, 1.0]) if g.flip else freqs
-        cs, sn = math.cos(g.th), math.sin(g.th)
-        out[i, :, 0] = (cs * f[:, 0] - sn * f[:, 1]) / g.s
-        out[i, :, 1] = (sn * f[:, 0] + cs * f[:, 1]) / g.s
-    return out
+    """:func:`_move` for each of ``geos``: ``(G, P, 2)``."""
+    return _move(freqs, [g.s for g in geos], [g.th for g in geos], [g.flip for g in geos])
+
+
+def _turned(v: np.ndarray, g: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``Re(sum_p v_p exp(-2 pi i g_p . t))`` - the template's match when the content moved
+    by ``t`` - for the values ``v`` (``(G, P)``) at frequencies ``g`` (``(G, P, 2)``) and
+    each offset of ``t`` (``(G, T, 2)``): ``(G, T)``."""
+    turn = 2 * math.pi * np.einsum("gtd,gpd->gtp", t, g)
+    return (np.einsum("gtp,gp->gt", np.cos(turn), v.real)
+            + np.einsum("gtp,gp->gt", np.sin(turn), v.imag))
 
 
 def _dtft(r: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -193,14 +208,10 @@ def coherence(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geos: list[G
     :func:`candidates` reads it depends on where the template sits, to a fraction of a
     pixel and of a degree. It uses the sync key only: under any hypothesis it is
     independent of the pilot."""
-    g = _moved(freqs, geos).reshape(-1, 2)
-    val = (_dtft(r, g) * np.exp(1j * np.tile(phases, len(geos)))).reshape(len(geos), -1)
-    local = np.stack(np.meshgrid(OFFSETS, OFFSETS, indexing="ij"), -1).reshape(-1, 2)
-    tt = local[None] + np.array([geo.offset for geo in geos])[:, None]  # (G, T, 2)
-    # content moved by t: x -> x - t turns each term by exp(-2 pi i g . t)
-    turn = np.einsum("gtd,gkd->gtk", tt, g.reshape(len(geos), -1, 2))
-    c = np.einsum("gtk,gk->gt", np.cos(2 * math.pi * turn), val.real) + np.einsum(
-        "gtk,gk->gt", np.sin(2 * math.pi * turn), val.imag)
+    g = _moved(freqs, geos)
+    val = _dtft(r, g.reshape(-1, 2)).reshape(len(geos), -1) * np.exp(1j * phases)
+    tt = _LOCAL[None] + np.array([geo.offset for geo in geos])[:, None]  # (G, T, 2)
+    c = _turned(val, g, tt)
     j = np.argmax(c, axis=1)
     return [(float(c[i, k]), (float(tt[i, k, 0]), float(tt[i, k, 1])))
             for i, k in enumerate(j)]
@@ -230,12 +241,8 @@ def refine(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
     well as the right one."""
     far = geo._replace(offset=_locate(r, freqs, phases, geo))
     out = [_climb(r, freqs, phases, g)[1] for g in ([geo] if far == geo else [geo, far])]
-    return out if len(out) == 1 or not _same(*out) else out[:1]
-
-
-def _same(a: Geometry, b: Geometry) -> bool:
-    return (a.flip == b.flip and abs(math.log(a.s / b.s)) < 1e-4 and abs(a.th - b.th) < 1e-4
-            and max(abs(a.offset[0] - b.offset[0]), abs(a.offset[1] - b.offset[1])) < 0.1)
+    same = len(out) == 2 and _near(*out, scale=1e-4, angle=1e-4, offset=0.1)
+    return out[:1] if same else out
 
 
 def _climb(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, geo: Geometry
@@ -280,20 +287,14 @@ def scan(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, n: int) -> list[G
     h, w = r.shape
     buf = np.zeros((SPECTRUM, SPECTRUM), np.complex64)
     buf[:min(h, SPECTRUM), :min(w, SPECTRUM)] = r[:SPECTRUM, :SPECTRUM]
-    spec = fft.fft2(buf)  # spec[ky, kx] = sum r exp(-2 pi i (kx x + ky y) / SPECTRUM)
+    # centred: spec at k is sum r exp(-2 pi i k . x / SPECTRUM)
+    spec = np.fft.fftshift(fft.fft2(buf))
     scales = np.exp(np.arange(math.log(SCAN_RANGE[0]), math.log(SCAN_RANGE[1]), SCAN_STEP))
-    g = freqs[None] / scales[:, None, None]  # (S, P, 2) as (gx, gy)
-    # sum r exp(+2 pi i g . x) is the transform at -g (bilinear between bins)
-    kx, ky = (-g[..., 0] * SPECTRUM) % SPECTRUM, (-g[..., 1] * SPECTRUM) % SPECTRUM
-    x0, y0 = np.floor(kx).astype(np.int64), np.floor(ky).astype(np.int64)
-    tx, ty = kx - x0, ky - y0
-    x1, y1 = (x0 + 1) % SPECTRUM, (y0 + 1) % SPECTRUM
-    v = (spec[y0, x0] * (1 - tx) * (1 - ty) + spec[y0, x1] * tx * (1 - ty)
-         + spec[y1, x0] * (1 - tx) * ty + spec[y1, x1] * tx * ty)
-    v = v * np.exp(1j * (phases[None] - 2 * math.pi * (g @ np.array([w // 2, h // 2]))))
-    local = np.stack(np.meshgrid(OFFSETS, OFFSETS, indexing="ij"), -1).reshape(-1, 2)
-    turn = 2 * math.pi * np.einsum("td,spd->stp", local, g)
-    coh = (np.cos(turn) * v.real[:, None] + np.sin(turn) * v.imag[:, None]).sum(-1).max(-1)
+    g = _move(freqs, scales[:, None], 0.0, False)[:, 0]  # (S, P, 2)
+    # sum r exp(+2 pi i g . (x - centre)) is the transform at -g, turned to the centre
+    v = _bilinear(spec, -g) * np.exp(
+        1j * (phases[None] - 2 * math.pi * (g @ np.array([w // 2, h // 2]))))
+    coh = _turned(v, g, np.broadcast_to(_LOCAL, (len(scales), *_LOCAL.shape))).max(-1)
     peaks = [i for i in range(1, len(coh) - 1) if coh[i] >= max(coh[i - 1], coh[i + 1])]
     return [Geometry(float(scales[i]), 0.0, False)
             for i in sorted(peaks, key=lambda i: -coh[i])[:n]]
@@ -319,32 +320,34 @@ def geometries(r: np.ndarray, freqs: np.ndarray, phases: np.ndarray, k: int, ref
     return fine + [raw[i] for i in order[refined:]]
 
 
-def _near(a: Geometry, b: Geometry) -> bool:
-    """Two hypotheses the pilot could not tell apart (0.1%, 0.05 degrees, 0.25 pixel)."""
-    return (a.flip == b.flip and abs(math.log(a.s / b.s)) < 1e-3
-            and abs(a.th - b.th) < math.radians(0.05)
-            and max(abs(a.offset[0] - b.offset[0]), abs(a.offset[1] - b.offset[1])) < 0.25)
+def _near(a: Geometry, b: Geometry, *, scale: float = 1e-3,
+          angle: float = math.radians(0.05), offset: float = 0.25) -> bool:
+    """Whether two hypotheses agree within ``scale`` (log), ``angle`` (radians) and
+    ``offset`` (pixels); the defaults are what the pilot could not tell apart."""
+    return (a.flip == b.flip and abs(math.log(a.s / b.s)) < scale and abs(a.th - b.th) < angle
+            and max(abs(a.offset[0] - b.offset[0]), abs(a.offset[1] - b.offset[1])) < offset)
 
 
-def register(img: np.ndarray, s: float, th: float, flip: bool, size: int, *,
-             replicate: bool = False, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def register(img: np.ndarray, geo: Geometry, size: int, *, replicate: bool = False
+             ) -> np.ndarray:
     """Resample a detection-frame array into a ``size x size`` embedding-frame canvas.
 
-    The embedding frame maps to the detection frame as ``x = s R(th) Fl (q - cc) + cd``
-    (``Fl`` mirrors x when ``flip``; ``cc``, ``cd`` the integer canvas and image centres),
-    so the canvas holds the content upright, unscaled and unmirrored, centred; ``offset``
-    (detection pixels, x and y) moves ``cd``. Outside the image the canvas is 0 (or the
-    nearest edge value with ``replicate``).
+    The embedding frame maps to the detection frame as ``x = s R(th) Fl (q - cc) + cd +
+    offset`` (``geo``; ``Fl`` mirrors x when ``flip``; ``cc``, ``cd`` the integer canvas
+    and image centres; ``offset`` in detection pixels, x and y), so the canvas holds the
+    content upright, unscaled and unmirrored, centred. Outside the image the canvas is 0
+    (or the nearest edge value with ``replicate``).
     """
     import cv2
 
     h, w = img.shape
-    cs, sn = math.cos(th), math.sin(th)
-    a = s * np.array([[cs, -sn], [sn, cs]])
-    if flip:
+    cs, sn = math.cos(geo.th), math.sin(geo.th)
+    a = geo.s * np.array([[cs, -sn], [sn, cs]])
+    if geo.flip:
         a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
     cc = np.array([size // 2, size // 2], dtype=np.float64)
-    cd = np.array([w // 2 + offset[0], h // 2 + offset[1]])  # integer: identity is exact
+    # integer centres: the identity is exact
+    cd = np.array([w // 2 + geo.offset[0], h // 2 + geo.offset[1]])
     m = np.hstack([a, (cd - a @ cc)[:, None]])
     border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

@@ -166,6 +166,8 @@ NEAR, NEAR_WEIGHT = 1, 0.75
 #: Gain (L2 norm of the filter convolved with the blur) of the keyed filter for every key,
 #: so that the dead zone means the same for every key.
 KERNEL_GAIN = 0.08
+#: The hypotheses tried first: no geometric change, and its mirror image.
+_IDENTITY = (Geometry(1.0, 0.0, False), Geometry(1.0, 0.0, True))
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Pilot z of the marked output at the identity geometry and the expected shift."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = self._weighted(_Residuals(yw), yw, Geometry(1.0, 0.0, False))
+        v = self._weighted(_Residuals(yw), yw, _IDENTITY[0])
         home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
@@ -345,14 +347,11 @@ class GuardrailImageWatermarkV2(ImageScheme):
         r = whiten(work_luma(content, kind, _norm_shape(h, w)))
         return self._hypotheses(r)
 
-    def _hypotheses(self, r: np.ndarray | None) -> list[Geometry]:
-        """Identity, mirror, then (unless ``r`` is None) :func:`~._image_v2_sync.geometries`."""
-        ident = [Geometry(1.0, 0.0, False), Geometry(1.0, 0.0, True)]
-        if r is None:
-            return ident
+    def _hypotheses(self, r: np.ndarray) -> list[Geometry]:
+        """The identity and its mirror, then :func:`~._image_v2_sync.geometries`."""
         lay = self._layout
-        return ident + sync.geometries(r, lay["sync_freqs"], lay["sync_phases"],
-                                       SYNC_CANDIDATES, REFINED, SCANNED)
+        return [*_IDENTITY, *sync.geometries(r, lay["sync_freqs"], lay["sync_phases"],
+                                             SYNC_CANDIDATES, REFINED, SCANNED)]
 
     def analyse(self, content: np.ndarray, *, soft: bool = True) -> ImageAnalysisV2:
         """Run the detector on an image array and return the details.
@@ -380,7 +379,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         home = _home(yw.shape)
         # weighted Bonferroni: IDENTITY_WEIGHT of the rate for the identity and its mirror;
         # the sync search runs only when they are not conclusive
-        hyps, w_id, w_other = self._hypotheses(None), IDENTITY_WEIGHT / 2, 0.0
+        hyps, w_id, w_other = list(_IDENTITY), IDENTITY_WEIGHT / 2, 0.0
         best_p, best, decoded, n_dec, i = math.inf, None, None, 0, -1
         while i + 1 < len(hyps):
             i += 1
@@ -404,7 +403,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
             if decoded is not None and best_p < 1e-12:
                 break  # conclusive; stopping early only lowers the work, not the bound
             if i == 1:
-                hyps += self._hypotheses(res.plain)[2:]
+                hyps += self._hypotheses(res.plain)[len(_IDENTITY):]
                 w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
         assert best is not None
         z_best, geo, shift, vals = best
@@ -431,10 +430,9 @@ class GuardrailImageWatermarkV2(ImageScheme):
         canvas pixels inside the image, and the keyed filter response of the registered
         luminance (its sign is the content field)."""
         r = res.at(geo.s)
-        rc = register(r, *geo[:3], TORUS, offset=geo.offset)
-        valid = register(np.ones_like(r), *geo[:3], TORUS, offset=geo.offset) > 0.99
-        f = self._content_field(register(yw, *geo[:3], TORUS, replicate=True,
-                                         offset=geo.offset))
+        rc = register(r, geo, TORUS)
+        valid = register(np.ones_like(r), geo, TORUS) > 0.99
+        f = self._content_field(register(yw, geo, TORUS, replicate=True))
         return rc, valid, f
 
     def _weighted(self, res: _Residuals, yw: np.ndarray, geo: Geometry) -> np.ndarray:

@@ -300,7 +300,7 @@ def test_refine_recovers_scale_angle_and_sub_pixel_offset():
     assert abs(np.rad2deg(best.th - truth.th)) < 0.08
     assert np.allclose(best.offset, truth.offset, atol=0.2)
     # and the registration puts the template back where the embedder drew it
-    back = register(seen, *best[:3], 512, offset=best.offset)
+    back = register(seen, best, 512)
     inner = (slice(200, 312), slice(200, 312))
     assert np.corrcoef(back[inner].ravel(), canvas[inner].ravel())[0, 1] > 0.6
 
