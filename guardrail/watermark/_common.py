@@ -24,7 +24,7 @@ from .base import (
 )
 from .ecc import PayloadCode
 
-__all__ = ["AnalysisBase", "ImageScheme", "add_luma", "norm_shape", "work_luma"]
+__all__ = ["AnalysisBase", "ImageScheme", "add_luma", "dither", "norm_shape", "work_luma"]
 
 
 def norm_shape(h: int, w: int, area: int) -> tuple[int, int]:
@@ -68,6 +68,23 @@ def add_luma(content: np.ndarray, delta: np.ndarray, kind: str) -> np.ndarray:
     if kind == "rgba":
         out[..., 3] = content[..., 3]
     return out
+
+
+_DITHER: dict[tuple[int, int], np.ndarray] = {}
+
+
+def dither(h: int, w: int) -> np.ndarray:
+    """A fixed random dither in [-0.5, 0.5) before rounding to 8 bits: keeps sub-level
+    changes (flat areas) in expectation; the same for every embed of one size (cached for
+    the last size up to 16 Mpx)."""
+    d = _DITHER.get((h, w))
+    if d is None:
+        rng = np.random.Generator(np.random.SFC64(0x5EED))
+        d = rng.random((h, w), dtype=np.float32) - np.float32(0.5)
+        _DITHER.clear()
+        if h * w <= 1 << 24:
+            _DITHER[(h, w)] = d
+    return d
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ from functools import cached_property
 import numpy as np
 
 from .._types import Artifact
-from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, work_luma
+from ._common import AnalysisBase, ImageScheme, add_luma, dither, norm_shape, work_luma
 from ._image_sync import TILE, fold, lattice_candidates, subpixel, whiten
 from .base import CannotWatermark
 
@@ -251,10 +251,7 @@ class GuardrailImageWatermark(ImageScheme):
         flat = delta.ravel()
         rms = math.sqrt(float(np.dot(flat, flat)) / flat.size)
         delta *= self.strength / max(rms, 1e-6)
-        # random dither before rounding to 8 bits: keeps sub-level changes (flat areas)
-        # in expectation instead of rounding them away; fixed seed, so embed is repeatable
-        delta += np.random.Generator(np.random.SFC64(0x5EED)).random((h, w), dtype=np.float32)
-        delta -= np.float32(0.5)
+        delta += dither(h, w)  # fixed: keeps sub-level changes, embed is repeatable
         out = add_luma(content, delta, kind)
         return artifact.evolve(content=out, data=None, media_type=None)
 

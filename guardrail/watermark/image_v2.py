@@ -59,10 +59,11 @@ rotations and crops about the centre keep it there), ``hypotheses * (2 NEAR + 1)
 tests, and every shift of the torus, ``hypotheses * TORUS**2`` tests. The pilot p-value is
 a weighted Bonferroni bound over both families (``NEAR_WEIGHT`` of the rate near) and all
 hypotheses (``IDENTITY_WEIGHT`` for the identity and its mirror, the most common case):
-an uncropped image needs z of about 4.6 instead of 6.6 at the default FPR. The payload is decoded (Viterbi) at the
-best shift and accepted only with a matching CRC-24 (probability ``2**-24`` per attempt on
-unmarked content, at most ``MAX_DECODES`` attempts). The p-value combines both bounds as in
-v1 and ``detected`` is ``p_value <= fpr`` - and the copy check below.
+an uncropped image needs z of about 4.6 instead of 6.6 at the default FPR. The payload is
+decoded at the best shift (Viterbi; when its best path fails the CRC-24, the ``list_size``
+best paths in order, list Viterbi) and accepted only with a matching CRC-24 (``2**-24`` per
+check on unmarked content; at most ``MAX_DECODES * list_size`` checks, all counted). The
+p-value combines both bounds as in v1; ``detected`` is ``p_value <= fpr`` and the copy check.
 
 *Copy check.* The p-value holds for content that does not contain the key's pattern. A
 pattern copied from another marked image does contain it, at full strength, multiplied by
@@ -101,7 +102,7 @@ import numpy as np
 
 from .._types import Artifact
 from . import _image_v2_sync as sync
-from ._common import AnalysisBase, ImageScheme, add_luma, norm_shape, upper_tail, work_luma
+from ._common import AnalysisBase, ImageScheme, add_luma, dither, norm_shape, upper_tail, work_luma
 from ._image_sync import whiten
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
@@ -149,9 +150,11 @@ CROP_PREFILTER = 0.4
 SYNC_CANDIDATES = 3
 REFINED, SCANNED = 2, 1
 IDENTITY_WEIGHT = 0.5
-#: Most decode attempts per detection and the pilot z needed before one is made.
-MAX_DECODES = 4
-DECODE_MIN_Z = 4.5
+#: Most decode attempts per detection and the pilot z needed before one is made; a decode
+#: whose best path fails the CRC checks the ``LIST_SIZE`` best paths, fewer when ``fpr`` is
+#: strict, so that the CRC checks use at most ``LIST_FPR_SHARE`` of it (1e-4: 16 paths).
+MAX_DECODES, DECODE_MIN_Z = 4, 4.5
+LIST_SIZE, LIST_FPR_SHARE = 16, 0.1
 #: ``embed`` refuses an image whose unattacked output scores below this (threshold ~4.6).
 EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field giving the spread a
@@ -234,6 +237,9 @@ class GuardrailImageWatermarkV2(ImageScheme):
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 2.4) -> None:
         super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
+        per_path = MAX_DECODES * self._code.false_accept_probability
+        #: Paths checked per decode (list Viterbi; 1 is plain Viterbi).
+        self.list_size = max(1, min(LIST_SIZE, int(LIST_FPR_SHARE * self.fpr / per_path)))
 
     def _check(self, content: object) -> str:
         return _check(content)
@@ -319,7 +325,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         delta = cv2.resize(delta.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         rms = math.sqrt(float(np.mean(delta * delta)))
         delta *= np.float32(self.strength / max(rms, 1e-6))
-        delta += _dither(h, w)
+        delta += dither(h, w)
         out = add_luma(content, delta, kind)
         z = self._self_z(out, kind)
         if z < EMBED_MIN_Z:
@@ -361,11 +367,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
         NEAR + 1)**2 Q(z_near) / NEAR_WEIGHT, TORUS**2 Q(z_all) / (1 - NEAR_WEIGHT)) /
         w_h)`` (the best shift near the expected one, and anywhere; ``w_h``:
         ``IDENTITY_WEIGHT / 2`` for the identity and its mirror, the rest shared by the
-        others); ``p_crc = MAX_DECODES * 2**-24``; ``p = min(p_pilot, p_crc)`` when a
-        decode passed its CRC, else ``min(1, p_pilot + p_crc)``. ``z`` is the z-score of
-        the shift that sets ``p_pilot``. ``consistent`` is the copy check (module notes).
-        ``soft`` is accepted for symmetry with v1; the soft values are always computed at
-        the best hypothesis.
+        others); ``p_crc = MAX_DECODES * list_size * 2**-24``; ``p = min(p_pilot, p_crc)``
+        when a decode passed its CRC, else ``min(1, p_pilot + p_crc)``. ``z`` is the
+        z-score of the shift that sets ``p_pilot``; ``consistent`` is the copy check. The
+        soft values are always computed at the best hypothesis (``soft``: as in v1).
 
         Raises
         ------
@@ -395,6 +400,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 n_dec += 1
                 vals = self._soft(v, shift)
                 decoded = self._code.decode(vals).value
+                if decoded is None and self.list_size > 1:
+                    decoded = self._code.decode_list(vals, self.list_size).value
                 if decoded is not None:
                     best = (z, geo, shift, vals)
             if decoded is None and p_h < best_p:
@@ -408,7 +415,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         assert best is not None
         z_best, geo, shift, vals = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
-        p = self._with_crc(p_pilot, decoded, MAX_DECODES)
+        p = self._with_crc(p_pilot, decoded, MAX_DECODES * self.list_size)
         ratio = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
             frame = self._frame(res, yw, geo)
@@ -577,20 +584,3 @@ def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:
     if embed:
         ramp = np.maximum(ramp, np.float32(0.25))
     return np.where(f >= 0, ramp, -ramp).astype(np.float32)
-
-
-_DITHER: dict[tuple[int, int], np.ndarray] = {}
-
-
-def _dither(h: int, w: int) -> np.ndarray:
-    """A fixed random dither in [-0.5, 0.5) before rounding to 8 bits: keeps sub-level
-    changes (flat areas) in expectation; the same for every embed of one size (cached for
-    the last size up to 16 Mpx)."""
-    d = _DITHER.get((h, w))
-    if d is None:
-        rng = np.random.Generator(np.random.SFC64(0x5EED))
-        d = rng.random((h, w), dtype=np.float32) - np.float32(0.5)
-        _DITHER.clear()
-        if h * w <= 1 << 24:
-            _DITHER[(h, w)] = d
-    return d

@@ -329,3 +329,27 @@ def test_coherent_scan_finds_a_weak_centred_enlargement():
     top = scan(seen, freqs, phases, 2)
     assert abs(np.log(top[0].s / s)) < 0.006
     assert top[0].th == 0.0 and not top[0].flip
+
+
+def test_list_decoding_recovers_an_id_whose_best_path_fails_and_counts_every_check(
+        marked, wm, monkeypatch):
+    """When the best Viterbi path fails the CRC the decoder checks the ``list_size`` best
+    paths; every check is counted in the p-value, and strict false-positive rates shorten
+    the list (down to plain Viterbi)."""
+    import guardrail.watermark.image_v2 as v2
+    from guardrail.watermark.ecc import DecodeResult
+
+    assert wm.list_size == v2.LIST_SIZE == 16
+    assert GuardrailImageWatermarkV2(KEY, fpr=1e-7).list_size == 1
+    _img, payload, out = marked[1]
+    code = type(wm._code)(info_bits=32, crc_bits=24)
+    # the best path of every decode fails its CRC: only the list can find the id
+    monkeypatch.setattr(code, "decode", lambda soft: DecodeResult(None, False, 0, 186))
+    monkeypatch.setattr(wm, "_code", code)
+    res = wm.analyse(ia.jpeg(50)(art(out)).content)
+    p_crc = v2.MAX_DECODES * 16 * 2.0 ** -24
+    assert res.payload == payload and res.p_value == pytest.approx(min(res.p_pilot, p_crc))
+    assert wm.analyse(_img).p_value >= p_crc  # unmarked: p_pilot + every CRC check
+    plain = GuardrailImageWatermarkV2(KEY, fpr=1e-7)
+    monkeypatch.setattr(plain, "_code", code)
+    assert plain.analyse(ia.jpeg(50)(art(out)).content).payload is None
