@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..stats import clopper_pearson
+
 __all__ = ["TUNING", "main", "render", "run"]
 
 #: Photos the image schemes were tuned on; the report evaluates on the others.
@@ -77,6 +79,13 @@ def _keyless_cell(e: Mapping[str, Any], label: str) -> str:
     return "-" if r is None else _cell(r["rate"], (r["ci_low"], r["ci_high"]), r["n"])
 
 
+def _payload_cell(e: Mapping[str, Any], label: str) -> str:
+    rate, n = (e.get("payload_ok") or {}).get(label), e["n_images"]
+    if rate is None or not n:
+        return "-"
+    return _cell(rate, clopper_pearson(round(rate * n), n), n)
+
+
 def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
            load: str | None = None) -> str:
     """Markdown for the ``robustness-image`` section (``load``: the machine's load while
@@ -105,6 +114,11 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
     columns = _columns(results, schemes, sizes)
     lines += _table(labels, columns, lambda e, lb: _cell(
         e["tpr"].get(lb), e.get("tpr_ci", {}).get(lb), e["n_images"]))
+    lines += ["", "### The id recovered", "",
+              "Share of the same marked images whose payload id came back (detected, with the "
+              "id that was embedded). The id is what finds the record when the metadata was "
+              "stripped.", ""]
+    lines += _table(labels, columns, _payload_cell)
     refusals = [f"{s} @{z}: {', '.join(e['refused'])}" for s, z, e in columns
                 if e.get("refused")]
     if refusals:

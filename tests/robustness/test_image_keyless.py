@@ -64,6 +64,7 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
     entry = {"tpr": {"clean": 1.0, "jpeg(30)": 0.5}, "tpr_ci": {"clean": [0.9, 1.0],
                                                               "jpeg(30)": [0.3, 0.7]},
              "n_images": 20, "fpr_measured": 0.0, "n_unmarked": 100,
+             "payload_ok": {"clean": 1.0, "jpeg(30)": 0.25},
              "unmarked_p_at_most": {"0.1": 0.05, "0.01": 0.0, "0.001": 0.0},
              "psnr_mean": 40.6, "psnr_min": 40.2, "ssim_mean": 0.98, "embed_ms": 10.0,
              "detect_ms": 20.0, "detect_unmarked_ms": 30.0,
@@ -77,6 +78,8 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
                                                     "tpr>=0.95_each_attack": False}}}}
     md = render(res, when="now", machine="here")
     assert "| jpeg(30) | 0.50 [0.30, 0.70] n=20 |" in md
+    ids = md[md.index("### The id recovered"):]
+    assert "| jpeg(30) | 0.25 [0.09, 0.49] n=20 |" in ids  # 5 of 20, Clopper-Pearson
     assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
     assert "**missed tpr>=0.95_each_attack**" in md
 
