@@ -186,13 +186,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             results[int(res["setup"]["size"])] = res
     else:
         results = run(args.sizes, photo_dir=args.photos, n_unmarked=args.unmarked, log=print)
+        stamp = {"when": now(), "machine": machine_line(), "load": (
+            "load average {:.1f} / {:.1f} / {:.1f} over 1 / 5 / 15 minutes at the end of the "
+            "run".format(*os.getloadavg()))}
+        for res in results.values():
+            res["setup"]["run"] = stamp
     if args.save_json:
         Path(args.save_json).write_text(json.dumps(results, default=str, indent=1))
-    load = None if args.from_json else (
-        "load average {:.1f} / {:.1f} / {:.1f} over 1 / 5 / 15 minutes at the end of the "
-        "run".format(*os.getloadavg()))
-    write_section(Path(args.out), "robustness-image",
-                  render(results, when=now(), machine=machine_line(), load=load))
+    # saved results keep the time, machine and load of the run that measured them
+    stamp = next(iter(results.values()))["setup"].get("run") or {
+        "when": f"a run whose time was not saved (rendered {now()})", "machine": machine_line(),
+        "load": None}
+    write_section(Path(args.out), "robustness-image", render(results, **stamp))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def test_estimates_needing_more_outputs_than_held_are_skipped(pools):
     assert r == {"copy": {}, "removal": {}}
 
 
-def test_report_renders_rates_with_intervals_and_missed_targets():
+def _lab_results() -> dict:
+    """A minimal saved image-lab result for one scheme at 512 px."""
     entry = {"tpr": {"clean": 1.0, "jpeg(30)": 0.5}, "tpr_ci": {"clean": [0.9, 1.0],
                                                               "jpeg(30)": [0.3, 0.7]},
              "n_images": 20, "fpr_measured": 0.0, "n_unmarked": 100,
@@ -76,13 +77,36 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
                  "schemes": {"guardrail-image-v2": entry},
                  "targets": {"guardrail-image-v2": {"psnr>=40": True,
                                                     "tpr>=0.95_each_attack": False}}}}
-    md = render(res, when="now", machine="here")
+    return res
+
+
+def test_report_renders_rates_with_intervals_and_missed_targets():
+    md = render(_lab_results(), when="now", machine="here")
     assert "| jpeg(30) | 0.50 [0.30, 0.70] n=20 |" in md
     ids = md[md.index("### The id recovered"):]
     assert "| jpeg(30) | 0.25 [0.09, 0.49] n=20 |" in ids  # 5 of 20, Clopper-Pearson
     assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
     assert "**missed tpr>=0.95_each_attack**" in md
 
+
+
+def test_report_rendered_from_saved_results_keeps_the_run_s_time_and_load(tmp_path):
+    import json
+
+    from guardrail.robustness.image_report import main
+
+    res = _lab_results()[512]
+    res["setup"]["run"] = {"when": "2026-01-02T03:04:05+00:00", "machine": "the lab box",
+                           "load": "load average 0.5"}
+    saved, out = tmp_path / "r512.json", tmp_path / "ROBUSTNESS.md"
+    saved.write_text(json.dumps(res))
+    main(["--from-json", str(saved), "--out", str(out)])
+    md = out.read_text()
+    assert "on 2026-01-02T03:04:05+00:00; the lab box." in md and "(load average 0.5)" in md
+    del res["setup"]["run"]
+    saved.write_text(json.dumps(res))
+    main(["--from-json", str(saved), "--out", str(out)])
+    assert "a run whose time was not saved (rendered " in out.read_text()
 
 def test_lab_reports_images_the_scheme_refuses_and_keeps_going():
     """A flat image among the lab's photos: image v2 refuses it (too little texture); the lab
