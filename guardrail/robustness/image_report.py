@@ -184,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         for f in args.from_json:
             res = json.loads(Path(f).read_text())
             results[int(res["setup"]["size"])] = res
+        # saved results keep the time, machine and load of the run that measured them
+        stamp = next(iter(results.values()))["setup"].get("run") or {
+            "when": f"a run whose time was not saved (rendered {now()})",
+            "machine": machine_line(), "load": None}
     else:
         results = run(args.sizes, photo_dir=args.photos, n_unmarked=args.unmarked, log=print)
         stamp = {"when": now(), "machine": machine_line(), "load": (
@@ -193,10 +197,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             res["setup"]["run"] = stamp
     if args.save_json:
         Path(args.save_json).write_text(json.dumps(results, default=str, indent=1))
-    # saved results keep the time, machine and load of the run that measured them
-    stamp = next(iter(results.values()))["setup"].get("run") or {
-        "when": f"a run whose time was not saved (rendered {now()})", "machine": machine_line(),
-        "load": None}
     write_section(Path(args.out), "robustness-image", render(results, **stamp))
 
 

@@ -132,7 +132,7 @@ from .base import (
     payload_hex,
     upper_tail,
 )
-from .ecc import PayloadCode
+from .ecc import PayloadCode, decode_id, list_size_for
 
 __all__ = ["GuardrailAudioWatermark", "MIN_SECONDS", "N_TESTS", "SAMPLE_RATES"]
 
@@ -260,9 +260,8 @@ class GuardrailAudioWatermark(KeyedScheme):
             raise ValueError(f"payload_bits={self.payload_bits} exceeds the code's "
                              f"{self._code.info_bits} information bits")
         #: Paths checked per payload decode (1: plain Viterbi, also without ``decode_list``).
-        per_path = N_DECODES * self._false_accept()
-        self.list_size = (max(1, min(LIST_SIZE, int(LIST_FPR_SHARE * self.fpr / per_path)))
-                          if hasattr(self._code, "decode_list") else 1)
+        self.list_size = list_size_for(self._code, self.fpr, N_DECODES, cap=LIST_SIZE,
+                                       share=LIST_FPR_SHARE)
 
     # ------------------------------------------------------------------ keyed layout
     @cached_property
@@ -472,10 +471,7 @@ class GuardrailAudioWatermark(KeyedScheme):
     def _decode(self, soft: np.ndarray, z: float) -> int | None:
         """The id that passes the CRC among the best paths (best first; ``list_size`` of them
         when the pilot score ``z >= LIST_MIN_Z``, else the best alone), or ``None``."""
-        value = self._code.decode(soft).value
-        if value is None and self.list_size > 1 and z >= LIST_MIN_Z:
-            value = self._code.decode_list(soft, self.list_size).value
-        return value
+        return decode_id(self._code, soft, self.list_size if z >= LIST_MIN_Z else 1)
 
     def _decision(self, z_max: float, decoded: int | None, *,
                   z_scaled: float | None = None) -> tuple[bool, float, int | None]:

@@ -41,7 +41,8 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["CRC24_POLY", "DecodeResult", "ListDecodeResult", "PayloadCode", "crc"]
+__all__ = ["CRC24_POLY", "DecodeResult", "ListDecodeResult", "PayloadCode", "crc", "decode_id",
+           "list_size_for"]
 
 #: OpenPGP CRC-24 generator polynomial (without the x^24 term).
 CRC24_POLY = 0x864CFB
@@ -332,3 +333,23 @@ class PayloadCode:
     def decode_hard(self, bits: np.ndarray) -> DecodeResult:
         """Decode hard 0/1 bits (Hamming-distance maximum likelihood)."""
         return self.decode(2.0 * np.asarray(bits, dtype=np.float64) - 1.0)
+
+
+def list_size_for(code: object, fpr: float, decodes: int, *, cap: int, share: float) -> int:
+    """How many paths each of ``decodes`` decodes may check against the CRC so that all the
+    checks together accept a wrong message with probability at most ``share * fpr``: at
+    most ``cap``, at least 1 (plain Viterbi; also for a code without ``decode_list``)."""
+    if not hasattr(code, "decode_list"):
+        return 1
+    per_path = decodes * float(getattr(code, "false_accept_probability", 2.0 ** -24))
+    return max(1, min(cap, int(share * fpr / per_path)))
+
+
+def decode_id(code: object, soft: np.ndarray, list_size: int) -> int | None:
+    """The id that passes the CRC among the ``list_size`` best paths, best first, or
+    ``None``: plain Viterbi first (the common case, and the cheaper decode), the list only
+    when its best path fails."""
+    value = code.decode(soft).value  # type: ignore[attr-defined]
+    if value is None and list_size > 1:
+        value = code.decode_list(soft, list_size).value  # type: ignore[attr-defined]
+    return value

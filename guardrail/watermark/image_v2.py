@@ -106,6 +106,7 @@ from ._common import AnalysisBase, ImageScheme, add_luma, dither, norm_shape, up
 from ._image_sync import whiten
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
+from .ecc import decode_id, list_size_for
 from .image import _check_image, _mask
 
 __all__ = ["GuardrailImageWatermarkV2", "ImageAnalysisV2"]
@@ -237,9 +238,9 @@ class GuardrailImageWatermarkV2(ImageScheme):
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 2.4) -> None:
         super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
-        per_path = MAX_DECODES * self._code.false_accept_probability
         #: Paths checked per decode (list Viterbi; 1 is plain Viterbi).
-        self.list_size = max(1, min(LIST_SIZE, int(LIST_FPR_SHARE * self.fpr / per_path)))
+        self.list_size = list_size_for(self._code, self.fpr, MAX_DECODES, cap=LIST_SIZE,
+                                       share=LIST_FPR_SHARE)
 
     def _check(self, content: object) -> str:
         return _check(content)
@@ -385,10 +386,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         # weighted Bonferroni: IDENTITY_WEIGHT of the rate for the identity and its mirror;
         # the sync search runs only when they are not conclusive
         hyps, w_id, w_other = list(_IDENTITY), IDENTITY_WEIGHT / 2, 0.0
-        best_p, best, decoded, n_dec, i = math.inf, None, None, 0, -1
-        while i + 1 < len(hyps):
-            i += 1
-            geo = hyps[i]
+        best_p, best, decoded, n_dec = math.inf, None, None, 0
+        for i, geo in enumerate(hyps):  # the sync hypotheses are appended after the mirror
             v = self._weighted(res, yw, geo)
             (z_far, far), (z_near, near) = self._pilot_z(v, home)
             # the more significant of the two families for this hypothesis
@@ -399,9 +398,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
             if z >= DECODE_MIN_Z and decoded is None and n_dec < MAX_DECODES:
                 n_dec += 1
                 vals = self._soft(v, shift)
-                decoded = self._code.decode(vals).value
-                if decoded is None and self.list_size > 1:
-                    decoded = self._code.decode_list(vals, self.list_size).value
+                decoded = decode_id(self._code, vals, self.list_size)
                 if decoded is not None:
                     best = (z, geo, shift, vals)
             if decoded is None and p_h < best_p:
