@@ -50,8 +50,9 @@ def register(subparsers: Any) -> None:
     rb.add_argument("--sample", type=int, metavar="N",
                     help="a smoke run on N items (image: the configured scheme only); "
                          "recorded and shown as a quick run")
-    rb.add_argument("--photos", metavar="DIR",
-                    help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures)")
+    rb.add_argument("--photos", metavar="DIR", action="append",
+                    help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures); "
+                         "repeat for several folders")
     rb.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local: in this process (default); ray: items x attacks spread over "
                          "Ray actors (pip install 'guardrail[ray]')")

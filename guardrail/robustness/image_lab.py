@@ -53,14 +53,33 @@ _SKIMAGE_COLOUR = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_fiel
 _SKIMAGE_GREY = ("camera", "moon", "grass", "gravel", "brick", "clock", "coins")
 
 
-def load_natural_images(photo_dir: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
+#: One folder of photos, several, or none.
+PhotoDirs = str | Path | Sequence[str | Path] | None
+
+
+def photo_dirs(photo_dir: PhotoDirs) -> list[Path]:
+    """The folders of a ``photo_dir`` argument, as paths (none for ``None``)."""
+    if photo_dir is None:
+        return []
+    if isinstance(photo_dir, (str, Path)):
+        return [Path(photo_dir)]
+    return [Path(p) for p in photo_dir]
+
+
+def load_natural_images(photo_dir: PhotoDirs = None) -> list[tuple[str, np.ndarray]]:
     """Named RGB ``uint8`` natural images (near-duplicates removed).
 
     Parameters
     ----------
-    photo_dir : path, optional
-        A folder whose ``*.jpg``, ``*.png`` and ``*.webp`` files are added (unreadable ones
-        are skipped).
+    photo_dir : path or sequence of paths, optional
+        Folders whose ``*.jpg``, ``*.png`` and ``*.webp`` files are added, in order
+        (unreadable files are skipped).
+
+    Raises
+    ------
+    NotADirectoryError
+        A folder given does not exist or is not a folder (a lab run must not quietly
+        measure on fewer photos than asked for).
     """
     import cv2
 
@@ -82,8 +101,12 @@ def load_natural_images(photo_dir: str | Path | None = None) -> list[tuple[str, 
             out.append((f"sklearn-{i}", np.ascontiguousarray(img)))
     except (ImportError, OSError):
         pass
-    if photo_dir is not None and Path(photo_dir).is_dir():
-        for path in sorted(Path(photo_dir).iterdir()):
+    folders = photo_dirs(photo_dir)
+    for folder in folders:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"photo folder not found or not a folder: {folder}")
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
                 continue
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -15,9 +15,12 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..stats import clopper_pearson
+
+if TYPE_CHECKING:
+    from .image_lab import PhotoDirs
 
 __all__ = ["TUNING", "main", "render", "run"]
 
@@ -26,12 +29,12 @@ TUNING = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
           "immunohistochemistry")
 
 
-def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: str | None = None,
+def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
         schemes: Sequence[str] = ("guardrail-image-v2", "guardrail-image", "dwtDct"),
         n_unmarked: int = 1000, key: bytes = b"held-out evaluation key 2026-12",
         log: Any = None) -> dict[int, dict[str, Any]]:
     """The image lab at each size on the held-out photos (dwtDct only at the largest)."""
-    from .image_lab import evaluate, load_natural_images
+    from .image_lab import evaluate, load_natural_images, photo_dirs
 
     imgs = [(n, i) for n, i in load_natural_images(photo_dir) if n not in TUNING]
     out = {}
@@ -42,6 +45,7 @@ def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: str | None = None
                        max_images={"dwtDct": 8, "dwtDctSvd": 4},
                        max_unmarked={"dwtDct": 100, "dwtDctSvd": 50})
         res["setup"]["held_out"] = [n for n, _ in imgs]
+        res["setup"]["photo_dirs"] = [str(p) for p in photo_dirs(photo_dir)]
         out[size] = res
     return out
 
@@ -93,13 +97,17 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
     sizes = sorted(int(s) for s in results)
     first = results[sizes[0]]
     held = first["setup"].get("held_out", [])
+    dirs = first["setup"].get("photo_dirs")
+    # results saved before the folders were recorded were all run on the c2pa-peer fixtures
+    sources = ("the photos in " + ", ".join(f"`{d}`" for d in dirs) if dirs
+               else "the c2pa-peer fixtures" if dirs is None else "no photo folder")
     fpr = first["setup"]["fpr"]
     lines = [
         "## Robustness: image watermarks",
         "",
         f"`python -m guardrail.robustness.image_report` on {when}; {machine}. "
-        f"{len(held)} held-out natural photos (scikit-image, scikit-learn and the c2pa-peer "
-        f"fixtures; not the {len(TUNING)} photos the schemes were tuned on: "
+        f"{len(held)} held-out natural photos (scikit-image, scikit-learn and {sources}; "
+        f"not the {len(TUNING)} photos the schemes were tuned on: "
         f"{', '.join(TUNING)}), centre-cropped to a square of each size. TPR is the share of "
         f"marked images detected at FPR {fpr:g}, with its 95% Clopper-Pearson interval and n "
         "(dwtDct: 8 images; rivaGan and dwtDctSvd are too slow to run this suite here - "
@@ -172,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ..benchmarks._report import machine_line, now, write_section
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--photos", help="a folder of extra photos (e.g. the c2pa-peer fixtures)")
+    ap.add_argument("--photos", action="append", metavar="DIR",
+                    help="a folder of extra photos (e.g. the c2pa-peer fixtures); repeat the "
+                         "option for several folders")
     ap.add_argument("--out", default="docs/ROBUSTNESS.md")
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 256])
     ap.add_argument("--unmarked", type=int, default=1000)
@@ -182,8 +192,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.from_json:
         results = {}
         for f in args.from_json:
-            res = json.loads(Path(f).read_text())
-            results[int(res["setup"]["size"])] = res
+            saved = json.loads(Path(f).read_text())
+            # one size's results, or what --save-json writes: every size's, by size
+            for res in [saved] if "setup" in saved else saved.values():
+                results[int(res["setup"]["size"])] = res
         # saved results keep the time, machine and load of the run that measured them
         stamp = next(iter(results.values()))["setup"].get("run") or {
             "when": f"a run whose time was not saved (rendered {now()})",

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._types import Modality
 from ..config import Config
 from ..progress import enabled, library_bars, note, scope
 from ..store import Evaluation, ReportStore
+
+if TYPE_CHECKING:
+    from .image_lab import PhotoDirs
 
 __all__ = ["format_table", "run_robustness"]
 
@@ -36,10 +39,10 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
                         n_human=200 if quick else 1000, progress=progress)
 
 
-def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = None,
+def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: PhotoDirs = None,
            sample: int | None = None) -> dict[str, Any]:
     from ..keys import load_secret
-    from .image_lab import evaluate, load_natural_images
+    from .image_lab import evaluate, load_natural_images, photo_dirs
 
     key = load_secret(cfg.watermark_key_file)
     fpr = float(cfg.section("watermark")["image_fpr"])
@@ -67,7 +70,7 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: str | None = 
             rows.extend({"scheme": scheme, "attack": label, "tpr": v["rate"],
                          "n_images": v["n"]} for label, v in rates.items())
     summary = {"fpr_target": fpr, "content": "natural photos (scikit-image, scikit-learn"
-               + (f", {photo_dir}" if photo_dir else "") + ")",
+               + "".join(f", {d}" for d in photo_dirs(photo_dir)) + ")",
                "schemes": {name: {k: r.get(k) for k in (
                    "embed_ms", "detect_ms", "detect_unmarked_ms", "psnr_mean", "psnr_min",
                    "ssim_mean", "fpr_measured", "false_positives", "n_unmarked", "n_images")}
@@ -116,12 +119,12 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
 
 def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
                    progress: bool = True, store: ReportStore | None = None,
-                   photo_dir: str | None = None, items: int | None = None,
+                   photo_dir: PhotoDirs = None, items: int | None = None,
                    sample: int | None = None) -> Evaluation:
     """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``).
 
-    ``photo_dir`` adds a folder of photographs to the image content (e.g. the third-party
-    C2PA test photos). ``sample`` runs a smoke run on that many items (images: the
+    ``photo_dir`` adds a folder of photographs, or several, to the image content (e.g. the
+    third-party C2PA test photos). ``sample`` runs a smoke run on that many items (images: the
     configured scheme only, no keyless attacks; text: that many generated texts), recorded
     as ``quick`` with its ``sample``. ``progress``: guardrail's progress bars
     (:mod:`guardrail.progress`) while the lab runs.

@@ -87,6 +87,32 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
     assert "| jpeg(30) | 0.25 [0.09, 0.49] n=20 |" in ids  # 5 of 20, Clopper-Pearson
     assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
     assert "**missed tpr>=0.95_each_attack**" in md
+    # results saved before the photo folders were recorded came from the c2pa-peer fixtures
+    assert "scikit-learn and the c2pa-peer fixtures;" in md
+    res = _lab_results()
+    res[512]["setup"]["photo_dirs"] = ["/photos/a", "/photos/b"]
+    md = render(res, when="now", machine="here")
+    assert "scikit-learn and the photos in `/photos/a`, `/photos/b`;" in md
+
+
+def test_lab_photos_come_from_every_folder_given_and_a_missing_one_is_an_error(tmp_path):
+    import cv2
+
+    from guardrail.robustness.image_lab import load_natural_images
+
+    rng = np.random.default_rng(0)
+    for folder, name in (("one", "first.png"), ("two", "second.jpg")):
+        (tmp_path / folder).mkdir()
+        img = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        assert cv2.imwrite(str(tmp_path / folder / name), img)
+    (tmp_path / "two" / "notes.txt").write_text("not a photo")
+    names = [n for n, _ in load_natural_images([tmp_path / "one", str(tmp_path / "two")])]
+    assert names[-2:] == ["first.png", "second.jpg"]
+    assert "second.jpg" not in [n for n, _ in load_natural_images(tmp_path / "one")]
+    with pytest.raises(NotADirectoryError, match="missing"):
+        load_natural_images([tmp_path / "one", tmp_path / "missing"])
+    with pytest.raises(NotADirectoryError, match="notes.txt"):
+        load_natural_images(tmp_path / "two" / "notes.txt")
 
 
 
@@ -103,6 +129,12 @@ def test_report_rendered_from_saved_results_keeps_the_run_s_time_and_load(tmp_pa
     main(["--from-json", str(saved), "--out", str(out)])
     md = out.read_text()
     assert "on 2026-01-02T03:04:05+00:00; the lab box." in md and "(load average 0.5)" in md
+    # what --save-json writes: every size's results, by size
+    both = {"512": res, "1024": {**res, "setup": {**res["setup"], "size": 1024}}}
+    saved.write_text(json.dumps(both))
+    main(["--from-json", str(saved), "--out", str(out)])
+    md = out.read_text()
+    assert "| attack | guardrail-image-v2 @512 | guardrail-image-v2 @1024 |" in md
     del res["setup"]["run"]
     saved.write_text(json.dumps(res))
     main(["--from-json", str(saved), "--out", str(out)])
