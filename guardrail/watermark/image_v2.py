@@ -33,6 +33,11 @@ computed without the key. The pattern ``g * c`` therefore differs from image to 
   docs/ROBUSTNESS.md);
 * subtracting an estimate needs the pattern itself, i.e. the key.
 
+*Spectral shaping.* In an image u times the working frame's side the pattern reaches 1/(2u)
+cycles per pixel, an octave that compression after a blur or downscale removes at u <= 2;
+so it is low-passed there (``SHAPE_SIGMA``, fading to none at u = 4; same power). The
+detector is unchanged: marks made before the shaping are read alike.
+
 *Synchronisation: a separate low-energy sync template.* ``SYNC_SHARE`` of the mark's power
 is a sum of keyed sinusoids (:mod:`guardrail.watermark._image_v2_sync`). It carries no
 payload and plays no part in the decision; its peaks in the whitened power spectrum give
@@ -102,7 +107,16 @@ import numpy as np
 
 from .._types import Artifact
 from . import _image_v2_sync as sync
-from ._common import AnalysisBase, ImageScheme, add_luma, dither, norm_shape, upper_tail, work_luma
+from ._common import (
+    AnalysisBase,
+    ImageScheme,
+    add_luma,
+    dither,
+    low_pass,
+    norm_shape,
+    upper_tail,
+    work_luma,
+)
 from ._image_sync import whiten
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
@@ -114,48 +128,42 @@ __all__ = ["GuardrailImageWatermarkV2", "ImageAnalysisV2"]
 SCHEME = "guardrail-image-v2"
 VERSION = "2"
 
-#: Working frame area (pixels).
-WORK_AREA = 256 * 256
-#: Side of the keyed pilot / payload torus (working pixels).
-TORUS = 384
+#: Working frame area (pixels) and side of the keyed pilot / payload torus (working pixels).
+WORK_AREA, TORUS = 256 * 256, 384
 #: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame).
 MAX_ASPECT = 4.0
 #: Share of the mark's power in the sync template.
 SYNC_SHARE = 0.25
 #: Content sign field: blur of the luminance (working pixels) and keyed filter size.
-SIGMA_L = 3.0
-KERNEL = 9
+SIGMA_L, KERNEL = 3.0, 9
 #: A 5 x 5 median before the blur keeps thin structure (a copied residual) out of the field.
 MEDIAN = True
 #: Embedder's dead zone (grey levels of the keyed filter response): a quarter of the
 #: amplitude below ``F_DEAD``, all of it from ``F_FULL``.
-F_DEAD = 1.0
-F_FULL = 2.0
+F_DEAD, F_FULL = 1.0, 2.0
 #: The detector's dead zone, from ``DETECT_DEAD`` (weight 0) to ``DETECT_FULL`` (1), sits
 #: above the embedder's: a copied estimate carries a faint ghost of its donor's coarse
 #: structure, which on a smooth photo tips pixels near the dead zone its own way - and the
 #: copy then matches their signs. From 2 grey levels up a ghost at 38 dB rarely decides one.
-DETECT_DEAD = 2.0
-DETECT_FULL = 3.0
+DETECT_DEAD, DETECT_FULL = 2.0, 3.0
 #: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
 #: luminance is spectrally whitened (:func:`_whiten_spectral`: ``SPEC_EXP`` of the way to a
 #: flat spectrum, then high-pass and local RMS as in v1); from it on (a crop enlarged the
 #: content ``s`` times) the plain v1 residual is smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)``
 #: working pixels before it is resampled down to the embedding frame.
-CROP_SCALE = 1.15
-SPEC_EXP = 0.5
-CROP_PREFILTER = 0.4
+CROP_SCALE, SPEC_EXP, CROP_PREFILTER = 1.15, 0.5, 0.4
 #: Sync candidates tried besides the identity; how many of them are refined to a fraction
 #: of a pixel, and how many scales of the coherent scan for centred crops are added; the
 #: share of the false-positive rate spent on the identity and its mirror.
-SYNC_CANDIDATES = 3
-REFINED, SCANNED = 2, 1
-IDENTITY_WEIGHT = 0.5
+SYNC_CANDIDATES, REFINED, SCANNED, IDENTITY_WEIGHT = 3, 2, 1, 0.5
 #: Most decode attempts per detection and the pilot z needed before one is made; a decode
 #: whose best path fails the CRC checks the ``LIST_SIZE`` best paths, fewer when ``fpr`` is
 #: strict, so that the CRC checks use at most ``LIST_FPR_SHARE`` of it (1e-4: 16 paths).
 MAX_DECODES, DECODE_MIN_Z = 4, 4.5
 LIST_SIZE, LIST_FPR_SHARE = 16, 0.1
+#: Spectral shaping (see above): low-pass of ``SHAPE_SIGMA`` working pixels up to
+#: ``SHAPE_FULL`` times the working frame's side, none from ``SHAPE_NONE`` times.
+SHAPE_SIGMA, SHAPE_FULL, SHAPE_NONE = 0.5, 2.0, 4.0
 #: ``embed`` refuses an image whose unattacked output scores below this (threshold ~4.6).
 EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field giving the spread a
@@ -320,6 +328,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
         main = self._field(payload)[np.ix_(iy, ix)]
         main *= _sign_weight(self._content_field(yw), embed=True)
+        main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
         delta = (np.float32(math.sqrt(1.0 - SYNC_SHARE)) * main
                  + np.float32(math.sqrt(SYNC_SHARE)) * sync) * _mask(yw)
@@ -498,6 +507,13 @@ class GuardrailImageWatermarkV2(ImageScheme):
         vt = np.roll(v, (-shift[0], -shift[1]), axis=(0, 1)).ravel() * lay["signs"].ravel()
         soft = np.bincount(lay["bit_of"], weights=vt, minlength=self._code.n_coded)
         return np.where(lay["scramble"] == 1, -soft, soft)
+
+
+def _shape_sigma(area_ratio: float) -> float:
+    """Low-pass (working pixels) of the pattern of an image ``area_ratio`` times the working
+    frame's area: ``SHAPE_SIGMA`` up to ``SHAPE_FULL`` times its side, none from ``SHAPE_NONE``."""
+    up = math.sqrt(max(area_ratio, 0.0))
+    return SHAPE_SIGMA * min(1.0, max(0.0, (SHAPE_NONE - up) / (SHAPE_NONE - SHAPE_FULL)))
 
 
 def _home(shape: tuple[int, int]) -> tuple[int, int]:

@@ -353,3 +353,33 @@ def test_list_decoding_recovers_an_id_whose_best_path_fails_and_counts_every_che
     plain = GuardrailImageWatermarkV2(KEY, fpr=1e-7)
     monkeypatch.setattr(plain, "_code", code)
     assert plain.analyse(ia.jpeg(50)(art(out)).content).payload is None
+
+
+def test_small_images_get_a_low_passed_pattern_of_the_same_power(monkeypatch, photos):
+    """Spectral shaping: up to twice the working frame's side the pattern is low-passed
+    (less of the mark in the top octave a blur + downscale + compression removes), at the
+    same PSNR; from four times its side it is left alone."""
+    import guardrail.watermark.image_v2 as v2
+    from guardrail.watermark._common import low_pass
+
+    assert v2._shape_sigma(1.0) == v2._shape_sigma(4.0) == v2.SHAPE_SIGMA  # 256, 512 px
+    assert v2._shape_sigma(9.0) == pytest.approx(v2.SHAPE_SIGMA / 2)  # 768 px
+    assert v2._shape_sigma(16.0) == v2._shape_sigma(64.0) == 0.0  # 1024 px and up
+    field = np.random.default_rng(3).standard_normal((64, 80)).astype(np.float32)
+    assert low_pass(field, 0.0) is field
+    shaped = low_pass(field, 0.5)
+    assert np.sqrt(np.mean(shaped ** 2)) == pytest.approx(np.sqrt(np.mean(field ** 2)), rel=1e-5)
+
+    img = square(photos["coffee"], 512)
+
+    def mark_spectrum(sigma: float) -> tuple[float, float]:
+        monkeypatch.setattr(v2, "SHAPE_SIGMA", sigma)
+        out = GuardrailImageWatermarkV2(KEY).embed(art(img), 7).content
+        delta = out.astype(np.float64).mean(axis=2) - img.astype(np.float64).mean(axis=2)
+        power = np.abs(np.fft.fft2(delta - delta.mean())) ** 2
+        f = np.hypot(*np.meshgrid(np.fft.fftfreq(512), np.fft.fftfreq(512), indexing="ij"))
+        return float(power[f > 0.18].sum() / power.sum()), float(np.sqrt(np.mean(delta ** 2)))
+
+    (top_plain, rms_plain), (top_shaped, rms_shaped) = mark_spectrum(0.0), mark_spectrum(0.5)
+    assert top_shaped < 0.75 * top_plain  # the sync template and the dither stay white
+    assert rms_shaped == pytest.approx(rms_plain, rel=0.03)
