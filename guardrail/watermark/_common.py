@@ -125,6 +125,8 @@ class AnalysisBase:
     scale: float = 1.0
     angle_deg: float = 0.0
     consistent: bool = True
+    #: why ``consistent`` is false, when the scheme says more than "a copy"
+    copy_reason: str | None = None
 
 
 class ImageScheme(KeyedScheme):
@@ -192,8 +194,8 @@ class ImageScheme(KeyedScheme):
         detected = res.p_value <= self.fpr and res.consistent
         reason = None
         if res.p_value <= self.fpr and not res.consistent:
-            reason = ("a copy of this key's mark taken from another image: its pattern does "
-                      "not follow this image's content")
+            reason = res.copy_reason or ("a copy of this key's mark taken from another image: "
+                                         "its pattern does not follow this image's content")
         payload = None
         if detected and res.payload is not None and res.payload < (1 << self.payload_bits):
             payload = payload_hex(res.payload, self.payload_bits)

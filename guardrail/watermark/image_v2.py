@@ -78,7 +78,10 @@ therefore also computes the statistic under this image's sign field displaced by
 ``COPY_OFFSETS`` (16 displacements of 48 and 96 working pixels): a genuine mark follows
 the true field only, a copy gives statistics of one distribution under all of them. The
 ratio of the true statistic to the RMS of the displaced ones must reach
-``COPY_MIN_RATIO``; a mark that fails it is reported as a copy, not detected.
+``COPY_MIN_RATIO``; a mark that fails it is reported as a copy, not detected. So is a mark
+on a picture with almost no structure of its own (less than ``MIN_STRUCTURE`` of it above
+the detector's dead zone): there the field may be the ghost of a copy's donor, which the
+copied pattern then follows; ``embed`` refuses such pictures.
 
 *Key-independent sensitivity.* The keyed filter is scaled so that its response to the
 blurred luminance has the gain ``KERNEL_GAIN`` for every key (a random 9 x 9 filter's
@@ -117,7 +120,7 @@ from ._common import (
     upper_tail,
     work_luma,
 )
-from ._image_sync import whiten
+from ._image_sync import whiten, whiten_spectral
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
 from .ecc import decode_id, list_size_for
@@ -130,10 +133,9 @@ VERSION = "2"
 
 #: Working frame area (pixels) and side of the keyed pilot / payload torus (working pixels).
 WORK_AREA, TORUS = 256 * 256, 384
-#: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame).
-MAX_ASPECT = 4.0
-#: Share of the mark's power in the sync template.
-SYNC_SHARE = 0.25
+#: Most elongated image accepted (beyond 2.25:1 part of the torus repeats in the frame), and
+#: the share of the mark's power in the sync template.
+MAX_ASPECT, SYNC_SHARE = 4.0, 0.25
 #: Content sign field: blur of the luminance (working pixels) and keyed filter size.
 SIGMA_L, KERNEL = 3.0, 9
 #: A 5 x 5 median before the blur keeps thin structure (a copied residual) out of the field.
@@ -147,7 +149,7 @@ F_DEAD, F_FULL = 1.0, 2.0
 #: copy then matches their signs. From 2 grey levels up a ghost at 38 dB rarely decides one.
 DETECT_DEAD, DETECT_FULL = 2.0, 3.0
 #: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
-#: luminance is spectrally whitened (:func:`_whiten_spectral`: ``SPEC_EXP`` of the way to a
+#: luminance is spectrally whitened (:func:`~._image_sync.whiten_spectral`: ``SPEC_EXP`` of the way to a
 #: flat spectrum, then high-pass and local RMS as in v1); from it on (a crop enlarged the
 #: content ``s`` times) the plain v1 residual is smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)``
 #: working pixels before it is resampled down to the embedding frame.
@@ -172,6 +174,9 @@ COPY_OFFSETS = tuple((dy, dx) for dy in (-48, 0, 48) for dx in (-48, 0, 48)
                      if (dy, dx) != (0, 0)) + ((96, 96), (-96, 96), (96, -96), (-96, -96),
                                                 (0, 96), (96, 0), (0, -96), (-96, 0))
 COPY_MIN_RATIO = 4.5
+#: Least share of the working frame whose content field reaches ``DETECT_DEAD``: below it
+#: the picture's only structure may be the ghost a copied estimate brought (see above).
+MIN_STRUCTURE = 0.005
 #: Torus shifts this close to where an uncropped image has its pattern (a 1-px mirror
 #: offset included): a test family with this share of the false-positive rate.
 NEAR, NEAR_WEIGHT = 1, 0.75
@@ -202,6 +207,10 @@ class ImageAnalysisV2(AnalysisBase):
         The copy check's ratio (see ``GuardrailImageWatermarkV2._consistency``), computed
         only when ``p_value <= fpr`` (else ``None``: the mark is not detected anyway);
         ``consistent`` is ``consistency >= COPY_MIN_RATIO`` when it was computed.
+    structure : float or None
+        Share of the working frame above the content field's dead zone, computed with
+        ``consistency``; below ``MIN_STRUCTURE`` the mark is not counted (``consistent``
+        false, with ``copy_reason``).
     """
 
     flipped: bool = False
@@ -210,6 +219,7 @@ class ImageAnalysisV2(AnalysisBase):
     n_hypotheses: int = 0
     n_decodes: int = 0
     consistency: float | None = None
+    structure: float | None = None
 
 
 def _norm_shape(h: int, w: int) -> tuple[int, int]:
@@ -327,7 +337,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
         hw, ww = yw.shape
         iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
         main = self._field(payload)[np.ix_(iy, ix)]
-        main *= _sign_weight(self._content_field(yw), embed=True)
+        cf = self._content_field(yw)
+        if _structure(cf) < MIN_STRUCTURE:
+            raise CannotWatermark(_too_flat(_structure(cf), f"cannot carry a {SCHEME} mark"))
+        main *= _sign_weight(cf, embed=True)
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
         delta = (np.float32(math.sqrt(1.0 - SYNC_SHARE)) * main
@@ -422,19 +435,23 @@ class GuardrailImageWatermarkV2(ImageScheme):
         z_best, geo, shift, vals = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
         p = self._with_crc(p_pilot, decoded, MAX_DECODES * self.list_size)
-        ratio = None
+        ratio = structure = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
             frame = self._frame(res, yw, geo)
             if vals is None:
                 vals = self._soft(_weight(*frame), shift)
             if p <= self.fpr:
                 ratio = self._consistency(frame, shift)
+                structure = _structure(self._content_field(yw))
         return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(geo.s),
                                angle_deg=float(math.degrees(geo.th)), flipped=bool(geo.flip),
                                shift=shift, soft=vals, n_hypotheses=len(hyps),
-                               n_decodes=n_dec, consistency=ratio,
-                               consistent=ratio is None or ratio >= COPY_MIN_RATIO)
+                               n_decodes=n_dec, consistency=ratio, structure=structure,
+                               consistent=(ratio is None or ratio >= COPY_MIN_RATIO)
+                               and (structure is None or structure >= MIN_STRUCTURE),
+                               copy_reason=None if structure is None or structure >= MIN_STRUCTURE
+                               else _too_flat(structure, "cannot tell its mark from a copy"))
 
     def _frame(self, res: _Residuals, yw: np.ndarray, geo: Geometry
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -456,17 +473,12 @@ class GuardrailImageWatermarkV2(ImageScheme):
                      shift: tuple[int, int]) -> float:
         """Copy check on a hypothesis' :meth:`_frame`: how well the pilot statistic under
         this image's content sign field, displaced by each of ``COPY_OFFSETS``, follows what
-        a genuine mark predicts.
-
-        With a genuine mark the residual times the pilot is about ``e(x)`` - the sign weights
-        the embedder used, computed from this image - so the statistic under the field
-        displaced by ``d`` is ``beta * R(d)`` with ``R(d) = sum(e(x) w(x + d))`` (the field's
-        own autocorrelation, large for images with coarse structure) plus noise. A mark
-        copied from another image follows that image's weights instead, so the displaced
-        statistics do not follow ``R``. The result is the undisplaced statistic divided by
-        the RMS of the displaced statistics' departures from ``beta * R(d)``: about the
-        z-score for a genuine mark, of order one for a copy however strong.
-        """
+        a genuine mark predicts. With a genuine mark the residual times the pilot is about
+        ``e(x)``, the embedder's sign weights from this image, so the statistic under the
+        field displaced by ``d`` is ``beta * R(d)``, ``R(d) = sum(e(x) w(x + d))``, plus noise;
+        a copy follows another image's weights. The result, the undisplaced statistic over
+        the RMS of the displaced ones' departures from ``beta * R(d)``, is about the z-score
+        for a genuine mark and of order one for a copy however strong."""
         rc, valid, f = frame
         wgt = _sign_weight(f, embed=False)
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
@@ -509,6 +521,16 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return np.where(lay["scramble"] == 1, -soft, soft)
 
 
+def _structure(f: np.ndarray) -> float:
+    """Share of the working frame where the content field ``f`` reaches ``DETECT_DEAD``."""
+    return float(np.mean(np.abs(f) >= np.float32(DETECT_DEAD)))
+
+
+def _too_flat(share: float, what: str) -> str:
+    return (f"the image has too little structure of its own ({share:.2%} of it above the "
+            f"content field's dead zone, {MIN_STRUCTURE:.1%} needed): it {what}")
+
+
 def _shape_sigma(area_ratio: float) -> float:
     """Low-pass (working pixels) of the pattern of an image ``area_ratio`` times the working
     frame's area: ``SHAPE_SIGMA`` up to ``SHAPE_FULL`` times its side, none from ``SHAPE_NONE``."""
@@ -543,7 +565,7 @@ def _blurred_gain(kernel: np.ndarray) -> float:
 class _Residuals:
     """The residuals of one working luminance, each computed on first use: ``plain`` (v1's
     whitened high-pass, also what the sync search reads) and ``spectral``
-    (:func:`_whiten_spectral`; the embedder's self-check needs only this one)."""
+    (:func:`~._image_sync.whiten_spectral`; the embedder's self-check needs only this one)."""
 
     def __init__(self, yw: np.ndarray) -> None:
         self.yw = yw
@@ -554,7 +576,7 @@ class _Residuals:
 
     @cached_property
     def spectral(self) -> np.ndarray:
-        return _whiten_spectral(self.yw)
+        return whiten_spectral(self.yw, SPEC_EXP)
 
     def at(self, s: float) -> np.ndarray:
         """The residual for a hypothesis of scale ``s``: ``spectral`` below ``CROP_SCALE``,
@@ -564,27 +586,6 @@ class _Residuals:
         import cv2
 
         return cv2.GaussianBlur(self.plain, (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
-
-
-def _whiten_spectral(yw: np.ndarray) -> np.ndarray:
-    """The luminance's spectrum divided by its own smoothed magnitude to the power
-    ``SPEC_EXP`` (9 x 9 bins), then v1's Gaussian high-pass (sigma 1.5) and division by
-    the local RMS (sigma 3): the mark is white in the embedding frame, the image's own
-    spectrum is not, so flattening the image's spectrum raises the mark's share of the
-    residual (the linear detector's optimum in coloured noise). Computed from the image
-    alone, so the pilot statistic stays exactly standard normal without the mark."""
-    import cv2
-
-    h, w = yw.shape
-    spec = np.fft.rfft2(yw.astype(np.float64) - float(yw.mean()))
-    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
-    smooth = cv2.blur(power, (9, 9)).astype(np.float64) + 1e-6 * float(power.mean()) + 1e-12
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    high = 1.0 - np.exp(-2.0 * math.pi ** 2 * 1.5 ** 2 * (fy * fy + fx * fx))
-    hp = np.fft.irfft2(spec * smooth ** (-SPEC_EXP / 2.0) * high, s=(h, w)).astype(np.float32)
-    loc = cv2.GaussianBlur(hp * hp, (0, 0), 3.0)
-    return (hp / np.sqrt(loc + np.float32(1e-3 * float(loc.mean()) + 1e-12))).astype(np.float32)
 
 
 def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:

@@ -248,8 +248,32 @@ def test_embed_refuses_an_image_without_texture(wm):
     could not be found, so embed refuses it instead of returning an undetectable mark."""
     y, x = np.mgrid[0:512, 0:512].astype(np.float32)
     grad = np.dstack([x / 2, y / 2, (x + y) / 4]).astype(np.uint8)
-    with pytest.raises(CannotWatermark, match="too little texture"):
+    with pytest.raises(CannotWatermark, match="too little (texture|structure)"):
         wm.embed(art(grad), 1)
+    # a flat card with one small textured patch (0.15% of the area): not enough structure
+    # of its own to tell its mark from the ghost a copy would bring
+    card = np.full((512, 512, 3), 128, np.uint8)
+    card[200:220, 300:320] = np.random.default_rng(1).integers(0, 256, (20, 20, 3))
+    with pytest.raises(CannotWatermark, match="too little structure"):
+        wm.embed(art(card), 1)
+
+
+def test_a_mark_on_a_picture_with_almost_no_structure_is_not_counted(monkeypatch, marked, wm):
+    """Below MIN_STRUCTURE the picture's only structure may be a copied ghost, so the mark
+    is reported as indistinguishable from a copy (not detected), with the share in the
+    reason; the marked photos themselves are far above it."""
+    import guardrail.watermark.image_v2 as v2
+
+    for _, payload, out in marked:
+        res = wm.analyse(out)
+        assert res.consistent and res.structure >= 5 * v2.MIN_STRUCTURE
+        assert res.payload == payload
+        assert wm.detect(art(out)).detected
+    res = wm.analyse(marked[0][2])
+    monkeypatch.setattr(v2, "MIN_STRUCTURE", res.structure + 0.01)
+    r = wm.detect(art(marked[0][2]))
+    assert r.detected is False and r.p_value <= wm.fpr
+    assert "too little structure" in r.reason and "cannot tell its mark from a copy" in r.reason
 
 
 def test_copy_onto_smooth_targets_at_256_px_does_not_transfer(photos, wm):
