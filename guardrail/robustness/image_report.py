@@ -37,6 +37,7 @@ def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
     from .image_lab import evaluate, load_natural_images, photo_dirs
 
     imgs = [(n, i) for n, i in load_natural_images(photo_dir) if n not in TUNING]
+    dirs = [str(p) for p in photo_dirs(photo_dir)]
     out = {}
     for size in sizes:
         use = [s for s in schemes if s.startswith("guardrail") or size == max(sizes)]
@@ -45,7 +46,7 @@ def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
                        max_images={"dwtDct": 8, "dwtDctSvd": 4},
                        max_unmarked={"dwtDct": 100, "dwtDctSvd": 50})
         res["setup"]["held_out"] = [n for n, _ in imgs]
-        res["setup"]["photo_dirs"] = [str(p) for p in photo_dirs(photo_dir)]
+        res["setup"]["photo_dirs"] = dirs
         out[size] = res
     return out
 

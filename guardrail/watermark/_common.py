@@ -70,9 +70,6 @@ def add_luma(content: np.ndarray, delta: np.ndarray, kind: str) -> np.ndarray:
     return out
 
 
-_DITHER: dict[tuple[int, int], np.ndarray] = {}
-
-
 def low_pass(a: np.ndarray, sigma: float) -> np.ndarray:
     """``a`` blurred by a Gaussian of ``sigma`` pixels and scaled back to its RMS (``a``
     itself when ``sigma`` is 0): the same power, moved to lower spatial frequencies."""
@@ -83,6 +80,9 @@ def low_pass(a: np.ndarray, sigma: float) -> np.ndarray:
     out = cv2.GaussianBlur(np.ascontiguousarray(a, np.float32), (0, 0), float(sigma))
     rms_in, rms_out = float(np.sqrt(np.mean(a * a))), float(np.sqrt(np.mean(out * out)))
     return out * np.float32(rms_in / rms_out) if rms_out > 0 else out
+
+
+_DITHER: dict[tuple[int, int], np.ndarray] = {}
 
 
 def dither(h: int, w: int) -> np.ndarray:

@@ -33,16 +33,14 @@ def whiten(yw: np.ndarray) -> np.ndarray:
     return (hp / np.sqrt(loc + 1.0)).astype(np.float32)
 
 
-_BANDS: dict[tuple[int, int], np.ndarray] = {}
-
-
 def whiten_spectral(yw: np.ndarray, exp: float) -> np.ndarray:
     """The luminance's spectrum divided by its own smoothed magnitude to the power
-    ``exp / 2`` (9 x 9 bins; ``exp``: the share of the way to a flat power spectrum), then v1's Gaussian high-pass (sigma 1.5) and division by
-    the local RMS (sigma 3): the mark is white in the embedding frame, the image's own
-    spectrum is not, so flattening the image's spectrum raises the mark's share of the
-    residual (the linear detector's optimum in coloured noise). Computed from the image
-    alone, so the pilot statistic stays exactly standard normal without the mark."""
+    ``exp / 2`` (9 x 9 bins; ``exp``: the share of the way to a flat power spectrum), then
+    :func:`whiten`'s Gaussian high-pass (sigma 1.5) and division by the local RMS (sigma
+    3): the mark is white in the embedding frame, the image's own spectrum is not, so
+    flattening the image's spectrum raises the mark's share of the residual (the linear
+    detector's optimum in coloured noise). Computed from the image alone, so the pilot
+    statistic stays exactly standard normal without the mark."""
     import cv2
 
     h, w = yw.shape
@@ -55,6 +53,9 @@ def whiten_spectral(yw: np.ndarray, exp: float) -> np.ndarray:
     hp = np.fft.irfft2(spec * smooth ** (-exp / 2.0) * high, s=(h, w)).astype(np.float32)
     loc = cv2.GaussianBlur(hp * hp, (0, 0), 3.0)
     return (hp / np.sqrt(loc + np.float32(1e-3 * float(loc.mean()) + 1e-12))).astype(np.float32)
+
+
+_BANDS: dict[tuple[int, int], np.ndarray] = {}
 
 
 def _band(ly: int, lx: int) -> np.ndarray:

@@ -149,10 +149,10 @@ F_DEAD, F_FULL = 1.0, 2.0
 #: copy then matches their signs. From 2 grey levels up a ghost at 38 dB rarely decides one.
 DETECT_DEAD, DETECT_FULL = 2.0, 3.0
 #: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
-#: luminance is spectrally whitened (:func:`~._image_sync.whiten_spectral`: ``SPEC_EXP`` of the way to a
-#: flat spectrum, then high-pass and local RMS as in v1); from it on (a crop enlarged the
-#: content ``s`` times) the plain v1 residual is smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)``
-#: working pixels before it is resampled down to the embedding frame.
+#: luminance is spectrally whitened (:func:`~._image_sync.whiten_spectral`: ``SPEC_EXP`` of
+#: the way to a flat spectrum, then high-pass and local RMS as in v1); from it on (a crop
+#: enlarged the content ``s`` times) the plain v1 residual is smoothed by
+#: ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels before it is resampled to the frame.
 CROP_SCALE, SPEC_EXP, CROP_PREFILTER = 1.15, 0.5, 0.4
 #: Sync candidates tried besides the identity; how many of them are refined to a fraction
 #: of a pixel, and how many scales of the coherent scan for centred crops are added; the
@@ -338,8 +338,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
         main = self._field(payload)[np.ix_(iy, ix)]
         cf = self._content_field(yw)
-        if _structure(cf) < MIN_STRUCTURE:
-            raise CannotWatermark(_too_flat(_structure(cf), f"cannot carry a {SCHEME} mark"))
+        if (share := _structure(cf)) < MIN_STRUCTURE:
+            raise CannotWatermark(_too_flat(share, f"cannot carry a {SCHEME} mark"))
         main *= _sign_weight(cf, embed=True)
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
@@ -435,7 +435,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         z_best, geo, shift, vals = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
         p = self._with_crc(p_pilot, decoded, MAX_DECODES * self.list_size)
-        ratio = structure = None
+        ratio = structure = flat = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
             frame = self._frame(res, yw, geo)
             if vals is None:
@@ -443,15 +443,15 @@ class GuardrailImageWatermarkV2(ImageScheme):
             if p <= self.fpr:
                 ratio = self._consistency(frame, shift)
                 structure = _structure(self._content_field(yw))
+                if structure < MIN_STRUCTURE:
+                    flat = _too_flat(structure, "cannot tell its mark from a copy")
         return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(geo.s),
                                angle_deg=float(math.degrees(geo.th)), flipped=bool(geo.flip),
                                shift=shift, soft=vals, n_hypotheses=len(hyps),
                                n_decodes=n_dec, consistency=ratio, structure=structure,
                                consistent=(ratio is None or ratio >= COPY_MIN_RATIO)
-                               and (structure is None or structure >= MIN_STRUCTURE),
-                               copy_reason=None if structure is None or structure >= MIN_STRUCTURE
-                               else _too_flat(structure, "cannot tell its mark from a copy"))
+                               and flat is None, copy_reason=flat)
 
     def _frame(self, res: _Residuals, yw: np.ndarray, geo: Geometry
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
