@@ -109,6 +109,14 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def existing_dir(text: str) -> str:
+    """An argparse ``type``: a folder that exists (``--photos``), so that a mistyped path is
+    a usage error before any work starts, not a lab run on fewer photos."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"not an existing folder: {text!r}")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: a whole number of at least 1 (``--workers``)."""
     try:

@@ -9,7 +9,7 @@ from typing import Any
 from .. import progress
 from .._types import Modality
 from ..benchmarks import write_section
-from ._common import EXIT_OK, add_parser, emit_json, load_config, positive_int
+from ._common import EXIT_OK, add_parser, emit_json, existing_dir, load_config, positive_int
 
 __all__ = ["register"]
 
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     rb.add_argument("--sample", type=int, metavar="N",
                     help="a smoke run on N items (image: the configured scheme only); "
                          "recorded and shown as a quick run")
-    rb.add_argument("--photos", metavar="DIR", action="append",
+    rb.add_argument("--photos", metavar="DIR", action="append", type=existing_dir,
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures); "
                          "repeat for several folders")
     rb.add_argument("--engine", choices=("local", "ray"), default="local",

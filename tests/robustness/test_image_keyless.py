@@ -161,3 +161,20 @@ def test_lab_reports_images_the_scheme_refuses_and_keeps_going():
     assert entry["refused"] == ["gradient"]
     assert entry["n_images"] == len(photos)
     assert entry["keyless"]["copy"] and entry["keyless"]["removal"]
+
+
+def test_robustness_cli_rejects_a_missing_photo_folder_before_any_work(tmp_path, capsys):
+    """A mistyped --photos is a usage error (exit 2) naming the folder, before the key, the
+    store or any photo is touched; an existing folder is accepted by the parser."""
+    from guardrail.cli import main
+    from guardrail.cli._common import existing_dir
+
+    data = tmp_path / "data"
+    with pytest.raises(SystemExit) as exc:
+        main(["robustness", "--modality", "image", "--sample", "1", "--data-dir", str(data),
+              "--photos", str(tmp_path), "--photos", str(tmp_path / "missing")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "not an existing folder" in err and str(tmp_path / "missing") in err
+    assert not data.exists()  # nothing was created
+    assert existing_dir(str(tmp_path)) == str(tmp_path)
