@@ -31,7 +31,10 @@ high-pass luminance residual (image minus its Gaussian blur, sigma ``ESTIMATE_SI
 ``n`` marked images, each resized to the target's size, averaged; with estimator ``"tile"``
 it is also averaged over the positions of a tile of side ``sqrt(h * w) / 8`` pixels (the
 period of ``guardrail-image`` v1's tile and of v2's sync lattice) and repeated - the
-estimator of the evaluation that found v1 copyable. ``copy`` adds the estimate to an
+estimator of the evaluation that found v1 copyable; estimator ``"wide"`` is the residual
+over a wider band (sigma ``WIDE_SIGMA``), the informed choice against a content-bound mark:
+it carries more of the donor's own coarse structure, a ghost that can set the content
+field of a smooth target the donor's way (``guardrail-image-v2``'s design). ``copy`` adds the estimate to an
 unrelated image, ``removal`` subtracts it from a marked one (whose own residual is one of
 the ``n``), both scaled to a PSNR of ``ESTIMATE_PSNR_DB`` (38 dB) before rounding.
 """
@@ -324,9 +327,14 @@ def chain_blur_noise_resize_webp(artifact: Artifact, strength: Any) -> Artifact:
     return webp(quality)(resize(scale)(gaussian_noise(n)(blur(b)(artifact))))
 
 
-#: Keyless estimation: blur of the residual estimator and PSNR of the added estimate.
-ESTIMATE_SIGMA = 1.5
+#: Keyless estimation: blur of the residual estimator, of the ``wide`` one, and PSNR of the
+#: added estimate.
+ESTIMATE_SIGMA, WIDE_SIGMA = 1.5, 4.0
 ESTIMATE_PSNR_DB = 38.0
+
+
+#: The keyless estimators (see the module notes).
+ESTIMATORS = ("residual", "tile", "wide")
 
 
 def _luma_f(img: np.ndarray) -> np.ndarray:
@@ -344,8 +352,10 @@ def estimate_mark(marked: Any, shape: tuple[int, int], estimator: str = "residua
     notes): ``shape`` (rows, columns) float32, zero mean."""
     import cv2
 
-    if estimator not in ("residual", "tile"):
-        raise ValueError(f"estimator must be 'residual' or 'tile', got {estimator!r}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATORS))}, "
+                         f"got {estimator!r}")
+    sigma = WIDE_SIGMA if estimator == "wide" else ESTIMATE_SIGMA
     images = list(marked)
     if not images:
         raise ValueError("estimating a mark needs at least one marked image")
@@ -353,7 +363,7 @@ def estimate_mark(marked: Any, shape: tuple[int, int], estimator: str = "residua
     acc = np.zeros((h, w), np.float32)
     for img in images:
         y = _luma_f(np.asarray(img))
-        res = y - cv2.GaussianBlur(y, (0, 0), ESTIMATE_SIGMA)
+        res = y - cv2.GaussianBlur(y, (0, 0), sigma)
         if res.shape != (h, w):
             res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         acc += res
@@ -405,11 +415,11 @@ def _estimation_attack(name: str, sign: float, own: bool) -> Any:
 
 
 #: Keyless copy attack: add the mark estimated from ``n`` marked outputs (``marked=``) to
-#: an unrelated image; strength = (n, "residual" | "tile").
+#: an unrelated image; strength = (n, "residual" | "tile" | "wide").
 copy = _estimation_attack("copy", +1.0, own=False)
 copy.__doc__ = "Add a keyless estimate of the mark of ``marked=`` images (see module notes)."
 #: Keyless removal attack: subtract the mark estimated from the attacked image and ``n - 1``
-#: other marked outputs (``marked=``); strength = (n, "residual" | "tile").
+#: other marked outputs (``marked=``); strength = (n, "residual" | "tile" | "wide").
 removal = _estimation_attack("removal", -1.0, own=True)
 removal.__doc__ = "Subtract a keyless estimate of the mark (see module notes)."
 

@@ -4,9 +4,12 @@ The attacker holds marked outputs of one key and no key (Kerckhoffs: the algorit
 known). :func:`keyless_trials` measures, for one scheme:
 
 * **copy**: the mark estimated from 1 and from 10 marked outputs
-  (:func:`~guardrail.robustness.image_attacks.estimate_mark`, estimators ``residual`` and
-  ``tile``) added at 38 dB to unrelated photos - how many of them detect (the target is at
-  most 1 in 100), and how many carry a victim's id;
+  (:func:`~guardrail.robustness.image_attacks.estimate_mark`, estimators ``residual``,
+  ``tile`` and ``wide``) added at 38 dB to unrelated photos - how many of them detect (the target is at
+  most 1 in 100), how many carry a victim's id, and how many ``guardrail verify`` would
+  call AI-generated: a detected id whose record's content fingerprint (taken of the
+  victim's marked output, as the guard records it) matches the copy - the content binding
+  of :func:`guardrail.verify.record_match` (target: none);
 * **removal**: the estimate from the marked image itself (and 9 other outputs of the key)
   subtracted at 38 dB - how many marked images are still detected (target >= 95%).
 
@@ -32,8 +35,8 @@ from .image_attacks import copy, removal
 __all__ = ["ESTIMATES", "keyless_trials", "smooth_photos"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
-ESTIMATES: tuple[tuple[int, str], ...] = ((1, "residual"), (1, "tile"), (10, "residual"),
-                                          (10, "tile"))
+ESTIMATES: tuple[tuple[int, str], ...] = ((1, "residual"), (1, "tile"), (1, "wide"),
+                                          (10, "residual"), (10, "tile"), (10, "wide"))
 
 
 def smooth_photos(images: Sequence[np.ndarray], n: int, size: int, *, seed: int = 0
@@ -105,31 +108,41 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
     dict
         ``{"copy": {label: rate}, "removal": {label: rate}}``, labels such as
         ``copy((10, 'residual'))``; each rate has ``n``, ``positives``, ``rate``, ``ci_low``,
-        ``ci_high``; copy rates also ``victim_ids`` (copies that decoded a donor's id).
+        ``ci_high``; copy rates also ``victim_ids`` (copies that decoded a donor's id) and
+        ``ai_verdicts`` (of those, the ones whose content matches that donor's recorded
+        fingerprint: ``verify`` would find the victim's record and call the copy
+        AI-generated).
     """
+    from ..fingerprint import fingerprint, match
+
     note = say or (lambda _m: None)
     donor_imgs = [d for d, _ in donors]
-    donor_ids = {f"{p:08x}" for _, p in donors}
+    # what the record store holds for each victim: the fingerprint of its marked output
+    recorded = {f"{p:08x}": fingerprint(_art(d)) for d, p in donors}
     out: dict[str, Any] = {"copy": {}, "removal": {}}
     for n, est in estimates:
         if n > len(donor_imgs):
             continue
-        hits, victims = 0, 0
+        hits, victims, ai = 0, 0, 0
         for j, photo in enumerate(photos):
             use = [donor_imgs[j % len(donor_imgs)]] if n == 1 else [
                 donor_imgs[(j + i) % len(donor_imgs)] for i in range(n)]
-            att = copy((n, est), marked=use)
-            res = wm.detect(att(_art(photo)))
+            forged = copy((n, est), marked=use)(_art(photo))
+            res = wm.detect(forged)
             hits += bool(res.detected)
-            victims += bool(res.detected and res.payload in donor_ids)
+            if res.detected and res.payload in recorded:
+                victims += 1
+                ai += match(recorded[res.payload], fingerprint(forged))[0]
         label = copy((n, est), marked=donor_imgs).label
-        out["copy"][label] = {**_rate(hits, len(photos)), "victim_ids": victims}
+        out["copy"][label] = {**_rate(hits, len(photos)), "victim_ids": victims,
+                              "ai_verdicts": ai}
         kept = 0
         for j, (img, _p) in enumerate(marked):
             others = [d for d in donor_imgs if d is not img]
             att = removal((n, est), marked=others[j % max(1, len(others)):] + others)
             kept += bool(wm.detect(att(_art(img))).detected)
         out["removal"][removal((n, est), marked=donor_imgs).label] = _rate(kept, len(marked))
-        note(f"{wm.scheme}: {label}: {hits}/{len(photos)} copies detected; removal: "
+        note(f"{wm.scheme}: {label}: {hits}/{len(photos)} copies detected ({victims} with a "
+             f"victim's id, {ai} matching its record); removal: "
              f"{kept}/{len(marked)} still detected")
     return out

@@ -81,7 +81,12 @@ def _table(labels: Sequence[str], columns: Sequence[tuple[str, int, Mapping[str,
 def _keyless_cell(e: Mapping[str, Any], label: str) -> str:
     kl = e.get("keyless") or {}
     r = kl.get("copy", {}).get(label) or kl.get("removal", {}).get(label)
-    return "-" if r is None else _cell(r["rate"], (r["ci_low"], r["ci_high"]), r["n"])
+    if r is None:
+        return "-"
+    cell = _cell(r["rate"], (r["ci_low"], r["ci_high"]), r["n"])
+    if "ai_verdicts" in r:  # copies: with a victim's id / that verify would call AI-generated
+        cell += f"; id {r['victim_ids']}, AI {r['ai_verdicts']}"
+    return cell
 
 
 def _payload_cell(e: Mapping[str, Any], label: str) -> str:
@@ -136,12 +141,16 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
                   + "; ".join(refusals) + "."]
     lines += ["", "### Keyless copy and removal attacks (38 dB)", "",
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
-              "(high-pass residual, or its average over the positions of a tile of side/8 "
-              "px: the estimator that copied v1) is added at 38 dB to 75 unrelated photos "
+              "(`residual`: the high-pass residual, sigma 1.5 px; `tile`: its average over the "
+              "positions of a tile of side/8 px, the estimator that copied v1; `wide`: the "
+              "residual over a wider band, sigma 4 px, which also carries the donor's coarse "
+              "structure - the informed choice against a content-bound mark) is added at 38 dB to 75 unrelated photos "
               "(50 random crops of photos none of the donors came from, and 25 smooth "
               "targets - colour gradients and heavily blurred photos - where a copy brings "
               "its own structure); the rate is the share "
-              "detected (target <= 0.01). Removal: the estimate from the marked image itself "
+              "detected (target <= 0.01); `id` counts the detected copies that carry a "
+              "victim's id, `AI` those whose content also matches the victim's record - "
+              "what `guardrail verify` would call AI-generated (target: none). Removal: the estimate from the marked image itself "
               "(plus 9 other outputs) subtracted at 38 dB; the rate is the share still "
               "detected (target >= 0.95).", ""]
     kl_labels: list[str] = []

@@ -175,7 +175,15 @@ def test_estimate_mark_recovers_a_repeated_tile_and_sums_outputs():
     assert corr > 0.5  # averaging over tile positions recovers a periodic mark
     res = ia.estimate_mark(marked, (256, 256), "residual")
     assert res.shape == (256, 256) and abs(float(res.mean())) < 1e-3
-    with pytest.raises(ValueError, match="estimator"):
+    # the wide estimator keeps more of the donor's coarse structure (its ghost)
+    wide = ia.estimate_mark(marked[:1], (256, 256), "wide")
+    narrow = ia.estimate_mark(marked[:1], (256, 256), "residual")
+
+    def coarse_share(e):
+        return float(np.mean(cv2.GaussianBlur(e, (0, 0), 3.0) ** 2) / np.mean(e ** 2))
+
+    assert coarse_share(wide) > 2 * coarse_share(narrow)
+    with pytest.raises(ValueError, match="'residual', 'tile', 'wide'"):
         ia.estimate_mark(marked, (64, 64), "median")
     with pytest.raises(ValueError, match="at least one"):
         ia.estimate_mark([], (64, 64))

@@ -47,10 +47,27 @@ def test_v1_is_copied_and_v2_is_not(pools):
     assert set(r1["copy"]) == {"copy((1, 'tile'))", "copy((3, 'residual'))"}
     tile1 = r1["copy"]["copy((1, 'tile'))"]
     assert tile1["n"] == 3 and tile1["positives"] == 3 and tile1["victim_ids"] == 3
+    assert tile1["ai_verdicts"] == 0  # the victim's record fingerprint matches none of them
     assert all(r["positives"] == 0 for r in r2["copy"].values())
     assert all(r["rate"] == 1.0 for r in r2["removal"].values())
     for r in (*r2["copy"].values(), *r2["removal"].values()):
         assert 0.0 <= r["ci_low"] <= r["rate"] <= r["ci_high"] <= 1.0
+
+
+def test_a_copy_onto_the_victims_own_picture_counts_as_an_ai_verdict(pools):
+    """The content binding is what the AI-verdict count measures: a v1 mark copied back onto
+    the unmarked original of its donor carries the victim's id and matches its record."""
+    donors, _ = pools
+    v1 = GuardrailImageWatermark(b"k" * 32)
+    r = keyless_trials(v1, _mark(v1, donors[:1]), donors[:1], [], estimates=((1, "tile"),))
+    c = r["copy"]["copy((1, 'tile'))"]
+    assert (c["positives"], c["victim_ids"], c["ai_verdicts"]) == (1, 1, 1)
+
+
+def test_wide_estimates_are_part_of_the_lab():
+    from guardrail.robustness.image_keyless import ESTIMATES
+
+    assert {(1, "wide"), (10, "wide")} <= set(ESTIMATES)
 
 
 def test_estimates_needing_more_outputs_than_held_are_skipped(pools):
@@ -70,7 +87,10 @@ def _lab_results() -> dict:
              "psnr_mean": 40.6, "psnr_min": 40.2, "ssim_mean": 0.98, "embed_ms": 10.0,
              "detect_ms": 20.0, "detect_unmarked_ms": 30.0,
              "keyless": {"copy": {"copy((1, 'tile'))": {"n": 50, "positives": 0, "rate": 0.0,
-                                                         "ci_low": 0.0, "ci_high": 0.07}},
+                                                         "ci_low": 0.0, "ci_high": 0.07},
+                                  "copy((1, 'wide'))": {"n": 50, "positives": 2, "rate": 0.04,
+                                                         "ci_low": 0.005, "ci_high": 0.137,
+                                                         "victim_ids": 1, "ai_verdicts": 0}},
                          "removal": {}}}
     res = {512: {"setup": {"fpr": 1e-4, "attacks": ["jpeg(30)"], "held_out": ["a", "b"],
                            "size": 512},
@@ -85,7 +105,8 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
     assert "| jpeg(30) | 0.50 [0.30, 0.70] n=20 |" in md
     ids = md[md.index("### The id recovered"):]
     assert "| jpeg(30) | 0.25 [0.09, 0.49] n=20 |" in ids  # 5 of 20, Clopper-Pearson
-    assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50" in md
+    assert "copy((1, 'tile')) | 0.00 [0.00, 0.07] n=50 |" in md
+    assert "copy((1, 'wide')) | 0.04 [0.01, 0.14] n=50; id 1, AI 0 |" in md
     assert "**missed tpr>=0.95_each_attack**" in md
     # results saved before the photo folders were recorded came from the c2pa-peer fixtures
     assert "scikit-learn and the c2pa-peer fixtures;" in md
