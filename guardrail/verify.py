@@ -172,7 +172,7 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
     no id - by the normalised text. Returns the :class:`RecordMatch` and, on a match, the
     recovered record's summary (the ``recovered`` object of the JSON document).
     """
-    from .fingerprint import fingerprint, match
+    from .fingerprint import fingerprint, match, weak_binding
 
     if wm is None or not wm.detected:
         return RecordMatch(reason="no verified watermark to look up"), None
@@ -193,6 +193,13 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         return RecordMatch(state="no record", how=how, reason=(
             f"no record of this store carries {what} (marked outside the guard, by another "
             "platform's store, or copied)")), None
+    try:
+        weak = weak_binding(art, limits=limits)
+    except UnsupportedMediaError as exc:  # fingerprint() above accepted it: not expected
+        weak = f"the content could not be checked: {exc}"
+    if weak:
+        return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
+            f"{len(candidates)} record(s) carry this watermark, but {weak}")), None
     best: float | None = None
     unfingerprinted = 0
     for rep in candidates:

@@ -16,7 +16,8 @@ the label. Each piece of evidence is first reduced to one state:
   whose recorded content fingerprint matches this file), ``mismatch`` (records carry this
   watermark id, but none of their content matches: a copied mark), ``no record`` (no
   record carries it: marked outside the guard, or another platform's store), ``not
-  checked`` (no verified watermark, no record store here, ...);
+  checked`` (no verified watermark, no record store here, a picture too smooth for its
+  fingerprint to bind it - :func:`guardrail.fingerprint.weak_binding` - ...);
 * **detectors**: ``synthetic`` when any detector decides so at its operating point.
 
 ====  =====================================================  ===================================

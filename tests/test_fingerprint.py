@@ -5,7 +5,7 @@ from PIL import Image
 
 from guardrail import Artifact, GenerationMetadata
 from guardrail.corpora import natural_images
-from guardrail.fingerprint import fingerprint, match
+from guardrail.fingerprint import binds, fingerprint, match, weak_binding
 
 MD = GenerationMetadata(model_id="m")
 
@@ -25,6 +25,31 @@ def test_image_fingerprint_survives_jpeg_and_resize_but_not_another_picture():
     for other in imgs[1:]:
         ok, dist = match(fingerprint(img_artifact(a)), fingerprint(img_artifact(other)))
         assert not ok and dist > 12
+
+
+def gradient(size: int = 256) -> np.ndarray:
+    g = np.mgrid[:size, :size][1] / size
+    return np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)
+
+
+def test_a_faint_copy_on_a_smooth_picture_sets_its_phash_so_it_does_not_bind():
+    """A wide-band copy (38 dB) of a photo onto a colour gradient takes on the photo's pHash;
+    the gradient's fingerprint does not bind it, so it matches no record."""
+    from guardrail.robustness.image_attacks import copy
+
+    imgs = [np.ascontiguousarray(a) for _, a in natural_images()][:4]
+    for photo in imgs:
+        assert weak_binding(img_artifact(photo)) is None  # natural photos bind
+        recorded = fingerprint(img_artifact(photo))
+        assert binds(recorded, img_artifact(photo))
+    donor = imgs[0]
+    forged = copy((1, "wide"), marked=[donor])(img_artifact(gradient())).content
+    recorded = fingerprint(img_artifact(donor))
+    assert match(recorded, fingerprint(img_artifact(forged)))[0]  # the hash alone is fooled
+    reason = weak_binding(img_artifact(forged))
+    assert reason and "too little coarse structure" in reason and "of 63" in reason
+    assert not binds(recorded, img_artifact(forged))
+    assert weak_binding(Artifact(modality="text", content="hi", metadata=MD)) is None
 
 
 def test_audio_fingerprint_matches_a_noisy_copy_not_other_audio():

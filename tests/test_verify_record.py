@@ -122,6 +122,36 @@ def test_a_copied_mark_on_another_photo_is_a_mismatch_not_ai(keyed, tmp_path, gu
     assert "Record: mismatch - 1 record(s) carry this watermark" in out
 
 
+def test_a_copy_onto_a_smooth_picture_is_not_bound_to_the_victims_record(keyed, tmp_path,
+                                                                       guarded, capsys):
+    """The worst case of a copy: a wide-band estimate of a guarded output added at 38 dB to a
+    colour gradient gives the gradient the output's pHash; with the victim's id on it the
+    record would "match". The gradient's fingerprint does not bind it: not AI-generated."""
+    from guardrail import Artifact
+    from guardrail.fingerprint import fingerprint, match
+    from guardrail.robustness.image_attacks import copy
+
+    payload = guarded.report.extra["evidence"]["watermark"]["payload"]
+    victim = np.asarray(Image.open(guarded.output).convert("RGB"))
+    g = np.mgrid[:256, :256][1] / 256.0
+    smooth = np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255)
+    ghosted = copy((1, "wide"), marked=[victim])(
+        Artifact(modality="image", content=smooth.astype(np.uint8), metadata={})).content
+    assert match(guarded.report.extra["fingerprint"],
+                 fingerprint(Artifact(modality="image", content=ghosted, metadata={})))[0]
+    src, forged = tmp_path / "ghosted.png", tmp_path / "forged.png"
+    Image.fromarray(ghosted).save(src)
+    code, _ = cli(capsys, "watermark", "embed", str(src), "-o", str(forged), "--payload",
+                  payload, "--data-dir", str(keyed.data_dir))
+    assert code == 0
+    res = verify_file(forged, keyed, detectors=[])
+    assert res.watermark.detected and res.watermark.payload == payload
+    assert res.record.state == "not checked" and res.record.candidates == 1
+    assert "too little coarse structure" in res.record.reason
+    assert res.label == "Watermark without matching record" and res.rule == "R9"
+    assert res.recovered is None
+
+
 def test_a_mark_embedded_outside_the_guard_has_no_record(keyed, tmp_path, capsys):
     from guardrail import ReportStore
 

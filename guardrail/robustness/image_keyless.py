@@ -8,8 +8,9 @@ known). :func:`keyless_trials` measures, for one scheme:
   ``tile`` and ``wide``) added at 38 dB to unrelated photos - how many of them detect (the target is at
   most 1 in 100), how many carry a victim's id, and how many ``guardrail verify`` would
   call AI-generated: a detected id whose record's content fingerprint (taken of the
-  victim's marked output, as the guard records it) matches the copy - the content binding
-  of :func:`guardrail.verify.record_match` (target: none);
+  victim's marked output, as the guard records it) matches the copy, on a copy whose
+  fingerprint binds its content - the content binding of
+  :func:`guardrail.verify.record_match` (target: none);
 * **removal**: the estimate from the marked image itself (and 9 other outputs of the key)
   subtracted at 38 dB - how many marked images are still detected (target >= 95%).
 
@@ -113,7 +114,7 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
         fingerprint: ``verify`` would find the victim's record and call the copy
         AI-generated).
     """
-    from ..fingerprint import fingerprint, match
+    from ..fingerprint import binds, fingerprint
 
     note = say or (lambda _m: None)
     donor_imgs = [d for d, _ in donors]
@@ -132,7 +133,7 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
             hits += bool(res.detected)
             if res.detected and res.payload in recorded:
                 victims += 1
-                ai += match(recorded[res.payload], fingerprint(forged))[0]
+                ai += binds(recorded[res.payload], forged)
         label = copy((n, est), marked=donor_imgs).label
         out["copy"][label] = {**_rate(hits, len(photos)), "victim_ids": victims,
                               "ai_verdicts": ai}

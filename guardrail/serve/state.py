@@ -218,13 +218,17 @@ class Resources:
         """Manifests of the outputs this asset is: through guardrail's watermark (checked
         against the recorded content fingerprint, as verify's recovery does), through the
         fingerprint itself, then through the caller's hint (blocking)."""
-        from ..fingerprint import fingerprint, match
+        from ..fingerprint import fingerprint, match, weak_binding
         from ..media import decode
 
         art = decode(data, (media_type or "").split(";")[0].strip() or None, name="upload",
                      limits=self.limits)
         observed = fingerprint(art, limits=self.limits)
         found: dict[str, int] = {}
+        if weak_binding(art, limits=self.limits):
+            # a fingerprint that does not bind the content matches no record by content
+            # (a faint copy of another output would set it); only the caller's hint is used
+            observed = ""
         if art.modality is not Modality.TEXT and (alg is None or ".watermark." in alg):
             try:
                 result = self.watermarker(art.modality).detect(art.evolve(data=None))

@@ -94,6 +94,35 @@ def test_stripped_image_is_found_by_content_and_its_manifest_validates(client, t
     assert report.get("validation_state") in ("Valid", "Trusted"), report.get("validation_status")
 
 
+def test_a_copied_mark_on_a_smooth_picture_finds_no_manifest(client, token, generated,
+                                                             serve_config):
+    """A forged upload - a colour gradient given the output's pHash by a faint wide-band copy,
+    then the victim's watermark id - is not resolved to the victim's manifest: its
+    fingerprint does not bind its content (guardrail.fingerprint.weak_binding)."""
+    import numpy as np
+    from PIL import Image
+
+    from guardrail import Artifact
+    from guardrail.factory import watermarker_from_config
+    from guardrail.robustness.image_attacks import copy
+
+    victim = np.asarray(Image.open(io.BytesIO(generated["bytes"])).convert("RGB"))
+    g = np.mgrid[:256, :256][1] / 256.0
+    smooth = np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255)
+    ghosted = copy((1, "wide"), marked=[victim])(
+        Artifact(modality="image", content=smooth.astype(np.uint8), metadata={}))
+    wm = watermarker_from_config(serve_config, "image")
+    payload = int(generated["report"]["extra"]["evidence"]["watermark"]["payload"], 16)
+    forged = wm.embed(ghosted, payload).content
+    assert wm.detect(ghosted.evolve(content=forged)).detected
+    buf = io.BytesIO()
+    Image.fromarray(forged).save(buf, "PNG")
+    r = client.post("/matches/byContent", content=buf.getvalue(),
+                    headers={**bearer(token), "Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert r.json()["matches"] == []
+
+
 def test_by_binding_get_and_post(client, token, generated):
     manifest_id = generated["report"]["manifest_id"]
     wm = generated["report"]["extra"]["evidence"]["watermark"]
