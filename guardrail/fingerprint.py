@@ -36,7 +36,8 @@ from .errors import UnsupportedMediaError
 from .signal import resample
 from .textnorm import visible_text
 
-__all__ = ["IMAGE_MAX_DISTANCE", "binds", "fingerprint", "match", "weak_binding"]
+__all__ = ["IMAGE_MAX_DISTANCE", "best_match", "binds", "fingerprint", "fingerprints", "match",
+           "weak_binding"]
 
 #: largest pHash Hamming distance (of 64 bits) accepted as "the same picture": re-encoding,
 #: resizing and mild crops stay well below; unrelated images are near 32.
@@ -164,9 +165,32 @@ def weak_binding(artifact: Artifact, *, limits: Limits | None = None) -> str | N
             "such as the ghost a copied watermark brings, would set its fingerprint")
 
 
+def fingerprints(artifact: Artifact, *, limits: Limits | None = None) -> list[str]:
+    """What a record may match: :func:`fingerprint` of the artifact and, for an image, of its
+    left-right mirror image (a flip keeps the picture, and the watermarks survive it, but
+    not its pHash)."""
+    fp = fingerprint(artifact, limits=limits)
+    if artifact.modality is not Modality.IMAGE:
+        return [fp]
+    arr = np.asarray(artifact.content)
+    return [fp, _phash(arr[:, ::-1], limits or Limits())]
+
+
+def best_match(recorded: str, observed: list[str]) -> tuple[bool, float | None]:
+    """:func:`match` against each of ``observed`` (:func:`fingerprints`): a match if any
+    matches, with the closest score."""
+    results = [match(recorded, o) for o in observed]
+    scored = [r for r in results if r[1] is not None]
+    if not scored:
+        return False, None
+    closest = (min if recorded.startswith("phash:") else max)(scored, key=lambda r: r[1])
+    return any(ok for ok, _ in results), closest[1]
+
+
 def binds(recorded: str, artifact: Artifact, *, limits: Limits | None = None) -> bool:
-    """Does the recorded fingerprint match ``artifact``, and does its fingerprint bind it?"""
-    return (match(recorded, fingerprint(artifact, limits=limits))[0]
+    """Does the recorded fingerprint match ``artifact`` (or its mirror image), and does its
+    fingerprint bind it?"""
+    return (best_match(recorded, fingerprints(artifact, limits=limits))[0]
             and weak_binding(artifact, limits=limits) is None)
 
 

@@ -172,12 +172,13 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
     no id - by the normalised text. Returns the :class:`RecordMatch` and, on a match, the
     recovered record's summary (the ``recovered`` object of the JSON document).
     """
-    from .fingerprint import fingerprint, match, weak_binding
+    from .fingerprint import best_match, fingerprints, weak_binding
 
     if wm is None or not wm.detected:
         return RecordMatch(reason="no verified watermark to look up"), None
     try:
-        observed = fingerprint(art, limits=limits)
+        observed_all = fingerprints(art, limits=limits)  # with a picture's mirror image
+        observed = observed_all[0]
     except UnsupportedMediaError as exc:
         return RecordMatch(reason=f"the content could not be fingerprinted: {exc}"), None
     if wm.payload:
@@ -207,7 +208,7 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         if not recorded:
             unfingerprinted += 1
             continue
-        ok, score = match(recorded, observed)
+        ok, score = best_match(recorded, observed_all)
         if score is not None and (best is None or _closer(recorded, score, best)):
             best = score
         if ok:

@@ -5,7 +5,14 @@ from PIL import Image
 
 from guardrail import Artifact, GenerationMetadata
 from guardrail.corpora import natural_images
-from guardrail.fingerprint import binds, fingerprint, match, weak_binding
+from guardrail.fingerprint import (
+    best_match,
+    binds,
+    fingerprint,
+    fingerprints,
+    match,
+    weak_binding,
+)
 
 MD = GenerationMetadata(model_id="m")
 
@@ -25,6 +32,20 @@ def test_image_fingerprint_survives_jpeg_and_resize_but_not_another_picture():
     for other in imgs[1:]:
         ok, dist = match(fingerprint(img_artifact(a)), fingerprint(img_artifact(other)))
         assert not ok and dist > 12
+
+
+def test_a_mirrored_picture_matches_its_record_and_another_picture_does_not():
+    imgs = [np.ascontiguousarray(a) for _, a in natural_images()][:4]
+    rec = fingerprint(img_artifact(imgs[0]))
+    mirror = img_artifact(np.ascontiguousarray(imgs[0][:, ::-1]))
+    assert not match(rec, fingerprint(mirror))[0]  # a flip changes the pHash itself
+    ok, dist = best_match(rec, fingerprints(mirror))
+    assert ok and dist == 0 and binds(rec, mirror)
+    for other in imgs[1:]:
+        for art in (img_artifact(other), img_artifact(np.ascontiguousarray(other[:, ::-1]))):
+            assert not best_match(rec, fingerprints(art))[0]
+    text = Artifact(modality="text", content="hi there", metadata=MD)
+    assert fingerprints(text) == [fingerprint(text)]
 
 
 def gradient(size: int = 256) -> np.ndarray:

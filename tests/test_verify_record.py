@@ -98,6 +98,18 @@ def test_own_output_matches_its_record_signed_and_stripped(keyed, tmp_path, guar
     assert res.to_dict()["recovered"]["report_id"] == guarded.report_id
 
 
+def test_a_mirrored_stripped_output_still_finds_its_record(keyed, tmp_path, guarded):
+    """A left-right flip keeps the picture (and the watermark) but not its pHash: the record
+    is matched through the mirror image's fingerprint."""
+    flipped = tmp_path / "flipped.jpg"
+    Image.open(guarded.output).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        flipped, quality=90)
+    res = verify_file(flipped, keyed, detectors=[])
+    assert res.watermark.detected and res.provenance.state.value == "ABSENT"
+    assert (res.rule, res.record.state) == ("R4", "match")
+    assert res.record.report_id == guarded.report_id
+
+
 def test_a_copied_mark_on_another_photo_is_a_mismatch_not_ai(keyed, tmp_path, guarded, capsys):
     payload = guarded.report.extra["evidence"]["watermark"]["payload"]
     real = tmp_path / "real.png"
