@@ -32,7 +32,9 @@ high-pass luminance residual (image minus its Gaussian blur, sigma ``ESTIMATE_SI
 it is also averaged over the positions of a tile of side ``sqrt(h * w) / 8`` pixels (the
 period of ``guardrail-image`` v1's tile and of v2's sync lattice) and repeated - the
 estimator of the evaluation that found v1 copyable; estimator ``"wide"`` is the residual
-over a wider band (sigma ``WIDE_SIGMA``), the informed choice against a content-bound mark:
+over a wider band (sigma ``WIDE_SIGMA`` per 256 pixels of the image's side, i.e. the same
+band of ``guardrail-image-v2``'s working frame at every size), the informed choice against
+a content-bound mark:
 it carries more of the donor's own coarse structure, a ghost that can set the content
 field of a smooth target the donor's way (``guardrail-image-v2``'s design). ``copy`` adds the estimate to an
 unrelated image, ``removal`` subtracts it from a marked one (whose own residual is one of
@@ -355,11 +357,11 @@ def estimate_mark(marked: Any, shape: tuple[int, int], estimator: str = "residua
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATORS))}, "
                          f"got {estimator!r}")
-    sigma = WIDE_SIGMA if estimator == "wide" else ESTIMATE_SIGMA
+    h, w = shape
+    sigma = WIDE_SIGMA * math.sqrt(h * w) / 256.0 if estimator == "wide" else ESTIMATE_SIGMA
     images = list(marked)
     if not images:
         raise ValueError("estimating a mark needs at least one marked image")
-    h, w = shape
     acc = np.zeros((h, w), np.float32)
     for img in images:
         y = _luma_f(np.asarray(img))

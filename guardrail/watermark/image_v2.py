@@ -79,9 +79,9 @@ therefore also computes the statistic under this image's sign field displaced by
 the true field only, a copy gives statistics of one distribution under all of them. The
 ratio of the true statistic to the RMS of the displaced ones must reach
 ``COPY_MIN_RATIO``; a mark that fails it is reported as a copy, not detected. So is a mark
-on a picture with almost no structure of its own (less than ``MIN_STRUCTURE`` of it above
-the detector's dead zone): there the field may be the ghost of a copy's donor, which the
-copied pattern then follows; ``embed`` refuses such pictures.
+on a picture with little structure of its own (``MIN_STRUCTURE``, ``MIN_FIELD_RMS``): there
+the field may be the ghost of a copy's donor, which the copied pattern follows; ``embed``
+refuses such pictures.
 
 *Key-independent sensitivity.* The keyed filter is scaled so that its response to the
 blurred luminance has the gain ``KERNEL_GAIN`` for every key (a random 9 x 9 filter's
@@ -93,11 +93,9 @@ touch every pixel; everything after runs on the fixed working frame and torus.
 
 Limits
 ------
-See docs/WATERMARKS.md. In short: an attacker who holds a marked image and applies a
-strong denoiser or regeneration removes more than a subtraction at 38 dB does; the sync
-template can be estimated and removed, after which a geometric change (crop, rotation,
-scale) also removes the mark; vertical flips and 90-degree rotations are not searched;
-images more elongated than 2.25:1 repeat part of the torus.
+See docs/WATERMARKS.md: strong denoisers and regeneration remove the mark; so does a
+geometric change after the sync template was notched out; vertical flips and 90-degree
+rotations are not searched; a wide-band copy onto a weakly structured photo can pass.
 """
 
 from __future__ import annotations
@@ -174,9 +172,10 @@ COPY_OFFSETS = tuple((dy, dx) for dy in (-48, 0, 48) for dx in (-48, 0, 48)
                      if (dy, dx) != (0, 0)) + ((96, 96), (-96, 96), (96, -96), (-96, -96),
                                                 (0, 96), (96, 0), (0, -96), (-96, 0))
 COPY_MIN_RATIO = 4.5
-#: Least share of the working frame whose content field reaches ``DETECT_DEAD``: below it
-#: the picture's only structure may be the ghost a copied estimate brought (see above).
-MIN_STRUCTURE = 0.005
+#: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
+#: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
+#: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
+MIN_STRUCTURE, MIN_FIELD_RMS, EMBED_MARGIN = 0.005, 1.3, 1.1
 #: Torus shifts this close to where an uncropped image has its pattern (a 1-px mirror
 #: offset included): a test family with this share of the false-positive rate.
 NEAR, NEAR_WEIGHT = 1, 0.75
@@ -209,8 +208,8 @@ class ImageAnalysisV2(AnalysisBase):
         ``consistent`` is ``consistency >= COPY_MIN_RATIO`` when it was computed.
     structure : float or None
         Share of the working frame above the content field's dead zone, computed with
-        ``consistency``; below ``MIN_STRUCTURE`` the mark is not counted (``consistent``
-        false, with ``copy_reason``).
+        ``consistency``; below ``MIN_STRUCTURE`` (or with a field RMS below
+        ``MIN_FIELD_RMS``) the mark is not counted (``consistent`` false, ``copy_reason``).
     """
 
     flipped: bool = False
@@ -338,8 +337,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         iy, ix = np.arange(hw) % TORUS, np.arange(ww) % TORUS
         main = self._field(payload)[np.ix_(iy, ix)]
         cf = self._content_field(yw)
-        if (share := _structure(cf)) < MIN_STRUCTURE:
-            raise CannotWatermark(_too_flat(share, f"cannot carry a {SCHEME} mark"))
+        if flat := _flatness(cf, f"cannot carry a {SCHEME} mark", EMBED_MARGIN)[1]:
+            raise CannotWatermark(flat)
         main *= _sign_weight(cf, embed=True)
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
@@ -442,9 +441,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 vals = self._soft(_weight(*frame), shift)
             if p <= self.fpr:
                 ratio = self._consistency(frame, shift)
-                structure = _structure(self._content_field(yw))
-                if structure < MIN_STRUCTURE:
-                    flat = _too_flat(structure, "cannot tell its mark from a copy")
+                structure, flat = _flatness(self._content_field(yw),
+                                            "cannot tell its mark from a copy")
         return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(geo.s),
                                angle_deg=float(math.degrees(geo.th)), flipped=bool(geo.flip),
@@ -521,14 +519,16 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return np.where(lay["scramble"] == 1, -soft, soft)
 
 
-def _structure(f: np.ndarray) -> float:
-    """Share of the working frame where the content field ``f`` reaches ``DETECT_DEAD``."""
-    return float(np.mean(np.abs(f) >= np.float32(DETECT_DEAD)))
-
-
-def _too_flat(share: float, what: str) -> str:
-    return (f"the image has too little structure of its own ({share:.2%} of it above the "
-            f"content field's dead zone, {MIN_STRUCTURE:.1%} needed): it {what}")
+def _flatness(f: np.ndarray, what: str, margin: float = 1.0) -> tuple[float, str | None]:
+    """``(share of the frame where the content field f reaches DETECT_DEAD, why the picture
+    has too little structure of its own - MIN_STRUCTURE, margin * MIN_FIELD_RMS - or None)``"""
+    share = float(np.mean(np.abs(f) >= np.float32(DETECT_DEAD)))
+    rms = math.sqrt(float(np.mean(np.square(f, dtype=np.float64))))
+    if share >= MIN_STRUCTURE and rms >= margin * MIN_FIELD_RMS:
+        return share, None
+    return share, (f"the image has too little structure of its own ({share:.2%} of it above "
+                   f"the content field's dead zone, {MIN_STRUCTURE:.1%} needed; field RMS "
+                   f"{rms:.2f}, {margin * MIN_FIELD_RMS:g} needed): it {what}")
 
 
 def _shape_sigma(area_ratio: float) -> float:

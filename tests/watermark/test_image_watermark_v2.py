@@ -182,13 +182,36 @@ def test_large_inputs_are_reduced_first(wm):
 def test_copy_onto_a_flat_photo_does_not_transfer(wm):
     """A flat target takes on whatever structure is copied into it: the median and the
     dead zone of the content field keep a copied residual from setting its signs."""
-    donor = wm.embed(art(square(skdata.clock(), 512)), 0x1234).content
+    donor = wm.embed(art(square(skdata.camera(), 512)), 0x1234).content
     yy, xx = np.mgrid[:512, :512].astype(np.float32)
     flat = np.clip(90 + 0.1 * xx + 0.05 * yy, 0, 255).astype(np.uint8)
     flat = np.dstack([flat, flat, flat])
     for est in ("residual", "tile"):
         forged = ia.copy((1, est), marked=[donor])(art(flat))
         assert wm.detect(forged).detected is False
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_wide_band_copy_onto_a_gradient_is_not_counted(photos, wm, size):
+    """The informed copy: a wide-band residual (sigma 4 px per 256 px) carries a ghost of the
+    donor's coarse structure, which becomes a gradient's whole content field - the copied
+    pattern then follows it. The field's RMS (the ghost's, below MIN_FIELD_RMS) gives it
+    away: not detected, reported as indistinguishable from a copy."""
+    from guardrail.watermark import image_v2 as v2
+
+    g = np.mgrid[:size, :size][1] / size
+    grad = np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)
+    flagged = 0
+    for i, name in enumerate(("chelsea", "rocket", "camera", "coffee")):
+        donor = wm.embed(art(square(photos[name], size)), 0x200 + i).content
+        forged = ia.copy((1, "wide"), marked=[donor])(art(grad)).content
+        res = wm.analyse(forged)
+        assert not (res.p_value <= wm.fpr and res.consistent), (name, res)
+        if res.p_value <= wm.fpr:  # a mark was found: it must be the floor that stopped it
+            flagged += 1
+            assert "field RMS" in res.copy_reason
+            assert res.structure >= v2.MIN_STRUCTURE  # the ghost brings enough "structure"
+    assert flagged >= 1  # the attack does reach the detector: the floor is what holds
 
 
 def test_filter_gain_is_the_same_for_every_key():
