@@ -123,6 +123,8 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
     out: dict[str, Any] = {"copy": {}, "removal": {}}
     for n, est in estimates:
         if n > len(donor_imgs):
+            note(f"{wm.scheme}: copy and removal from {n} outputs not run: "
+                 f"{len(donor_imgs)} marked outputs held")
             continue
         hits, victims, ai = 0, 0, 0
         for j, photo in enumerate(photos):

@@ -503,8 +503,8 @@ def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
              images: Sequence[np.ndarray], *, size: int, fpr: float,
              rng: np.random.Generator, seed: int, say: Callable[[str], None]
              ) -> dict[str, Any]:
-    """Copy / removal attacks: donors are the first ``N_DONORS`` test images, marked under
-    one key; copies go onto random crops of the other photos and onto smooth targets made
+    """Copy / removal attacks: donors are the first ``N_DONORS`` test images the scheme
+    accepts, marked under one key; copies go onto random crops of the other photos and onto smooth targets made
     from them; removal on the others."""
     from ..errors import CannotWatermark
     from .image_keyless import keyless_trials, smooth_photos
@@ -523,12 +523,16 @@ def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
                 say(f"{name}: keyless attacks: an image cannot be marked: {exc}")
         return out
 
-    donors = mark(tests[:N_DONORS])
-    rest = list(images[N_DONORS:])
+    # the first N_DONORS images the scheme accepts (a refused one is not a marked output)
+    donors, k = [], 0
+    while len(donors) < N_DONORS and k < len(tests):
+        donors += mark(tests[k:k + 1])
+        k += 1
+    rest = list(images[k:])
     photos = [square(v, size) for v in unmarked_variants(rest, 3 * N_COPY_PHOTOS, seed=seed + 7)
               if min(v.shape[:2]) >= 64][:N_COPY_PHOTOS]
     photos += smooth_photos(rest, N_SMOOTH_PHOTOS, size, seed=seed + 11)
-    marked = mark(tests[N_DONORS:])
+    marked = mark(tests[k:])
     return keyless_trials(wm, donors, photos, marked, say=say)
 
 

@@ -199,3 +199,25 @@ def test_robustness_cli_rejects_a_missing_photo_folder_before_any_work(tmp_path,
     assert "not an existing folder" in err and str(tmp_path / "missing") in err
     assert not data.exists()  # nothing was created
     assert existing_dir(str(tmp_path)) == str(tmp_path)
+
+
+def test_lab_donors_are_the_first_images_the_scheme_accepts(monkeypatch, pools):
+    """A picture the scheme refuses is not a marked output: the attacker's N_DONORS donors
+    are the first ones it accepts, so the 10-output estimates are not silently skipped."""
+    import guardrail.robustness.image_keyless as ik
+    from guardrail.robustness import image_lab
+
+    donors, photos = pools
+    flat = np.full((384, 384, 3), 128, np.uint8)  # refused: no structure of its own
+    seen = {}
+
+    def trials(wm, donor_list, photo_list, marked, **_kw):
+        seen.update(donors=len(donor_list), marked=len(marked))
+        return {"copy": {}, "removal": {}}
+
+    monkeypatch.setattr(ik, "keyless_trials", trials)
+    monkeypatch.setattr(image_lab, "N_DONORS", 2)
+    imgs = [flat, donors[0], flat, donors[1], photos[0], photos[1]]
+    image_lab._keyless("guardrail-image-v2", b"k" * 32, imgs, imgs, size=384, fpr=1e-4,
+                       rng=np.random.default_rng(0), seed=0, say=lambda _m: None)
+    assert seen == {"donors": 2, "marked": 2}
