@@ -94,33 +94,50 @@ def test_stripped_image_is_found_by_content_and_its_manifest_validates(client, t
     assert report.get("validation_state") in ("Valid", "Trusted"), report.get("validation_status")
 
 
-def test_a_copied_mark_on_a_smooth_picture_finds_no_manifest(client, token, generated,
-                                                             serve_config):
-    """A forged upload - a colour gradient given the output's pHash by a faint wide-band copy,
-    then the victim's watermark id - is not resolved to the victim's manifest: its
-    fingerprint does not bind its content (guardrail.fingerprint.weak_binding)."""
+def test_a_copied_mark_on_a_smooth_picture_finds_no_manifest(tmp_path):
+    """A forged upload - a colour gradient given an output's pHash by a faint wide-band copy,
+    then the victim's watermark id (version 1 marks, still served, are easy to forge) - is
+    not resolved to the victim's manifest: its fingerprint does not bind its content
+    (guardrail.fingerprint.weak_binding)."""
     import numpy as np
+    from fastapi.testclient import TestClient
     from PIL import Image
 
-    from guardrail import Artifact
+    from guardrail import Artifact, Config, init_keys
     from guardrail.factory import watermarker_from_config
     from guardrail.robustness.image_attacks import copy
+    from guardrail.serve.app import create_app
+    from guardrail.serve.auth import create_key
 
-    victim = np.asarray(Image.open(io.BytesIO(generated["bytes"])).convert("RGB"))
-    g = np.mgrid[:256, :256][1] / 256.0
-    smooth = np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255)
-    ghosted = copy((1, "wide"), marked=[victim])(
-        Artifact(modality="image", content=smooth.astype(np.uint8), metadata={}))
-    wm = watermarker_from_config(serve_config, "image")
-    payload = int(generated["report"]["extra"]["evidence"]["watermark"]["payload"], 16)
-    forged = wm.embed(ghosted, payload).content
-    assert wm.detect(ghosted.evolve(content=forged)).detected
-    buf = io.BytesIO()
-    Image.fromarray(forged).save(buf, "PNG")
-    r = client.post("/matches/byContent", content=buf.getvalue(),
-                    headers={**bearer(token), "Content-Type": "image/png"})
-    assert r.status_code == 200, r.text
-    assert r.json()["matches"] == []
+    from .conftest import ALL_SCOPES, PhotoGenerator
+
+    cfg = Config.load(overrides={"paths": {"data_dir": str(tmp_path / "data")},
+                                 "detectors": {"image": [], "text": [], "audio": []},
+                                 "watermark": {"image_scheme": "guardrail-image"}})
+    init_keys(cfg)
+    with ReportStore(cfg.store_url) as store:
+        token, _ = create_key(store, "tests", ALL_SCOPES)
+    with TestClient(create_app(cfg, generators={"image": PhotoGenerator()})) as client:
+        r = client.post("/v1/generate", json={"modality": "image", "prompt": "a photo",
+                                              "seed": 1}, headers=bearer(token))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        victim = np.asarray(Image.open(io.BytesIO(
+            client.get(body["output"]["url"], headers=bearer(token)).content)).convert("RGB"))
+        g = np.mgrid[:256, :256][1] / 256.0
+        smooth = np.clip(60 + 120 * g[..., None] * np.array([1.0, 0.8, 0.6]), 0, 255)
+        ghosted = copy((1, "wide"), marked=[victim])(
+            Artifact(modality="image", content=smooth.astype(np.uint8), metadata={}))
+        wm = watermarker_from_config(cfg, "image")
+        forged = wm.embed(ghosted, int(body["report"]["extra"]["evidence"]["watermark"]
+                                       ["payload"], 16)).content
+        assert wm.detect(ghosted.evolve(content=forged)).detected
+        buf = io.BytesIO()
+        Image.fromarray(forged).save(buf, "PNG")
+        r = client.post("/matches/byContent", content=buf.getvalue(),
+                        headers={**bearer(token), "Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        assert r.json()["matches"] == []
 
 
 def test_by_binding_get_and_post(client, token, generated):
