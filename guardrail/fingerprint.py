@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,8 +37,8 @@ from .errors import UnsupportedMediaError
 from .signal import resample
 from .textnorm import visible_text
 
-__all__ = ["IMAGE_MAX_DISTANCE", "best_match", "binds", "fingerprint", "fingerprints", "match",
-           "weak_binding"]
+__all__ = ["IMAGE_MAX_DISTANCE", "Observed", "best_match", "binds", "fingerprint", "fingerprints",
+           "match", "observe", "weak_binding"]
 
 #: largest pHash Hamming distance (of 64 bits) accepted as "the same picture": re-encoding,
 #: resizing and mild crops stay well below; unrelated images are near 32.
@@ -68,16 +69,21 @@ def _luminance(arr: np.ndarray) -> np.ndarray:
 
 
 def _phash(img: np.ndarray, limits: Limits) -> str:
-    coeffs = _phash_coefficients(img, limits)
-    bits = coeffs > np.median(coeffs)
+    return _hash(_phash_coefficients(img, limits)[0])
+
+
+def _hash(coeffs: np.ndarray) -> str:
+    """The pHash of :func:`_phash_coefficients`: one bit per coefficient above the median."""
     value = 0
-    for b in bits:
+    for b in coeffs > np.median(coeffs):
         value = (value << 1) | int(b)
     return f"phash:{value:016x}"
 
 
-def _phash_coefficients(img: np.ndarray, limits: Limits) -> np.ndarray:
-    """The 63 low-frequency DCT coefficients (DC left out) the pHash is made of."""
+def _phash_coefficients(img: np.ndarray, limits: Limits, *, mirror: bool = False
+                        ) -> list[np.ndarray]:
+    """The 63 low-frequency DCT coefficients (DC left out) the pHash is made of - and, with
+    ``mirror``, those of the left-right mirror image, from the same luminance pass."""
     import cv2
 
     arr = np.asarray(img)
@@ -88,8 +94,10 @@ def _phash_coefficients(img: np.ndarray, limits: Limits) -> np.ndarray:
         raise UnsupportedMediaError(f"cannot fingerprint an image of {w}x{h} pixels: above "
                                     f"the limit of {limits.max_image_pixels} "
                                     "(limits.max_image_pixels)")
-    small = cv2.resize(_luminance(arr), (32, 32), interpolation=cv2.INTER_AREA)
-    return np.asarray(cv2.dct(small)[:8, :8].flatten()[1:])
+    lum = _luminance(arr)
+    views = (lum, np.ascontiguousarray(lum[:, ::-1])) if mirror else (lum,)
+    return [np.asarray(cv2.dct(cv2.resize(v, (32, 32), interpolation=cv2.INTER_AREA))
+                       [:8, :8].flatten()[1:]) for v in views]
 
 
 def _audio_envelope(samples: np.ndarray, rate: int, limits: Limits) -> str:
@@ -143,6 +151,31 @@ def fingerprint(artifact: Artifact, *, limits: Limits | None = None) -> str:
     return _text_hash(text)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What a file offers a record to match (:func:`observe`)."""
+
+    #: the artifact's :func:`fingerprint` and, for an image, its left-right mirror image's
+    #: (a flip keeps the picture, and the watermarks survive it, but not its pHash)
+    fingerprints: list[str]
+    #: why the fingerprint cannot bind the content (:func:`weak_binding`), or ``None``
+    weak: str | None
+
+
+def observe(artifact: Artifact, *, limits: Limits | None = None) -> Observed:
+    """:func:`fingerprints` and :func:`weak_binding` of ``artifact`` from one pass over it.
+
+    Raises
+    ------
+    UnsupportedMediaError
+        As :func:`fingerprint`.
+    """
+    if artifact.modality is not Modality.IMAGE:
+        return Observed([fingerprint(artifact, limits=limits)], None)
+    coeffs = _phash_coefficients(artifact.content, limits or Limits(), mirror=True)
+    return Observed([_hash(c) for c in coeffs], _weak_reason(coeffs[0]))
+
+
 def weak_binding(artifact: Artifact, *, limits: Limits | None = None) -> str | None:
     """Why ``artifact``'s fingerprint cannot bind its content to a record, or ``None`` when
     it can. Only images can be weakly bound (see the module notes); audio envelopes and text
@@ -155,7 +188,10 @@ def weak_binding(artifact: Artifact, *, limits: Limits | None = None) -> str | N
     """
     if artifact.modality is not Modality.IMAGE:
         return None
-    c = _phash_coefficients(artifact.content, limits or Limits())
+    return _weak_reason(_phash_coefficients(artifact.content, limits or Limits())[0])
+
+
+def _weak_reason(c: np.ndarray) -> str | None:
     k = int(np.sum(np.abs(c - np.median(c)) >= IMAGE_RELIABLE_MARGIN))
     if k >= IMAGE_MIN_RELIABLE:
         return None
@@ -166,14 +202,8 @@ def weak_binding(artifact: Artifact, *, limits: Limits | None = None) -> str | N
 
 
 def fingerprints(artifact: Artifact, *, limits: Limits | None = None) -> list[str]:
-    """What a record may match: :func:`fingerprint` of the artifact and, for an image, of its
-    left-right mirror image (a flip keeps the picture, and the watermarks survive it, but
-    not its pHash)."""
-    fp = fingerprint(artifact, limits=limits)
-    if artifact.modality is not Modality.IMAGE:
-        return [fp]
-    arr = np.asarray(artifact.content)
-    return [fp, _phash(arr[:, ::-1], limits or Limits())]
+    """What a record may match: :attr:`Observed.fingerprints`."""
+    return observe(artifact, limits=limits).fingerprints
 
 
 def best_match(recorded: str, observed: list[str]) -> tuple[bool, float | None]:
@@ -190,8 +220,8 @@ def best_match(recorded: str, observed: list[str]) -> tuple[bool, float | None]:
 def binds(recorded: str, artifact: Artifact, *, limits: Limits | None = None) -> bool:
     """Does the recorded fingerprint match ``artifact`` (or its mirror image), and does its
     fingerprint bind it?"""
-    return (best_match(recorded, fingerprints(artifact, limits=limits))[0]
-            and weak_binding(artifact, limits=limits) is None)
+    seen = observe(artifact, limits=limits)
+    return seen.weak is None and best_match(recorded, seen.fingerprints)[0]
 
 
 def match(recorded: str, observed: str) -> tuple[bool, float | None]:

@@ -172,20 +172,19 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
     no id - by the normalised text. Returns the :class:`RecordMatch` and, on a match, the
     recovered record's summary (the ``recovered`` object of the JSON document).
     """
-    from .fingerprint import best_match, fingerprints, weak_binding
+    from .fingerprint import best_match, observe
 
     if wm is None or not wm.detected:
         return RecordMatch(reason="no verified watermark to look up"), None
     try:
-        observed_all = fingerprints(art, limits=limits)  # with a picture's mirror image
-        observed = observed_all[0]
+        seen = observe(art, limits=limits)  # with a picture's mirror image
     except UnsupportedMediaError as exc:
         return RecordMatch(reason=f"the content could not be fingerprinted: {exc}"), None
     if wm.payload:
         candidates = store.find_by_watermark(wm.scheme, wm.payload)
         how = "watermark id"
     elif art.modality is Modality.TEXT:
-        candidates = store.find_by_text_fingerprint(observed)
+        candidates = store.find_by_text_fingerprint(seen.fingerprints[0])
         how = "text watermark + normalised text"
     else:
         return RecordMatch(reason=f"the {wm.scheme} watermark carries no id to look up"), None
@@ -194,13 +193,9 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         return RecordMatch(state="no record", how=how, reason=(
             f"no record of this store carries {what} (marked outside the guard, by another "
             "platform's store, or copied)")), None
-    try:
-        weak = weak_binding(art, limits=limits)
-    except UnsupportedMediaError as exc:  # fingerprint() above accepted it: not expected
-        weak = f"the content could not be checked: {exc}"
-    if weak:
+    if seen.weak:
         return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
-            f"{len(candidates)} record(s) carry this watermark, but {weak}")), None
+            f"{len(candidates)} record(s) carry this watermark, but {seen.weak}")), None
     best: float | None = None
     unfingerprinted = 0
     for rep in candidates:
@@ -208,7 +203,7 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         if not recorded:
             unfingerprinted += 1
             continue
-        ok, score = best_match(recorded, observed_all)
+        ok, score = best_match(recorded, seen.fingerprints)
         if score is not None and (best is None or _closer(recorded, score, best)):
             best = score
         if ok:

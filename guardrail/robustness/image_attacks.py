@@ -34,9 +34,8 @@ period of ``guardrail-image`` v1's tile and of v2's sync lattice) and repeated -
 estimator of the evaluation that found v1 copyable; estimator ``"wide"`` is the residual
 over a wider band (sigma ``WIDE_SIGMA`` per 256 pixels of the image's side, i.e. the same
 band of ``guardrail-image-v2``'s working frame at every size), the informed choice against
-a content-bound mark:
-it carries more of the donor's own coarse structure, a ghost that can set the content
-field of a smooth target the donor's way (``guardrail-image-v2``'s design). ``copy`` adds the estimate to an
+a content-bound mark: it carries more of the donor's own coarse structure, a ghost that can
+set the content field of a smooth target the donor's way. ``copy`` adds the estimate to an
 unrelated image, ``removal`` subtracts it from a marked one (whose own residual is one of
 the ``n``), both scaled to a PSNR of ``ESTIMATE_PSNR_DB`` (38 dB) before rounding.
 """

@@ -5,12 +5,12 @@ known). :func:`keyless_trials` measures, for one scheme:
 
 * **copy**: the mark estimated from 1 and from 10 marked outputs
   (:func:`~guardrail.robustness.image_attacks.estimate_mark`, estimators ``residual``,
-  ``tile`` and ``wide``) added at 38 dB to unrelated photos - how many of them detect (the target is at
-  most 1 in 100), how many carry a victim's id, and how many ``guardrail verify`` would
-  call AI-generated: a detected id whose record's content fingerprint (taken of the
-  victim's marked output, as the guard records it) matches the copy, on a copy whose
-  fingerprint binds its content - the content binding of
-  :func:`guardrail.verify.record_match` (target: none);
+  ``tile`` and ``wide``) added at 38 dB to unrelated photos - how many of them detect (the
+  target is at most 1 in 100), how many carry a victim's id, and how many ``guardrail
+  verify`` would call AI-generated: a detected id whose record's content fingerprint (taken
+  of the victim's marked output, as the guard records it) matches and binds the copy
+  (:func:`guardrail.fingerprint.binds`, the content binding of
+  :func:`guardrail.verify.record_match`; target: none);
 * **removal**: the estimate from the marked image itself (and 9 other outputs of the key)
   subtracted at 38 dB - how many marked images are still detected (target >= 95%).
 

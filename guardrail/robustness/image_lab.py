@@ -504,8 +504,8 @@ def _keyless(name: str, key: bytes, tests: Sequence[np.ndarray],
              rng: np.random.Generator, seed: int, say: Callable[[str], None]
              ) -> dict[str, Any]:
     """Copy / removal attacks: donors are the first ``N_DONORS`` test images the scheme
-    accepts, marked under one key; copies go onto random crops of the other photos and onto smooth targets made
-    from them; removal on the others."""
+    accepts, marked under one key; copies go onto random crops of the other photos and onto
+    smooth targets made from them; removal on the others."""
     from ..errors import CannotWatermark
     from .image_keyless import keyless_trials, smooth_photos
 

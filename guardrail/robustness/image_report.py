@@ -143,16 +143,16 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
               "(`residual`: the high-pass residual, sigma 1.5 px; `tile`: its average over the "
               "positions of a tile of side/8 px, the estimator that copied v1; `wide`: the "
-              "residual over a wider band, sigma 4 px per 256 px of side, which also carries the donor's coarse "
-              "structure - the informed choice against a content-bound mark) is added at 38 dB to 75 unrelated photos "
-              "(50 random crops of photos none of the donors came from, and 25 smooth "
-              "targets - colour gradients and heavily blurred photos - where a copy brings "
-              "its own structure); the rate is the share "
+              "residual over a wider band, sigma 4 px per 256 px of side, which also carries "
+              "the donor's coarse structure - the informed choice against a content-bound "
+              "mark) is added at 38 dB to 75 unrelated photos (50 random crops of photos none "
+              "of the donors came from, and 25 smooth targets - colour gradients and heavily "
+              "blurred photos - where a copy brings its own structure); the rate is the share "
               "detected (target <= 0.01); `id` counts the detected copies that carry a "
               "victim's id, `AI` those whose content also matches the victim's record - "
-              "what `guardrail verify` would call AI-generated (target: none). Removal: the estimate from the marked image itself "
-              "(plus 9 other outputs) subtracted at 38 dB; the rate is the share still "
-              "detected (target >= 0.95).", ""]
+              "what `guardrail verify` would call AI-generated (target: none). Removal: the "
+              "estimate from the marked image itself (plus 9 other outputs) subtracted at "
+              "38 dB; the rate is the share still detected (target >= 0.95).", ""]
     kl_labels: list[str] = []
     for z in sizes:
         for s in schemes[:2]:

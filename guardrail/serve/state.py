@@ -218,18 +218,16 @@ class Resources:
         """Manifests of the outputs this asset is: through guardrail's watermark (checked
         against the recorded content fingerprint, as verify's recovery does), through the
         fingerprint itself, then through the caller's hint (blocking)."""
-        from ..fingerprint import best_match, fingerprints, weak_binding
+        from ..fingerprint import best_match, observe
         from ..media import decode
 
         art = decode(data, (media_type or "").split(";")[0].strip() or None, name="upload",
                      limits=self.limits)
-        observed_all = fingerprints(art, limits=self.limits)  # with a picture's mirror image
+        seen = observe(art, limits=self.limits)  # with a picture's mirror image
+        # a fingerprint that does not bind the content matches no record by content (a faint
+        # copy of another output would set it): then only the caller's hint is used
+        own = [] if seen.weak else seen.fingerprints
         found: dict[str, int] = {}
-        if weak_binding(art, limits=self.limits):
-            # a fingerprint that does not bind the content matches no record by content
-            # (a faint copy of another output would set it); only the caller's hint is used
-            observed_all = [""]
-        observed = observed_all[0]
         if art.modality is not Modality.TEXT and (alg is None or ".watermark." in alg):
             try:
                 result = self.watermarker(art.modality).detect(art.evolve(data=None))
@@ -241,10 +239,10 @@ class Resources:
             if binding and (alg is None or alg == binding[0]):
                 for mid, recorded in self.store.lookup(_records.find_by_binding, *binding,
                                                         limit):
-                    ok, score = best_match(str(recorded or ""), observed_all)
+                    ok, score = best_match(str(recorded or ""), own)
                     if ok:
-                        found.setdefault(mid, _score(observed, score))
-        for fp in filter(None, map(fingerprint_binding, observed_all)):
+                        found.setdefault(mid, _score(own[0], score))
+        for fp in filter(None, map(fingerprint_binding, own)):
             if alg is None or alg == fp[0]:
                 for mid, _rec in self.store.lookup(_records.find_by_binding, *fp, limit):
                     found.setdefault(mid, 100)
