@@ -95,7 +95,7 @@ Limits
 ------
 See docs/WATERMARKS.md: strong denoisers and regeneration remove the mark; so does a
 geometric change after the sync template was notched out; vertical flips and 90-degree
-rotations are not searched; a wide-band copy onto a weakly structured photo can pass.
+rotations are not searched; a few wide-band copies pass the copy check (see there).
 """
 
 from __future__ import annotations
