@@ -80,10 +80,15 @@ def _hash(coeffs: np.ndarray) -> str:
     return f"phash:{value:016x}"
 
 
+#: a left-right mirror multiplies the DCT coefficient of horizontal frequency v by (-1)**v
+_MIRROR_SIGNS = np.where(np.arange(8) % 2 == 1, -1.0, 1.0).astype(np.float32)[None, :]
+
+
 def _phash_coefficients(img: np.ndarray, limits: Limits, *, mirror: bool = False
                         ) -> list[np.ndarray]:
     """The 63 low-frequency DCT coefficients (DC left out) the pHash is made of - and, with
-    ``mirror``, those of the left-right mirror image, from the same luminance pass."""
+    ``mirror``, those of the left-right mirror image: the same coefficients with the sign of
+    the odd horizontal frequencies flipped (a DCT-II of a reversed row), no second pass."""
     import cv2
 
     arr = np.asarray(img)
@@ -94,10 +99,10 @@ def _phash_coefficients(img: np.ndarray, limits: Limits, *, mirror: bool = False
         raise UnsupportedMediaError(f"cannot fingerprint an image of {w}x{h} pixels: above "
                                     f"the limit of {limits.max_image_pixels} "
                                     "(limits.max_image_pixels)")
-    lum = _luminance(arr)
-    views = (lum, np.ascontiguousarray(lum[:, ::-1])) if mirror else (lum,)
-    return [np.asarray(cv2.dct(cv2.resize(v, (32, 32), interpolation=cv2.INTER_AREA))
-                       [:8, :8].flatten()[1:]) for v in views]
+    small = cv2.resize(_luminance(arr), (32, 32), interpolation=cv2.INTER_AREA)
+    low = cv2.dct(small)[:8, :8]
+    views = (low, low * _MIRROR_SIGNS) if mirror else (low,)
+    return [np.asarray(v.flatten()[1:]) for v in views]
 
 
 def _audio_envelope(samples: np.ndarray, rate: int, limits: Limits) -> str:
@@ -188,7 +193,7 @@ def weak_binding(artifact: Artifact, *, limits: Limits | None = None) -> str | N
     """
     if artifact.modality is not Modality.IMAGE:
         return None
-    return _weak_reason(_phash_coefficients(artifact.content, limits or Limits())[0])
+    return observe(artifact, limits=limits).weak
 
 
 def _weak_reason(c: np.ndarray) -> str | None:
