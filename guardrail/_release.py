@@ -392,4 +392,11 @@ def report_extra(ctx: StageContext, art: Artifact | None) -> dict[str, Any]:
             extra["fingerprint"] = fingerprint(art, limits=Limits.from_config(ctx.config))
         except Exception as exc:  # noqa: BLE001 - a fingerprint is an aid, never a blocker
             log.warning("cannot fingerprint the output: %s", exc)
+        if art.modality is Modality.IMAGE:
+            from .fingerprint_region import region_fingerprint
+
+            try:  # binds crops and rotations through the watermark's geometry
+                extra["region"] = region_fingerprint(art)
+            except Exception as exc:  # noqa: BLE001 - as above
+                log.warning("cannot take the output's region fingerprint: %s", exc)
     return extra

@@ -232,6 +232,9 @@ class WatermarkResult:
     ``None`` when detection was not performed (``reason`` says why). ``tokens`` (text
     schemes): how many tokens the test scored; on a result that was not performed it is set
     only when the text was too short to test, and says how many tokens there were.
+    ``geometry`` (image schemes that search it, on a detection): how the file sits in the
+    marked original - ``scale``, ``angle_deg``, ``flipped``, ``offset`` and the pattern's
+    ``shift`` - which the region binding of :mod:`guardrail.fingerprint_region` uses.
     """
 
     detected: bool | None
@@ -243,6 +246,7 @@ class WatermarkResult:
     payload: str | None = None
     reason: str | None = None
     tokens: int | None = None
+    geometry: Mapping[str, Any] | None = None
 
 
 class ProvenanceState(enum.StrEnum):

@@ -173,6 +173,7 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
     recovered record's summary (the ``recovered`` object of the JSON document).
     """
     from .fingerprint import best_match, observe
+    from .fingerprint_region import region_match
 
     if wm is None or not wm.detected:
         return RecordMatch(reason="no verified watermark to look up"), None
@@ -193,31 +194,48 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         return RecordMatch(state="no record", how=how, reason=(
             f"no record of this store carries {what} (marked outside the guard, by another "
             "platform's store, or copied)")), None
-    if seen.weak:
+    # a detected image mark that reports where the file sits in the marked original can
+    # bind a crop or rotation through the record's region fingerprint, also where the
+    # whole-picture pHash cannot bind (its own rule: guardrail.fingerprint_region)
+    region = wm.geometry if art.modality is Modality.IMAGE else None
+    if seen.weak and not region:
         return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
             f"{len(candidates)} record(s) carry this watermark, but {seen.weak}")), None
     best: float | None = None
     unfingerprinted = 0
     for rep in candidates:
         recorded = str(rep.extra.get("fingerprint") or "")
-        if not recorded:
+        if not recorded and not (region and rep.extra.get("region")):
             unfingerprinted += 1
             continue
-        ok, score = best_match(recorded, seen.fingerprints)
+        ok, score = (False, None) if seen.weak else best_match(recorded, seen.fingerprints)
         if score is not None and (best is None or _closer(recorded, score, best)):
             best = score
+        via, by_region = "its recorded content fingerprint matches this file", None
+        if not ok and region and rep.extra.get("region"):
+            by_region = region_match(str(rep.extra["region"]), art, region)
+            ok = by_region.matches
+            via = ("the region of the marked original this file shows (placed by the "
+                   f"watermark's geometry) matches its record: {by_region.reason}")
         if ok:
             prov = (rep.extra.get("evidence") or {}).get("provenance") or {}
             rec = RecordMatch(state="match", report_id=rep.report_id, how=how,
                               candidates=len(candidates), similarity=score,
-                              reason=f"record {rep.report_id} found through the {how}; its "
-                                     "recorded content fingerprint matches this file")
-            return rec, {"report_id": rep.report_id, "how": f"recovered via {how}",
-                         "created_at": rep.created_at, "model_id": rep.metadata.model_id,
-                         "status": rep.status, "content_match": score,
-                         "watermark_id": wm.payload,
-                         "manifest": prov.get("manifest_summary") or None,
-                         "signer": prov.get("signer")}
+                              reason=f"record {rep.report_id} found through the {how}; {via}")
+            found = {"report_id": rep.report_id, "how": f"recovered via {how}",
+                     "created_at": rep.created_at, "model_id": rep.metadata.model_id,
+                     "status": rep.status, "content_match": score,
+                     "watermark_id": wm.payload,
+                     "manifest": prov.get("manifest_summary") or None,
+                     "signer": prov.get("signer")}
+            if by_region is not None:
+                found["region_match"] = {"correlation": by_region.correlation,
+                                         "gain": by_region.gain, "cells": by_region.cells}
+            return rec, found
+    if seen.weak:
+        return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
+            f"{len(candidates)} record(s) carry this watermark, but {seen.weak}; nor does "
+            "the region the watermark places this file in bind it")), None
     if unfingerprinted == len(candidates):
         return RecordMatch(state="not checked", how=how, candidates=len(candidates), reason=(
             f"{len(candidates)} record(s) carry this watermark but none recorded a content "

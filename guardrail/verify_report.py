@@ -275,7 +275,7 @@ def result_document(res: Any) -> dict[str, Any]:
             "state": watermark_state(wm),
             "detected": wm.detected, "scheme": wm.scheme, "version": wm.scheme_version,
             "p_value": wm.p_value, "fpr": wm.fpr, "payload": wm.payload, "score": wm.score,
-            "reason": wm.reason},
+            "reason": wm.reason, "geometry": dict(wm.geometry) if wm.geometry else None},
         "record": res.record.to_dict(),
         "recovered": res.recovered,
         "detectors": [{"detector": d.detector, "model_version": d.model_version,

@@ -44,8 +44,8 @@ class PhotoGenerator:
 
     modality = Modality.IMAGE
 
-    def __init__(self, name: str = "astronaut") -> None:
-        self.img = photo(name)
+    def __init__(self, name: str = "astronaut", size: int = 256) -> None:
+        self.img = photo(name, size)
         self.info = ModelInfo(model_id="fake:photo", revision="1", device="cpu")
 
     def generate(self, prompts, *, seed=None, params=None, hooks=None):
@@ -108,6 +108,30 @@ def test_a_mirrored_stripped_output_still_finds_its_record(keyed, tmp_path, guar
     assert res.watermark.detected and res.provenance.state.value == "ABSENT"
     assert (res.rule, res.record.state) == ("R4", "match")
     assert res.record.report_id == guarded.report_id
+
+
+@pytest.mark.parametrize("change", ["crop", "rotate"])
+def test_a_cropped_or_rotated_stripped_output_is_bound_through_its_region(keyed, tmp_path,
+                                                                          change):
+    """A quarter-area crop or a 15-degree rotation changes the pHash beyond its threshold;
+    the record's region fingerprint, compared where the watermark's geometry places the
+    file, still binds it: AI-generated (R4), not a watermark without a matching record."""
+    with Guard(PhotoGenerator("coffee", 512), config=keyed) as guard:
+        out = guard.generate("a photo", output=tmp_path / "out.png", seed=1)
+    assert out.report.extra["region"].startswith("grid:1:")
+    img = Image.open(out.output).convert("RGB")
+    img = img.crop((100, 60, 356, 316)) if change == "crop" else img.rotate(15)
+    changed = tmp_path / f"{change}.jpg"
+    img.save(changed, quality=90)
+    res = verify_file(changed, keyed, detectors=[])
+    assert res.watermark.detected and res.watermark.geometry is not None
+    assert (res.rule, res.record.state) == ("R4", "match"), res.record.reason
+    assert "region of the marked original" in res.record.reason
+    doc = res.to_dict()
+    assert doc["recovered"]["report_id"] == out.report_id
+    assert doc["recovered"]["region_match"]["correlation"] >= 0.9
+    assert doc["watermark"]["geometry"]["scale"] == pytest.approx(
+        2.0 if change == "crop" else 1.0, abs=0.05)
 
 
 def test_a_copied_mark_on_another_photo_is_a_mismatch_not_ai(keyed, tmp_path, guarded, capsys):

@@ -58,6 +58,8 @@ class Detection:
     payload_ok: bool = False
     payload_wrong: bool = False
     bit_accuracy: float | None = None
+    #: the recovered id's record binds this version (``None``: binding not measured)
+    bound: bool | None = None
 
 
 @dataclass(frozen=True)

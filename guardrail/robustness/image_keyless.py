@@ -114,12 +114,10 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
         fingerprint: ``verify`` would find the victim's record and call the copy
         AI-generated).
     """
-    from ..fingerprint import binds, fingerprint
-
     note = say or (lambda _m: None)
     donor_imgs = [d for d, _ in donors]
-    # what the record store holds for each victim: the fingerprint of its marked output
-    recorded = {f"{p:08x}": fingerprint(_art(d)) for d, p in donors}
+    # what the record store holds for each victim: the fingerprints of its marked output
+    recorded = {f"{p:08x}": recorded_binding(d) for d, p in donors}
     out: dict[str, Any] = {"copy": {}, "removal": {}}
     for n, est in estimates:
         if n > len(donor_imgs):
@@ -135,7 +133,7 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
             hits += bool(res.detected)
             if res.detected and res.payload in recorded:
                 victims += 1
-                ai += binds(recorded[res.payload], forged)
+                ai += verify_binds(recorded[res.payload], forged.content, res.geometry)
         label = copy((n, est), marked=donor_imgs).label
         out["copy"][label] = {**_rate(hits, len(photos)), "victim_ids": victims,
                               "ai_verdicts": ai}
@@ -149,3 +147,21 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int]],
              f"victim's id, {ai} matching its record); removal: "
              f"{kept}/{len(marked)} still detected")
     return out
+
+
+def recorded_binding(content: np.ndarray) -> tuple[str, str]:
+    """What a record keeps to bind an image: its pHash and its region fingerprint."""
+    from ..fingerprint import fingerprint
+    from ..fingerprint_region import region_fingerprint
+
+    return fingerprint(_art(content)), region_fingerprint(_art(content))
+
+
+def verify_binds(recorded: tuple[str, str], content: np.ndarray, geometry: Any) -> bool:
+    """Verify's content binding (:func:`guardrail.verify.record_match`): the pHash binds
+    and matches, or the region the watermark's geometry places the file in matches."""
+    from ..fingerprint import binds
+    from ..fingerprint_region import region_match
+
+    art = _art(content)
+    return binds(recorded[0], art) or region_match(recorded[1], art, geometry).matches

@@ -199,8 +199,12 @@ def _mean(values: Sequence[Any]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, float | None]:
-    """(detected, payload recovered, raw bit accuracy) for one marked image.
+def _check(scheme: Any, content: np.ndarray, payload: int, recorded: tuple[str, str] | None = None
+           ) -> tuple[bool, bool, float | None, bool | None]:
+    """(detected, payload recovered, raw bit accuracy, bound) for one marked image; bound:
+    with ``recorded`` (the marked output's pHash and region fingerprint), whether verify
+    would bind this version to the record its id finds
+    (:func:`~.image_keyless.verify_binds`).
 
     guardrail-image: one :meth:`analyse` call (the same decision as ``detect``); the bit
     accuracy is that of the 186 coded bits before error correction. Adapters: ``detect``;
@@ -218,11 +222,17 @@ def _check(scheme: Any, content: np.ndarray, payload: int) -> tuple[bool, bool, 
             truth = scheme._code.encode(payload).astype(bool)
             acc = float(np.mean((res.soft > 0) == truth))
         detected = res.p_value <= scheme.fpr
-        return detected, detected and res.payload == payload, acc
+        ok = detected and res.payload == payload
+        from .image_keyless import verify_binds
+
+        bound = None if recorded is None else ok and res.consistent and verify_binds(
+            recorded, content, scheme._geometry(res))
+        return detected, ok, acc, bound
     out = scheme.detect(_artifact(content))
     hexlen = (scheme.payload_bits + 3) // 4
     return (bool(out.detected), out.payload == f"{payload:0{hexlen}x}",
-            None if out.detected is None else float(out.score))
+            None if out.detected is None else float(out.score), None)
+
 
 
 def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: Sequence[str],
@@ -247,12 +257,16 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
             return None
         psnrs.append(psnr(tests[i], marked.content))
         ssims.append(ssim(tests[i], marked.content))
-        return Marked(marked, name=names[i], context=(wm, payload))
+        from .image_keyless import recorded_binding
+
+        own = scheme in OWN_SCHEMES
+        return Marked(marked, name=names[i],
+                      context=(wm, payload, recorded_binding(marked.content) if own else None))
 
     def detect(m: Marked, art: Artifact) -> Detection:
-        wm, payload = m.context
-        detected, ok, acc = _check(wm, art.content, payload)
-        return Detection(detected=detected, payload_ok=ok, bit_accuracy=acc)
+        wm, payload, recorded = m.context
+        detected, ok, acc, bound = _check(wm, art.content, payload, recorded)
+        return Detection(detected=detected, payload_ok=ok, bit_accuracy=acc, bound=bound)
 
     trials = run_trials(range(len(tests)), mark=mark, attacks=attacks, detect=detect,
                         clean="clean", progress=lambda i, _m: say(
@@ -269,6 +283,8 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
         "missed": {lb: v for lb in labels if (v := trials.missed(lb))},
         "payload_ok": {lb: _mean([d.payload_ok for d in trials.detections[lb]])
                        for lb in labels},
+        "bound": {lb: _mean([d.bound for d in trials.detections[lb] if d.bound is not None])
+                  for lb in labels},
         "bit_accuracy": {lb: _mean([d.bit_accuracy for d in trials.detections[lb]
                                     if d.bit_accuracy is not None]) for lb in labels},
     }

@@ -89,8 +89,8 @@ def _keyless_cell(e: Mapping[str, Any], label: str) -> str:
     return cell
 
 
-def _payload_cell(e: Mapping[str, Any], label: str) -> str:
-    rate, n = (e.get("payload_ok") or {}).get(label), e["n_images"]
+def _payload_cell(e: Mapping[str, Any], label: str, key: str = "payload_ok") -> str:
+    rate, n = (e.get(key) or {}).get(label), e["n_images"]
     if rate is None or not n:
         return "-"
     return _cell(rate, clopper_pearson(round(rate * n), n), n)
@@ -133,6 +133,14 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
               "id that was embedded). The id is what finds the record when the metadata was "
               "stripped.", ""]
     lines += _table(labels, columns, _payload_cell)
+    if any(e.get("bound") for _, _, e in columns):
+        lines += ["", "### Bound to its record", "",
+                  "Share of the same marked images that `guardrail verify`, with the "
+                  "credentials stripped, would bind to their record (the id came back and "
+                  "the record's pHash, or the region the watermark's geometry places the "
+                  "file in - guardrail.fingerprint_region - matches): the verdict is then "
+                  "AI-generated, not a watermark without a matching record.", ""]
+        lines += _table(labels, columns, lambda e, lb: _payload_cell(e, lb, "bound"))
     refusals = [f"{s} @{z}: {', '.join(e['refused'])}" for s, z, e in columns
                 if e.get("refused")]
     if refusals:

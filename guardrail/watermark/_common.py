@@ -201,4 +201,9 @@ class ImageScheme(KeyedScheme):
             payload = payload_hex(res.payload, self.payload_bits)
         return WatermarkResult(detected=detected, scheme=scheme, scheme_version=version,
                                score=res.z, p_value=res.p_value, fpr=self.fpr,
-                               payload=payload, reason=reason)
+                               payload=payload, reason=reason,
+                               geometry=self._geometry(res) if detected else None)
+
+    def _geometry(self, res: Any) -> dict[str, Any] | None:
+        """Where a detected file sits in the marked original (``None``: not reported)."""
+        return None

@@ -195,8 +195,8 @@ class ImageAnalysisV2(AnalysisBase):
 
     Attributes
     ----------
-    flipped : bool
-        Whether the best hypothesis is the mirror image.
+    flipped, offset : bool, tuple of float
+        Whether the best hypothesis is the mirror image; its offset (detection pixels).
     shift : tuple of int
         Torus shift of the best hypothesis.
     soft : numpy.ndarray or None
@@ -213,6 +213,7 @@ class ImageAnalysisV2(AnalysisBase):
     """
 
     flipped: bool = False
+    offset: tuple[float, float] = (0.0, 0.0)
     shift: tuple[int, int] = (0, 0)
     soft: np.ndarray | None = field(default=None, repr=False)
     n_hypotheses: int = 0
@@ -368,13 +369,6 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return float(np.sum(v * g)) / den if den > 0 else 0.0
 
     # ------------------------------------------------------------------ detect
-    def hypotheses(self, content: np.ndarray) -> list[Geometry]:
-        """The geometry hypotheses the detector tries (scale, angle rad, mirrored, offset)."""
-        kind = _check(content)
-        h, w = content.shape[:2]
-        r = whiten(work_luma(content, kind, _norm_shape(h, w)))
-        return self._hypotheses(r)
-
     def _hypotheses(self, r: np.ndarray) -> list[Geometry]:
         """The identity and its mirror, then :func:`~._image_v2_sync.geometries`."""
         lay = self._layout
@@ -446,10 +440,15 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return ImageAnalysisV2(z=float(z_best), p_value=float(p), p_pilot=float(p_pilot),
                                payload=decoded, scale=float(geo.s),
                                angle_deg=float(math.degrees(geo.th)), flipped=bool(geo.flip),
-                               shift=shift, soft=vals, n_hypotheses=len(hyps),
-                               n_decodes=n_dec, consistency=ratio, structure=structure,
+                               offset=tuple(map(float, geo.offset)), shift=shift, soft=vals,
+                               n_hypotheses=len(hyps), n_decodes=n_dec, consistency=ratio,
+                               structure=structure,
                                consistent=(ratio is None or ratio >= COPY_MIN_RATIO)
                                and flat is None, copy_reason=flat)
+
+    def _geometry(self, res: ImageAnalysisV2) -> dict[str, object]:
+        return {"scale": res.scale, "angle_deg": res.angle_deg, "flipped": res.flipped,
+                "offset": list(res.offset), "shift": list(res.shift)}
 
     def _frame(self, res: _Residuals, yw: np.ndarray, geo: Geometry
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
