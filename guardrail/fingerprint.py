@@ -17,6 +17,9 @@ content does not recover someone else's record.
 * audio: a 64-band log-energy envelope over time at 8 kHz; match by correlation;
 * text: SHA-256 of the visible text with Unicode and white space normalised; exact match.
 
+A crop or rotation beyond the pHash's reach is bound through the image watermark's geometry
+instead (:mod:`guardrail.fingerprint_region`).
+
 The work is bounded whatever the artifact claims: a sample rate, duration or text length
 beyond the ``[limits]`` (:class:`~guardrail.config.Limits`) is refused with
 :class:`~guardrail.errors.UnsupportedMediaError` before any resampling, and images are
