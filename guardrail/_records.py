@@ -126,6 +126,23 @@ def find_by_binding(conn: Connection, alg: str, value: str,
     return [(row[0], row[1]) for row in conn.execute(query).all()]
 
 
+def regions_of_manifests(conn: Connection, manifest_ids: Sequence[str]) -> dict[str, str]:
+    """The region fingerprint (:mod:`guardrail.fingerprint_region`) each manifest's report
+    recorded, by manifest id, for those that have one."""
+    if not manifest_ids:
+        return {}
+    m, r = manifests_table, reports_table
+    rows = conn.execute(sa.select(m.c.manifest_id, r.c.extra)
+                        .select_from(m.join(r, r.c.report_id == m.c.report_id))
+                        .where(m.c.manifest_id.in_(list(manifest_ids)))).all()
+    out: dict[str, str] = {}
+    for mid, extra in rows:
+        region = extra.get("region") if isinstance(extra, dict) else None
+        if isinstance(region, str):
+            out[mid] = region
+    return out
+
+
 def manifests_of_reports(conn: Connection, report_ids: Sequence[str]) -> dict[str, str]:
     """Manifest id by report id, for reports that have one."""
     if not report_ids:

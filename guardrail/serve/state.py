@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _records
 from .._softbinding import FINGERPRINT_ALGS, fingerprint_binding, watermark_alg, watermark_binding
-from .._types import Modality
+from .._types import Artifact, Modality
 from ..config import Config, Limits
 from ..errors import GuardrailError
 from ..media import DEFAULT_MEDIA_TYPE, MEDIA_TYPES, sniff_media_type
@@ -237,11 +237,18 @@ class Resources:
             binding = (watermark_binding({"scheme": result.scheme, "payload": result.payload})
                        if result is not None and result.detected else None)
             if binding and (alg is None or alg == binding[0]):
+                unmatched = []
                 for mid, recorded in self.store.lookup(_records.find_by_binding, *binding,
                                                         limit):
                     ok, score = best_match(str(recorded or ""), own)
                     if ok:
                         found.setdefault(mid, _score(own[0], score))
+                    else:
+                        unmatched.append(mid)
+                # a crop or rotation: the region the watermark's geometry places it in
+                if unmatched and result is not None and result.geometry:
+                    for mid, score in self._by_region(art, result.geometry, unmatched).items():
+                        found.setdefault(mid, score)
         for fp in filter(None, map(fingerprint_binding, own)):
             if alg is None or alg == fp[0]:
                 for mid, _rec in self.store.lookup(_records.find_by_binding, *fp, limit):
@@ -252,6 +259,20 @@ class Resources:
                 found.setdefault(mid, 100)
         ranked = sorted(found.items(), key=lambda kv: -kv[1])[:limit]
         return [{"manifestId": mid, "similarityScore": score} for mid, score in ranked]
+
+    def _by_region(self, art: Artifact, geometry: Mapping[str, Any],
+                   manifest_ids: list[str]) -> dict[str, int]:
+        """Manifests whose report's region fingerprint the file shows (as verify's
+        recovery; similarity: the correlation in percent)."""
+        from ..fingerprint_region import region_match
+
+        regions = self.store.lookup(_records.regions_of_manifests, manifest_ids)
+        out = {}
+        for mid in manifest_ids:
+            m = region_match(regions.get(mid, ""), art, geometry)
+            if m.matches and m.correlation is not None:
+                out[mid] = int(round(100 * m.correlation))
+        return out
 
     def manifest(self, manifest_id: str) -> _records.ManifestRecord | None:
         return self.store.lookup(_records.get_manifest, manifest_id)

@@ -94,6 +94,31 @@ def test_stripped_image_is_found_by_content_and_its_manifest_validates(client, t
     assert report.get("validation_state") in ("Valid", "Trusted"), report.get("validation_status")
 
 
+def test_a_rotated_stripped_image_is_found_through_its_region(client, token, generated):
+    """A 15-degree rotation moves the pHash beyond its threshold; the lookup still finds the
+    manifest: the watermark's geometry places the upload in the original, whose recorded
+    region fingerprint it matches (guardrail.fingerprint_region)."""
+    from PIL import Image
+
+    from guardrail import Artifact
+    from guardrail.fingerprint import binds
+
+    stripped, _, _ = strip_c2pa(generated["bytes"])
+    img = Image.open(io.BytesIO(stripped)).convert("RGB").rotate(15)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    recorded = generated["report"]["extra"]["fingerprint"]
+    import numpy as np
+
+    assert not binds(recorded, Artifact(modality="image", content=np.asarray(img), metadata={}))
+    r = client.post("/matches/byContent", content=buf.getvalue(),
+                    headers={**bearer(token), "Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    first = r.json()["matches"][0]
+    assert first["manifestId"] == generated["report"]["manifest_id"]
+    assert 90 <= first["similarityScore"] <= 100
+
+
 def test_a_copied_mark_on_a_smooth_picture_finds_no_manifest(tmp_path):
     """A forged upload - a colour gradient given an output's pHash by a faint wide-band copy,
     then the victim's watermark id (version 1 marks, still served, are easy to forge) - is
