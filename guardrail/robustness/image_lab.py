@@ -37,11 +37,13 @@ __all__ = ["DEFAULT_SCHEMES", "evaluate", "load_natural_images", "make_scheme", 
 DEFAULT_SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct", "dwtDctSvd", "rivaGan")
 #: guardrail's own image schemes (key-only detection, keyless copy/removal attacks run).
 OWN_SCHEMES = ("guardrail-image-v2", "guardrail-image")
-#: Marked outputs of one key the keyless attacker holds, and unrelated photos copied onto.
+#: Marked outputs of one key the keyless attacker holds, and unrelated photos copied onto
+#: (300 targets per estimate with the smooth ones: with 75, a rate near the 1-in-100 target
+#: could neither be shown nor ruled out - 0 of 75 at 512 px were 10 of 300).
 N_DONORS = 10
-N_COPY_PHOTOS = 50
+N_COPY_PHOTOS = 200
 #: Smooth copy targets besides them (gradients, blurred photos: see image_keyless).
-N_SMOOTH_PHOTOS = 25
+N_SMOOTH_PHOTOS = 100
 #: rivaGan takes seconds per megapixel on a CPU; by default it gets fewer images.
 DEFAULT_MAX_IMAGES = {"rivaGan": 3}
 DEFAULT_MAX_UNMARKED = {"rivaGan": 40}

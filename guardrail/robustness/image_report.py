@@ -147,14 +147,22 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
         lines += ["", "Refused by `embed` (the image cannot carry the mark; not in n, and a "
                   "guard does not release such an output with a mark nobody could find): "
                   + "; ".join(refusals) + "."]
+    from .image_lab import N_COPY_PHOTOS, N_SMOOTH_PHOTOS
+
+    n_copy = next((r["n"] for _, _, e in columns for r in
+                   ((e.get("keyless") or {}).get("copy") or {}).values()), 0)
+    targets = (f"{n_copy} unrelated photos ({N_COPY_PHOTOS} random crops of photos none of "
+               f"the donors came from, and {N_SMOOTH_PHOTOS} smooth targets"
+               if n_copy == N_COPY_PHOTOS + N_SMOOTH_PHOTOS else
+               f"{n_copy} unrelated photos (random crops of photos none of the donors came "
+               "from, a third as many smooth targets")
     lines += ["", "### Keyless copy and removal attacks (38 dB)", "",
               "Copy: the mark estimated without the key from 1 or 10 marked outputs of one key "
               "(`residual`: the high-pass residual, sigma 1.5 px; `tile`: its average over the "
               "positions of a tile of side/8 px, the estimator that copied v1; `wide`: the "
               "residual over a wider band, sigma 4 px per 256 px of side, which also carries "
               "the donor's coarse structure - the informed choice against a content-bound "
-              "mark) is added at 38 dB to 75 unrelated photos (50 random crops of photos none "
-              "of the donors came from, and 25 smooth targets - colour gradients and heavily "
+              f"mark) is added at 38 dB to {targets} - colour gradients and heavily "
               "blurred photos - where a copy brings its own structure); the rate is the share "
               "detected (target <= 0.01); `id` counts the detected copies that carry a "
               "victim's id, `AI` those whose content also matches the victim's record - "

@@ -161,10 +161,14 @@ def test_report_rendered_from_saved_results_keeps_the_run_s_time_and_load(tmp_pa
     main(["--from-json", str(saved), "--out", str(out)])
     assert "a run whose time was not saved (rendered " in out.read_text()
 
-def test_lab_reports_images_the_scheme_refuses_and_keeps_going():
+def test_lab_reports_images_the_scheme_refuses_and_keeps_going(monkeypatch):
     """A flat image among the lab's photos: image v2 refuses it (too little texture); the lab
     lists it as refused, leaves it out of n, and the keyless attacks still run."""
     from guardrail.robustness import image_attacks as ia
+    from guardrail.robustness import image_lab
+
+    monkeypatch.setattr(image_lab, "N_COPY_PHOTOS", 40)  # fewer targets: a quicker test
+    monkeypatch.setattr(image_lab, "N_SMOOTH_PHOTOS", 10)
     from guardrail.robustness.image_lab import evaluate
     from tests.watermark.conftest import load_photos
 
