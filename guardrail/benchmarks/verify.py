@@ -21,8 +21,11 @@ def run_verify_benchmark(cfg: Config, *, runs: int = 10, size: int = 1024) -> di
     detector on, and without detectors, side by side (warm: models loaded once, as in a
     verification service; the first-call load time is reported separately).
 
-    Two files: an unsigned photo-like JPEG (credentials absent: the store is searched
-    through the watermark) and the same image watermarked and signed (credentials trusted).
+    Three files: an unsigned photo-like JPEG (credentials absent: the store is searched
+    through the watermark), the same image watermarked and signed (credentials trusted), and
+    a guarded output (in a store of its own) re-encoded without its credentials and cropped
+    to a quarter of its area - recovered through the watermark and bound to its record by the
+    region fingerprint (:mod:`guardrail.fingerprint_region`), the slowest recovery path.
     """
     from ..detectors import registry
     from ..factory import init_keys
@@ -32,20 +35,25 @@ def run_verify_benchmark(cfg: Config, *, runs: int = 10, size: int = 1024) -> di
     init_keys(cfg)
     detectors = registry.build_all(cfg, [Modality.IMAGE])
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp, ReportStore(cfg.store_url) as store:
+    with (tempfile.TemporaryDirectory() as tmp, ReportStore(cfg.store_url) as store,
+          ReportStore(f"sqlite:///{tmp}/guarded.db") as own):
         plain = Path(tmp) / "plain.jpg"
         plain.write_bytes(test_image(size))
         signed = Path(tmp) / "signed.jpg"
         _watermark_and_sign(cfg, plain, signed)
+        cropped = Path(tmp) / "cropped.jpg"
+        _guarded_crop(cfg, plain, own, Path(tmp))
         t0 = time.perf_counter()
         first = verify_file(plain, cfg, store=store, detectors=detectors)
         load_ms = (time.perf_counter() - t0) * 1000
-        for label, path in (("unsigned JPEG", plain), ("watermarked + signed JPEG", signed)):
+        for label, path, where in (
+                ("unsigned JPEG", plain, store), ("watermarked + signed JPEG", signed, store),
+                ("guarded output, stripped, quarter-area crop", cropped, own)):
             timings: dict[str, list[float]] = {"with": [], "without": []}
             for _ in range(runs):
                 for mode, dets in (("with", detectors), ("without", [])):
                     t = time.perf_counter()
-                    res = verify_file(path, cfg, store=store, detectors=dets)
+                    res = verify_file(path, cfg, store=where, detectors=dets)
                     timings[mode].append((time.perf_counter() - t) * 1000)
                     if mode == "with":
                         d = res.to_dict()
@@ -65,6 +73,42 @@ def run_verify_benchmark(cfg: Config, *, runs: int = 10, size: int = 1024) -> di
                   f" | {r['ratio']}x | {r['detectors_ran']} | {r['verdict']} |")
     return {"rows": rows, "first_call_ms": round(load_ms, 1), "detectors": names,
             "first_verdict": first.to_dict()["verdict"]["label"], "markdown": "\n".join(md)}
+
+
+class _Still:
+    """An image generator that returns one fixed picture (for a guarded output)."""
+
+    modality = Modality.IMAGE
+
+    def __init__(self, pixels: Any) -> None:
+        from .._generator import ModelInfo
+
+        self.pixels = pixels
+        self.info = ModelInfo(model_id="benchmark:still", revision="1", device="cpu")
+
+    def generate(self, prompts: Any, *, seed: Any = None, params: Any = None,
+                 hooks: Any = None) -> list[Any]:
+        from .._generator import Generated
+
+        return [Generated(content=self.pixels.copy(), parameters={"seed": seed})
+                for _ in prompts]
+
+
+def _guarded_crop(cfg: Config, src: Path, store: Any, tmp: Path) -> None:
+    """Guard ``src`` into ``store``; write ``tmp/cropped.jpg``: the output's centre quarter,
+    re-encoded (credentials stripped)."""
+    from PIL import Image
+
+    from ..guard import Guard
+    from ..media import decode
+
+    pixels = decode(src.read_bytes(), name=src.name).content
+    with Guard(_Still(pixels), store=store, config=cfg) as guard:
+        res = guard.generate("benchmark", output=tmp / "guarded.png", seed=1)
+    img = Image.open(res.output).convert("RGB")
+    w, h = img.size
+    img.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)).save(tmp / "cropped.jpg",
+                                                                       quality=90)
 
 
 def _watermark_and_sign(cfg: Config, src: Path, dst: Path) -> None:

@@ -167,4 +167,6 @@ def test_verify_benchmark_runs_every_image_detector(config):
     assert all(r["detectors_ran"] == 1 for r in res["rows"])
     assert by_file["watermarked + signed JPEG"]["verdict"] == "AI-generated"
     assert by_file["unsigned JPEG"]["verdict"] != "AI-generated"
+    # a stripped quarter-area crop of a guarded output: bound through its region
+    assert by_file["guarded output, stripped, quarter-area crop"]["verdict"] == "AI-generated"
     assert "| unsigned JPEG |" in res["markdown"]
