@@ -52,8 +52,9 @@ import numpy as np
 
 from ._types import Artifact, Modality
 from .errors import UnsupportedMediaError
+from .fingerprint import Observed, best_match
 
-__all__ = ["RegionMatch", "region_fingerprint", "region_match"]
+__all__ = ["RegionMatch", "bind", "region_fingerprint", "region_match"]
 
 #: working pixels per cell side
 CELL = 8
@@ -210,3 +211,17 @@ def region_match(recorded: str, artifact: Artifact, geometry: Mapping[str, Any] 
            f"({GAIN_RANGE[0]:g}-{GAIN_RANGE[1]:g}), recorded detail {rms:.1f} grey levels "
            f"RMS (>= {MIN_RECORD_RMS:g}) over {n} cells")
     return RegionMatch(ok, round(corr, 4), round(gain, 4), n, why)
+
+
+def bind(seen: Observed, recorded: str, region: str | None, artifact: Artifact,
+         geometry: Mapping[str, Any] | None) -> tuple[bool, float | None, RegionMatch | None]:
+    """The content binding of one record (``guardrail verify``'s rule): the recorded pHash
+    matches one of the file's fingerprints (``seen``, :func:`guardrail.fingerprint.observe`)
+    and they bind it; failing that, with a recorded ``region`` and the watermark's
+    ``geometry``, :func:`region_match`. Returns ``(binds, the pHash comparison's score, the
+    region comparison or None when none was made)``."""
+    ok, score = (False, None) if seen.weak else best_match(recorded, seen.fingerprints)
+    if ok or not region or not geometry or artifact.modality is not Modality.IMAGE:
+        return ok, score, None
+    m = region_match(region, artifact, geometry)
+    return m.matches, score, m

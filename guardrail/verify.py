@@ -172,8 +172,8 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
     no id - by the normalised text. Returns the :class:`RecordMatch` and, on a match, the
     recovered record's summary (the ``recovered`` object of the JSON document).
     """
-    from .fingerprint import best_match, observe
-    from .fingerprint_region import region_match
+    from .fingerprint import observe
+    from .fingerprint_region import bind
 
     if wm is None or not wm.detected:
         return RecordMatch(reason="no verified watermark to look up"), None
@@ -208,16 +208,13 @@ def record_match(store: ReportStore, art: Artifact, wm: _WM | None, *,
         if not recorded and not (region and rep.extra.get("region")):
             unfingerprinted += 1
             continue
-        ok, score = (False, None) if seen.weak else best_match(recorded, seen.fingerprints)
+        ok, score, by_region = bind(seen, recorded, rep.extra.get("region"), art, region)
         if score is not None and (best is None or _closer(recorded, score, best)):
             best = score
-        via, by_region = "its recorded content fingerprint matches this file", None
-        if not ok and region and rep.extra.get("region"):
-            by_region = region_match(str(rep.extra["region"]), art, region)
-            ok = by_region.matches
-            via = ("the region of the marked original this file shows (placed by the "
-                   f"watermark's geometry) matches its record: {by_region.reason}")
         if ok:
+            via = ("its recorded content fingerprint matches this file" if by_region is None
+                   else "the region of the marked original this file shows (placed by the "
+                        f"watermark's geometry) matches its record: {by_region.reason}")
             prov = (rep.extra.get("evidence") or {}).get("provenance") or {}
             rec = RecordMatch(state="match", report_id=rep.report_id, how=how,
                               candidates=len(candidates), similarity=score,

@@ -41,8 +41,7 @@ def run_verify_benchmark(cfg: Config, *, runs: int = 10, size: int = 1024) -> di
         plain.write_bytes(test_image(size))
         signed = Path(tmp) / "signed.jpg"
         _watermark_and_sign(cfg, plain, signed)
-        cropped = Path(tmp) / "cropped.jpg"
-        _guarded_crop(cfg, plain, own, Path(tmp))
+        cropped = _guarded_crop(cfg, plain, own, Path(tmp))
         t0 = time.perf_counter()
         first = verify_file(plain, cfg, store=store, detectors=detectors)
         load_ms = (time.perf_counter() - t0) * 1000
@@ -94,8 +93,8 @@ class _Still:
                 for _ in prompts]
 
 
-def _guarded_crop(cfg: Config, src: Path, store: Any, tmp: Path) -> None:
-    """Guard ``src`` into ``store``; write ``tmp/cropped.jpg``: the output's centre quarter,
+def _guarded_crop(cfg: Config, src: Path, store: Any, tmp: Path) -> Path:
+    """Guard ``src`` into ``store``; return ``tmp/cropped.jpg``: the output's centre quarter,
     re-encoded (credentials stripped)."""
     from PIL import Image
 
@@ -107,8 +106,9 @@ def _guarded_crop(cfg: Config, src: Path, store: Any, tmp: Path) -> None:
         res = guard.generate("benchmark", output=tmp / "guarded.png", seed=1)
     img = Image.open(res.output).convert("RGB")
     w, h = img.size
-    img.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)).save(tmp / "cropped.jpg",
-                                                                       quality=90)
+    out = tmp / "cropped.jpg"
+    img.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)).save(out, quality=90)
+    return out
 
 
 def _watermark_and_sign(cfg: Config, src: Path, dst: Path) -> None:

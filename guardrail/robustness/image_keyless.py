@@ -154,14 +154,15 @@ def recorded_binding(content: np.ndarray) -> tuple[str, str]:
     from ..fingerprint import fingerprint
     from ..fingerprint_region import region_fingerprint
 
-    return fingerprint(_art(content)), region_fingerprint(_art(content))
+    art = _art(content)
+    return fingerprint(art), region_fingerprint(art)
 
 
 def verify_binds(recorded: tuple[str, str], content: np.ndarray, geometry: Any) -> bool:
-    """Verify's content binding (:func:`guardrail.verify.record_match`): the pHash binds
-    and matches, or the region the watermark's geometry places the file in matches."""
-    from ..fingerprint import binds
-    from ..fingerprint_region import region_match
+    """Whether ``guardrail verify`` binds ``content`` to a record that keeps ``recorded``
+    (:func:`guardrail.fingerprint_region.bind`, given the watermark's ``geometry``)."""
+    from ..fingerprint import observe
+    from ..fingerprint_region import bind
 
     art = _art(content)
-    return binds(recorded[0], art) or region_match(recorded[1], art, geometry).matches
+    return bind(observe(art), recorded[0], recorded[1], art, geometry)[0]

@@ -236,7 +236,6 @@ def _check(scheme: Any, content: np.ndarray, payload: int, recorded: tuple[str, 
             None if out.detected is None else float(out.score), None)
 
 
-
 def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: Sequence[str],
                    attacks: Sequence[Any], *, fpr: float, bits: int,
                    rng: np.random.Generator, say: Callable[[str], None]) -> dict[str, Any]:
