@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SPLITS", "Clip", "piper_clips", "synth_clips", "tool_clips"]
+__all__ = ["HUMAN_SPEECH_DIR", "SPLITS", "Clip", "human_clips", "piper_clips", "synth_clips",
+           "tool_clips"]
 
 Clip = tuple[np.ndarray, int]
 
@@ -88,6 +89,35 @@ def piper_clips(n: int, *, seed: int = 0, split: str = "heldout") -> list[Clip]:
         out = gen.generate([text], seed=seed * 100003 + i, params=params)[0]
         clips.append((np.asarray(out.content, dtype=np.float32), int(out.sample_rate)))
     return clips
+
+
+#: Where Debian's ``asterisk-core-sounds-en-wav`` installs its voice-actor prompts (8 kHz
+#: recorded human speech; the only recorded speech that ships offline).
+HUMAN_SPEECH_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+
+
+def human_clips(n: int, directory: str | Path | None = None, *, seed: int = 0,
+                min_seconds: float = 2.0, max_seconds: float = 10.0) -> list[Clip]:
+    """Up to ``n`` recordings of human speech from ``directory`` (default
+    :data:`HUMAN_SPEECH_DIR`; none when it is not installed): ``.wav`` / ``.flac`` /
+    ``.ogg`` files of at least ``min_seconds``, mono, cut to their first ``max_seconds``,
+    a random choice (``seed``) in file-name order. Unreadable files are skipped."""
+    root = Path(directory) if directory is not None else HUMAN_SPEECH_DIR
+    if not root.is_dir():
+        return []
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+    order = np.random.default_rng(seed).permutation(len(files))
+    out: list[Clip] = []
+    for i in order:
+        if len(out) >= n:
+            break
+        try:
+            x, sr = _read(files[i])
+        except (OSError, RuntimeError):
+            continue
+        if x.shape[0] >= min_seconds * sr:
+            out.append((x[: int(max_seconds * sr)].astype(np.float32), sr))
+    return out
 
 
 def _read(path: Path) -> Clip:

@@ -25,7 +25,7 @@ from ..stats import clopper_pearson
 from ..watermark.audio import GuardrailAudioWatermark
 from .attacks import build_suite
 from .audio_attacks import snr_db
-from .audio_corpus import Clip, piper_clips, synth_clips, tool_clips
+from .audio_corpus import Clip, human_clips, piper_clips, synth_clips, tool_clips
 from .base import Attack
 from .harness import Detection, Marked, rate, run_trials
 
@@ -42,6 +42,9 @@ SCALE_TARGET_ATTACKS = ("speed(1.05)", "speed(0.95)", "tempo(1.05)", "tempo(0.95
 #: The further keys whose detectors also check the unmarked windows (false positives do
 #: not depend on one key's pattern).
 UNMARKED_KEYS = tuple(f"guardrail-audio-unmarked-check-{i}".encode() for i in range(3))
+#: Marked outputs of one key the keyless attacker holds (the copies and removals use 1 and
+#: all of them).
+N_DONORS = 10
 #: The attack of the payload target (the id correct in >= 90 % of the clips).
 PAYLOAD_TARGET_ATTACK = "noise(10)"
 
@@ -104,7 +107,9 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
              clip_seconds: float = 5.0, timing_seconds: float = 10.0, timing_repeats: int = 20,
              watermarker: Any = None, labels: Sequence[str] | None = None,
              seed: int = 0, progress: Callable[[str], None] | None = None,
-             unmarked_keys: Sequence[bytes] | None = None) -> dict[str, Any]:
+             unmarked_keys: Sequence[bytes] | None = None, keyless: bool = True,
+             human: Sequence[Clip] = (), n_copy_targets: int = 300,
+             n_removal: int = 40) -> dict[str, Any]:
     """Measure a watermarker on audio clips.
 
     Parameters
@@ -141,6 +146,16 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
         checked with a detector of each (``unmarked["by_key"]``; the pooled count is in
         ``unmarked``). Default: :data:`UNMARKED_KEYS` when the watermarker is a
         :class:`GuardrailAudioWatermark`, else none.
+    keyless : bool
+        Also run the keyless copy and removal attacks
+        (:mod:`guardrail.robustness.audio_keyless`) when the watermarker is a
+        :class:`GuardrailAudioWatermark` and there are more than ``N_DONORS`` clips: windows
+        of the first clips that take a mark are the attacker's ``N_DONORS`` outputs; the
+        copies go onto ``n_copy_targets`` unmarked audio - every clip of ``human`` (recorded
+        human speech, whole), then windows of the other clips in turn; the removal is tried
+        on marked windows of ``n_removal`` of the other clips.
+    human : sequence of (samples, sample_rate)
+        Recorded human speech the copies also go onto (:func:`.audio_corpus.human_clips`).
 
     Returns
     -------
@@ -148,8 +163,9 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
         ``timing``, ``snr_db``, ``attacks`` (per attack: ``tpr``, ``payload_ok``,
         ``payload_wrong``, ``coded_bit_accuracy``, ``score_mean``, ``score_min``, and the
         same per label), ``unmarked`` (``n``, ``false_positives``, ``fpr_measured``,
-        ``max_score``, ``min_p_value``, rates at looser levels, and ``not_performed``), and
-        ``targets`` (each target and whether it is met).
+        ``max_score``, ``min_p_value``, rates at looser levels, and ``not_performed``),
+        ``keyless`` (when run: :func:`.audio_keyless.keyless_trials`) and ``targets`` (each
+        target and whether it is met).
     """
     rng = np.random.default_rng(seed)
     wm = watermarker or GuardrailAudioWatermark(key, fpr=fpr)
@@ -265,6 +281,12 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
                          for a in (0.5, 0.1, 0.01, 0.001)},
     }
 
+    kl = None
+    if keyless and isinstance(wm, GuardrailAudioWatermark) and len(items) > N_DONORS:
+        say("keyless copy and removal attacks")
+        kl = _keyless(wm, items, human, rng, clip_seconds=clip_seconds,
+                      n_targets=n_copy_targets, n_removal=n_removal, say=say)
+
     snr = {"mean": float(np.mean(snrs)) if snrs else None,
            "min": float(np.min(snrs)) if snrs else None}
     targets: dict[str, Any] = {
@@ -281,10 +303,50 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     if per_attack.get(PAYLOAD_TARGET_ATTACK, {}).get("n"):
         targets[f"payload_ok[{PAYLOAD_TARGET_ATTACK}]>=0.9"] = (
             per_attack[PAYLOAD_TARGET_ATTACK]["payload_ok"] >= 0.9)
+    if kl and kl.get("copy"):
+        targets["copy<=1/100"] = all(r["rate"] <= 0.01 for r in kl["copy"].values())
+        targets["copy_ai_verdicts==0"] = all(r["ai_verdicts"] == 0
+                                             for r in kl["copy"].values())
+        targets["removal_tpr>=0.95"] = all(r["rate"] >= 0.95 for r in kl["removal"].values())
     return {"scheme": getattr(wm, "scheme", "?"), "version": getattr(wm, "version", "?"),
             "fpr": fpr, "clip_seconds": clip_seconds, "n_clips": len(items),
             "cannot_embed": trials.not_marked, "timing": timing, "snr_db": snr,
-            "attacks": per_attack, "unmarked": unmarked, "targets": targets}
+            "attacks": per_attack, "unmarked": unmarked, "keyless": kl, "targets": targets}
+
+
+def _keyless(wm: GuardrailAudioWatermark, items: Sequence[Clip], human: Sequence[Clip],
+             rng: np.random.Generator, *, clip_seconds: float, n_targets: int, n_removal: int,
+             say: Callable[[str], None]) -> dict[str, Any]:
+    """Donors, copy targets and removal clips for :func:`.audio_keyless.keyless_trials`."""
+    from .audio_keyless import keyless_trials
+
+    bits = int(wm.payload_bits)
+
+    def marked(k: int) -> tuple[np.ndarray, int, int] | None:
+        x, sr = _window(items[k], clip_seconds, rng)
+        payload = int(rng.integers(0, 1 << bits))
+        try:
+            return np.asarray(wm.embed(_artifact(x, sr), payload).content), sr, payload
+        except Exception as exc:  # noqa: BLE001 - CannotWatermark
+            say(f"keyless attacks: clip {k} cannot be marked: {exc}")
+            return None
+
+    donors, k = [], 0
+    while len(donors) < N_DONORS and k < len(items):
+        d = marked(k)
+        k += 1
+        if d is not None:
+            donors.append(d)
+    rest = list(range(k, len(items)))
+    if not rest:
+        return {"copy": {}, "removal": {}, "not_run": "no clips left after the donors"}
+    targets = list(human)[:n_targets]
+    targets += [_window(items[rest[j % len(rest)]], clip_seconds, rng)
+                for j in range(n_targets - len(targets))]
+    removal = [m for m in (marked(i) for i in rest[:n_removal]) if m is not None]
+    res = keyless_trials(wm, donors, targets, removal, say=say)
+    res["n_human_targets"] = min(len(human), n_targets)
+    return res
 
 
 # ---------------------------------------------------------------------------- command line
@@ -297,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-tool", type=int, default=40, help="clips per installed tool")
     ap.add_argument("--n-synth", type=int, default=40, help="numpy-made clips")
     ap.add_argument("--n-unmarked", type=int, default=1000)
+    ap.add_argument("--n-human", type=int, default=150,
+                    help="recorded human speech clips the keyless copies also go onto "
+                         "(Debian asterisk-core-sounds-en-wav, when installed)")
+    ap.add_argument("--no-keyless", action="store_true",
+                    help="skip the keyless copy and removal attacks")
     ap.add_argument("--fpr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
@@ -316,8 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         clips += cs
         labels += [name] * len(cs)
     key = (b"guardrail-audio-eval-key-" + str(args.seed).encode()).ljust(32, b"0")
+    human = [] if args.no_keyless else human_clips(args.n_human, seed=args.seed)
     result = evaluate(clips, key=key, fpr=args.fpr, n_unmarked=args.n_unmarked,
-                      labels=labels, seed=args.seed, progress=say)
+                      labels=labels, seed=args.seed, progress=say,
+                      keyless=not args.no_keyless, human=human)
     result["corpus"] = {lab: labels.count(lab) for lab in sorted(set(labels))}
     text = json.dumps(result, indent=2)
     if args.out:

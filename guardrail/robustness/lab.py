@@ -89,15 +89,17 @@ def _ci(interval: Any) -> str | None:
 def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = None
            ) -> dict[str, Any]:
     from ..factory import watermarker_from_config
-    from .audio_corpus import piper_clips
+    from .audio_corpus import human_clips, piper_clips
     from .audio_lab import evaluate
 
     wm = watermarker_from_config(cfg, Modality.AUDIO)
     clips = piper_clips(sample or (12 if quick else 120))
+    human = [] if sample else human_clips(20 if quick else 150)
     res = evaluate(clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
                    n_unmarked=10 * sample if sample else 200 if quick else 1000,
                    timing_repeats=2 if sample else 5 if quick else 20,
-                   progress=note if progress else None)
+                   progress=note if progress else None, keyless=not sample, human=human,
+                   n_copy_targets=40 if quick else 300, n_removal=10 if quick else 40)
     rows = []
     for attack, r in res["attacks"].items():
         rows.append({"scheme": wm.scheme, "attack": attack, "n": r.get("n"),
@@ -107,8 +109,16 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
                      "payload_wrong": r.get("payload_wrong"),
                      "bit_accuracy": r.get("coded_bit_accuracy"), "score_min": r.get("score_min"),
                      })
+    kl = res.get("keyless") or {}
+    for kind in ("copy", "removal"):  # copy: false detections; removal: marks kept
+        rows.extend({"scheme": wm.scheme, "attack": label, "n": v["n"], "tpr": v["rate"],
+                     "tpr_ci": _ci([v["ci_low"], v["ci_high"]]),
+                     "victim_ids": v.get("victim_ids"), "ai_verdicts": v.get("ai_verdicts")}
+                    for label, v in (kl.get(kind) or {}).items())
     unmarked = res["unmarked"]
-    summary = {"scheme": wm.scheme, "fpr_target": wm.fpr, "content": "embedded Piper speech",
+    summary = {"scheme": wm.scheme, "fpr_target": wm.fpr, "content": "embedded Piper speech"
+               + (f"; keyless copies also onto {len(human)} recorded human prompts" if kl and
+                  human else ""),
                "n_clips": len(clips), "fpr_measured": unmarked.get("fpr_measured"),
                "n_unmarked": unmarked.get("n"), "false_positives": unmarked.get("false_positives"),
                "embed_ms_10s": res["timing"].get("embed_ms_median"),

@@ -1,0 +1,111 @@
+"""The keyless copy / removal attacks of the audio lab (on synthetic speech-like clips, so
+that no model is needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail.robustness.audio_attacks import snr_db
+from guardrail.robustness.audio_keyless import (
+    ATTACK_SNR_DB,
+    _binds,
+    estimate_pattern,
+    imprint,
+    keyless_trials,
+)
+from guardrail.robustness.audio_lab import evaluate
+from guardrail.testing import speechlike
+from guardrail.watermark.audio import PERIOD, GuardrailAudioWatermark
+
+KEY = b"audio keyless test key, 32 bytes"
+SR = 16000
+
+
+def _art(x: np.ndarray, sr: int = SR) -> Artifact:
+    return Artifact(modality=Modality.AUDIO, content=x, metadata=GenerationMetadata("t"),
+                    sample_rate=sr)
+
+
+@pytest.fixture(scope="module")
+def wm() -> GuardrailAudioWatermark:
+    return GuardrailAudioWatermark(KEY)
+
+
+@pytest.fixture(scope="module")
+def donors(wm):
+    return [(wm.embed(_art(speechlike(4.0, seed=s)), 0x1000 + s).content, SR, 0x1000 + s)
+            for s in range(2)]
+
+
+def test_estimators_shape_and_errors(donors):
+    outs = [(x, sr) for x, sr, _ in donors]
+    fold = estimate_pattern(outs, "fold")
+    assert fold.shape[0] == PERIOD and np.isfinite(fold).all() and fold.std() > 0
+    chips = estimate_pattern(outs[:1], "chips")
+    assert chips.shape[0] > PERIOD  # one column per chip column of the 4 s output
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        estimate_pattern(outs, "tile")
+    with pytest.raises(ValueError, match="at least one marked output"):
+        estimate_pattern([], "fold")
+
+
+def test_imprint_is_exactly_at_its_ratio_and_copies_the_mark(wm, donors):
+    target = speechlike(4.0, seed=9)
+    assert not wm.detect(_art(target)).detected
+    pattern = estimate_pattern([(donors[0][0], SR)], "fold")
+    forged = imprint(target, SR, pattern)
+    assert forged.shape == target.shape and forged.dtype == np.float32
+    assert snr_db(target, forged) == pytest.approx(ATTACK_SNR_DB, abs=0.05)
+    # the repeating pattern is estimated from one output: the copy scores far above the
+    # unmarked target, and it is not bound to the victim's record
+    res = wm.detect(_art(forged))
+    assert res.score > wm.detect(_art(target)).score + 4.0
+    from guardrail.fingerprint import fingerprint
+
+    recorded = fingerprint(_art(donors[0][0]))
+    assert _binds(recorded, donors[0][0], SR)  # the victim's own output binds
+    assert not _binds(recorded, forged, SR)
+    # two channels: the same change on both; silence cannot carry anything
+    stereo = imprint(np.stack([target, target], axis=1), SR, pattern)
+    assert stereo.shape == (target.shape[0], 2)
+    assert np.allclose(stereo[:, 0], stereo[:, 1])
+    silent = np.zeros(SR * 2, dtype=np.float32)
+    assert np.array_equal(imprint(silent, SR, pattern), silent)
+
+
+def test_keyless_trials_count_copies_victims_and_removals(wm, donors):
+    targets = [(speechlike(4.0, seed=20 + s), SR) for s in range(3)]
+    marked = [(wm.embed(_art(speechlike(4.0, seed=30)), 0x77).content, SR, 0x77)]
+    notes: list[str] = []
+    res = keyless_trials(wm, donors, targets, marked,
+                         estimates=((1, "fold"), (2, "chips"), (10, "fold")), say=notes.append)
+    assert set(res["copy"]) == {"copy(1, 'fold')", "copy(2, 'chips')"}
+    assert set(res["removal"]) == {"removal(1, 'fold')", "removal(2, 'chips')"}
+    assert any("from 10 outputs not run: 2 marked outputs held" in n for n in notes)
+    for r in res["copy"].values():
+        assert r["n"] == 3 and 0 <= r["victim_ids"] <= r["positives"] <= 3
+        assert r["ai_verdicts"] == 0  # unrelated audio never binds to a victim's record
+        assert r["ci_low"] <= r["rate"] <= r["ci_high"]
+    assert res["copy"]["copy(1, 'fold')"]["positives"] >= 1
+    for r in res["removal"].values():
+        assert r["n"] == 1 and r["positives"] in (0, 1)
+
+
+def test_evaluate_runs_the_keyless_attacks_and_states_their_targets():
+    clips = [(speechlike(4.0, seed=s), SR) for s in range(12)]
+    res = evaluate(clips, key=KEY, clip_seconds=4.0, attacks=[], n_unmarked=1,
+                   timing_seconds=2.0, timing_repeats=1, n_copy_targets=3, n_removal=1,
+                   human=[(speechlike(3.0, sr=8000, seed=99), 8000)],
+                   unmarked_keys=())
+    kl = res["keyless"]
+    assert kl["n_human_targets"] == 1 and kl["snr_db"] == ATTACK_SNR_DB
+    assert {r["n"] for r in kl["copy"].values()} == {3}
+    assert {r["n"] for r in kl["removal"].values()} == {1}
+    for name in ("copy<=1/100", "copy_ai_verdicts==0", "removal_tpr>=0.95"):
+        assert isinstance(res["targets"][name], bool)
+    assert res["targets"]["copy_ai_verdicts==0"] is True
+    off = evaluate(clips[:2], key=KEY, clip_seconds=4.0, attacks=[], n_unmarked=1,
+                   timing_seconds=2.0, timing_repeats=1, unmarked_keys=(), keyless=False)
+    assert off["keyless"] is None and "copy<=1/100" not in off["targets"]
