@@ -247,7 +247,8 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     unmarked_detections, scores, fp_labels = [], [], []
     if unmarked_keys is None:
         unmarked_keys = UNMARKED_KEYS if isinstance(wm, GuardrailAudioWatermark) else ()
-    others = [GuardrailAudioWatermark(k, fpr=fpr) for k in unmarked_keys]
+    make = type(wm) if isinstance(wm, GuardrailAudioWatermark) else GuardrailAudioWatermark
+    others = [make(k, fpr=fpr) for k in unmarked_keys]
     by_key = [[0, 0] for _ in others]  # performed, positives
     for j in range(n_unmarked):
         k = j % len(items)

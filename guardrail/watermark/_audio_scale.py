@@ -20,6 +20,7 @@ audio carries no mark of that key; the detector counts the hypotheses in its p-v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from ._chips import (
     SILENCE_REL_DB,
     SNR_WEIGHT_EXP,
     flat_floor,
+    log_floor,
 )
 
 __all__ = ["FineGrid", "fine_grid", "hypotheses"]
@@ -82,37 +84,44 @@ class FineGrid:
         The input's original sample rate (rows above 0.45 x it are not read).
     b0 : int
         The FFT bin of column 0 of ``v``.
+    u : ndarray, frames x bins, optional
+        ``v`` times a weight per anchor (a keyed content field's), when one was given.
     """
 
     v: np.ndarray
     active: np.ndarray
     sr: int
     b0: int = 0
+    u: np.ndarray | None = None
 
-    def rows(self, freq_scale: float) -> np.ndarray:
-        """The grid read at the embedder's chip rows under a frequency scale ``freq_scale``
-        (frames x ``N_ROWS``; each active frame's mean over the rows removed)."""
-        n_bins = self.v.shape[1]
+    def rows(self, freq_scale: float, weighted: bool = False) -> np.ndarray:
+        """The grid (``u`` if ``weighted`` and there is one, else ``v``) read at the
+        embedder's chip rows under a frequency scale ``freq_scale`` (frames x ``N_ROWS``;
+        each active frame's mean over the rows removed)."""
+        grid = self.u if weighted and self.u is not None else self.v
+        n_bins = grid.shape[1]
         # the embedder's chip row r starts at bin ROW0 + 4 r; scaled, at that x freq_scale
         pos = (ROW0 + CHIP_BINS * np.arange(N_ROWS)) * freq_scale
         lo = np.floor(pos).astype(np.int64)
         ok = (pos + CHIP_BINS * freq_scale) * FS / N_FFT <= 0.45 * self.sr
         pos = pos - self.b0
         lo -= self.b0
-        a = (pos - lo).astype(self.v.dtype)
+        a = (pos - lo).astype(grid.dtype)
         ok &= (lo >= 0) & (lo + 1 < n_bins)
         lo = np.clip(lo, 0, n_bins - 2)
-        rows = self.v[:, lo] * (1 - a) + self.v[:, lo + 1] * a
+        rows = grid[:, lo] * (1 - a) + grid[:, lo + 1] * a
         rows[:, ~ok] = 0.0
         on = self.active
         rows[on] -= rows[on].mean(axis=1, keepdims=True)
         rows[~on] = 0.0
         return rows
 
-    def folds(self, scales: list[tuple[float, float]], period: int) -> np.ndarray:
+    def folds(self, scales: list[tuple[float, float]], period: int, weighted: bool = False
+              ) -> np.ndarray:
         """Folds ``(len(scales), 2, period, N_ROWS)`` - chip phases 0 and 1 - of this grid
-        read under each hypothesis ``(time_scale, freq_scale)``: the audio was scaled by
-        ``time_scale`` in time and ``freq_scale`` in frequency."""
+        (``u`` if ``weighted`` and there is one) read under each hypothesis ``(time_scale,
+        freq_scale)``: the audio was scaled by ``time_scale`` in time and ``freq_scale`` in
+        frequency."""
         n_frames = self.v.shape[0]
         n_half = CHIP_FRAMES * period
         cache: dict[float, np.ndarray] = {}
@@ -120,8 +129,8 @@ class FineGrid:
         for i, (ts, fs) in enumerate(scales):
             rows = cache.get(fs)
             if rows is None:
-                rows = cache[fs] = np.vstack([self.rows(fs), np.zeros((1, N_ROWS),
-                                                                      self.v.dtype)])
+                rows = cache[fs] = np.vstack([self.rows(fs, weighted),
+                                              np.zeros((1, N_ROWS), self.v.dtype)])
             # the original anchor at half-column position q is the attacked anchor at q * ts
             n_q = int((n_frames - 1) / ts)
             f = np.arange(n_q) * ts
@@ -141,10 +150,12 @@ def _frame_chips(power: np.ndarray) -> np.ndarray:
     return e[:-1] + e[1:]
 
 
-def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float = 0.07
-              ) -> FineGrid | None:
+def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float = 0.07,
+              weight: Callable[[np.ndarray], np.ndarray] | None = None) -> FineGrid | None:
     """The :class:`FineGrid` of an STFT (16 kHz analysis of :mod:`._chips`) for frequency
-    scales up to ``1 +- max_scale``; ``None`` when the window is too short."""
+    scales up to ``1 +- max_scale``; ``None`` when the window is too short. ``weight``,
+    given, maps the log chip energies averaged over each anchor's 3 x 3 chip neighbourhood
+    (frames x bins; see :func:`._chips.smooth_logs`) to a weight per anchor (``u``)."""
     d, g = CHIP_FRAMES, CHIP_BINS
     if spec.shape[0] < 4 * d:
         return None
@@ -194,4 +205,11 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
     v[~active] = 0.0
     if active.any():
         v[active] -= v[active].mean(axis=0, keepdims=True)
-    return FineGrid(v=v, active=active, sr=int(sr), b0=b0)
+    u = None
+    if weight is not None:
+        p = np.pad(e, ((d, d), (g, g)), mode="edge")
+        p = p[:-2 * d] + p[d:-d] + p[2 * d:]
+        s3 = (p[:, :-2 * g] + p[:, g:-g] + p[:, 2 * g:]) / 9.0
+        every_row = np.arange(ROW0, ROW0 + N_ROWS * g, g) - b0  # as the chip grid's floor
+        u = v * weight(np.log(s3 + np.float32(log_floor(s3[:, every_row])))).astype(np.float32)
+    return FineGrid(v=v, active=active, sr=int(sr), b0=b0, u=u)

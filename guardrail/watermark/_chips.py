@@ -14,8 +14,8 @@ import numpy as np
 from ..signal import fft_module
 
 __all__ = ["A_MAX", "BAND", "CHIP_BINS", "CHIP_FRAMES", "FS", "HOP", "N_FFT", "N_ROWS", "ROW0",
-           "ROW1", "active_columns", "allocation", "chip_energy", "istft", "residuals",
-           "rows_ok", "scaled", "stft", "weighted"]
+           "ROW1", "active_columns", "allocation", "chip_energy", "istft", "log_floor",
+           "residuals", "rows_ok", "scaled", "smooth_logs", "stft", "weighted"]
 
 #: Internal analysis rate (Hz), STFT size and hop (samples at that rate).
 FS = 16000
@@ -41,6 +41,9 @@ FLOOR_ROW_QUANTILE = 20.0
 #: Rows whose floor is this far (dB) below the median row's are left out of the quantile.
 STOPBAND_DB = 30.0
 SNR_WEIGHT_EXP = 3.0
+#: Smoothed log energies (a content field's input) are taken above a floor this far (dB)
+#: below the 90th percentile of the band's smoothed chip energies.
+LOG_FLOOR_DB = -50.0
 
 ROW0 = int(round(BAND[0] / (FS / N_FFT)))
 N_ROWS = int(round((BAND[1] - BAND[0]) / (FS / N_FFT))) // CHIP_BINS
@@ -114,6 +117,21 @@ def allocation(energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray) -> np
     a *= row_ok[None, :]
     a *= energy >= energy.max(axis=1, keepdims=True) * 10.0 ** (-DYN_RANGE_DB / 10.0)
     return a
+
+
+def log_floor(smoothed: np.ndarray) -> float:
+    """The floor added before the log of smoothed chip energies (:data:`LOG_FLOOR_DB`
+    below their 90th percentile; relative, so that a gain change shifts every log alike)."""
+    if smoothed.size == 0:
+        return 1e-30
+    return float(np.percentile(smoothed, 90)) * 10.0 ** (LOG_FLOOR_DB / 10.0) + 1e-30
+
+
+def smooth_logs(energy: np.ndarray, row_ok: np.ndarray) -> np.ndarray:
+    """Log of each chip's energy averaged over its 3 x 3 chip neighbourhood, above
+    :func:`log_floor` (chips x rows)."""
+    s3 = _smooth3(energy)
+    return np.log(s3 + log_floor(s3[:, row_ok]))
 
 
 def flat_floor(per_row: np.ndarray) -> float:

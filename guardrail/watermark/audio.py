@@ -70,10 +70,7 @@ in order; the first that passes is the id. Each check accepts a wrong message wi
 probability ``2 ** -24``, so with ``p_crc = 3 * list_size * 2 ** -24`` (2.9e-6 at
 ``fpr = 1e-4``) the reported p-value is ``min(1, p_pilot + p_crc)``, or ``p_crc`` when a
 payload passed its CRC (a valid p-value for "pilot or CRC", union bound), and ``detected`` is
-``p_value <= fpr``. The payload is reported only then. On 48 tuning clips (5 s Piper windows
-of the ``tune`` split) with white noise 20 dB below the signal the id comes back in 44 of 48
-(28 with the best path alone); per-row reliability weights estimated from the pilot,
-combining both chip phases and other chip-SNR weights did not help there.
+``p_value <= fpr``. The payload is reported only then.
 
 ``embed`` checks its own output: audio in which the mark would not be detected even
 without any attack (pure tones, a DC offset, content outside 500-7000 Hz) raises
@@ -102,12 +99,11 @@ Limits
   attacked audio whose id is not found on the unscaled grid, pays for the scale search in
   detection time (see docs/BENCHMARKS.md).
 * Noise 20 dB below the signal leaves the mark detectable but not always the payload; at
-  10 dB the mark itself is often lost on clips of a few seconds and the id is not recovered
-  (docs/ROBUSTNESS.md): the coded bits then read with a signal-to-noise ratio of about 0.3
-  (62 % right), far below what any decoder of a rate-1/3 code needs (about 1; the capacity
-  of such a channel is about a fifth of the code rate). Recovering the id there needs more
-  mark energy per coded bit (a format change), not a better detector.
+  10 dB the id is not recovered (docs/ROBUSTNESS.md: a format change, not a detector's).
 * Purely tonal, noiseless signals (synthetic tones) carry the mark weakly.
+* **Keyless copy and removal.** The pattern repeats every period and is the same in every
+  output of a key: one output gives it away (docs/ROBUSTNESS.md). Version 2
+  (:mod:`guardrail.watermark.audio_v2`) binds it to the content.
 """
 
 from __future__ import annotations
@@ -147,18 +143,15 @@ PILOT_FRACTION = 0.6
 SAMPLE_RATES = (8000, 96000)
 MIN_SECONDS = 1.0
 MIN_ACTIVE_SECONDS = 0.5
-#: Band level (dBFS) below which a column is not marked, and the floor below which the
-#: detector ignores a column.
+#: Band level (dBFS) below which a column is not marked / the detector ignores it.
 SILENCE_DBFS = -60.0
 DETECT_FLOOR_DBFS = -90.0
 #: Signal-to-watermark ratio (dB) at strength 1.
 BASE_SNR_DB = 31.0
-#: Informed embedding: bounds of the per-bit amplitude factor, and the part of a chip's
-#: log-energy change that survives re-analysis (measured, about 0.7).
+#: Informed embedding: per-bit factor bounds; share of a chip's log change re-read (0.7).
 ISS_RANGE = (0.25, 3.0)
 RETENTION = 0.7
-#: Number of (chip phase, shift) hypotheses the detector tests on the unscaled grid.
-N_TESTS = CHIP_FRAMES * PERIOD  # the phases are 0 and 1 (frames)
+N_TESTS = CHIP_FRAMES * PERIOD  #: (chip phase, shift) hypotheses tested on the unscaled grid
 #: Scale search (speed, tempo, pitch): changes up to +-``SCALE_MAX`` in steps of
 #: ``SCALE_TIME_STEP`` (speed, tempo) and ``SCALE_FREQ_STEP`` (pitch), read on at most
 #: ``SCALE_WINDOW_S`` seconds (the middle of a longer clip).
@@ -169,22 +162,20 @@ SCALE_WINDOW_S = 6.4
 #: The scale hypotheses and the number of (hypothesis, chip phase, shift) tests they add.
 SCALES = tuple(scale.hypotheses(SCALE_MAX, SCALE_TIME_STEP, SCALE_FREQ_STEP))
 N_SCALE_TESTS = len(SCALES) * N_TESTS
-#: The scale search's best fold is decoded only from this score up (a fold that weakly
-#: matches the pilot does not carry a decodable id; skipping it saves the decode).
+#: The scale search's best fold is decoded only from this score up (saves futile decodes).
 SCALE_DECODE_MIN_Z = 3.0
 #: Share of the false-positive rate spent on the unscaled grid (the rest on the scale
 #: search): weighted Bonferroni, ``p = min(N_TESTS Q(z) / W, N_SCALE_TESTS Q(z') / (1 - W))``.
 UNSCALED_WEIGHT = 0.5
-#: Most payload decodes one detection makes (counted in the p-value): two on the unscaled
-#: grid, one in the scale search.
+#: Most payload decodes per detection (in the p-value): two unscaled, one scaled.
 N_DECODES = 3
 #: A decode whose best path fails the CRC checks the ``LIST_SIZE`` best (list Viterbi) when
 #: the pilot score is at least ``LIST_MIN_Z``; every check counts in the p-value, and the
 #: list is shortened so that they use at most ``LIST_FPR_SHARE`` of ``fpr`` (``fpr=1e-4``: 16
 #: paths, ``p_crc = 3 * 16 * 2**-24 = 2.9e-6``; ``fpr <= 1.8e-6``: one path, plain Viterbi).
 LIST_SIZE, LIST_FPR_SHARE, LIST_MIN_Z = 16, 0.1, 3.0
-#: ``embed`` checks that the id decodes from its own output with a margin: with every coded
-#: bit's soft value moved ``ID_MARGIN`` x their median magnitude towards the wrong value.
+#: ``embed`` checks that the id decodes from its output with every coded bit's soft value
+#: moved ``ID_MARGIN`` x their median magnitude towards the wrong value.
 ID_MARGIN = 0.05
 #: When it does not, the weakest coded bits (read below ``RESCUE_WEAK`` x the median) are
 #: strengthened (x2 a round, at most ``RESCUE_MAX_BOOST``) for up to ``RESCUE_ROUNDS`` rounds.
@@ -193,8 +184,8 @@ RESCUE_WEAK = 0.25
 RESCUE_MAX_BOOST = 8.0
 
 
-def _check(artifact: Artifact, verb: str) -> tuple[np.ndarray, int]:
-    return check_audio(artifact, verb, scheme=SCHEME, min_seconds=MIN_SECONDS,
+def _check(artifact: Artifact, verb: str, scheme: str = SCHEME) -> tuple[np.ndarray, int]:
+    return check_audio(artifact, verb, scheme=scheme, min_seconds=MIN_SECONDS,
                        sample_rates=SAMPLE_RATES)
 
 
@@ -309,7 +300,7 @@ class GuardrailAudioWatermark(KeyedScheme):
             another id may fit). The message says which.
         """
         payload = check_payload(payload, self.payload_bits)
-        x, sr = _check(artifact, "embed")
+        x, sr = _check(artifact, "embed", self.scheme)
         x16 = resample(mix(x), sr, FS)
         spec = chips.stft(x16)
         energy = chips.chip_energy(spec, 0)
@@ -322,7 +313,7 @@ class GuardrailAudioWatermark(KeyedScheme):
                 f"{SILENCE_DBFS:g} dBFS); silence cannot carry a mark")
         word = np.asarray(self._code.encode(payload), dtype=np.uint8)
         gain = chips.allocation(energy, active, row_ok) * self._pattern(word)[
-            np.arange(energy.shape[0]) % PERIOD]
+            np.arange(energy.shape[0]) % PERIOD] * self._content_sign(energy)
         # scale to the target energy (estimated on the chips; made exact on the output)
         want = float(np.sum(x16.astype(np.float64) ** 2)) * 10.0 ** (-self.snr_db / 10.0)
         gain = chips.scaled(gain, energy, want)
@@ -359,6 +350,15 @@ class GuardrailAudioWatermark(KeyedScheme):
             f"{payload_hex(payload, self.payload_bits)} reliably: the mark is detectable but "
             f"the id does not decode from it with a margin at strength {self.strength:g} (in "
             f"a clip this short some ids fit and others do not)", payload_dependent=True)
+
+    #: Version 2's content binding of the pilot (none here): the pattern's sign per chip, the
+    #: pilot's weight per chip, and per anchor of the scale search's grid (``fine_grid``).
+    _fine_weight = None
+
+    def _content_sign(self, energy: np.ndarray) -> np.ndarray | float:
+        return 1.0
+
+    _content_weight = _content_sign
 
     def _per_chip(self, boost: np.ndarray, n_cols: int) -> np.ndarray:
         """Per-coded-bit factors spread over the bit's chips (1 on pilot chips)."""
@@ -429,9 +429,9 @@ class GuardrailAudioWatermark(KeyedScheme):
         checked (not audio, too short, silent, unsupported rate or shape, non-finite).
         """
         try:
-            x, sr = _check(artifact, "detect")
+            x, sr = _check(artifact, "detect", self.scheme)
         except CannotWatermark as exc:
-            return not_performed(SCHEME, VERSION, str(exc))
+            return not_performed(self.scheme, self.version, str(exc))
         x16 = resample(mix(x), sr, FS)
         spec = chips.stft(x16)
         # chip phase 0 first; when its payload already passes the CRC the p-value cannot
@@ -443,7 +443,7 @@ class GuardrailAudioWatermark(KeyedScheme):
             if isinstance(found, str) or (not isinstance(other, str) and other[0] > found[0]):
                 found = other
                 if isinstance(found, str):
-                    return not_performed(SCHEME, VERSION, found)
+                    return not_performed(self.scheme, self.version, found)
                 decision = self._decide(*found)
         z_max = found[0]
         if decision[2] is None:
@@ -460,12 +460,12 @@ class GuardrailAudioWatermark(KeyedScheme):
         payload = None
         if detected and decoded is not None and decoded < (1 << self.payload_bits):
             payload = payload_hex(decoded, self.payload_bits)
-        return WatermarkResult(detected=detected, scheme=SCHEME, scheme_version=VERSION,
-                               score=z_max, p_value=float(p), fpr=self.fpr, payload=payload)
+        return WatermarkResult(detected=detected, scheme=self.scheme,
+                               scheme_version=self.version, score=z_max, p_value=float(p),
+                               fpr=self.fpr, payload=payload)
 
     def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
-        """``(detected, p_value, decoded payload or None)`` from the unscaled grid's best
-        score and the fold aligned to it."""
+        """``(detected, p_value, decoded id or None)``: best unscaled score, its fold."""
         return self._decision(z_max, self._decode(self._soft(aligned), z_max))
 
     def _decode(self, soft: np.ndarray, z: float) -> int | None:
@@ -492,13 +492,16 @@ class GuardrailAudioWatermark(KeyedScheme):
         if spec.shape[0] > n_win:
             start = (spec.shape[0] - n_win) // 2
             spec = spec[start:start + n_win]
-        grid = scale.fine_grid(spec, sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX)
+        grid = scale.fine_grid(spec, sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX,
+                               weight=self._fine_weight)
         if grid is None or grid.active.sum() * HOP / FS < MIN_ACTIVE_SECONDS:
             return None
-        folds = grid.folds(list(SCALES), PERIOD).reshape(-1, PERIOD, N_ROWS)
+        folds = grid.folds(list(SCALES), PERIOD, True).reshape(-1, PERIOD, N_ROWS)
         z = self._pilot_z(folds)
         h, k = np.unravel_index(int(np.argmax(z)), z.shape)
-        return float(z[h, k]), np.roll(folds[h], int(k), axis=0)
+        pay = folds[h] if grid.u is None else grid.folds(  # version 2: payload unweighted
+            [SCALES[h // CHIP_FRAMES]], PERIOD)[0, h % CHIP_FRAMES]
+        return float(z[h, k]), np.roll(pay, int(k), axis=0)
 
     @cached_property
     def _circulant(self) -> tuple[np.ndarray, np.ndarray]:
@@ -542,7 +545,7 @@ class GuardrailAudioWatermark(KeyedScheme):
         """Best pilot z over every shift and chip phase, and the fold aligned to it; or the
         reason (a string) why the audio cannot be checked."""
         try:
-            x, sr = _check(artifact, "detect")
+            x, sr = _check(artifact, "detect", self.scheme)
         except CannotWatermark as exc:
             return str(exc)
         return self._search_x16(resample(mix(x), sr, FS), sr)
@@ -562,11 +565,12 @@ class GuardrailAudioWatermark(KeyedScheme):
             active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
             if active.sum() * CHIP_FRAMES * HOP / FS < MIN_ACTIVE_SECONDS:
                 continue
-            F = _fold(chips.weighted(*chips.residuals(energy, active, row_ok)))
+            v = chips.weighted(*chips.residuals(energy, active, row_ok))
+            F = _fold(v * self._content_weight(energy))
             z = self._pilot_z(F)
             k = 0 if aligned else int(np.argmax(z))
-            if best is None or z[k] > best[0]:
-                best = (float(z[k]), k, F)
+            if best is None or z[k] > best[0]:  # version 2 reads its payload unweighted
+                best = (float(z[k]), k, F if self._fine_weight is None else _fold(v))
         if best is None:
             return (f"cannot detect: the audio is silent or nearly silent in {BAND[0]:g}-"
                     f"{BAND[1]:g} Hz (less than {MIN_ACTIVE_SECONDS:g} s of signal)")
@@ -589,7 +593,7 @@ class GuardrailAudioWatermark(KeyedScheme):
         if isinstance(found, str):
             return None
         if found[0] < self._z_threshold():
-            x, sr = _check(artifact, "detect")
+            x, sr = _check(artifact, "detect", self.scheme)
             scaled = self._scale_search(chips.stft(resample(mix(x), sr, FS)), sr)
             if scaled is not None and scaled[0] > found[0]:
                 found = scaled

@@ -139,6 +139,12 @@ def _guardrail_audio(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
     return GuardrailAudioWatermark(key, fpr=fpr, **options)
 
 
+def _guardrail_audio_v2(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
+    from .audio_v2 import GuardrailAudioWatermarkV2
+
+    return GuardrailAudioWatermarkV2(key, fpr=fpr, **options)
+
+
 def _audioseal(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
     from .audioseal import AudioSealWatermark
 
@@ -164,5 +170,8 @@ riva_gan = Scheme(Modality.IMAGE, "invisible-watermark's RivaGAN ONNX model (ada
                   "the expected id)", _riva_gan)
 guardrail_audio = Scheme(Modality.AUDIO, "keyed spread-spectrum in the 0.5-7 kHz STFT band "
                          "with a sync pattern, 32-bit id with CRC-24", _guardrail_audio)
+guardrail_audio_v2 = Scheme(Modality.AUDIO, "version 2: guardrail-audio bound to the content "
+                            "(keyed content sign field), speed/tempo/pitch searched, 32-bit "
+                            "id (CRC-24)", _guardrail_audio_v2)
 audioseal = Scheme(Modality.AUDIO, "Meta's AudioSeal from local checkpoint files "
                    "(GUARDRAIL_AUDIOSEAL_*)", _audioseal)

@@ -1,0 +1,159 @@
+"""guardrail's audio watermark, version 2 (scheme ``guardrail-audio-v2``).
+
+Why a version 2
+---------------
+Version 1 (``guardrail-audio``) writes one keyed pattern, repeated every 1.024 s, into the
+chips of every output of a key. Its detector's residuals are key-independent, so averaging
+them over the repetitions of one output - or over ten outputs - recovers the pattern
+without the key: written into unrelated speech at 28 dB it is detected in 96-98 % of 300
+clips, 61 % of them with the victim's id (the audio lab's keyless attacks,
+:mod:`guardrail.robustness.audio_keyless`; docs/ROBUSTNESS.md).
+
+Design
+------
+Everything of version 1 - the 16 kHz chip grid, the pilot and the coded payload, the
+perceptual allocation, informed embedding, the scale search for speed, tempo and pitch,
+the p-value and the list decoder (:mod:`guardrail.watermark.audio`) - with one change: the
+pattern is **bound to the content**. Each chip's pattern value is multiplied by a *content
+sign* ``c = sign(F)``, ``F = K * L``: ``L`` is the log of the chip energies averaged over
+each chip's 3 x 3 neighbourhood (above a floor 50 dB under the clip's loud chips,
+:func:`guardrail.watermark._chips.smooth_logs`), and ``K`` a keyed ``KERNEL_COLS x
+KERNEL_ROWS`` filter (chips in time x frequency; drawn from the key, with no response to a
+constant or to a linear ramp in either direction, unit norm). ``F`` is made of the coarse
+spectro-temporal shape of the audio - syllables, formants - which compression, resampling,
+filtering and moderate noise leave alone; it differs between different audio and cannot be
+computed without the key. Chips with ``|F| < DEAD_EMBED`` are left unmarked.
+
+The detector reads the residuals of version 1 times ``sign(F) * ramp(|F|)``, the ramp
+rising from 0 at ``DEAD_LO`` to 1 at ``DEAD_HI`` (above the embedder's dead zone, so that
+chips a copy's ghost could tip do not count), ``F`` recomputed from the audio under test -
+on the unscaled grid from its chips, under each scale hypothesis from its smoothed log
+energies read at the hypothesis' positions (:meth:`.FineGrid.folds`). The pilot is still
+i.i.d. N(0, 1) from the key and independent of ``K`` (another keyed draw), so every score
+is exactly standard normal on audio without this key's mark, and the p-value of version 1
+holds unchanged.
+
+What the binding does to the keyless attacks: the residuals of an output, averaged over
+repetitions or outputs, average ``pilot * c`` with a ``c`` that changes from chip to chip
+and output to output - towards zero; and a pattern estimated from one output, written into
+other audio, meets there a content sign unrelated to its own. Measured: docs/ROBUSTNESS.md.
+
+Limits
+------
+Those of version 1 (:mod:`guardrail.watermark.audio`), and:
+
+* **Removal from one output.** Subtracting an output's own chip residuals (the keyless
+  ``chips`` estimate of itself) at 28 dB removes the mark (version 1 too): the estimate
+  needs no key, because it flattens every chip's local contrast, the mark's included.
+  Binding to the content does not change that (docs/ROBUSTNESS.md).
+* ``K`` has ``KERNEL_COLS * KERNEL_ROWS`` keyed coefficients. An attacker who fitted them to
+  many outputs (by the consistency of the demodulated residuals across outputs) could
+  recover ``c`` and with it the pattern; that attack is not in the lab.
+* Content whose coarse shape is mostly flat (steady noise, sustained tones) has few chips
+  outside the dead zone; ``embed`` refuses audio whose own output would not be detected.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from . import _chips as chips
+from .audio import PERIOD, GuardrailAudioWatermark
+
+__all__ = ["DEAD_EMBED", "DEAD_HI", "DEAD_LO", "FIELD_RANGE_DB", "GuardrailAudioWatermarkV2"]
+
+SCHEME = "guardrail-audio-v2"
+VERSION = "2"
+
+#: Size of the keyed content filter (chip columns x chip rows).
+KERNEL_COLS, KERNEL_ROWS = 5, 5
+#: Content field (in units of its median magnitude): chips below ``DEAD_EMBED`` are not
+#: marked; the detector's weight rises from 0 at ``DEAD_LO`` to 1 at ``DEAD_HI``.
+DEAD_EMBED = 0.45
+DEAD_LO, DEAD_HI = 0.67, 1.2
+#: The median is taken over chips at most this far (dB) below the clip's 90th percentile.
+FIELD_RANGE_DB = 40.0
+
+
+class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
+    """guardrail's default audio watermark: version 1 bound to the content (see the module
+    notes). Same parameters and results as :class:`GuardrailAudioWatermark`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from guardrail import Artifact, GenerationMetadata
+    >>> from guardrail.testing import speechlike
+    >>> art = Artifact("audio", speechlike(3.0), GenerationMetadata("m"), sample_rate=16000)
+    >>> wm = GuardrailAudioWatermarkV2(b"k" * 32)
+    >>> res = wm.detect(wm.embed(art, 0xC0FFEE))
+    >>> res.detected, res.payload, res.scheme
+    (True, '00c0ffee', 'guardrail-audio-v2')
+    >>> wm.detect(art).detected
+    False
+    """
+
+    scheme = SCHEME
+    version = VERSION
+
+    @cached_property
+    def _kernel(self) -> np.ndarray:
+        k = self._rng("content-kernel").standard_normal((KERNEL_COLS, KERNEL_ROWS))
+        t, f = np.mgrid[:KERNEL_COLS, :KERNEL_ROWS].astype(np.float64)
+        basis = np.stack([np.ones(k.size), (t - t.mean()).ravel(), (f - f.mean()).ravel()], 1)
+        kv = k.ravel() - basis @ np.linalg.lstsq(basis, k.ravel(), rcond=None)[0]
+        return (kv / np.linalg.norm(kv)).reshape(KERNEL_COLS, KERNEL_ROWS)
+
+    def _field(self, logs: np.ndarray, step: tuple[int, int] = (1, 1)) -> np.ndarray:
+        """The content field ``K * L`` of smoothed log energies (chip columns x rows; or,
+        with ``step`` = (frames, bins) per chip, anchors of the scale search's fine grid),
+        in units of its median magnitude over the chips within ``FIELD_RANGE_DB`` of the
+        loud ones (so that the dead zones mean the same for every key and every level)."""
+        if logs.shape[0] == 0:
+            return np.zeros_like(logs)
+        (dt, df), (ht, hf) = step, (KERNEL_COLS // 2, KERNEL_ROWS // 2)
+        logs = np.asarray(logs, dtype=np.float32)
+        pad = np.pad(logs, ((ht * dt, ht * dt), (hf * df, hf * df)), mode="symmetric")
+        n_t, n_f = logs.shape
+        field = np.zeros(logs.shape, dtype=np.float32)
+        tmp = np.empty_like(field)
+        for a in range(KERNEL_COLS):
+            for b in range(KERNEL_ROWS):
+                np.multiply(pad[a * dt:a * dt + n_t, b * df:b * df + n_f],
+                            np.float32(self._kernel[a, b]), out=tmp)
+                field += tmp
+        # the scale (a median) from one anchor per chip: the same chips as the chip grid's
+        sub_logs, sub = logs[::dt, ::df], field[::dt, ::df]
+        on = sub_logs >= np.percentile(sub_logs, 90) - FIELD_RANGE_DB * np.log(10.0) / 10.0
+        scale = float(np.median(np.abs(sub[on]))) if on.any() else 0.0
+        return field / scale if scale > 0.0 else np.zeros_like(field)
+
+    def _content_sign(self, energy: np.ndarray) -> np.ndarray:
+        field = self._field(chips.smooth_logs(energy, chips.rows_ok(chips.FS)))
+        pilot = (self._layout["pilot"] != 0)[np.arange(energy.shape[0]) % PERIOD]
+        return np.where(pilot, np.sign(field) * (np.abs(field) >= DEAD_EMBED), 1.0)
+
+    def _weight(self, field: np.ndarray) -> np.ndarray:
+        ramp = np.clip((np.abs(field) - DEAD_LO) / (DEAD_HI - DEAD_LO), 0.0, 1.0)
+        return np.sign(field) * ramp
+
+    def _content_weight(self, energy: np.ndarray) -> np.ndarray:
+        return self._weight(self._field(chips.smooth_logs(energy, chips.rows_ok(chips.FS))))
+
+    def _decision(self, z_max: float, decoded: int | None, *,
+                  z_scaled: float | None = None) -> tuple[bool, float, int | None]:
+        """As version 1, but the pilot must pass: a payload that passes its CRC is not
+        evidence alone (the payload chips are not bound to the content, so a copied payload
+        can decode), only the id of a detected mark."""
+        detected, p, _ = super()._decision(z_max, None, z_scaled=z_scaled)
+        return detected, p, decoded if detected else None
+
+    def _fine_weight(self, logs: np.ndarray) -> np.ndarray:
+        """The detector's weights on the scale search's fine grid (an anchor at every frame
+        and bin; a chip's neighbours are ``CHIP_FRAMES`` frames and ``CHIP_BINS`` bins
+        away). Under a scale hypothesis the weights are read where the residuals are - the
+        field of the audio as received, whose few-percent stretch the coarse field hardly
+        notices."""
+        return self._weight(self._field(logs, (chips.CHIP_FRAMES, chips.CHIP_BINS)))
