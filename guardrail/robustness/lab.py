@@ -36,7 +36,8 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
 
     return run_text_lab(generator, wm, attacks=attacks,
                         n_texts=items or (8 if quick else 48),
-                        n_human=200 if quick else 1000, progress=progress)
+                        n_human=200 if quick else 1000, progress=progress,
+                        n_spoof=4 if quick or items else 16)
 
 
 def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: PhotoDirs = None,

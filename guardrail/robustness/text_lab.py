@@ -71,9 +71,15 @@ def _strict(detections: Sequence[Detection]) -> dict[str, Any]:
     done = [d for d in detections if d.detected is not None and d.p_value is not None]
     if not done:
         return {"tpr_1e-4": None, "tpr_1e-4_ci": None}
-    hits = sum(d.p_value <= STRICT_FPR for d in done)
-    lo, hi = clopper_pearson(hits, len(done))
-    return {"tpr_1e-4": hits / len(done), "tpr_1e-4_ci": f"[{lo:.3f}, {hi:.3f}]"}
+    return _share(sum(d.p_value <= STRICT_FPR for d in done), len(done))
+
+
+def _share(hits: int, n: int) -> dict[str, Any]:
+    """``hits`` of ``n`` as the columns of :func:`_strict`."""
+    if not n:
+        return {"tpr_1e-4": None, "tpr_1e-4_ci": None}
+    lo, hi = clopper_pearson(hits, n)
+    return {"tpr_1e-4": hits / n, "tpr_1e-4_ci": f"[{lo:.3f}, {hi:.3f}]"}
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +122,13 @@ def run_text_lab(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
+    n_spoof: int = 16,
 ) -> dict[str, Any]:
-    """Run the lab; returns ``{"rows": [...], "summary": {...}}`` (plain JSON)."""
+    """Run the lab; returns ``{"rows": [...], "summary": {...}}`` (plain JSON).
+
+    ``n_spoof`` texts per (outputs held, boost) of the keyless copy attack
+    (:mod:`guardrail.robustness.text_keyless`; 0: not run), generated on prompts of their
+    own, the first 1 and 10 marked texts stolen from."""
     from tqdm.auto import tqdm
 
     from .._generator import GenerationHooks
@@ -176,6 +187,20 @@ def run_text_lab(
         r = trials.rate(att.label)
         rows.append({"attack": att.name, "strength": att.strength, **_row(r), "tpr": r["rate"],
                      **_interval(r), **_strict(trials.detections[att.label])})
+    copies: dict[str, Any] = {}
+    if n_spoof:
+        from .text_keyless import keyless_text_trials
+
+        spoof_prompts = [f"Tell me about {TOPICS[-1 - i % len(TOPICS)]}." for i in range(n_spoof)]
+        copies = keyless_text_trials(generator, watermarker, marked, spoof_prompts,
+                                     params=params, seed=seed + 7919,
+                                     say=(lambda m: tqdm.write(m)) if progress else None)
+        for label, r in copies["copy"].items():
+            rows.append({"attack": label, "strength": None, "n": r["n"],
+                         "performed": r["n"], "positive_rate": r["rate"],
+                         "not_performed": r["not_performed"], "tpr": r["rate"],
+                         "ci_low": round(r["ci_low"], 3), "ci_high": round(r["ci_high"], 3),
+                         "median_p": None, **_share(r["strict"], r["n"])})
     humans = [t for _, t in human_texts(limit=n_human, max_words=int(new_tokens * 0.75))]
     fpr_human, _ = rate_of(humans)
     fpr_plain, _ = rate_of(plain)
@@ -197,6 +222,10 @@ def run_text_lab(
         "tokens_per_s_marked": tok_marked / t_marked if t_marked else None,
         "tokens_per_s_unmarked": tok_plain / t_plain if t_plain else None,
     }
+    if copies.get("copy"):
+        summary["copy_context_tokens"] = copies["context"]
+        summary["copy_rate_max"] = max(r["rate"] or 0.0 for r in copies["copy"].values())
+        summary["copy<=1/100"] = summary["copy_rate_max"] <= 0.01
     if summary["tokens_per_s_marked"] and summary["tokens_per_s_unmarked"]:
         summary["speed_ratio"] = summary["tokens_per_s_marked"] / summary["tokens_per_s_unmarked"]
     return {"rows": rows, "summary": summary}

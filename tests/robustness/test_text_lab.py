@@ -19,13 +19,14 @@ def lab():
                          vocab_size=gen.model.config.vocab_size,
                          params=TextWatermarkParams(scheme="kgw"))
     return run_text_lab(gen, wm, attacks=[deletion(0.2)], n_texts=3, new_tokens=40,
-                        n_human=6, batch_size=3, progress=False)
+                        n_human=6, batch_size=3, progress=False, n_spoof=2)
 
 
 def test_rows_by_attack_and_by_length(lab):
     rows, s = lab["rows"], lab["summary"]
     assert [r["attack"] for r in rows] == ["none", "first_tokens", "first_tokens",
-                                           "first_tokens", "word_deletion"]
+                                           "first_tokens", "word_deletion",
+                                           "copy(n=1, boost=4)", "copy(n=1, boost=8)"]
     by_len = {r["strength"]: r for r in rows if r["attack"] == "first_tokens"}
     assert sorted(by_len) == [16, 24, 32]               # only lengths below the 40 generated
     assert by_len[16]["performed"] == 0                  # 15 scorable tokens: not performed
@@ -46,3 +47,16 @@ def test_every_row_has_the_tpr_at_fpr_1e4_with_its_interval(lab):
             assert 0.0 <= r["tpr_1e-4"] <= (r["tpr"] if r["tpr"] is not None else 1.0)
             lo, hi = (float(x) for x in r["tpr_1e-4_ci"].strip("[]").split(","))
             assert lo <= r["tpr_1e-4"] <= hi
+
+
+def test_the_stealing_copy_rows(lab):
+    """Spoofed texts from a table stolen from one marked output (10 are not held: 3 texts),
+    each row a rate with its interval; the summary states the copy target."""
+    copies = [r for r in lab["rows"] if r["attack"].startswith("copy(")]
+    assert len(copies) == 2
+    for r in copies:
+        assert r["n"] + r["not_performed"] == 2
+        if r["n"]:
+            assert 0.0 <= r["ci_low"] <= r["tpr"] <= r["ci_high"] <= 1.0
+    s = lab["summary"]
+    assert s["copy_context_tokens"] == 1 and isinstance(s["copy<=1/100"], bool)
