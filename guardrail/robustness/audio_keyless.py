@@ -33,7 +33,6 @@ comes with its 95 % Clopper-Pearson interval and ``n``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +43,7 @@ from ..signal import resample
 from ..stats import clopper_pearson
 from ..watermark import _chips as chips
 from ..watermark.audio import PERIOD, SILENCE_DBFS
+from ..watermark.base import mix
 
 __all__ = ["ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "estimate_pattern", "imprint",
            "keyless_trials"]
@@ -60,7 +60,7 @@ Clip = tuple[np.ndarray, int]
 
 def _mono16(x: np.ndarray, sr: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
-    return resample(x if x.ndim == 1 else x.mean(axis=1), int(sr), chips.FS)
+    return resample(mix(x if x.ndim == 2 else x[:, None]), int(sr), chips.FS)
 
 
 def _grid(x16: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -70,30 +70,39 @@ def _grid(x16: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return spec, energy, row_ok, chips.active_columns(energy, row_ok, SILENCE_DBFS)
 
 
-def estimate_pattern(outputs: Sequence[Clip], estimator: str = "fold") -> np.ndarray:
-    """Keyless estimate of the chip pattern (columns x chip rows, float64) from marked
-    outputs ``(samples, sample_rate)`` of one key (see the module notes)."""
+def _one_estimate(x: np.ndarray, sr: int, estimator: str) -> np.ndarray:
+    """The estimate from one marked output (see :func:`estimate_pattern`)."""
+    _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
+    v = chips.weighted(*chips.residuals(energy, active, row_ok))
+    if estimator == "chips":
+        return v
+    cols = np.arange(v.shape[0]) % PERIOD
+    acc = np.zeros((PERIOD, v.shape[1]))
+    n = np.zeros((PERIOD, 1))
+    np.add.at(acc, cols, v)
+    np.add.at(n, cols, active[:, None].astype(np.float64))
+    return acc / np.maximum(n, 1.0)
+
+
+def _combined(ests: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of per-output estimates, over the columns they all have."""
+    m = min(e.shape[0] for e in ests)
+    return np.mean([e[:m] for e in ests], axis=0)
+
+
+def _check_estimator(estimator: str) -> None:
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATORS))}, "
                          f"got {estimator!r}")
+
+
+def estimate_pattern(outputs: Sequence[Clip], estimator: str = "fold") -> np.ndarray:
+    """Keyless estimate of the chip pattern (columns x chip rows, float64) from marked
+    outputs ``(samples, sample_rate)`` of one key (see the module notes)."""
+    _check_estimator(estimator)
     if not outputs:
         raise ValueError("estimating a mark needs at least one marked output")
-    ests = []
-    for x, sr in outputs:
-        _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
-        r, w = chips.residuals(energy, active, row_ok)
-        v = chips.weighted(r, w)
-        if estimator == "chips":
-            ests.append(v)
-            continue
-        cols = np.arange(v.shape[0]) % PERIOD
-        acc = np.zeros((PERIOD, v.shape[1]))
-        n = np.zeros((PERIOD, 1))
-        np.add.at(acc, cols, v)
-        np.add.at(n, cols, active[:, None].astype(np.float64))
-        ests.append(acc / np.maximum(n, 1.0))
-    m = min(e.shape[0] for e in ests)
-    return np.mean([e[:m] for e in ests], axis=0)
+    return _combined([_one_estimate(x, sr, estimator) for x, sr in outputs])
 
 
 def imprint(x: np.ndarray, sr: int, pattern: np.ndarray, snr_db: float = ATTACK_SNR_DB, *,
@@ -110,18 +119,10 @@ def imprint(x: np.ndarray, sr: int, pattern: np.ndarray, snr_db: float = ATTACK_
     gain = chips.allocation(energy, active, row_ok) * p[np.arange(energy.shape[0]) % len(p)]
     want = float(np.sum(x16.astype(np.float64) ** 2)) * 10.0 ** (-snr_db / 10.0)
     gain = sign * chips.scaled(gain, energy, want)
-    full = np.zeros(spec.shape, dtype=np.float32)
-    full[: gain.shape[0] * chips.CHIP_FRAMES, chips.ROW0:chips.ROW1] = np.repeat(
-        np.repeat(gain, chips.CHIP_BINS, axis=1), chips.CHIP_FRAMES, axis=0)
-    delta = resample(chips.istft(spec * full, x16.shape[0]), chips.FS, int(sr))
-    delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
-    x2 = x if x.ndim == 2 else x[:, None]
-    e_d = float(np.sum(delta.astype(np.float64) ** 2)) * x2.shape[1]
-    if e_d <= 0.0:
+    # written the way the embedder writes its pattern (the same synthesis)
+    out = chips.add_change(x if x.ndim == 2 else x[:, None], int(sr), x16, spec, gain, snr_db)
+    if out is None:
         return x.copy()
-    scale = math.sqrt(float(np.sum(x2.astype(np.float64) ** 2))
-                      * 10.0 ** (-snr_db / 10.0) / e_d)
-    out = np.clip(x2 + (scale * delta)[:, None], -1.0, 1.0).astype(np.float32)
     return out if x.ndim == 2 else out[:, 0]
 
 
@@ -181,16 +182,21 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
     note = say or (lambda _m: None)
     outs = [(x, sr) for x, sr, _p in donors]
     recorded = {f"{p:08x}": fingerprint(_art(x, sr)) for x, sr, p in donors}
+    per_output: dict[str, list[np.ndarray]] = {}  # each donor's estimate, made once
     out: dict[str, Any] = {"copy": {}, "removal": {}, "snr_db": snr_db}
     for n, est in estimates:
         if n > len(outs):
             note(f"{wm.scheme}: copy and removal from {n} outputs not run: {len(outs)} marked "
                  "outputs held")
             continue
+        _check_estimator(est)
+        if est not in per_output:
+            per_output[est] = [_one_estimate(x, sr, est) for x, sr in outs]
+        ests = per_output[est]
         label = f"({n}, {est!r})"
         hits = victims = ai = 0
         for j, (x, sr) in enumerate(targets):
-            pattern = estimate_pattern([outs[(j + i) % len(outs)] for i in range(n)], est)
+            pattern = _combined([ests[(j + i) % len(ests)] for i in range(n)])
             forged = imprint(x, sr, pattern, snr_db)
             res = wm.detect(_art(forged, sr))
             hits += bool(res.detected)
@@ -201,8 +207,8 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
                                        "ai_verdicts": ai}
         kept = 0
         for j, (x, sr, _p) in enumerate(marked):
-            own = [(x, sr)] + [outs[(j + i) % len(outs)] for i in range(n - 1)]
-            cleaned = imprint(x, sr, estimate_pattern(own, est), snr_db, sign=-1.0)
+            own = [_one_estimate(x, sr, est)] + [ests[(j + i) % len(ests)] for i in range(n - 1)]
+            cleaned = imprint(x, sr, _combined(own), snr_db, sign=-1.0)
             kept += bool(wm.detect(_art(cleaned, sr)).detected)
         out["removal"][f"removal{label}"] = _rate(kept, len(marked))
         note(f"{wm.scheme}: copy{label}: {hits}/{len(targets)} copies detected ({victims} "

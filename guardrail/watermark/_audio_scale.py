@@ -144,6 +144,15 @@ class FineGrid:
         return np.stack([out[:, 0::2], out[:, 1::2]], axis=1)
 
 
+def _smooth_chips(a: np.ndarray) -> np.ndarray:
+    """Each anchor's mean over its 3 x 3 chip neighbourhood (anchors ``CHIP_FRAMES`` frames
+    and ``CHIP_BINS`` bins apart; edges replicated), as ``_chips._smooth3`` on the chip grid."""
+    d, g = CHIP_FRAMES, CHIP_BINS
+    p = np.pad(a, ((d, d), (g, g)), mode="edge")
+    p = p[:-2 * d] + p[d:-d] + p[2 * d:]
+    return (p[:, :-2 * g] + p[:, g:-g] + p[:, 2 * g:]) / 9.0
+
+
 def _frame_chips(power: np.ndarray) -> np.ndarray:
     """Chip energies anchored at every frame and bin: frames f, f+1 x bins b..b+3."""
     e = power[:, 0:-3] + power[:, 1:-2] + power[:, 2:-1] + power[:, 3:]
@@ -190,10 +199,7 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
     floor = np.float32(flat_floor(np.percentile(e[:, band], 10, axis=0)) if n_f >= 8 * d
                        else 0.0)
     sig = np.maximum(e - floor, 0.0)
-    p = np.pad(sig, ((d, d), (g, g)), mode="edge")
-    p = p[:-2 * d] + p[d:-d] + p[2 * d:]
-    smooth = (p[:, :-2 * g] + p[:, g:-g] + p[:, 2 * g:]) / 9.0
-    w = np.exp(ALLOC_EXP * np.log(smooth + np.float32(1e-30)))
+    w = np.exp(ALLOC_EXP * np.log(_smooth_chips(sig) + np.float32(1e-30)))
     w *= active[:, None]
     w *= sig >= sig[:, band].max(axis=1, keepdims=True) * 10.0 ** (-DYN_RANGE_DB / 10.0)
     frac = sig / e
@@ -207,9 +213,7 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
         v[active] -= v[active].mean(axis=0, keepdims=True)
     u = None
     if weight is not None:
-        p = np.pad(e, ((d, d), (g, g)), mode="edge")
-        p = p[:-2 * d] + p[d:-d] + p[2 * d:]
-        s3 = (p[:, :-2 * g] + p[:, g:-g] + p[:, 2 * g:]) / 9.0
+        s3 = _smooth_chips(e)
         every_row = np.arange(ROW0, ROW0 + N_ROWS * g, g) - b0  # as the chip grid's floor
         u = v * weight(np.log(s3 + np.float32(log_floor(s3[:, every_row])))).astype(np.float32)
     return FineGrid(v=v, active=active, sr=int(sr), b0=b0, u=u)

@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 
-from ..signal import fft_module
+from ..signal import fft_module, resample
 
 __all__ = ["A_MAX", "BAND", "CHIP_BINS", "CHIP_FRAMES", "FS", "HOP", "N_FFT", "N_ROWS", "ROW0",
-           "ROW1", "active_columns", "allocation", "chip_energy", "istft", "log_floor",
+           "ROW1", "active_columns", "add_change", "allocation", "chip_energy", "istft", "log_floor",
            "residuals", "rows_ok", "scaled", "smooth_logs", "stft", "weighted"]
 
 #: Internal analysis rate (Hz), STFT size and hop (samples at that rate).
@@ -193,6 +193,26 @@ def weighted(r: np.ndarray, w: np.ndarray) -> np.ndarray:
         v[on] -= v[on].mean(axis=0, keepdims=True)
         v[on] -= v[on].mean(axis=1, keepdims=True)
     return v
+
+
+def add_change(x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray, gain: np.ndarray,
+               snr_db: float) -> np.ndarray | None:
+    """``x`` (``samples x channels`` at ``sr``) plus the change that multiplies each chip's
+    magnitude by ``1 + gain`` (chip columns x rows; ``spec`` is the STFT of ``x16``, the
+    16 kHz mix), synthesised as an additive signal (the host is never re-synthesised),
+    resampled to ``sr``, added to every channel at exactly ``snr_db`` dB signal-to-change
+    ratio and clipped to ``[-1, 1]`` (``float32``); ``None`` when the change is silent."""
+    full = np.zeros(spec.shape, dtype=np.float32)
+    full[: gain.shape[0] * CHIP_FRAMES, ROW0:ROW1] = np.repeat(
+        np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
+    delta = resample(istft(spec * full, x16.shape[0]), FS, sr)
+    delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
+    e_x = float(np.sum(x.astype(np.float64) ** 2))
+    e_d = float(np.sum(delta.astype(np.float64) ** 2)) * x.shape[1]
+    if e_d <= 0.0:
+        return None
+    scale = math.sqrt(e_x * 10.0 ** (-snr_db / 10.0) / e_d)
+    return np.clip(x + (scale * delta)[:, None], -1.0, 1.0).astype(np.float32)
 
 
 def scaled(gain: np.ndarray, energy: np.ndarray, want: float) -> np.ndarray:

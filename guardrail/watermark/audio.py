@@ -117,7 +117,7 @@ from .._types import Artifact, Modality, WatermarkResult
 from ..signal import resample
 from . import _audio_scale as scale
 from . import _chips as chips
-from ._chips import BAND, CHIP_BINS, CHIP_FRAMES, FS, HOP, N_ROWS, ROW0, ROW1
+from ._chips import BAND, CHIP_FRAMES, FS, HOP, N_ROWS
 from .base import (
     CannotWatermark,
     KeyedScheme,
@@ -369,18 +369,10 @@ class GuardrailAudioWatermark(KeyedScheme):
                 gain: np.ndarray) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
         """The marked ``samples x channels`` output for chip gains ``gain``, scaled to exactly
         ``snr_db``, and the aligned search on it (what the detector will see)."""
-        full = np.zeros(spec.shape, dtype=np.float32)
-        full[: gain.shape[0] * CHIP_FRAMES, ROW0:ROW1] = np.repeat(
-            np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
-        delta = resample(chips.istft(spec * full, x16.shape[0]), FS, sr)
-        delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
-        e_x = float(np.sum(x.astype(np.float64) ** 2))
-        e_d = float(np.sum(delta.astype(np.float64) ** 2)) * x.shape[1]
-        if e_d <= 0.0:
+        out = chips.add_change(x, sr, x16, spec, gain, self.snr_db)
+        if out is None:
             raise CannotWatermark(f"cannot embed: no part of the audio in {BAND[0]:g}-"
                                   f"{BAND[1]:g} Hz can carry a mark")
-        scale = math.sqrt(e_x * 10.0 ** (-self.snr_db / 10.0) / e_d)
-        out = np.clip(x + (scale * delta)[:, None], -1.0, 1.0).astype(np.float32)
         return out, self._search_x16(resample(mix(out), sr, FS), sr, aligned=True)
 
     def _carries(self, soft: np.ndarray, sign: np.ndarray, payload: int) -> bool:
@@ -566,11 +558,12 @@ class GuardrailAudioWatermark(KeyedScheme):
             if active.sum() * CHIP_FRAMES * HOP / FS < MIN_ACTIVE_SECONDS:
                 continue
             v = chips.weighted(*chips.residuals(energy, active, row_ok))
-            F = _fold(v * self._content_weight(energy))
-            z = self._pilot_z(F)
+            P = _fold(v)  # the payload is read unweighted; the pilot with the content weight
+            cw = self._content_weight(energy)
+            z = self._pilot_z(P if np.isscalar(cw) else _fold(v * cw))
             k = 0 if aligned else int(np.argmax(z))
-            if best is None or z[k] > best[0]:  # version 2 reads its payload unweighted
-                best = (float(z[k]), k, F if self._fine_weight is None else _fold(v))
+            if best is None or z[k] > best[0]:
+                best = (float(z[k]), k, P)
         if best is None:
             return (f"cannot detect: the audio is silent or nearly silent in {BAND[0]:g}-"
                     f"{BAND[1]:g} Hz (less than {MIN_ACTIVE_SECONDS:g} s of signal)")

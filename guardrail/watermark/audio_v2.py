@@ -27,8 +27,10 @@ computed without the key. Chips with ``|F| < DEAD_EMBED`` are left unmarked.
 The detector reads the residuals of version 1 times ``sign(F) * ramp(|F|)``, the ramp
 rising from 0 at ``DEAD_LO`` to 1 at ``DEAD_HI`` (above the embedder's dead zone, so that
 chips a copy's ghost could tip do not count), ``F`` recomputed from the audio under test -
-on the unscaled grid from its chips, under each scale hypothesis from its smoothed log
-energies read at the hypothesis' positions (:meth:`.FineGrid.folds`). The pilot is still
+on the unscaled grid from its chips, and for the scale search once on its fine grid (an
+anchor at every frame and bin, :func:`._audio_scale.fine_grid`), whose weighted residuals
+every scale hypothesis reads; the payload is read unweighted, as in version 1, and only
+the pilot is bound (see :meth:`GuardrailAudioWatermarkV2._decision`). The pilot is still
 i.i.d. N(0, 1) from the key and independent of ``K`` (another keyed draw), so every score
 is exactly standard normal on audio without this key's mark, and the p-value of version 1
 holds unchanged.
@@ -130,8 +132,12 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         scale = float(np.median(np.abs(sub[on]))) if on.any() else 0.0
         return field / scale if scale > 0.0 else np.zeros_like(field)
 
+    def _field_of(self, energy: np.ndarray) -> np.ndarray:
+        """The content field of chip energies (chip columns x rows)."""
+        return self._field(chips.smooth_logs(energy, chips.rows_ok(chips.FS)))
+
     def _content_sign(self, energy: np.ndarray) -> np.ndarray:
-        field = self._field(chips.smooth_logs(energy, chips.rows_ok(chips.FS)))
+        field = self._field_of(energy)
         pilot = (self._layout["pilot"] != 0)[np.arange(energy.shape[0]) % PERIOD]
         return np.where(pilot, np.sign(field) * (np.abs(field) >= DEAD_EMBED), 1.0)
 
@@ -140,7 +146,7 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         return np.sign(field) * ramp
 
     def _content_weight(self, energy: np.ndarray) -> np.ndarray:
-        return self._weight(self._field(chips.smooth_logs(energy, chips.rows_ok(chips.FS))))
+        return self._weight(self._field_of(energy))
 
     def _decision(self, z_max: float, decoded: int | None, *,
                   z_scaled: float | None = None) -> tuple[bool, float, int | None]:
