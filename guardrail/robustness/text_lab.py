@@ -11,7 +11,10 @@ Measured:
 * TPR by output length (the first 16 ... 128 tokens of each marked generation): how often
   the guard's self-check can confirm the mark of a text that long;
 * the false-positive rate on unmarked text: human-written text that ships offline and the
-  same model's unmarked generations;
+  same model's unmarked generations; the human texts also under ``UNMARKED_KEYS`` (a
+  key's green lists or g-values are fixed, and frequent contexts recur from text to text,
+  so one key's rate on natural text can sit above or below the test's; pooled over keys
+  the configured rate must hold);
 * quality: perplexity of marked vs unmarked generations under the generating model;
 * cost: tokens per second with and without the watermark (same model, same run).
 """
@@ -30,7 +33,10 @@ from ..stats import clopper_pearson
 from .base import Attack
 from .harness import Detection, Marked, rate, run_trials
 
-__all__ = ["TOPICS", "perplexity", "run_text_lab"]
+__all__ = ["TOPICS", "UNMARKED_KEYS", "perplexity", "run_text_lab"]
+
+#: Further keys the human texts are checked under (public: they mark nothing).
+UNMARKED_KEYS = tuple(f"guardrail-text-unmarked-check-{i}".encode() for i in range(3))
 
 TOPICS = (
     "a lighthouse keeper", "how bread is made", "the history of maps", "a rainy city at night",
@@ -123,12 +129,15 @@ def run_text_lab(
     seed: int = 0,
     progress: bool = True,
     n_spoof: int = 16,
+    unmarked_keys: Sequence[bytes] | None = None,
 ) -> dict[str, Any]:
     """Run the lab; returns ``{"rows": [...], "summary": {...}}`` (plain JSON).
 
     ``n_spoof`` texts per (outputs held, boost) of the keyless copy attack
     (:mod:`guardrail.robustness.text_keyless`; 0: not run), generated on prompts of their
-    own, the first 1 and 10 marked texts stolen from."""
+    own, the first 1 and 10 marked texts stolen from. ``unmarked_keys``: further keys the
+    human texts are checked under (default :data:`UNMARKED_KEYS` when the watermarker has
+    ``with_key``; summary ``fpr_human_keys``, pooled with the lab's own key)."""
     from tqdm.auto import tqdm
 
     from .._generator import GenerationHooks
@@ -202,7 +211,17 @@ def run_text_lab(
                          "ci_low": round(r["ci_low"], 3), "ci_high": round(r["ci_high"], 3),
                          "median_p": None, **_share(r["strict"], r["n"])})
     humans = [t for _, t in human_texts(limit=n_human, max_words=int(new_tokens * 0.75))]
-    fpr_human, _ = rate_of(humans)
+    human_found = [detect(t) for t in tqdm(humans, desc="human texts", disable=not progress)]
+    fpr_human = rate(human_found)
+    if unmarked_keys is None:
+        unmarked_keys = UNMARKED_KEYS if hasattr(watermarker, "with_key") else ()
+    by_key = [human_found]
+    for k, key in enumerate(unmarked_keys):
+        other = watermarker.with_key(key)
+        by_key.append([Detection(detected=r.detected, p_value=r.p_value)
+                       for r in (other.detect_text(t) for t in tqdm(
+                           humans, desc=f"human texts, key {k + 2} of {len(unmarked_keys) + 1}",
+                           disable=not progress))])
     fpr_plain, _ = rate_of(plain)
     summary = {
         "scheme": watermarker.scheme,
@@ -215,6 +234,7 @@ def run_text_lab(
                           if r["attack"] == "first_tokens"},
         "fpr_human": fpr_human["rate"],
         "n_human": fpr_human["performed"],
+        "fpr_human_keys": _over_keys(by_key, watermarker.fpr),
         "fpr_unmarked_generations": fpr_plain["rate"],
         "n_unmarked_generations": fpr_plain["performed"],
         "perplexity_marked": perplexity(generator, marked),
@@ -226,6 +246,26 @@ def run_text_lab(
         summary["copy_context_tokens"] = copies["context"]
         summary["copy_rate_max"] = max(r["rate"] or 0.0 for r in copies["copy"].values())
         summary["copy<=1/100"] = summary["copy_rate_max"] <= 0.01
+    summary["fpr_human_keys<=fpr"] = summary["fpr_human_keys"]["rate"] <= watermarker.fpr
     if summary["tokens_per_s_marked"] and summary["tokens_per_s_unmarked"]:
         summary["speed_ratio"] = summary["tokens_per_s_marked"] / summary["tokens_per_s_unmarked"]
     return {"rows": rows, "summary": summary}
+
+
+def _over_keys(by_key: Sequence[Sequence[Detection]], fpr: float) -> dict[str, Any]:
+    """False positives of the same texts under each key, pooled: ``n_keys``, ``n``,
+    ``false_positives``, ``rate`` with its 95 % interval (``ci``), the pooled share at
+    p <= 0.01 (a check of the test's calibration with more events than ``fpr`` gives), and
+    per key ``n``, ``false_positives`` and ``p<=0.01``."""
+    per = []
+    for ds in by_key:
+        done = [d for d in ds if d.detected is not None]
+        per.append({"n": len(done), "false_positives": sum(bool(d.detected) for d in done),
+                    "p<=0.01": sum(d.p_value is not None and d.p_value <= 0.01 for d in done)})
+    n = sum(k["n"] for k in per)
+    fp = sum(k["false_positives"] for k in per)
+    lo, hi = clopper_pearson(fp, n) if n else (0.0, 1.0)
+    return {"n_keys": len(per), "n": n, "false_positives": fp, "fpr": fpr,
+            "rate": fp / n if n else 0.0, "ci": [lo, hi],
+            "share_p<=0.01": sum(k["p<=0.01"] for k in per) / n if n else None,
+            "by_key": per}

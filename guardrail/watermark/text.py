@@ -22,9 +22,15 @@ false-positive rate (never a fixed z):
 
 * KGW: with repeated n-grams counted once, each scored token is green with probability
   ``gamma`` under the null, so ``p = P(Binomial(n, gamma) >= green)``.
-* SynthID: each g-value (one per unrepeated n-gram and layer) is a fair coin under the null,
-  so ``p = P(Binomial(n * depth, 0.5) >= sum g)`` (the mean-score detector of the SynthID
-  paper, made into an exact test).
+* SynthID: each g-value (one per unrepeated n-gram and layer) is an entry of the key's
+  sampling table (65,536 random bits) at a hashed index, so under the null it is 1 with
+  probability ``q``, the share of ones in *that* table, and ``p = P(Binomial(n * depth, q)
+  >= sum g)`` (the mean-score detector of the SynthID paper, made into an exact test). A
+  fair coin (``q = 0.5``) is right only on average over keys: a table's share of ones
+  misses 0.5 by about 0.002 (0.496-0.502 over 20 keys), a bias that every g-value of every
+  text shares, so with 0.5 one key's scores on human text were shifted by up to 0.4
+  standard deviations (the share per key correlated 0.98 with the key's mean score over
+  1,000 human texts; docs/WATERMARKS.md).
 """
 
 from __future__ import annotations
@@ -136,9 +142,17 @@ class TextWatermarker:
         self._synthid_table_seed = _derive_int(key, "synthid-table-seed", 48)
         self._detector: Any = None
         self._processor: Any = None
+        self._q: float | None = None
 
     def __repr__(self) -> str:
         return f"TextWatermarker(scheme={self.scheme!r}, key_id={self.key_id!r})"
+
+    def with_key(self, key: bytes) -> TextWatermarker:
+        """The same scheme, parameters, tokenizer and false-positive rate under ``key``
+        (e.g. to measure the false-positive rate over several keys)."""
+        return TextWatermarker(key, tokenizer=self.tokenizer, tokenizer_id=self.tokenizer_id,
+                               vocab_size=self.vocab_size, params=self.params, fpr=self.fpr,
+                               bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id)
 
     # -- generation ---------------------------------------------------------------------
     def generation_config(self) -> Any:
@@ -262,7 +276,7 @@ class TextWatermarker:
         tokens = n // per_token
         if tokens < self.params.min_tokens:
             return None, 0.0, "", tokens
-        gamma = self.params.greenlist_ratio if self.scheme == "kgw" else 0.5
+        gamma = self.params.greenlist_ratio if self.scheme == "kgw" else self._null_g_rate()
         p_value = float(binom.sf(hits - 1, n, gamma))
         z = (hits - gamma * n) / ((n * gamma * (1 - gamma)) ** 0.5)
         return p_value, z, (f"{hits} of {n} "
@@ -278,6 +292,13 @@ class TextWatermarker:
                                                ignore_repeated_ngrams=True,
                                                max_cache_size=4096)
         return self._detector
+
+    def _null_g_rate(self) -> float:
+        """The probability of a SynthID g-value of 1 under the null: the share of ones in
+        this key's sampling table (see the module notes)."""
+        if self._q is None:
+            self._q = float(self._synthid_processor().sampling_table.double().mean())
+        return self._q
 
     def _synthid_processor(self) -> Any:
         if self._processor is None:

@@ -60,3 +60,35 @@ def test_the_stealing_copy_rows(lab):
             assert 0.0 <= r["ci_low"] <= r["tpr"] <= r["ci_high"] <= 1.0
     s = lab["summary"]
     assert s["copy_context_tokens"] == 1 and isinstance(s["copy<=1/100"], bool)
+
+
+def test_false_positives_on_human_text_over_several_keys(lab):
+    """The human texts are also checked under UNMARKED_KEYS and pooled with the lab's key:
+    the counts add up per key, and the pooled rate and interval are those counts'."""
+    from guardrail.robustness.text_lab import UNMARKED_KEYS
+
+    s = lab["summary"]
+    k = s["fpr_human_keys"]
+    assert k["n_keys"] == 1 + len(UNMARKED_KEYS) == len(k["by_key"])
+    assert k["by_key"][0]["n"] == s["n_human"]            # the lab's own key first
+    assert all(b["n"] == s["n_human"] for b in k["by_key"])  # the same texts under each key
+    assert k["n"] == sum(b["n"] for b in k["by_key"]) == 4 * s["n_human"]
+    assert k["false_positives"] == sum(b["false_positives"] for b in k["by_key"])
+    assert k["rate"] == k["false_positives"] / k["n"]
+    assert 0.0 <= k["ci"][0] <= k["rate"] <= k["ci"][1] < 1.0
+    assert 0.0 <= k["share_p<=0.01"] <= 1.0
+    assert s["fpr_human_keys<=fpr"] is (k["rate"] <= s["fpr_target"])
+
+
+def test_with_key_keeps_the_scheme_and_changes_the_key():
+    from generators.text import load
+
+    gen = load(progress=False)
+    wm = TextWatermarker(bytes(range(32)), tokenizer=gen.tokenizer, tokenizer_id="embedded:smollm2",
+                         vocab_size=gen.model.config.vocab_size,
+                         params=TextWatermarkParams(scheme="synthid"), fpr=1e-2)
+    other = wm.with_key(b"another key")
+    assert other.params == wm.params and other.fpr == 1e-2 and other.scheme == "synthid"
+    assert other.key_id != wm.key_id
+    assert {k: v for k, v in other.describe().items() if k != "key_id"} == {
+        k: v for k, v in wm.describe().items() if k != "key_id"}

@@ -95,3 +95,22 @@ def test_homoglyphs_on_half_the_letters_do_not_remove_the_mark(marked):
     for text in plains:
         art = Artifact(modality="text", content=text, metadata=GenerationMetadata("m"))
         assert wm.detect_text(homoglyph(0.5)(art).content).detected is False
+
+
+def test_synthid_null_uses_the_keys_own_table(gen):
+    """SynthID's g-values are bits of the key's sampling table, whose share of ones misses
+    0.5 by a little: that share, not 0.5, is the null rate. On text that carries no mark
+    (random tokens) the mean score is then about 0; a fair-coin null shifts every score of
+    that key by the same amount (here downwards: this key's table has fewer ones)."""
+    import numpy as np
+
+    wm = make(gen, b"bias-key-14".ljust(32, b"0"), "synthid")
+    q = wm._null_g_rate()
+    assert 0.4 < q < 0.4975          # a key chosen for its table's low share of ones
+    rng = np.random.default_rng(0)
+    texts = [gen.tokenizer.decode(rng.integers(100, gen.model.config.vocab_size, 400).tolist())
+             for _ in range(60)]
+    z_exact = np.mean([wm.detect_text(t).score for t in texts])
+    wm._q = 0.5                      # the fair-coin null
+    z_fair = np.mean([wm.detect_text(t).score for t in texts])
+    assert abs(z_exact) < 0.4 and z_fair < -0.5, (z_exact, z_fair)
