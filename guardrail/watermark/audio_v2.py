@@ -156,6 +156,20 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         detected, p, _ = super()._decision(z_max, None, z_scaled=z_scaled)
         return detected, p, decoded if detected else None
 
+    # Detection never rests on the payload here, so it is decoded only for a mark whose
+    # pilot passes: the same results as decoding always (``_decision`` drops the id of an
+    # undetected mark), without the Viterbi and list decodes unmarked audio used to pay for
+    # (about a quarter of its detection time, scale search included).
+    def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
+        if not self._decision(z_max, None)[0]:
+            return self._decision(z_max, None)
+        return super()._decide(z_max, aligned)
+
+    def _decode_scaled(self, z_max: float, z_s: float, aligned: np.ndarray) -> int | None:
+        if not self._decision(z_max, None, z_scaled=z_s)[0]:
+            return None
+        return super()._decode_scaled(z_max, z_s, aligned)
+
     def _fine_weight(self, logs: np.ndarray) -> np.ndarray:
         """The detector's weights on the scale search's fine grid (an anchor at every frame
         and bin; a chip's neighbours are ``CHIP_FRAMES`` frames and ``CHIP_BINS`` bins

@@ -119,3 +119,38 @@ def test_p_values_of_unmarked_audio_are_calibrated_quick():
                        for i in range(60)])
         assert (pv <= 0.1).mean() <= 0.1 + 0.05
         assert pv.min() > 1e-4
+
+
+class _DecodesAlways(GuardrailAudioWatermarkV2):
+    """Version 2 with version 1's decoding: the payload read whatever the pilot says."""
+
+    def _decide(self, z_max, aligned):
+        return GuardrailAudioWatermark._decide(self, z_max, aligned)
+
+    def _decode_scaled(self, z_max, z_s, aligned):
+        return GuardrailAudioWatermark._decode_scaled(self, z_max, z_s, aligned)
+
+
+def test_the_payload_is_decoded_only_for_a_detected_mark_with_the_same_results(v2, monkeypatch):
+    """Unmarked audio (which runs the scale search) is never Viterbi-decoded, and marked,
+    attacked and unmarked audio get exactly the results of decoding always."""
+    from guardrail.watermark import audio as audio_mod
+
+    calls = []
+    real = audio_mod.decode_id
+    monkeypatch.setattr(audio_mod, "decode_id", lambda *a, **k: calls.append(1) or real(*a, **k))
+    always = _DecodesAlways(KEY)
+    marked = v2.embed(art(speechlike(5.0, seed=21)), 0xBEEF)
+    cases = [marked, aa.speed(1.05)(marked), aa.noise(10.0)(marked)]
+    cases += [art(speechlike(5.0, seed=s)) for s in (31, 32, 33)]
+    for case in cases:
+        ours, ref = v2.detect(case), always.detect(case)
+        assert (ours.detected, ours.score, ours.p_value, ours.payload) == (
+            ref.detected, ref.score, ref.p_value, ref.payload)
+    assert v2.detect(marked).payload == "0000beef"
+    calls.clear()
+    for case in cases[3:]:
+        assert v2.detect(case).detected is False
+    assert calls == []                              # no decode for unmarked audio
+    always.detect(cases[3])
+    assert calls                                    # which decoding always would have paid
