@@ -14,6 +14,13 @@ give:
   context (a logits processor, no key). The rate is the share of those texts the detector
   calls marked (an image copy's target is at most 1 in 100).
 
+The table is made for the scheme's own context and, when that is wider than one token,
+also for one token (rows ``copy(n=..., boost=..., context=1)``): a seed built from several
+tokens may still be decided by one of them - KGW's ``selfhash`` seed is the smallest keyed
+hash in its window - and one-token pairs are learnt from far fewer outputs than
+four-token contexts, so the narrow table is the informed attacker's choice there (as the
+wide-band estimate is against a content-bound image mark).
+
 A text's record is found through its normalised text (the text mark carries no id), so a
 spoofed text never matches a record: ``guardrail verify`` reports a mark without a matching
 record (R9), not "AI-generated". Removal needs no estimate for text: the lab's paraphrase
@@ -84,6 +91,12 @@ def _context(watermarker: Any) -> int:
     return max(1, int(desc.get("context_width") or 1))
 
 
+def _contexts(watermarker: Any) -> tuple[int, ...]:
+    """The attacker's table contexts: the scheme's own and, if wider, one token."""
+    h = _context(watermarker)
+    return (h,) if h == 1 else (h, 1)
+
+
 def keyless_text_trials(generator: Any, watermarker: Any, marked: Sequence[str],
                         prompts: Sequence[str], *, params: dict[str, Any],
                         estimates: Sequence[int] = ESTIMATES,
@@ -91,31 +104,42 @@ def keyless_text_trials(generator: Any, watermarker: Any, marked: Sequence[str],
                         say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Spoof ``len(prompts)`` texts per (outputs held, boost) and detect them.
 
-    Returns ``{"copy": {label: rate}, "context": h}``; labels such as
-    ``copy(n=10, boost=4)``; each rate has ``n`` (texts the detector could test),
+    Returns ``{"copy": {label: rate}, "context": h, "contexts": [...]}``; labels such as
+    ``copy(n=10, boost=4)`` (the scheme's context ``h``) and, when ``h > 1``,
+    ``copy(n=10, boost=4, context=1)``; each rate has ``n`` (texts the detector could test),
     ``positives``, ``rate``, ``ci_low``, ``ci_high``, ``not_performed`` and ``strict``
     (positives at p <= 1e-4).
     """
     note = say or (lambda _m: None)
     h = _context(watermarker)
-    out: dict[str, Any] = {"copy": {}, "context": h}
+    out: dict[str, Any] = {"copy": {}, "context": h, "contexts": list(_contexts(watermarker))}
+    for ctx in _contexts(watermarker):
+        _trials_for(ctx, h, generator, watermarker, marked, prompts, params=params,
+                    estimates=estimates, boosts=boosts, seed=seed, note=note, out=out["copy"])
+    return out
+
+
+def _trials_for(ctx: int, h: int, generator: Any, watermarker: Any, marked: Sequence[str],
+                prompts: Sequence[str], *, params: dict[str, Any], estimates: Sequence[int],
+                boosts: Sequence[float], seed: int, note: Callable[[str], None],
+                out: dict[str, Any]) -> None:
+    """The copy rows of one table context ``ctx`` (``h``: the scheme's own)."""
     for n in estimates:
         if n > len(marked):
             note(f"{watermarker.scheme}: stealing from {n} outputs not run: {len(marked)} "
                  "marked outputs held")
             continue
-        table = steal(marked[:n], generator.tokenizer, h)
+        table = steal(marked[:n], generator.tokenizer, ctx)
         for boost in boosts:
-            texts = spoof(generator, table, h, boost, prompts, params=params, seed=seed)
+            texts = spoof(generator, table, ctx, boost, prompts, params=params, seed=seed)
             results = [watermarker.detect_text(t) for t in texts]
             done = [r for r in results if r.detected is not None]
             hits = sum(bool(r.detected) for r in done)
             lo, hi = clopper_pearson(hits, len(done))
-            label = f"copy(n={n}, boost={boost:g})"
-            out["copy"][label] = {
+            label = f"copy(n={n}, boost={boost:g}" + (")" if ctx == h else f", context={ctx})")
+            out[label] = {
                 "n": len(done), "positives": hits, "rate": hits / len(done) if done else None,
                 "ci_low": lo, "ci_high": hi, "not_performed": len(results) - len(done),
                 "strict": sum(r.p_value is not None and r.p_value <= 1e-4 for r in done),
                 "contexts_stolen": len(table)}
             note(f"{watermarker.scheme}: {label}: {hits}/{len(done)} spoofed texts detected")
-    return out

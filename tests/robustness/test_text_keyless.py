@@ -35,3 +35,58 @@ def test_stolen_boost_raises_only_the_favoured_tokens_of_the_current_context():
     two = StolenBoost({(0, 1): {5}}, context=2, boost=2.0)
     assert two(torch.tensor([[0, 1]]), torch.zeros(1, 7))[0, 5] == 2.0
     assert two(torch.tensor([[1]]), torch.zeros(1, 7)).abs().sum() == 0  # too short
+
+
+class _Out:
+    def __init__(self, content: str):
+        self.content = content
+
+
+class _Gen:
+    """Generates, for each prompt, the favoured tokens of the boosted table (no model):
+    enough to see which table each row of the lab used."""
+
+    tokenizer = _Tok()
+
+    def generate(self, prompts, *, seed, params, hooks):
+        proc = hooks.logits_processors[0]
+        favoured = sorted({t for s in proc.table.values() for t in s})
+        words = {i: w for w, i in _Tok.vocab.items()}
+        return [_Out(" ".join(words[t] for t in favoured) + f" ctx{proc.context}")
+                for _ in prompts]
+
+
+class _WM:
+    scheme = "kgw"
+
+    def __init__(self, width: int):
+        self.width = width
+
+    def describe(self):
+        return {"context_width": self.width}
+
+    def detect_text(self, text: str):
+        from guardrail._types import WatermarkResult
+
+        # "detects" exactly the spoofs made with a one-token table
+        hit = text.endswith("ctx1")
+        return WatermarkResult(detected=hit, scheme="kgw", scheme_version="1",
+                               p_value=1e-6 if hit else 0.5, fpr=1e-3)
+
+
+def test_a_wide_context_scheme_is_also_attacked_with_a_one_token_table():
+    """A seed built from several tokens may be decided by one (min-hash): the informed
+    attacker also steals one-token pairs; a one-token scheme gets its own rows only."""
+    from guardrail.robustness.text_keyless import keyless_text_trials
+
+    marked = ["a b c a d"] * 10
+    wide = keyless_text_trials(_Gen(), _WM(4), marked, ["p1", "p2"], params={},
+                               estimates=(1,), boosts=(4.0,))
+    assert wide["context"] == 4 and wide["contexts"] == [4, 1]
+    assert set(wide["copy"]) == {"copy(n=1, boost=4)", "copy(n=1, boost=4, context=1)"}
+    assert wide["copy"]["copy(n=1, boost=4)"]["positives"] == 0
+    assert wide["copy"]["copy(n=1, boost=4, context=1)"]["positives"] == 2
+    assert wide["copy"]["copy(n=1, boost=4, context=1)"]["contexts_stolen"] == 3
+    narrow = keyless_text_trials(_Gen(), _WM(1), marked, ["p1"], params={},
+                                 estimates=(1,), boosts=(4.0,))
+    assert narrow["contexts"] == [1] and list(narrow["copy"]) == ["copy(n=1, boost=4)"]
