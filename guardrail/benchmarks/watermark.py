@@ -158,7 +158,7 @@ def audio_speed(cfg: Config, *, runs: int = 10) -> dict[str, Any]:
         for name, fns in calls.items():
             for k, fn in fns.items():
                 times[name][k].append(_median_ms(fn, 1))
-    rows, out = [], {}
+    rows, per_scheme = [], {}
     for name in AUDIO_SCHEMES:
         t = {k: statistics.median(v) for k, v in times[name].items()}
         total = t["embed_ms"] + t["detect_ms"]
@@ -167,9 +167,10 @@ def audio_speed(cfg: Config, *, runs: int = 10) -> dict[str, Any]:
                     f"{t['detect_unmarked_ms']:.1f} | {t['detect_speed_ms']:.1f} | "
                     f"{worst:.1f} | "
                     f"{'yes' if worst <= 50 else ('marked only' if total <= 50 else 'NO')} |")
-        out[name] = {k: round(v, 2) for k, v in t.items()}
+        per_scheme[name] = {k: round(v, 2) for k, v in t.items()}
     out = {"benchmark": "audio-watermark", "date": now(), "machine": machine_line(),
-           "seconds": 10, "sample_rate": sr, **out[AUDIO_SCHEMES[0]], "schemes": out,
+           "seconds": 10, "sample_rate": sr, **per_scheme[AUDIO_SCHEMES[0]],
+           "schemes": per_scheme,
            "runs": runs}
     out["markdown"] = "\n".join([
         "## Audio watermark speed (10 s of Piper speech at 22.05 kHz)", "",

@@ -30,6 +30,7 @@ attack by the local model already removes the mark (docs/ROBUSTNESS.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import product
 from typing import Any
 
 from ..stats import clopper_pearson
@@ -91,12 +92,6 @@ def _context(watermarker: Any) -> int:
     return max(1, int(desc.get("context_width") or 1))
 
 
-def _contexts(watermarker: Any) -> tuple[int, ...]:
-    """The attacker's table contexts: the scheme's own and, if wider, one token."""
-    h = _context(watermarker)
-    return (h,) if h == 1 else (h, 1)
-
-
 def keyless_text_trials(generator: Any, watermarker: Any, marked: Sequence[str],
                         prompts: Sequence[str], *, params: dict[str, Any],
                         estimates: Sequence[int] = ESTIMATES,
@@ -112,19 +107,9 @@ def keyless_text_trials(generator: Any, watermarker: Any, marked: Sequence[str],
     """
     note = say or (lambda _m: None)
     h = _context(watermarker)
-    out: dict[str, Any] = {"copy": {}, "context": h, "contexts": list(_contexts(watermarker))}
-    for ctx in _contexts(watermarker):
-        _trials_for(ctx, h, generator, watermarker, marked, prompts, params=params,
-                    estimates=estimates, boosts=boosts, seed=seed, note=note, out=out["copy"])
-    return out
-
-
-def _trials_for(ctx: int, h: int, generator: Any, watermarker: Any, marked: Sequence[str],
-                prompts: Sequence[str], *, params: dict[str, Any], estimates: Sequence[int],
-                boosts: Sequence[float], seed: int, note: Callable[[str], None],
-                out: dict[str, Any]) -> None:
-    """The copy rows of one table context ``ctx`` (``h``: the scheme's own)."""
-    for n in estimates:
+    contexts = (h,) if h == 1 else (h, 1)
+    out: dict[str, Any] = {"copy": {}, "context": h, "contexts": list(contexts)}
+    for ctx, n in product(contexts, estimates):
         if n > len(marked):
             note(f"{watermarker.scheme}: stealing from {n} outputs not run: {len(marked)} "
                  "marked outputs held")
@@ -137,9 +122,10 @@ def _trials_for(ctx: int, h: int, generator: Any, watermarker: Any, marked: Sequ
             hits = sum(bool(r.detected) for r in done)
             lo, hi = clopper_pearson(hits, len(done))
             label = f"copy(n={n}, boost={boost:g}" + (")" if ctx == h else f", context={ctx})")
-            out[label] = {
+            out["copy"][label] = {
                 "n": len(done), "positives": hits, "rate": hits / len(done) if done else None,
                 "ci_low": lo, "ci_high": hi, "not_performed": len(results) - len(done),
                 "strict": sum(r.p_value is not None and r.p_value <= 1e-4 for r in done),
                 "contexts_stolen": len(table)}
             note(f"{watermarker.scheme}: {label}: {hits}/{len(done)} spoofed texts detected")
+    return out

@@ -164,8 +164,8 @@ def run_text_lab(
         tok_marked += sum(int(o.parameters.get("new_tokens", 0)) for o in outs)
         tok_plain += sum(int(o.parameters.get("new_tokens", 0)) for o in outs_plain)
 
-    def detect(text: str) -> Detection:
-        res = watermarker.detect_text(text)
+    def detect(text: str, wm: Any = watermarker) -> Detection:
+        res = wm.detect_text(text)
         return Detection(detected=res.detected, p_value=res.p_value)
 
     def rate_of(texts: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,17 +211,13 @@ def run_text_lab(
                          "ci_low": round(r["ci_low"], 3), "ci_high": round(r["ci_high"], 3),
                          "median_p": None, **_share(r["strict"], r["n"])})
     humans = [t for _, t in human_texts(limit=n_human, max_words=int(new_tokens * 0.75))]
-    human_found = [detect(t) for t in tqdm(humans, desc="human texts", disable=not progress)]
-    fpr_human = rate(human_found)
     if unmarked_keys is None:
         unmarked_keys = UNMARKED_KEYS if hasattr(watermarker, "with_key") else ()
-    by_key = [human_found]
-    for k, key in enumerate(unmarked_keys):
-        other = watermarker.with_key(key)
-        by_key.append([Detection(detected=r.detected, p_value=r.p_value)
-                       for r in (other.detect_text(t) for t in tqdm(
-                           humans, desc=f"human texts, key {k + 2} of {len(unmarked_keys) + 1}",
-                           disable=not progress))])
+    keyed = [watermarker, *(watermarker.with_key(k) for k in unmarked_keys)]
+    by_key = [[detect(t, wm) for t in tqdm(humans, desc=f"human texts, key {i + 1} of "
+                                           f"{len(keyed)}", disable=not progress)]
+              for i, wm in enumerate(keyed)]
+    fpr_human = rate(by_key[0])
     fpr_plain, _ = rate_of(plain)
     summary = {
         "scheme": watermarker.scheme,
@@ -257,15 +253,16 @@ def _over_keys(by_key: Sequence[Sequence[Detection]], fpr: float) -> dict[str, A
     ``false_positives``, ``rate`` with its 95 % interval (``ci``), the pooled share at
     p <= 0.01 (a check of the test's calibration with more events than ``fpr`` gives), and
     per key ``n``, ``false_positives`` and ``p<=0.01``."""
-    per = []
-    for ds in by_key:
-        done = [d for d in ds if d.detected is not None]
-        per.append({"n": len(done), "false_positives": sum(bool(d.detected) for d in done),
-                    "p<=0.01": sum(d.p_value is not None and d.p_value <= 0.01 for d in done)})
-    n = sum(k["n"] for k in per)
-    fp = sum(k["false_positives"] for k in per)
-    lo, hi = clopper_pearson(fp, n) if n else (0.0, 1.0)
-    return {"n_keys": len(per), "n": n, "false_positives": fp, "fpr": fpr,
-            "rate": fp / n if n else 0.0, "ci": [lo, hi],
+    def low_p(ds: Sequence[Detection]) -> int:
+        return sum(d.detected is not None and d.p_value is not None and d.p_value <= 0.01
+                   for d in ds)
+
+    per = [{"n": r["performed"], "false_positives": r["positives"], "p<=0.01": low_p(ds)}
+           for ds, r in ((ds, rate(ds)) for ds in by_key)]
+    pooled = rate([d for ds in by_key for d in ds])
+    n = pooled["performed"]
+    return {"n_keys": len(per), "n": n, "false_positives": pooled["positives"], "fpr": fpr,
+            "rate": pooled["rate"] or 0.0,
+            "ci": [pooled["ci_low"], pooled["ci_high"]] if n else [0.0, 1.0],
             "share_p<=0.01": sum(k["p<=0.01"] for k in per) / n if n else None,
             "by_key": per}

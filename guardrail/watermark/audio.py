@@ -444,7 +444,8 @@ class GuardrailAudioWatermark(KeyedScheme):
             scaled = self._scale_search(spec, sr)
             if scaled is not None:
                 z_s, aligned_s = scaled
-                decoded = self._decode_scaled(found[0], z_s, aligned_s)
+                decoded = (self._decode(self._soft(aligned_s), z_s) if z_s >= SCALE_DECODE_MIN_Z
+                           and self._worth_decoding(found[0], z_s) else None)
                 decision = self._decision(found[0], decoded, z_scaled=z_s)
                 z_max = max(z_max, z_s)
         detected, p, decoded = decision
@@ -457,12 +458,13 @@ class GuardrailAudioWatermark(KeyedScheme):
 
     def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
         """``(detected, p_value, decoded id or None)``: best unscaled score, its fold."""
-        return self._decision(z_max, self._decode(self._soft(aligned), z_max))
+        decoded = self._decode(self._soft(aligned), z_max) if self._worth_decoding(z_max) else None
+        return self._decision(z_max, decoded)
 
-    def _decode_scaled(self, z_max: float, z_s: float, aligned: np.ndarray) -> int | None:
-        """The id at the best scale hypothesis (read when its score reaches
-        ``SCALE_DECODE_MIN_Z``); ``z_max`` is the unscaled grid's best score."""
-        return self._decode(self._soft(aligned), z_s) if z_s >= SCALE_DECODE_MIN_Z else None
+    def _worth_decoding(self, z_max: float, z_scaled: float | None = None) -> bool:
+        """Whether a decode can change the result (here always: a CRC-valid payload is
+        evidence on its own; version 2 decodes only for a pilot that passes)."""
+        return True
 
     def _decode(self, soft: np.ndarray, z: float) -> int | None:
         """The id that passes the CRC among the best paths (best first; ``list_size`` of them

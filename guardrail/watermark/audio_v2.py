@@ -156,19 +156,12 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         detected, p, _ = super()._decision(z_max, None, z_scaled=z_scaled)
         return detected, p, decoded if detected else None
 
-    # Detection never rests on the payload here, so it is decoded only for a mark whose
-    # pilot passes: the same results as decoding always (``_decision`` drops the id of an
-    # undetected mark), without the Viterbi and list decodes unmarked audio used to pay for
-    # (about a quarter of its detection time, scale search included).
-    def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
-        if not self._decision(z_max, None)[0]:
-            return self._decision(z_max, None)
-        return super()._decide(z_max, aligned)
-
-    def _decode_scaled(self, z_max: float, z_s: float, aligned: np.ndarray) -> int | None:
-        if not self._decision(z_max, None, z_scaled=z_s)[0]:
-            return None
-        return super()._decode_scaled(z_max, z_s, aligned)
+    def _worth_decoding(self, z_max: float, z_scaled: float | None = None) -> bool:
+        """Only for a mark whose pilot passes: detection never rests on the payload here and
+        ``_decision`` drops an undetected mark's id, so the results are those of decoding
+        always, without the Viterbi and list decodes unmarked audio used to pay for (about a
+        quarter of its detection time, scale search included)."""
+        return self._decision(z_max, None, z_scaled=z_scaled)[0]
 
     def _fine_weight(self, logs: np.ndarray) -> np.ndarray:
         """The detector's weights on the scale search's fine grid (an anchor at every frame

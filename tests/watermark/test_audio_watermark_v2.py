@@ -124,11 +124,8 @@ def test_p_values_of_unmarked_audio_are_calibrated_quick():
 class _DecodesAlways(GuardrailAudioWatermarkV2):
     """Version 2 with version 1's decoding: the payload read whatever the pilot says."""
 
-    def _decide(self, z_max, aligned):
-        return GuardrailAudioWatermark._decide(self, z_max, aligned)
-
-    def _decode_scaled(self, z_max, z_s, aligned):
-        return GuardrailAudioWatermark._decode_scaled(self, z_max, z_s, aligned)
+    def _worth_decoding(self, z_max, z_scaled=None):
+        return GuardrailAudioWatermark._worth_decoding(self, z_max, z_scaled)
 
 
 def test_the_payload_is_decoded_only_for_a_detected_mark_with_the_same_results(v2, monkeypatch):
