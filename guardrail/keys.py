@@ -90,12 +90,19 @@ def load_secret(path: Path) -> bytes:
     return secret
 
 
+def random_secret_hex(nbytes: int) -> str:
+    """``nbytes`` of fresh key material from the OS's CSPRNG, hex-encoded: the one place new
+    secret keys are drawn (the test suite replaces it with a per-test derivation, so that a
+    test's keys, and what depends on them, are the same in every run)."""
+    return secrets.token_hex(nbytes)
+
+
 def load_or_create_secret(path: Path, *, nbytes: int = 32) -> bytes:
     """Load the secret at ``path``, creating a random one (mode 0600) if it is missing."""
     path = Path(path)
     if not path.exists():
         try:
-            write_secret_file(path, secrets.token_hex(nbytes).encode("ascii") + b"\n")
+            write_secret_file(path, random_secret_hex(nbytes).encode("ascii") + b"\n")
             log.info("created key file %s (mode 0600)", path)
         except KeyFileError:
             if not path.exists():  # another worker may have created it just now

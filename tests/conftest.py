@@ -1,9 +1,15 @@
 """Shared fixtures: every test gets its own data and config folders, so no test reads a
 user's configuration or writes to a user's record store. The model cache (converted
-embedded models) is shared, as a cache should be."""
+embedded models) is shared, as a cache should be.
+
+Every test's new secret keys and watermark ids are derived from its name, so a test that
+depends on them (a detection after an attack is right for most keys and ids, not all: the
+rates are measured by ``guardrail robustness`` over many) reads the same in every run."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -41,6 +47,24 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("GUARDRAIL_") and name not in ("GUARDRAIL_PATHS__CACHE_DIR",):
             monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def reproducible_secrets(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New keys and watermark ids of this test: distinct from each other, derived from the
+    test's id (in this process; a child process draws its own)."""
+    import guardrail.keys
+    import guardrail.watermark.stages
+
+    counter = itertools.count()
+
+    def draw(n_bytes: int) -> bytes:
+        seed = f"{request.node.nodeid}#{next(counter)}".encode()
+        return hashlib.shake_256(seed).digest(n_bytes)
+
+    monkeypatch.setattr(guardrail.keys, "random_secret_hex", lambda n: draw(n).hex())
+    monkeypatch.setattr(guardrail.watermark.stages, "random_id",
+                        lambda bits: int.from_bytes(draw(4), "big") % (1 << bits) if bits else 0)
 
 
 @pytest.fixture

@@ -53,6 +53,12 @@ def _key_id(wm: Any) -> str | None:
     return getattr(wm, "key_id", None)
 
 
+def random_id(bits: int) -> int:
+    """A fresh watermark id of ``bits`` bits from the OS's CSPRNG (0 for a scheme without a
+    payload); the test suite replaces it with a per-test derivation, for reproducible runs."""
+    return secrets.randbits(bits) if bits else 0
+
+
 class WatermarkStage(Stage):
     """Embeds the watermark (images, audio) or has the generator embed it (text)."""
 
@@ -97,7 +103,7 @@ class WatermarkStage(Stage):
         another, up to :data:`ID_ATTEMPTS` ids. Any other refusal is a skip at once."""
         wm = self.watermarker
         for attempt in range(1, ID_ATTEMPTS + 1):
-            payload = secrets.randbits(wm.payload_bits) if wm.payload_bits else 0
+            payload = random_id(wm.payload_bits)
             try:
                 return wm.embed(art, payload), payload
             except CannotWatermark as exc:
