@@ -24,7 +24,8 @@ from .base import (
 )
 from .ecc import PayloadCode
 
-__all__ = ["AnalysisBase", "ImageScheme", "add_luma", "dither", "norm_shape", "work_luma"]
+__all__ = ["AnalysisBase", "ImageScheme", "add_luma", "blurred_gain", "dither", "norm_shape",
+           "reliability", "work_luma"]
 
 
 def norm_shape(h: int, w: int, area: int) -> tuple[int, int]:
@@ -207,3 +208,38 @@ class ImageScheme(KeyedScheme):
     def _geometry(self, res: Any) -> dict[str, Any] | None:
         """Where a detected file sits in the marked original (``None``: not reported)."""
         return None
+
+
+def reliability(v: np.ndarray, sigma: float, floor: float) -> np.ndarray:
+    """``v`` divided by its local RMS (a Gaussian window of ``sigma`` cells on the torus,
+    over the non-zero cells only; plus ``floor`` times the median local mean square).
+
+    For payload soft values: the mark is scaled by the local activity of its picture (the
+    perceptual mask) and so is the picture's own residual, the detector's noise, so the
+    log-likelihood ratio of a cell goes as ``v * activity / noise**2``, i.e. ``v / noise``;
+    the plain sum lets busy regions, where compression and the picture's texture add most
+    noise, outvote the rest. But a region that compression flattened is quiet because it
+    lost its mark, not because it is clean: with ``floor`` 1 cells quieter than the median
+    keep about the median's weight, and only the busier ones are scaled down (a soft
+    limiter). Chosen and measured on the image lab's photos, docs/WATERMARKS.md."""
+    from scipy import ndimage
+
+    v = np.asarray(v, dtype=np.float64)
+    on = (v != 0).astype(np.float64)
+    if not on.any():
+        return v
+    power = ndimage.gaussian_filter(v * v, sigma, mode="wrap")
+    power /= np.maximum(ndimage.gaussian_filter(on, sigma, mode="wrap"), 1e-6)
+    return v / np.sqrt(power + floor * float(np.median(power[on > 0])))
+
+
+def blurred_gain(kernel: np.ndarray, sigma: float) -> float:
+    """L2 norm of ``kernel`` convolved with a Gaussian blur of ``sigma`` pixels."""
+    import cv2
+
+    n = 2 * kernel.shape[0] + 8 * int(math.ceil(sigma)) + 1
+    imp = np.zeros((n, n), np.float64)
+    imp[n // 2, n // 2] = 1.0
+    eff = cv2.filter2D(cv2.GaussianBlur(imp, (0, 0), sigma), cv2.CV_64F, kernel,
+                       borderType=cv2.BORDER_CONSTANT)
+    return float(np.linalg.norm(eff))

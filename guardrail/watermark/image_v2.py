@@ -49,12 +49,11 @@ notched out or copied - which changes nothing but the geometric search: the dete
 still tries the unchanged geometry and its mirror image directly.
 
 *Detection.* For each geometry hypothesis - the identity, its mirror and the sync
-candidates - the residual (spectrally
-whitened for uncropped images, ``CROP_SCALE``) and the blurred luminance are resampled
-into the embedding frame, the content sign field is recomputed there with the key (soft:
-a ramp over a dead zone set higher than the embedder's, ``DETECT_DEAD``, so that pixels a
-copied ghost could tip do not count),
-and the weighted residual ``v`` is correlated with the pilot at every circular shift of
+candidates - the residual (spectrally whitened for uncropped images, ``CROP_SCALE``) and
+the blurred luminance are resampled into the embedding frame, the content sign field is
+recomputed there with the key (soft: a ramp over a dead zone set higher than the
+embedder's, ``DETECT_DEAD``, so that pixels a copied ghost could tip do not count), and
+the weighted residual ``v`` is correlated with the pilot at every circular shift of
 the torus (one FFT). For a fixed hypothesis and shift, ``z = sum(v * g) / sqrt(sum(v**2))``
 is exactly standard normal for an image that does not carry this key's mark (``g`` is
 i.i.d. N(0, 1), drawn from the key, independent of the image and of everything computed
@@ -65,10 +64,11 @@ tests, and every shift of the torus, ``hypotheses * TORUS**2`` tests. The pilot 
 a weighted Bonferroni bound over both families (``NEAR_WEIGHT`` of the rate near) and all
 hypotheses (``IDENTITY_WEIGHT`` for the identity and its mirror, the most common case):
 an uncropped image needs z of about 4.6 instead of 6.6 at the default FPR. The payload is
-decoded at the best shift (Viterbi; when its best path fails the CRC-24, the ``list_size``
-best paths in order, list Viterbi) and accepted only with a matching CRC-24 (``2**-24`` per
-check on unmarked content; at most ``MAX_DECODES * list_size`` checks, all counted). The
-p-value combines both bounds as in v1; ``detected`` is ``p_value <= fpr`` and the copy check.
+decoded at the best shift (Viterbi, then list Viterbi of ``list_size`` paths; soft values
+weighting each cell by its local reliability, then the plain sum) and accepted only with a
+matching CRC-24 (``2**-24`` per check on unmarked content; at most ``2 MAX_DECODES *
+list_size`` checks, all counted). The p-value combines both bounds as in v1; ``detected``
+is ``p_value <= fpr`` and the copy check.
 
 *Copy check.* The p-value holds for content that does not contain the key's pattern. A
 pattern copied from another marked image does contain it, at full strength, multiplied by
@@ -112,9 +112,11 @@ from ._common import (
     AnalysisBase,
     ImageScheme,
     add_luma,
+    blurred_gain,
     dither,
     low_pass,
     norm_shape,
+    reliability,
     upper_tail,
     work_luma,
 )
@@ -161,6 +163,9 @@ SYNC_CANDIDATES, REFINED, SCANNED, IDENTITY_WEIGHT = 3, 2, 1, 0.5
 #: strict, so that the CRC checks use at most ``LIST_FPR_SHARE`` of it (1e-4: 16 paths).
 MAX_DECODES, DECODE_MIN_Z = 4, 4.5
 LIST_SIZE, LIST_FPR_SHARE = 16, 0.1
+#: Soft values: each cell over its local residual RMS (window in working pixels, floor), then
+#: if that fails the plain sum; every CRC check of both counted.
+SOFT_SIGMA, SOFT_FLOOR, SOFT_WEIGHTED = 1.0, 1.0, (True, False)
 #: Spectral shaping (see above): low-pass of ``SHAPE_SIGMA`` working pixels up to
 #: ``SHAPE_FULL`` times the working frame's side, none from ``SHAPE_NONE`` times.
 SHAPE_SIGMA, SHAPE_FULL, SHAPE_NONE = 0.5, 2.0, 4.0
@@ -168,9 +173,8 @@ SHAPE_SIGMA, SHAPE_FULL, SHAPE_NONE = 0.5, 2.0, 4.0
 EMBED_MIN_Z = 8.0
 #: Copy check: displacements (working pixels) of the content sign field giving the spread a
 #: copied mark would have, and the ratio a mark must reach.
-COPY_OFFSETS = tuple((dy, dx) for dy in (-48, 0, 48) for dx in (-48, 0, 48)
-                     if (dy, dx) != (0, 0)) + ((96, 96), (-96, 96), (96, -96), (-96, -96),
-                                                (0, 96), (96, 0), (0, -96), (-96, 0))
+COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (-d, 0, d)
+                     if (dy, dx) != (0, 0))
 COPY_MIN_RATIO = 4.5
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
@@ -257,8 +261,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
                  strength: float = 2.4) -> None:
         super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
         #: Paths checked per decode (list Viterbi; 1 is plain Viterbi).
-        self.list_size = list_size_for(self._code, self.fpr, MAX_DECODES, cap=LIST_SIZE,
+        self.list_size = list_size_for(self._code, self.fpr, self._decodes, cap=LIST_SIZE,
                                        share=LIST_FPR_SHARE)
+
+    _decodes = MAX_DECODES * len(SOFT_WEIGHTED)  # Viterbi runs at most, each up to list_size
 
     def _check(self, content: object) -> str:
         return _check(content)
@@ -277,7 +283,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         q, _ = np.linalg.qr(basis)
         kv = k.ravel() - q @ (q.T @ k.ravel())
         kernel = (kv / np.linalg.norm(kv)).reshape(KERNEL, KERNEL)
-        kernel *= KERNEL_GAIN / _blurred_gain(kernel)
+        kernel *= KERNEL_GAIN / blurred_gain(kernel, SIGMA_L)
         return {
             "pilot": pilot,
             "pilot_fft": np.conj(np.fft.rfft2(pilot)).astype(np.complex64),
@@ -383,7 +389,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         NEAR + 1)**2 Q(z_near) / NEAR_WEIGHT, TORUS**2 Q(z_all) / (1 - NEAR_WEIGHT)) /
         w_h)`` (the best shift near the expected one, and anywhere; ``w_h``:
         ``IDENTITY_WEIGHT / 2`` for the identity and its mirror, the rest shared by the
-        others); ``p_crc = MAX_DECODES * list_size * 2**-24``; ``p = min(p_pilot, p_crc)``
+        others); ``p_crc = 2 MAX_DECODES * list_size * 2**-24``; ``p = min(p_pilot, p_crc)``
         when a decode passed its CRC, else ``min(1, p_pilot + p_crc)``. ``z`` is the
         z-score of the shift that sets ``p_pilot``; ``consistent`` is the copy check. The
         soft values are always computed at the best hypothesis (``soft``: as in v1).
@@ -412,10 +418,11 @@ class GuardrailImageWatermarkV2(ImageScheme):
             z, shift, p_h = (z_near, near, p_near) if p_near <= p_far else (z_far, far, p_far)
             if z >= DECODE_MIN_Z and decoded is None and n_dec < MAX_DECODES:
                 n_dec += 1
-                vals = self._soft(v, shift)
-                decoded = decode_id(self._code, vals, self.list_size)
-                if decoded is not None:
-                    best = (z, geo, shift, vals)
+                for weighted in SOFT_WEIGHTED:
+                    vals = self._soft(v, shift, weighted)
+                    if (decoded := decode_id(self._code, vals, self.list_size)) is not None:
+                        best = (z, geo, shift, vals)
+                        break
             if decoded is None and p_h < best_p:
                 best = (z, geo, shift, None)
             best_p = min(best_p, p_h)
@@ -427,7 +434,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         assert best is not None
         z_best, geo, shift, vals = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
-        p = self._with_crc(p_pilot, decoded, MAX_DECODES * self.list_size)
+        p = self._with_crc(p_pilot, decoded, self._decodes * self.list_size)
         ratio = structure = flat = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
             frame = self._frame(res, yw, geo)
@@ -510,9 +517,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
         return ((float(num.flat[k]) / den, (k // TORUS, k % TORUS)),
                 (float(win.flat[j]) / den, near))
 
-    def _soft(self, v: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
-        """De-scrambled soft codeword values with the pattern at ``shift``."""
-        lay = self._layout
+    def _soft(self, v: np.ndarray, shift: tuple[int, int], weighted: bool = True) -> np.ndarray:
+        """De-scrambled soft codeword values with the pattern at ``shift``; ``weighted``: each
+        cell by its :func:`~._common.reliability` (``SOFT_SIGMA``, ``SOFT_FLOOR``)."""
+        lay, v = self._layout, reliability(v, SOFT_SIGMA, SOFT_FLOOR) if weighted else v
         vt = np.roll(v, (-shift[0], -shift[1]), axis=(0, 1)).ravel() * lay["signs"].ravel()
         soft = np.bincount(lay["bit_of"], weights=vt, minlength=self._code.n_coded)
         return np.where(lay["scramble"] == 1, -soft, soft)
@@ -540,25 +548,12 @@ def _shape_sigma(area_ratio: float) -> float:
 def _home(shape: tuple[int, int]) -> tuple[int, int]:
     """The torus shift at which a working frame of ``shape`` carries its pattern when the
     image was not cropped off centre (registration keeps the frame's centre fixed)."""
-    hw, ww = shape
-    return (TORUS // 2 - hw // 2) % TORUS, (TORUS // 2 - ww // 2) % TORUS
+    return (TORUS // 2 - shape[0] // 2) % TORUS, (TORUS // 2 - shape[1] // 2) % TORUS
 
 
 def _weight(rc: np.ndarray, valid: np.ndarray, f: np.ndarray) -> np.ndarray:
     """A :meth:`GuardrailImageWatermarkV2._frame` reduced to the weighted residual."""
     return rc * _sign_weight(f, embed=False) * valid
-
-
-def _blurred_gain(kernel: np.ndarray) -> float:
-    """L2 norm of ``kernel`` convolved with the content field's Gaussian blur."""
-    import cv2
-
-    n = 2 * KERNEL + 8 * int(math.ceil(SIGMA_L)) + 1
-    imp = np.zeros((n, n), np.float64)
-    imp[n // 2, n // 2] = 1.0
-    eff = cv2.filter2D(cv2.GaussianBlur(imp, (0, 0), SIGMA_L), cv2.CV_64F, kernel,
-                       borderType=cv2.BORDER_CONSTANT)
-    return float(np.linalg.norm(eff))
 
 
 class _Residuals:
@@ -588,10 +583,9 @@ class _Residuals:
 
 
 def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:
-    """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at the dead zone
-    to 1 at its end (``F_DEAD``/``F_FULL`` when embedding, with at least 0.25 so that
-    weakly structured parts still carry some; ``DETECT_DEAD``/``DETECT_FULL`` when
-    detecting)."""
+    """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at the dead zone to
+    1 at its end (``F_DEAD``/``F_FULL`` when embedding, with at least 0.25 so that weakly
+    structured parts still carry some; ``DETECT_DEAD``/``DETECT_FULL`` when detecting)."""
     lo, hi = (F_DEAD, F_FULL) if embed else (DETECT_DEAD, DETECT_FULL)
     ramp = np.clip((np.abs(f) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
     if embed:

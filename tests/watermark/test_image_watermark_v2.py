@@ -6,6 +6,8 @@ The copy and removal attacks are the keyless estimators of the robustness lab.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -218,9 +220,10 @@ def test_filter_gain_is_the_same_for_every_key():
     """The keyed content filter is normalised on the blurred band, so every key has the same
     dead zone (a raw random filter's gain varies threefold between keys)."""
     from guardrail.watermark import image_v2
+    from guardrail.watermark._common import blurred_gain
 
-    gains = [image_v2._blurred_gain(GuardrailImageWatermarkV2(bytes([k]) * 32)
-                                    ._layout["kernel"].astype(np.float64)) for k in range(6)]
+    gains = [blurred_gain(GuardrailImageWatermarkV2(bytes([k]) * 32)._layout["kernel"]
+                          .astype(np.float64), image_v2.SIGMA_L) for k in range(6)]
     assert np.allclose(gains, image_v2.KERNEL_GAIN, rtol=1e-4)
 
 
@@ -394,7 +397,7 @@ def test_list_decoding_recovers_an_id_whose_best_path_fails_and_counts_every_che
     monkeypatch.setattr(code, "decode", lambda soft: DecodeResult(None, False, 0, 186))
     monkeypatch.setattr(wm, "_code", code)
     res = wm.analyse(ia.jpeg(50)(art(out)).content)
-    p_crc = v2.MAX_DECODES * 16 * 2.0 ** -24
+    p_crc = 2 * v2.MAX_DECODES * 16 * 2.0 ** -24  # two soft weightings per decode
     assert res.payload == payload and res.p_value == pytest.approx(min(res.p_pilot, p_crc))
     assert wm.analyse(_img).p_value >= p_crc  # unmarked: p_pilot + every CRC check
     plain = GuardrailImageWatermarkV2(KEY, fpr=1e-7)
@@ -430,3 +433,62 @@ def test_small_images_get_a_low_passed_pattern_of_the_same_power(monkeypatch, ph
     (top_plain, rms_plain), (top_shaped, rms_shaped) = mark_spectrum(0.0), mark_spectrum(0.5)
     assert top_shaped < 0.75 * top_plain  # the sync template and the dither stay white
     assert rms_shaped == pytest.approx(rms_plain, rel=0.03)
+
+
+def test_reliability_evens_out_the_local_noise_and_keeps_empty_cells_empty():
+    """Each cell over its local RMS, with a floor of the median power: a region with ten
+    times the noise ends up with sqrt(2) times the RMS of the rest (quiet cells are held at
+    the median's weight; without the floor the ratio would be 1), not ten times, so it no
+    longer outvotes the rest; cells outside the image stay 0."""
+    from guardrail.watermark._common import reliability
+    from guardrail.watermark.image_v2 import SOFT_FLOOR, SOFT_SIGMA
+
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((96, 96))
+    v[:, 72:] *= 10.0
+    v[:8] = 0.0
+    r = reliability(v, SOFT_SIGMA, SOFT_FLOOR)
+    quiet, busy = np.sqrt(np.mean(r[8:, 4:68] ** 2)), np.sqrt(np.mean(r[8:, 76:92] ** 2))
+    assert busy / quiet == pytest.approx(math.sqrt(2.0), rel=0.1) and not r[:8].any()
+    r = reliability(v, SOFT_SIGMA, 0.0)
+    assert np.sqrt(np.mean(r[8:, 76:92] ** 2)) / np.sqrt(np.mean(r[8:, 4:68] ** 2)) == \
+        pytest.approx(1.0, rel=0.1)
+    assert not reliability(np.zeros((8, 8)), SOFT_SIGMA, SOFT_FLOOR).any()
+
+
+@pytest.mark.parametrize("attack", [ia.crop(0.75), ia.median(5)])
+def test_weighted_soft_values_are_more_reliable_than_the_plain_sum(monkeypatch, marked, wm,
+                                                                   attack):
+    """The payload's soft values after a crop to a quarter of the area and a median filter
+    separate the codeword better with each cell weighted by its local reliability
+    than as the plain sum over the cells (the detection itself is unchanged)."""
+    import guardrail.watermark.image_v2 as v2
+
+    def snr(weighted, attacked, payload):
+        with monkeypatch.context() as m:
+            m.setattr(v2, "SOFT_WEIGHTED", (weighted,))
+            res = wm.analyse(attacked)
+        s = res.soft * (2.0 * wm._code.encode(payload) - 1.0)
+        return float(np.mean(s) / np.std(s))
+
+    weighted, plain = [], []
+    for _img, payload, out in marked:
+        attacked = attack(art(out)).content
+        weighted.append(snr(True, attacked, payload))
+        plain.append(snr(False, attacked, payload))
+    assert np.mean(weighted) > 1.05 * np.mean(plain), (weighted, plain)
+
+
+def test_the_plain_sum_is_tried_when_the_weighted_values_fail_and_counted(monkeypatch, marked,
+                                                                          wm):
+    """Neither weighting wins everywhere (compression at the working frame's own scale can
+    leave the mark only in the busy regions the weighting scales down), so a decode whose
+    weighted values fail the CRC tries the plain sum; both sets of checks are in the
+    p-value."""
+    import guardrail.watermark.image_v2 as v2
+
+    _img, payload, out = marked[0]
+    monkeypatch.setattr(v2, "reliability", lambda v, sigma, floor: np.zeros_like(v))
+    res = wm.analyse(ia.jpeg(50)(art(out)).content)
+    assert res.payload == payload
+    assert res.p_value == pytest.approx(min(res.p_pilot, 2 * v2.MAX_DECODES * 16 * 2.0 ** -24))
