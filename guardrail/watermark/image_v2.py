@@ -158,10 +158,12 @@ CROP_SCALE, SPEC_EXP, CROP_PREFILTER = 1.15, 0.5, 0.4
 #: of a pixel, and how many scales of the coherent scan for centred crops are added; the
 #: share of the false-positive rate spent on the identity and its mirror.
 SYNC_CANDIDATES, REFINED, SCANNED, IDENTITY_WEIGHT = 3, 2, 1, 0.5
-#: Most decode attempts per detection and the pilot z needed before one is made; a decode
-#: whose best path fails the CRC checks the ``LIST_SIZE`` best paths, fewer when ``fpr`` is
-#: strict, so that the CRC checks use at most ``LIST_FPR_SHARE`` of it (1e-4: 16 paths).
-MAX_DECODES, DECODE_MIN_Z = 4, 4.5
+#: Most decode attempts per detection and the pilot z needed before one is made (near the
+#: expected shift; anywhere on the torus, where the best of 147,456 shifts of an unmarked
+#: image reaches 4.5 by chance, ``DECODE_FAR_Z``); a decode whose best path fails the CRC
+#: checks the ``LIST_SIZE`` best paths, fewer when ``fpr`` is strict, so that the CRC checks
+#: use at most ``LIST_FPR_SHARE`` of it (1e-4: 16 paths).
+MAX_DECODES, DECODE_MIN_Z, DECODE_FAR_Z = 4, 4.5, 6.0
 LIST_SIZE, LIST_FPR_SHARE = 16, 0.1
 #: Soft values: each cell over its local residual RMS (window in working pixels, floor), then
 #: if that fails the plain sum; every CRC check of both counted.
@@ -415,8 +417,9 @@ class GuardrailImageWatermarkV2(ImageScheme):
             n_w = 1.0 / (w_id if i < 2 else w_other)
             p_far = n_w * TORUS * TORUS * upper_tail(z_far) / (1.0 - NEAR_WEIGHT)
             p_near = n_w * (2 * NEAR + 1) ** 2 * upper_tail(z_near) / NEAR_WEIGHT
-            z, shift, p_h = (z_near, near, p_near) if p_near <= p_far else (z_far, far, p_far)
-            if z >= DECODE_MIN_Z and decoded is None and n_dec < MAX_DECODES:
+            z, shift, p_h, min_z = ((z_near, near, p_near, DECODE_MIN_Z) if p_near <= p_far
+                                    else (z_far, far, p_far, DECODE_FAR_Z))
+            if z >= min_z and decoded is None and n_dec < MAX_DECODES:
                 n_dec += 1
                 for weighted in SOFT_WEIGHTED:
                     vals = self._soft(v, shift, weighted)
