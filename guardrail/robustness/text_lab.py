@@ -257,8 +257,8 @@ def _over_keys(by_key: Sequence[Sequence[Detection]], fpr: float) -> dict[str, A
         return sum(d.detected is not None and d.p_value is not None and d.p_value <= 0.01
                    for d in ds)
 
-    per = [{"n": r["performed"], "false_positives": r["positives"], "p<=0.01": low_p(ds)}
-           for ds, r in ((ds, rate(ds)) for ds in by_key)]
+    per = [{"n": (r := rate(ds))["performed"], "false_positives": r["positives"],
+            "p<=0.01": low_p(ds)} for ds in by_key]
     pooled = rate([d for ds in by_key for d in ds])
     n = pooled["performed"]
     return {"n_keys": len(per), "n": n, "false_positives": pooled["positives"], "fpr": fpr,

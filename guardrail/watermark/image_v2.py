@@ -258,6 +258,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
 
     scheme = SCHEME
     version = VERSION
+    _decodes = MAX_DECODES * len(SOFT_WEIGHTED)  # Viterbi runs at most, each up to list_size
 
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
                  strength: float = 2.4) -> None:
@@ -265,8 +266,6 @@ class GuardrailImageWatermarkV2(ImageScheme):
         #: Paths checked per decode (list Viterbi; 1 is plain Viterbi).
         self.list_size = list_size_for(self._code, self.fpr, self._decodes, cap=LIST_SIZE,
                                        share=LIST_FPR_SHARE)
-
-    _decodes = MAX_DECODES * len(SOFT_WEIGHTED)  # Viterbi runs at most, each up to list_size
 
     def _check(self, content: object) -> str:
         return _check(content)
