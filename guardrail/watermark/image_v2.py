@@ -410,8 +410,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         hyps, w_id, w_other = list(_IDENTITY), IDENTITY_WEIGHT / 2, 0.0
         best_p, best, decoded, n_dec = math.inf, None, None, 0
         for i, geo in enumerate(hyps):  # the sync hypotheses are appended after the mirror
-            v = self._weighted(res, yw, geo)
-            (z_far, far), (z_near, near) = self._pilot_z(v, home)
+            frame = self._frame(res, yw, geo)
+            (z_far, far), (z_near, near) = self._pilot_z(v := _weight(*frame), home)
             # the more significant of the two families for this hypothesis
             n_w = 1.0 / (w_id if i < 2 else w_other)
             p_far = n_w * TORUS * TORUS * upper_tail(z_far) / (1.0 - NEAR_WEIGHT)
@@ -423,10 +423,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 for weighted in SOFT_WEIGHTED:
                     vals = self._soft(v, shift, weighted)
                     if (decoded := decode_id(self._code, vals, self.list_size)) is not None:
-                        best = (z, geo, shift, vals)
+                        best = (z, geo, shift, vals, frame)
                         break
             if decoded is None and p_h < best_p:
-                best = (z, geo, shift, None)
+                best = (z, geo, shift, None, frame)  # the frame is kept, not recomputed
             best_p = min(best_p, p_h)
             if decoded is not None and best_p < 1e-12:
                 break  # conclusive; stopping early only lowers the work, not the bound
@@ -434,12 +434,11 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 hyps += self._hypotheses(res.plain)[len(_IDENTITY):]
                 w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
         assert best is not None
-        z_best, geo, shift, vals = best
+        z_best, geo, shift, vals, frame = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
         p = self._with_crc(p_pilot, decoded, self._decodes * self.list_size)
         ratio = structure = flat = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
-            frame = self._frame(res, yw, geo)
             if vals is None:
                 vals = self._soft(_weight(*frame), shift)
             if p <= self.fpr:

@@ -492,3 +492,18 @@ def test_the_plain_sum_is_tried_when_the_weighted_values_fail_and_counted(monkey
     res = wm.analyse(ia.jpeg(50)(art(out)).content)
     assert res.payload == payload
     assert res.p_value == pytest.approx(min(res.p_pilot, 2 * v2.MAX_DECODES * 16 * 2.0 ** -24))
+
+
+def test_the_factored_template_match_equals_the_direct_sum():
+    """The sync search's match over the grid of sub-pixel offsets, computed one axis at a
+    time, is the direct ``Re(sum_p v_p exp(-2 pi i g_p . t))`` at every offset."""
+    from guardrail.watermark._image_v2_sync import _LOCAL, _turned
+
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal((4, 8)) + 1j * rng.standard_normal((4, 8))
+    g = rng.uniform(-0.4, 0.4, (4, 8, 2))
+    centre = rng.uniform(-20, 20, (4, 2))
+    t = _LOCAL[None] + centre[:, None]
+    direct = np.real(np.einsum("gp,gtp->gt", v,
+                               np.exp(-2j * math.pi * np.einsum("gtd,gpd->gtp", t, g))))
+    assert np.allclose(_turned(v, g, centre), direct, rtol=0, atol=1e-9)
