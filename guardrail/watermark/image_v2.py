@@ -369,7 +369,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Pilot z of the marked output at the identity geometry and the expected shift."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = self._weighted(_Residuals(yw), yw, _IDENTITY[0])
+        v = _weight(*self._frame(_Residuals(yw), yw, _IDENTITY[0]))
         home = _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
@@ -423,10 +423,10 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 for weighted in SOFT_WEIGHTED:
                     vals = self._soft(v, shift, weighted)
                     if (decoded := decode_id(self._code, vals, self.list_size)) is not None:
-                        best = (z, geo, shift, vals, frame)
+                        best = (z, geo, shift, vals, frame, v)
                         break
             if decoded is None and p_h < best_p:
-                best = (z, geo, shift, None, frame)  # the frame is kept, not recomputed
+                best = (z, geo, shift, None, frame, v)  # kept, not recomputed
             best_p = min(best_p, p_h)
             if decoded is not None and best_p < 1e-12:
                 break  # conclusive; stopping early only lowers the work, not the bound
@@ -434,13 +434,13 @@ class GuardrailImageWatermarkV2(ImageScheme):
                 hyps += self._hypotheses(res.plain)[len(_IDENTITY):]
                 w_other = (1.0 - 2 * w_id) / max(1, len(hyps) - 2)
         assert best is not None
-        z_best, geo, shift, vals, frame = best
+        z_best, geo, shift, vals, frame, v = best
         p_pilot = min(1.0, best_p)  # both families' weights are in p_near and p_far
         p = self._with_crc(p_pilot, decoded, self._decodes * self.list_size)
         ratio = structure = flat = None
         if vals is None or p <= self.fpr:  # the copy check matters only for a detection
             if vals is None:
-                vals = self._soft(_weight(*frame), shift)
+                vals = self._soft(v, shift)
             if p <= self.fpr:
                 ratio = self._consistency(frame, shift)
                 structure, flat = _flatness(self._content_field(yw),
@@ -469,10 +469,6 @@ class GuardrailImageWatermarkV2(ImageScheme):
         valid = register(np.ones_like(r), geo, TORUS) > 0.99
         f = self._content_field(register(yw, geo, TORUS, replicate=True))
         return rc, valid, f
-
-    def _weighted(self, res: _Residuals, yw: np.ndarray, geo: Geometry) -> np.ndarray:
-        """Residual in the embedding frame times the soft content sign field."""
-        return _weight(*self._frame(res, yw, geo))
 
     def _consistency(self, frame: tuple[np.ndarray, np.ndarray, np.ndarray],
                      shift: tuple[int, int]) -> float:
