@@ -223,11 +223,12 @@ def _check(scheme: Any, content: np.ndarray, payload: int, recorded: tuple[str, 
         if res.soft is not None:
             truth = scheme._code.encode(payload).astype(bool)
             acc = float(np.mean((res.soft > 0) == truth))
-        detected = res.p_value <= scheme.fpr
+        # the decision ``detect`` makes: significant, and not taken for a copy
+        detected = res.p_value <= scheme.fpr and res.consistent
         ok = detected and res.payload == payload
         from .image_keyless import verify_binds
 
-        bound = None if recorded is None else ok and res.consistent and verify_binds(
+        bound = None if recorded is None else ok and verify_binds(
             recorded, content, scheme._geometry(res))
         return detected, ok, acc, bound
     out = scheme.detect(_artifact(content))
