@@ -225,3 +225,26 @@ def test_lab_donors_are_the_first_images_the_scheme_accepts(monkeypatch, pools):
     image_lab._keyless("guardrail-image-v2", b"k" * 32, imgs, imgs, size=384, fpr=1e-4,
                        rng=np.random.default_rng(0), seed=0, say=lambda _m: None)
     assert seen == {"donors": 2, "marked": 2}
+
+
+def test_lab_counts_a_mark_as_found_only_as_detect_decides(monkeypatch):
+    """The lab's TPR is the share ``detect`` would report: a significant mark that the copy
+    checks reject is a miss, as it is for ``detect`` (the lab once counted the p-value
+    alone, which overstated v2's TPR)."""
+    from skimage import data
+
+    from guardrail.robustness import image_lab
+    from guardrail.watermark import image_v2
+
+    wm = GuardrailImageWatermarkV2(b"lab decision key", fpr=1e-4)
+    img = image_lab.square(data.chelsea(), 256)
+    marked = wm.embed(image_lab._artifact(img), 0x2A).content
+    detected, ok, _acc, _bound = image_lab._check(wm, marked, 0x2A)
+    assert detected and ok and wm.detect(image_lab._artifact(marked)).detected
+    # the same mark taken for a copy: significant, but neither detect nor the lab count it
+    monkeypatch.setattr(image_v2, "COPY_MIN_RATIO", 1e9)
+    res = wm.analyse(marked)
+    assert res.p_value <= wm.fpr and not res.consistent
+    assert wm.detect(image_lab._artifact(marked)).detected is False
+    detected, ok, _acc, _bound = image_lab._check(wm, marked, 0x2A)
+    assert detected is False and ok is False
