@@ -223,8 +223,7 @@ def _check(scheme: Any, content: np.ndarray, payload: int, recorded: tuple[str, 
         if res.soft is not None:
             truth = scheme._code.encode(payload).astype(bool)
             acc = float(np.mean((res.soft > 0) == truth))
-        # the decision ``detect`` makes: significant, and not taken for a copy
-        detected = res.p_value <= scheme.fpr and res.consistent
+        detected = scheme.decides(res)
         ok = detected and res.payload == payload
         from .image_keyless import verify_binds
 

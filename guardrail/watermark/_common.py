@@ -192,7 +192,7 @@ class ImageScheme(KeyedScheme):
             res = self.analyse(artifact.content, soft=False)
         except CannotWatermark as exc:
             return not_performed(scheme, version, str(exc))
-        detected = res.p_value <= self.fpr and res.consistent
+        detected = self.decides(res)
         reason = None
         if res.p_value <= self.fpr and not res.consistent:
             reason = res.copy_reason or ("a copy of this key's mark taken from another image: "
@@ -204,6 +204,11 @@ class ImageScheme(KeyedScheme):
                                score=res.z, p_value=res.p_value, fpr=self.fpr,
                                payload=payload, reason=reason,
                                geometry=self._geometry(res) if detected else None)
+
+    def decides(self, res: AnalysisBase) -> bool:
+        """The decision ``detect`` makes on an ``analyse`` result: significant at ``fpr`` and
+        not taken for a copy (what the robustness lab counts too)."""
+        return res.p_value <= self.fpr and res.consistent
 
     def _geometry(self, res: Any) -> dict[str, Any] | None:
         """Where a detected file sits in the marked original (``None``: not reported)."""
