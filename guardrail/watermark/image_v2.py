@@ -81,12 +81,10 @@ ratio of the true statistic to the RMS of the displaced ones must reach
 ``COPY_MIN_RATIO``; a mark that fails it is reported as a copy, not detected. So is a mark
 on a picture with little structure of its own (``MIN_STRUCTURE``, ``MIN_FIELD_RMS``): there
 the field may be the ghost of a copy's donor, which the copied pattern follows; ``embed``
-refuses such pictures.
+refuses such pictures, and those whose own output fails the copy check.
 
-*Key-independent sensitivity.* The keyed filter is scaled so that its response to the
-blurred luminance has the gain ``KERNEL_GAIN`` for every key (a random 9 x 9 filter's
-low-frequency gain varies threefold between keys, and with it the share of pixels outside
-the dead zone - the main cause of key-dependent misses).
+*Key-independent sensitivity.* The keyed filter's gain on the blurred luminance is
+``KERNEL_GAIN`` for every key (a random 9 x 9 filter's varies threefold between keys).
 
 Work is bounded for any input: only the luminance conversion and the first resampling
 touch every pixel; everything after runs on the fixed working frame and torus.
@@ -121,6 +119,7 @@ from ._common import (
     work_luma,
 )
 from ._image_sync import whiten, whiten_spectral
+from ._image_v2_copy import displaced_ratio
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
 from .ecc import decode_id, list_size_for
@@ -357,23 +356,30 @@ class GuardrailImageWatermarkV2(ImageScheme):
         delta *= np.float32(self.strength / max(rms, 1e-6))
         delta += dither(h, w)
         out = add_luma(content, delta, kind)
-        z = self._self_z(out, kind)
+        z, ratio = self._self_check(out, kind)
         if z < EMBED_MIN_Z:
             raise CannotWatermark(
                 f"the image has too little texture to carry a {SCHEME} mark bound to its "
                 f"content (score {z:.1f} on the unattacked output, {EMBED_MIN_Z:g} needed): "
                 "smooth gradients and flat graphics leave the content sign field empty")
+        if ratio < COPY_MIN_RATIO:
+            raise CannotWatermark(
+                f"the image's own structure cannot carry a {SCHEME} mark: its "
+                f"unattacked output fails the copy check (ratio {ratio:.1f}, "
+                f"{COPY_MIN_RATIO:g} needed) - detection could not tell its mark from a copy")
         return artifact.evolve(content=out, data=None, media_type=None)
 
-    def _self_z(self, out: np.ndarray, kind: str) -> float:
-        """Pilot z of the marked output at the identity geometry and the expected shift."""
+    def _self_check(self, out: np.ndarray, kind: str) -> tuple[float, float]:
+        """Pilot z of the marked output at the identity geometry and the expected shift,
+        and its copy check's ratio there (:meth:`_consistency`)."""
         h, w = out.shape[:2]
         yw = work_luma(out, kind, _norm_shape(h, w))
-        v = _weight(*self._frame(_Residuals(yw), yw, _IDENTITY[0]))
-        home = _home(yw.shape)
+        frame = self._frame(_Residuals(yw), yw, _IDENTITY[0])
+        v, home = _weight(*frame), _home(yw.shape)
         den = math.sqrt(float(np.sum(v.astype(np.float64) ** 2)))
         g = np.roll(self._layout["pilot"], home, axis=(0, 1))
-        return float(np.sum(v * g)) / den if den > 0 else 0.0
+        z = float(np.sum(v * g)) / den if den > 0 else 0.0
+        return z, (self._consistency(frame, home) if z >= EMBED_MIN_Z else 0.0)
 
     # ------------------------------------------------------------------ detect
     def _hypotheses(self, r: np.ndarray) -> list[Geometry]:
@@ -474,26 +480,12 @@ class GuardrailImageWatermarkV2(ImageScheme):
                      shift: tuple[int, int]) -> float:
         """Copy check on a hypothesis' :meth:`_frame`: how well the pilot statistic under
         this image's content sign field, displaced by each of ``COPY_OFFSETS``, follows what
-        a genuine mark predicts. With a genuine mark the residual times the pilot is about
-        ``e(x)``, the embedder's sign weights from this image, so the statistic under the
-        field displaced by ``d`` is ``beta * R(d)``, ``R(d) = sum(e(x) w(x + d))``, plus noise;
-        a copy follows another image's weights. The result, the undisplaced statistic over
-        the RMS of the displaced ones' departures from ``beta * R(d)``, is about the z-score
-        for a genuine mark and of order one for a copy however strong."""
+        a genuine mark predicts (:func:`~._image_v2_copy.displaced_ratio`: about the z-score
+        for a genuine mark, of order one for a copy however strong)."""
         rc, valid, f = frame
-        wgt = _sign_weight(f, embed=False)
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
         q = _sign_weight(f, embed=True) * valid
-        s0, r0 = float(np.sum(u * wgt)), float(np.sum(q * wgt))
-        if s0 <= 0 or r0 <= 0:
-            return 0.0
-        beta = s0 / r0
-        dev = []
-        for d in COPY_OFFSETS:
-            wd = np.roll(wgt, d, axis=(0, 1))
-            dev.append(float(np.sum(u * wd)) - beta * float(np.sum(q * wd)))
-        rms = math.sqrt(sum(x * x for x in dev) / len(dev))
-        return s0 / rms if rms > 0 else math.inf
+        return displaced_ratio(u, q, _sign_weight(f, embed=False), COPY_OFFSETS)
 
     def _pilot_z(self, v: np.ndarray, home: tuple[int, int]
                  ) -> tuple[tuple[float, tuple[int, int]], tuple[float, tuple[int, int]]]:

@@ -250,6 +250,17 @@ def test_genuine_marks_pass_the_copy_check_with_margin(marked, wm):
         assert a.consistency >= 2 * image_v2.COPY_MIN_RATIO
 
 
+def test_embed_refuses_a_picture_whose_own_output_fails_the_copy_check(photos, monkeypatch):
+    """A mark that its own detector would take for a copy is never returned (here the
+    ratio asked for is out of reach; a genuine unattacked mark's is about its z-score)."""
+    from guardrail.watermark import image_v2
+
+    wm = GuardrailImageWatermarkV2(KEY, fpr=1e-4)
+    monkeypatch.setattr(image_v2, "COPY_MIN_RATIO", 1e6)
+    with pytest.raises(CannotWatermark, match="fails the copy check"):
+        wm.embed(art(square(photos["chelsea"], 512)), 7)
+
+
 def test_resized_uncropped_image_uses_the_expected_shift(marked, wm):
     """An image that was resized (not cropped off centre) carries the pattern where the
     detector expects it, and the smaller test family lets weaker marks through."""
@@ -507,3 +518,22 @@ def test_the_factored_template_match_equals_the_direct_sum():
     direct = np.real(np.einsum("gp,gtp->gt", v,
                                np.exp(-2j * math.pi * np.einsum("gtd,gpd->gtp", t, g))))
     assert np.allclose(_turned(v, g, centre), direct, rtol=0, atol=1e-9)
+
+
+def test_displaced_ratio_follows_the_true_field_only():
+    """The copy check's statistic: about the z-score for residuals that follow this image's
+    weights, of order one for residuals following another field, and 0 with nothing to
+    follow (no pixel under the weights)."""
+    from guardrail.watermark._image_v2_copy import displaced_ratio
+    from guardrail.watermark.image_v2 import COPY_OFFSETS
+
+    rng = np.random.default_rng(3)
+    field = cv2.GaussianBlur(rng.normal(size=(384, 384)).astype(np.float32), (0, 0), 3.0)
+    q = np.sign(field).astype(np.float32)
+    other = np.sign(cv2.GaussianBlur(rng.normal(size=(384, 384)).astype(np.float32),
+                                     (0, 0), 3.0)).astype(np.float32)
+    noise = rng.normal(size=(384, 384)).astype(np.float32)
+    genuine = displaced_ratio(0.05 * q + noise, q, q, COPY_OFFSETS)
+    copied = displaced_ratio(0.05 * other + noise, q, q, COPY_OFFSETS)
+    assert genuine > 10 and abs(copied) < 4.5
+    assert displaced_ratio(0.05 * q + noise, q, np.zeros_like(q), COPY_OFFSETS) == 0.0
