@@ -182,6 +182,9 @@ class Config:
             if not isinstance(also, list) or not all(isinstance(x, str) and x for x in also):
                 raise ConfigError(f"watermark.{mod}_also_detect must be a list of scheme names, "
                                   f"got {also!r}")
+        if wm["image"]["copy_check"] not in ("standard", "strict"):
+            raise ConfigError(f"watermark.image.copy_check = {wm['image']['copy_check']!r}; "
+                              "choose standard or strict")
         _validate_audit(self.data["audit"])
         _validate_serve(self.data["serve"])
         Limits.from_mapping(self.data["limits"])

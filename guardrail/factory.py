@@ -58,6 +58,10 @@ def default_stages(config: Config, generator: Generator) -> list[Stage]:
             *provenance_stages(config)]
 
 
+#: Image schemes that take ``[watermark.image] copy_check``.
+COPY_CHECKED = ("guardrail-image-v2",)
+
+
 def watermarker_from_config(config: Config, modality: Modality | str, *,
                             generator: Generator | None = None, scheme: str | None = None,
                             fpr: float | None = None) -> Any:
@@ -88,6 +92,8 @@ def watermarker_from_config(config: Config, modality: Modality | str, *,
         options.update(dict(wm_cfg["text"]), tokenizer=tokenizer,
                        tokenizer_id=generator.info.model_id,
                        vocab_size=model.config.get_text_config().vocab_size)
+    elif name in COPY_CHECKED:
+        options["copy_check"] = wm_cfg["image"]["copy_check"]
     rate = float(wm_cfg[f"{modality.value}_fpr"]) if fpr is None else float(fpr)
     return registry.build(name, key=key, fpr=rate, **options)
 

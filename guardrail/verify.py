@@ -128,7 +128,8 @@ def _watermarker(cfg: Config, modality: Modality, text_generator: Any, scheme: s
         st = path.stat()
     except OSError:
         return build()  # says what is wrong with the key file
-    key = (scheme, modality.value, str(path), st.st_ino, st.st_mtime_ns, st.st_size, fpr)
+    key = (scheme, modality.value, str(path), st.st_ino, st.st_mtime_ns, st.st_size, fpr,
+           cfg.section("watermark")["image"]["copy_check"])
     wm = _WATERMARKERS.get(key)
     if wm is None:
         if len(_WATERMARKERS) >= 16:

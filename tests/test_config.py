@@ -43,6 +43,8 @@ def test_file_env_and_flags_in_order_of_precedence(tmp_path: Path):
         ("[policy]\nunverifiable_text = 'allow'\n", "policy.unverifiable_text = 'allow'; choose one of"),
         ("[policy]\nmax_prompt_chars = 0\n", "max_prompt_chars must be >="),
         ("[limits]\nmax_file_bytes = 0\n", "limits.max_file_bytes must be positive"),
+        ("[watermark.image]\ncopy_check = 'paranoid'\n",
+         "watermark.image.copy_check = 'paranoid'; choose standard or strict"),
         ("not toml ===", "not valid TOML"),
     ],
 )

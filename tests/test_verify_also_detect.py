@@ -107,3 +107,16 @@ def test_watermarkers_are_built_once_per_scheme_and_key(cfg, tmp_path, monkeypat
     key.write_bytes(os.urandom(32).hex().encode() + b"\n")  # a new key: new watermarkers
     verify_file(tmp_path / "plain.png", cfg)
     assert built == ["guardrail-image-v2", "guardrail-image"] * 2
+
+
+def test_the_image_copy_check_comes_from_the_config(tmp_path):
+    """[watermark.image] copy_check reaches version 2 through the factory; schemes without a
+    copy check are built as before."""
+    over = {"paths": {"data_dir": str(tmp_path / "data")}}
+    cfg = Config.load(overrides=over)
+    init_keys(cfg)
+    assert watermarker_from_config(cfg, "image").copy_check == "standard"
+    strict = Config.load(overrides={**over, "watermark": {"image": {"copy_check": "strict"}}})
+    assert watermarker_from_config(strict, "image").copy_check == "strict"
+    v1 = watermarker_from_config(strict, "image", scheme="guardrail-image")
+    assert not hasattr(v1, "copy_check")

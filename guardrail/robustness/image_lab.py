@@ -36,7 +36,7 @@ __all__ = ["DEFAULT_SCHEMES", "evaluate", "load_natural_images", "make_scheme", 
 
 DEFAULT_SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct", "dwtDctSvd", "rivaGan")
 #: guardrail's own image schemes (key-only detection, keyless copy/removal attacks run).
-OWN_SCHEMES = ("guardrail-image-v2", "guardrail-image")
+OWN_SCHEMES = ("guardrail-image-v2", "guardrail-image-v2-strict", "guardrail-image")
 #: Marked outputs of one key the keyless attacker holds, and unrelated photos copied onto
 #: (300 targets per estimate with the smooth ones: with 75, a rate near the 1-in-100 target
 #: could neither be shown nor ruled out - 0 of 75 at 512 px were 10 of 300).
@@ -175,10 +175,12 @@ def make_scheme(name: str, key: bytes, *, fpr: float, payload: int | None = None
         from ..watermark.image import GuardrailImageWatermark
 
         return GuardrailImageWatermark(key, fpr=fpr)
-    if name == "guardrail-image-v2":
+    if name in ("guardrail-image-v2", "guardrail-image-v2-strict"):
         from ..watermark.image_v2 import GuardrailImageWatermarkV2
 
-        return GuardrailImageWatermarkV2(key, fpr=fpr)
+        # "-strict": the lab's name for version 2 with [watermark.image] copy_check = "strict"
+        return GuardrailImageWatermarkV2(key, fpr=fpr, copy_check=(
+            "strict" if name.endswith("-strict") else "standard"))
     from ..watermark.invisible import InvisibleWatermark
 
     return InvisibleWatermark(name, key, fpr=fpr, payload=payload)

@@ -44,9 +44,8 @@ payload and plays no part in the decision; its peaks in the whitened power spect
 the scale (crops to 25% of the area, resizes), rotation (+-``ANGLE_RANGE_DEG``) and mirror
 candidates, and the ``REFINED`` best of them are refined by its phase-coherent
 correlation to a fraction of a pixel (sub-pixel offset included); a coherent scan of the
-scale axis adds ``SCANNED`` more for centred crops. It can be estimated and
-notched out or copied - which changes nothing but the geometric search: the detector
-still tries the unchanged geometry and its mirror image directly.
+scale axis adds ``SCANNED`` more for centred crops. Notching it out or copying it changes
+only the geometric search: the unchanged geometry and its mirror are always tried.
 
 *Detection.* For each geometry hypothesis - the identity, its mirror and the sync
 candidates - the residual (spectrally whitened for uncropped images, ``CROP_SCALE``) and
@@ -81,7 +80,8 @@ ratio of the true statistic to the RMS of the displaced ones must reach
 ``COPY_MIN_RATIO``; a mark that fails it is reported as a copy, not detected. So is a mark
 on a picture with little structure of its own (``MIN_STRUCTURE``, ``MIN_FIELD_RMS``): there
 the field may be the ghost of a copy's donor, which the copied pattern follows; ``embed``
-refuses such pictures, and those whose own output fails the copy check.
+refuses such pictures, and those whose own output fails the copy check
+(``copy_check="strict"`` also asks for the ratio over the strongly structured pixels).
 
 *Key-independent sensitivity.* The keyed filter's gain on the blurred luminance is
 ``KERNEL_GAIN`` for every key (a random 9 x 9 filter's varies threefold between keys).
@@ -93,7 +93,8 @@ Limits
 ------
 See docs/WATERMARKS.md: strong denoisers and regeneration remove the mark; so does a
 geometric change after the sync template was notched out; vertical flips and 90-degree
-rotations are not searched; informed wide-band copies pass the copy check in 3-9% (see there).
+rotations are not searched; informed wide-band copies pass the copy check in 3-9%, the
+strict one in 0-1% (which loses more marks after crops, rotations and blur; see there).
 """
 
 from __future__ import annotations
@@ -177,6 +178,11 @@ EMBED_MIN_Z = 8.0
 COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (-d, 0, d)
                      if (dy, dx) != (0, 0))
 COPY_MIN_RATIO = 4.5
+#: ``copy_check="strict"``: the ratio must also reach ``COPY_MIN_RATIO`` over the pixels whose
+#: field reaches ``COPY_STRONG`` grey levels, beyond a 38 dB ghost's reach (RMS 0.6-1.0,
+#: ceiling about 1.9): there a copy meets the target's own signs. Fewer copies pass, fewer
+#: marks survive geometric changes and low-passing (docs/WATERMARKS.md, The copy check).
+COPY_STRONG, COPY_CHECKS = 5.0, ("standard", "strict")
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
@@ -253,6 +259,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         Size of the payload id, 1..32 bits (the code always carries 32).
     strength : float
         RMS of the luminance change in grey levels; 2.4 gives a PSNR of about 40.5 dB.
+    copy_check : {"standard", "strict"}
+        ``"strict"`` adds the strong-field ratio to the copy check (``COPY_STRONG``).
     """
 
     scheme = SCHEME
@@ -260,8 +268,12 @@ class GuardrailImageWatermarkV2(ImageScheme):
     _decodes = MAX_DECODES * len(SOFT_WEIGHTED)  # Viterbi runs at most, each up to list_size
 
     def __init__(self, key: bytes, *, fpr: float = 1e-4, payload_bits: int = 32,
-                 strength: float = 2.4) -> None:
+                 strength: float = 2.4, copy_check: str = "standard") -> None:
         super().__init__(key, fpr=fpr, payload_bits=payload_bits, strength=strength)
+        if copy_check not in COPY_CHECKS:
+            raise ValueError(f"copy_check must be one of {', '.join(COPY_CHECKS)}, "
+                             f"got {copy_check!r}")
+        self.copy_check = copy_check
         #: Paths checked per decode (list Viterbi; 1 is plain Viterbi).
         self.list_size = list_size_for(self._code, self.fpr, self._decodes, cap=LIST_SIZE,
                                        share=LIST_FPR_SHARE)
@@ -481,11 +493,14 @@ class GuardrailImageWatermarkV2(ImageScheme):
         """Copy check on a hypothesis' :meth:`_frame`: how well the pilot statistic under
         this image's content sign field, displaced by each of ``COPY_OFFSETS``, follows what
         a genuine mark predicts (:func:`~._image_v2_copy.displaced_ratio`: about the z-score
-        for a genuine mark, of order one for a copy however strong)."""
+        for a genuine mark, of order one for a copy however strong); ``strict``: the smaller
+        of that and the same over the pixels whose field reaches ``COPY_STRONG``."""
         rc, valid, f = frame
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
         q = _sign_weight(f, embed=True) * valid
-        return displaced_ratio(u, q, _sign_weight(f, embed=False), COPY_OFFSETS)
+        deads = (None, COPY_STRONG) if self.copy_check == "strict" else (None,)
+        return min(displaced_ratio(u, q, _sign_weight(f, embed=False, dead=d), COPY_OFFSETS)
+                   for d in deads)
 
     def _pilot_z(self, v: np.ndarray, home: tuple[int, int]
                  ) -> tuple[tuple[float, tuple[int, int]], tuple[float, tuple[int, int]]]:
@@ -571,11 +586,14 @@ class _Residuals:
         return cv2.GaussianBlur(self.plain, (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
 
 
-def _sign_weight(f: np.ndarray, *, embed: bool) -> np.ndarray:
+def _sign_weight(f: np.ndarray, *, embed: bool, dead: float | None = None) -> np.ndarray:
     """Signed weight of the content field: ``sign(f)`` times a ramp from 0 at the dead zone to
     1 at its end (``F_DEAD``/``F_FULL`` when embedding, with at least 0.25 so that weakly
-    structured parts still carry some; ``DETECT_DEAD``/``DETECT_FULL`` when detecting)."""
+    structured parts still carry some; ``DETECT_DEAD``/``DETECT_FULL`` when detecting;
+    ``dead`` to one level above it when given)."""
     lo, hi = (F_DEAD, F_FULL) if embed else (DETECT_DEAD, DETECT_FULL)
+    if dead is not None:
+        lo, hi = dead, dead + 1.0
     ramp = np.clip((np.abs(f) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
     if embed:
         ramp = np.maximum(ramp, np.float32(0.25))

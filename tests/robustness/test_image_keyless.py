@@ -248,3 +248,14 @@ def test_lab_counts_a_mark_as_found_only_as_detect_decides(monkeypatch):
     assert wm.detect(image_lab._artifact(marked)).detected is False
     detected, ok, _acc, _bound = image_lab._check(wm, marked, 0x2A)
     assert detected is False and ok is False
+
+
+def test_lab_measures_the_strict_copy_check_under_its_own_name():
+    """`guardrail-image-v2-strict` is version 2 with copy_check = "strict", one of the
+    schemes whose keyless copy and removal attacks the lab runs."""
+    from guardrail.robustness.image_lab import OWN_SCHEMES, make_scheme
+
+    assert "guardrail-image-v2-strict" in OWN_SCHEMES
+    wm = make_scheme("guardrail-image-v2-strict", b"k" * 32, fpr=1e-4)
+    assert wm.scheme == "guardrail-image-v2" and wm.copy_check == "strict"
+    assert make_scheme("guardrail-image-v2", b"k" * 32, fpr=1e-4).copy_check == "standard"

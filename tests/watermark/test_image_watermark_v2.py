@@ -250,6 +250,33 @@ def test_genuine_marks_pass_the_copy_check_with_margin(marked, wm):
         assert a.consistency >= 2 * image_v2.COPY_MIN_RATIO
 
 
+def test_strict_copy_check_rejects_a_wide_copy_that_follows_its_ghost(photos):
+    """A keyless `wide` copy (the marked photo's residual over a wide band, at 38 dB) onto a
+    blurred photo: its donor's ghost set the target's weak field, the copied mark follows it
+    there and passes the standard copy check - but not the strict one, which asks for the
+    same over the pixels whose field reaches COPY_STRONG, decided by the target alone."""
+    from guardrail.robustness.image_attacks import copy
+    from guardrail.robustness.image_keyless import smooth_photos
+
+    key = b"copy-check test key 0"
+    standard = GuardrailImageWatermarkV2(key, fpr=1e-4)
+    strict = GuardrailImageWatermarkV2(key, fpr=1e-4, copy_check="strict")
+    donor = strict.embed(art(square(photos["chelsea"], 512)), 7).content
+    others = load_photos("astronaut", "coffee", "rocket", "china", "flower", "camera",
+                         "brick", "coins")
+    target = smooth_photos(list(others.values()), 8, 512, seed=1)[7]
+    forged = copy((1, "wide"), marked=[donor])(art(target)).content
+    assert standard.detect(art(forged)).detected  # the standard check lets it through
+    res = strict.detect(art(forged))
+    assert res.p_value <= 1e-4 and not res.detected and "copy" in res.reason
+    assert strict.detect(art(donor)).payload == f"{7:08x}"  # the genuine mark still counts
+
+
+def test_copy_check_setting_is_validated():
+    with pytest.raises(ValueError, match="standard, strict"):
+        GuardrailImageWatermarkV2(KEY, copy_check="paranoid")
+
+
 def test_embed_refuses_a_picture_whose_own_output_fails_the_copy_check(photos, monkeypatch):
     """A mark that its own detector would take for a copy is never returned (here the
     ratio asked for is out of reach; a genuine unattacked mark's is about its z-score)."""
@@ -259,6 +286,12 @@ def test_embed_refuses_a_picture_whose_own_output_fails_the_copy_check(photos, m
     monkeypatch.setattr(image_v2, "COPY_MIN_RATIO", 1e6)
     with pytest.raises(CannotWatermark, match="fails the copy check"):
         wm.embed(art(square(photos["chelsea"], 512)), 7)
+    monkeypatch.undo()
+    monkeypatch.setattr(image_v2, "COPY_STRONG", 1e6)  # no pixel reaches it: strict only
+    wm.embed(art(square(photos["chelsea"], 512)), 7)
+    with pytest.raises(CannotWatermark, match="fails the copy check"):
+        GuardrailImageWatermarkV2(KEY, fpr=1e-4, copy_check="strict").embed(
+            art(square(photos["chelsea"], 512)), 7)
 
 
 def test_resized_uncropped_image_uses_the_expected_shift(marked, wm):
