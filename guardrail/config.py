@@ -28,9 +28,11 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "Limits", "ON_FAIL_POLICIES", "SERVE_SCOPES"]
+__all__ = ["COPY_CHECKS", "Config", "Limits", "ON_FAIL_POLICIES", "SERVE_SCOPES"]
 
 ON_FAIL_POLICIES = ("block", "flag", "continue")
+#: ``[watermark.image] copy_check``: guardrail-image-v2's copy checks (docs/WATERMARKS.md).
+COPY_CHECKS = ("standard", "strict")
 ENV_PREFIX = "GUARDRAIL_"
 # Environment variables that are not config keys.
 #: variables of the test suite and CI (``GUARDRAIL_TEST_*``) are not config keys either
@@ -182,9 +184,9 @@ class Config:
             if not isinstance(also, list) or not all(isinstance(x, str) and x for x in also):
                 raise ConfigError(f"watermark.{mod}_also_detect must be a list of scheme names, "
                                   f"got {also!r}")
-        if wm["image"]["copy_check"] not in ("standard", "strict"):
+        if wm["image"]["copy_check"] not in COPY_CHECKS:
             raise ConfigError(f"watermark.image.copy_check = {wm['image']['copy_check']!r}; "
-                              "choose standard or strict")
+                              f"choose {' or '.join(COPY_CHECKS)}")
         _validate_audit(self.data["audit"])
         _validate_serve(self.data["serve"])
         Limits.from_mapping(self.data["limits"])

@@ -106,6 +106,7 @@ from functools import cached_property
 import numpy as np
 
 from .._types import Artifact
+from ..config import COPY_CHECKS
 from . import _image_v2_sync as sync
 from ._common import (
     AnalysisBase,
@@ -179,10 +180,9 @@ COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (
                      if (dy, dx) != (0, 0))
 COPY_MIN_RATIO = 4.5
 #: ``copy_check="strict"``: the ratio must also reach ``COPY_MIN_RATIO`` over the pixels whose
-#: field reaches ``COPY_STRONG`` grey levels, beyond a 38 dB ghost's reach (RMS 0.6-1.0,
-#: ceiling about 1.9): there a copy meets the target's own signs. Fewer copies pass, fewer
-#: marks survive geometric changes and low-passing (docs/WATERMARKS.md, The copy check).
-COPY_STRONG, COPY_CHECKS = 5.0, ("standard", "strict")
+#: field reaches ``COPY_STRONG``, beyond a 38 dB ghost's reach (RMS 0.6-1.0, ceiling ~1.9):
+#: fewer copies pass, fewer marks survive crops, rotations, blur (docs/WATERMARKS.md).
+COPY_STRONG = 5.0
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
