@@ -27,7 +27,10 @@ signal - scaled to an exact signal-to-watermark ratio. :func:`keyless_trials` me
   subtracted - how many marked clips are still detected (target >= 95 %).
 
 Both at ``ATTACK_SNR_DB`` = 28 dB signal-to-attack ratio: 3 dB more energy than the mark
-itself (31 dB), as the image lab's 38 dB copies are 2.5 dB above the image mark. Each rate
+itself (31 dB), as the image lab's 38 dB copies are 2.5 dB above the image mark. The removal
+is also tried with less energy, at ``REMOVAL_SNRS_DB`` (up to the 38 dB the targets name):
+how little an attacker needs tells more than one setting; and at 38 dB followed by a 3 %
+speed change (``REMOVAL_THEN``), which sends the detector to its scale search. Each rate
 comes with its 95 % Clopper-Pearson interval and ``n``.
 """
 
@@ -44,9 +47,10 @@ from ..stats import clopper_pearson
 from ..watermark import _chips as chips
 from ..watermark.audio import PERIOD, SILENCE_DBFS
 from ..watermark.base import mix
+from .audio_attacks import speed
 
-__all__ = ["ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "estimate_pattern", "imprint",
-           "keyless_trials"]
+__all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "REMOVAL_SNRS_DB", "estimate_pattern",
+           "imprint", "keyless_trials"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
 ESTIMATES: tuple[tuple[int, str], ...] = ((1, "fold"), (1, "chips"), (10, "fold"),
@@ -54,6 +58,18 @@ ESTIMATES: tuple[tuple[int, str], ...] = ((1, "fold"), (1, "chips"), (10, "fold"
 ESTIMATORS = ("fold", "chips")
 #: Signal-to-attack ratio (dB) of copies and removals.
 ATTACK_SNR_DB = 28.0
+#: Further signal-to-attack ratios (dB) of the removal (rows ``removal(...) at N dB``).
+REMOVAL_SNRS_DB = (34.0, 38.0)
+#: Removals aimed at a scheme's louder views (schemes with ``_loud``: version 2): ``loud``
+#: the ``chips`` estimate on the chips its unscaled louder view reads, ``scale-loud`` on
+#: those its scale search reads, ``chips+loud`` the ``chips`` estimate first (at
+#: ``QUIET_SHARE_DB`` less energy than the budget: enough to flatten the quiet chips) and
+#: then ``loud`` with the rest.
+ADAPTIVE = ("loud", "scale-loud", "chips+loud")
+QUIET_SHARE_DB = 4.0
+#: The removal at this ratio (dB) followed by a speed change of this factor (row
+#: ``removal(...) at 38 dB + speed(1.03)``).
+REMOVAL_THEN = (38.0, 1.03)
 
 Clip = tuple[np.ndarray, int]
 
@@ -154,6 +170,7 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
                    targets: Sequence[Clip], marked: Sequence[tuple[np.ndarray, int, int]], *,
                    estimates: Sequence[tuple[int, str]] = ESTIMATES,
                    snr_db: float = ATTACK_SNR_DB,
+                   removal_snrs: Sequence[float] = REMOVAL_SNRS_DB,
                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Copy and removal attacks against one audio scheme instance (key and ``fpr``).
 
@@ -167,12 +184,15 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
         Unrelated, unmarked audio the copies go onto.
     marked : list of (marked samples, sample rate, payload)
         Marked clips the removal is tried on (each uses itself plus ``n - 1`` donors).
+    removal_snrs : sequence of float
+        Further signal-to-attack ratios of the removal (besides ``snr_db``).
 
     Returns
     -------
     dict
-        ``{"copy": {label: rate}, "removal": {label: rate}, "snr_db": snr_db}`` with labels
-        such as ``copy((10, 'fold'))``; each rate has ``n``, ``positives``, ``rate``,
+        ``{"copy": {label: rate}, "removal": {label: rate}, "removal_sweep": {label: rate},
+        "snr_db": snr_db}`` with labels such as ``copy(10, 'fold')`` and (the sweep)
+        ``removal(1, 'chips') at 38 dB``; each rate has ``n``, ``positives``, ``rate``,
         ``ci_low`` and ``ci_high``; copy rates also ``victim_ids`` (copies that decoded a
         donor's id) and ``ai_verdicts`` (of those, the ones the victim's recorded content
         fingerprint binds: ``verify`` would call the copy AI-generated).
@@ -183,7 +203,9 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
     outs = [(x, sr) for x, sr, _p in donors]
     recorded = {f"{p:08x}": fingerprint(_art(x, sr)) for x, sr, p in donors}
     per_output: dict[str, list[np.ndarray]] = {}  # each donor's estimate, made once
-    out: dict[str, Any] = {"copy": {}, "removal": {}, "snr_db": snr_db}
+    out: dict[str, Any] = {"copy": {}, "removal": {}, "removal_sweep": {}, "snr_db": snr_db}
+    sweep = [float(s) for s in removal_snrs if float(s) != float(snr_db)]
+    then = speed(REMOVAL_THEN[1]) if REMOVAL_THEN[0] in sweep else None
     for n, est in estimates:
         if n > len(outs):
             note(f"{wm.scheme}: copy and removal from {n} outputs not run: {len(outs)} marked "
@@ -205,13 +227,86 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
                 ai += _binds(recorded[res.payload], forged, sr)
         out["copy"][f"copy{label}"] = {**_rate(hits, len(targets)), "victim_ids": victims,
                                        "ai_verdicts": ai}
-        kept = 0
-        for j, (x, sr, _p) in enumerate(marked):
-            own = [_one_estimate(x, sr, est)] + [ests[(j + i) % len(ests)] for i in range(n - 1)]
-            cleaned = imprint(x, sr, _combined(own), snr_db, sign=-1.0)
-            kept += bool(wm.detect(_art(cleaned, sr)).detected)
-        out["removal"][f"removal{label}"] = _rate(kept, len(marked))
+        rm = _removal(wm, marked, _subtract(est, ests, n), label, snr_db, sweep, then, out)
         note(f"{wm.scheme}: copy{label}: {hits}/{len(targets)} copies detected ({victims} "
-             f"with a victim's id, {ai} matching its record); removal: {kept}/{len(marked)} "
-             "still detected")
+             f"with a victim's id, {ai} matching its record); removal: {rm}")
+    if hasattr(wm, "_loud"):  # removals aimed at the chips the scheme's louder views read
+        for est in ADAPTIVE:
+            rm = _removal(wm, marked, lambda _j, x, sr, s, e=est: _adaptive(wm, x, sr, e, s),
+                          f"(1, {est!r})", snr_db, sweep, then, out)
+            note(f"{wm.scheme}: removal(1, {est!r}): {rm}")
     return out
+
+
+def _subtract(est: str, ests: Sequence[np.ndarray], n: int
+              ) -> Callable[[int, np.ndarray, int, float], np.ndarray]:
+    """The removal of the ``j``-th marked clip's own estimate averaged with ``n - 1`` donors'
+    (made once per clip), at a given ratio."""
+    own: dict[int, np.ndarray] = {}
+
+    def clean(j: int, x: np.ndarray, sr: int, snr_db: float) -> np.ndarray:
+        if j not in own:
+            own[j] = _combined([_one_estimate(x, sr, est)]
+                               + [ests[(j + i) % len(ests)] for i in range(n - 1)])
+        return imprint(x, sr, own[j], snr_db, sign=-1.0)
+
+    return clean
+
+
+def _removal(wm: Any, marked: Sequence[tuple[np.ndarray, int, int]],
+             clean: Callable[[int, np.ndarray, int, float], np.ndarray], label: str,
+             snr_db: float, sweep: Sequence[float], then: Any, out: dict[str, Any]) -> str:
+    """The removal rows of one estimate (``clean(j, x, sr, snr_db)`` removes it from the
+    ``j``-th marked clip): at ``snr_db``, at each ratio of ``sweep`` and, when ``then`` is
+    given, at ``REMOVAL_THEN[0]`` followed by it; a summary for the notes."""
+    kept, kept_at, kept_then = 0, dict.fromkeys(sweep, 0), 0
+    for j, (x, sr, _p) in enumerate(marked):
+        kept += bool(wm.detect(_art(clean(j, x, sr, snr_db), sr)).detected)
+        for s in sweep:
+            cleaned = _art(clean(j, x, sr, s), sr)
+            kept_at[s] += bool(wm.detect(cleaned).detected)
+            if then is not None and s == REMOVAL_THEN[0]:
+                kept_then += bool(wm.detect(then(cleaned)).detected)
+    out["removal"][f"removal{label}"] = _rate(kept, len(marked))
+    for s in sweep:
+        out["removal_sweep"][f"removal{label} at {s:g} dB"] = _rate(kept_at[s], len(marked))
+    if then is not None:
+        out["removal_sweep"][f"removal{label} at {REMOVAL_THEN[0]:g} dB + "
+                             f"{then.label}"] = _rate(kept_then, len(marked))
+    return (f"{kept}/{len(marked)} still detected"
+            + "".join(f", at {s:g} dB {kept_at[s]}" for s in sweep)
+            + (f", at {REMOVAL_THEN[0]:g} dB + {then.label} {kept_then}" if then else ""))
+
+
+def _loud_estimate(wm: Any, x: np.ndarray, sr: int, below_db: float | None) -> np.ndarray:
+    """The ``chips`` estimate of one output restricted to the chips ``wm``'s louder view
+    reads (``below_db``: its loudness rule's margin; ``None``: the unscaled view's)."""
+    _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
+    r, w = chips.residuals(energy, active, row_ok)
+    loud = wm._loud(chips.smooth_logs(energy, chips.rows_ok(chips.FS)), below_db=below_db)
+    return chips.weighted(r, w * loud)
+
+
+def _adaptive(wm: Any, x: np.ndarray, sr: int, estimator: str, snr_db: float) -> np.ndarray:
+    """``x`` after the adaptive removal ``estimator`` (:data:`ADAPTIVE`) at ``snr_db``."""
+    if estimator == "loud":
+        return imprint(x, sr, _loud_estimate(wm, x, sr, None), snr_db, sign=-1.0)
+    if estimator == "scale-loud":  # every chip when the scale search reads them all
+        below = getattr(wm, "scale_loud_db", None)
+        est = (_one_estimate(x, sr, "chips") if below is None
+               else _loud_estimate(wm, x, sr, below))
+        return imprint(x, sr, est, snr_db, sign=-1.0)
+    # chips+loud: the quiet chips first, with QUIET_SHARE_DB less energy than the whole
+    # budget, then the louder ones with the rest; the two changes overlap, so their sum is
+    # scaled to the budget exactly
+    quiet = snr_db + QUIET_SHARE_DB
+    rest = -10.0 * np.log10(10.0 ** (-snr_db / 10.0) - 10.0 ** (-quiet / 10.0))
+    y = imprint(x, sr, _one_estimate(x, sr, "chips"), quiet, sign=-1.0)
+    y = imprint(y, sr, _loud_estimate(wm, y, sr, None), float(rest), sign=-1.0)
+    x64 = np.asarray(x, dtype=np.float64)
+    d = y.astype(np.float64) - x64
+    energy = float(np.sum(d * d))
+    if energy <= 0.0:
+        return y
+    d *= np.sqrt(float(np.sum(x64 * x64)) * 10.0 ** (-snr_db / 10.0) / energy)
+    return np.clip(x64 + d, -1.0, 1.0).astype(np.float32)

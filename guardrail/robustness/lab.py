@@ -111,7 +111,7 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
                      "bit_accuracy": r.get("coded_bit_accuracy"), "score_min": r.get("score_min"),
                      })
     kl = res.get("keyless") or {}
-    for kind in ("copy", "removal"):  # copy: false detections; removal: marks kept
+    for kind in ("copy", "removal", "removal_sweep"):  # copy: false detections; removal: kept
         rows.extend({"scheme": wm.scheme, "attack": label, "n": v["n"], "tpr": v["rate"],
                      "tpr_ci": _ci([v["ci_low"], v["ci_high"]]),
                      "victim_ids": v.get("victim_ids"), "ai_verdicts": v.get("ai_verdicts")}

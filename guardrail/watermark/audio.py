@@ -358,7 +358,11 @@ class GuardrailAudioWatermark(KeyedScheme):
     def _content_sign(self, energy: np.ndarray) -> np.ndarray | float:
         return 1.0
 
-    _content_weight = _content_sign
+    _n_tests = N_TESTS  #: pilot tests on the unscaled grid (version 2 reads two views)
+
+    def _pilot_scores(self, energy, active, row_ok, r, w, P: np.ndarray) -> np.ndarray:
+        """Pilot z at each shift of the unscaled grid (here: of the payload's fold ``P``)."""
+        return self._pilot_z(P)
 
     def _per_chip(self, boost: np.ndarray, n_cols: int) -> np.ndarray:
         """Per-coded-bit factors spread over the bit's chips (1 on pilot chips)."""
@@ -462,20 +466,18 @@ class GuardrailAudioWatermark(KeyedScheme):
         return self._decision(z_max, decoded)
 
     def _worth_decoding(self, z_max: float, z_scaled: float | None = None) -> bool:
-        """Whether a decode can change the result (here always: a CRC-valid payload is
-        evidence on its own; version 2 decodes only for a pilot that passes)."""
+        """Whether a decode can change the result (here always: a CRC-valid id is evidence)."""
         return True
 
     def _decode(self, soft: np.ndarray, z: float) -> int | None:
-        """The id that passes the CRC among the best paths (best first; ``list_size`` of them
-        when the pilot score ``z >= LIST_MIN_Z``, else the best alone), or ``None``."""
+        """The id passing the CRC among the best paths (``list_size`` from LIST_MIN_Z), or None."""
         return decode_id(self._code, soft, self.list_size if z >= LIST_MIN_Z else 1)
 
     def _decision(self, z_max: float, decoded: int | None, *,
                   z_scaled: float | None = None) -> tuple[bool, float, int | None]:
         """``(detected, p_value, decoded)`` from the unscaled grid's best score, the scale
         search's (when it ran) and the payload that passed its CRC (or ``None``)."""
-        p_pilot = min(1.0, N_TESTS * upper_tail(z_max) / UNSCALED_WEIGHT)
+        p_pilot = min(1.0, self._n_tests * upper_tail(z_max) / UNSCALED_WEIGHT)
         if z_scaled is not None:
             p_pilot = min(p_pilot, N_SCALE_TESTS * upper_tail(z_scaled) / (1 - UNSCALED_WEIGHT))
         p_crc = self._p_crc()
@@ -532,7 +534,7 @@ class GuardrailAudioWatermark(KeyedScheme):
 
     def _z_threshold(self) -> float:
         """The pilot score above which ``detect`` reports a mark (without a payload)."""
-        target = (self.fpr - self._p_crc()) * UNSCALED_WEIGHT / N_TESTS
+        target = (self.fpr - self._p_crc()) * UNSCALED_WEIGHT / self._n_tests
         lo, hi = 0.0, 40.0
         for _ in range(60):
             mid = 0.5 * (lo + hi)
@@ -563,10 +565,9 @@ class GuardrailAudioWatermark(KeyedScheme):
             active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
             if active.sum() * CHIP_FRAMES * HOP / FS < MIN_ACTIVE_SECONDS:
                 continue
-            v = chips.weighted(*chips.residuals(energy, active, row_ok))
-            P = _fold(v)  # the payload is read unweighted; the pilot with the content weight
-            cw = self._content_weight(energy)
-            z = self._pilot_z(P if np.isscalar(cw) else _fold(v * cw))
+            r, w = chips.residuals(energy, active, row_ok)
+            P = _fold(chips.weighted(r, w))  # the payload's fold; the pilot's: _pilot_scores
+            z = self._pilot_scores(energy, active, row_ok, r, w, P)
             k = 0 if aligned else int(np.argmax(z))
             if best is None or z[k] > best[0]:
                 best = (float(z[k]), k, P)

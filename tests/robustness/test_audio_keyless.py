@@ -91,6 +91,15 @@ def test_keyless_trials_count_copies_victims_and_removals(wm, donors):
     assert res["copy"]["copy(1, 'fold')"]["positives"] >= 1
     for r in res["removal"].values():
         assert r["n"] == 1 and r["positives"] in (0, 1)
+    # the removal with less energy too (the sweep), for each estimate that ran
+    assert set(res["removal_sweep"]) == {
+        f"removal{e} at {s}" for e in ("(1, 'fold')", "(2, 'chips')")
+        for s in ("34 dB", "38 dB", "38 dB + speed(1.03)")}
+    assert all(r["n"] == 1 for r in res["removal_sweep"].values())
+    assert any("at 38 dB" in n for n in notes)
+    only = keyless_trials(wm, donors, targets[:1], marked, estimates=((1, "chips"),),
+                          removal_snrs=(ATTACK_SNR_DB,))
+    assert only["removal_sweep"] == {}  # the main setting is not repeated
 
 
 def test_evaluate_runs_the_keyless_attacks_and_states_their_targets():
@@ -103,9 +112,31 @@ def test_evaluate_runs_the_keyless_attacks_and_states_their_targets():
     assert kl["n_human_targets"] == 1 and kl["snr_db"] == ATTACK_SNR_DB
     assert {r["n"] for r in kl["copy"].values()} == {3}
     assert {r["n"] for r in kl["removal"].values()} == {1}
-    for name in ("copy<=1/100", "copy_ai_verdicts==0", "removal_tpr>=0.95"):
+    assert {r["n"] for r in kl["removal_sweep"].values()} == {1}
+    for name in ("copy<=1/100", "copy_ai_verdicts==0", "removal_tpr>=0.95",
+                 "removal_tpr[38 dB]>=0.95"):
         assert isinstance(res["targets"][name], bool)
     assert res["targets"]["copy_ai_verdicts==0"] is True
     off = evaluate(clips[:2], key=KEY, clip_seconds=4.0, attacks=[], n_unmarked=1,
                    timing_seconds=2.0, timing_repeats=1, unmarked_keys=(), keyless=False)
     assert off["keyless"] is None and "copy<=1/100" not in off["targets"]
+
+
+def test_removals_aimed_at_the_louder_views_of_version_2_keep_to_their_budget():
+    from guardrail.robustness.audio_keyless import ADAPTIVE, _adaptive
+    from guardrail.watermark.audio_v2 import GuardrailAudioWatermarkV2
+
+    v2 = GuardrailAudioWatermarkV2(KEY)
+    donors2 = [(v2.embed(_art(speechlike(4.0, seed=s)), 0x2000 + s).content, SR, 0x2000 + s)
+               for s in range(2)]
+    marked = [(v2.embed(_art(speechlike(4.0, seed=40)), 0x78).content, SR, 0x78)]
+    res = keyless_trials(v2, donors2, [(speechlike(4.0, seed=41), SR)], marked,
+                         estimates=((1, "chips"),), removal_snrs=(34.0, 38.0))
+    assert set(res["removal"]) == {"removal(1, 'chips')"} | {
+        f"removal(1, {e!r})" for e in ADAPTIVE}
+    for e in ("chips",) + ADAPTIVE:
+        for row in ("at 34 dB", "at 38 dB", "at 38 dB + speed(1.03)"):
+            assert res["removal_sweep"][f"removal(1, {e!r}) {row}"]["n"] == 1
+    x = marked[0][0]
+    for e in ADAPTIVE:  # each removal spends exactly its budget (the split one: both parts)
+        assert snr_db(x, _adaptive(v2, x, SR, e, 30.0)) == pytest.approx(30.0, abs=0.1), e

@@ -151,3 +151,39 @@ def test_the_payload_is_decoded_only_for_a_detected_mark_with_the_same_results(v
     assert calls == []                              # no decode for unmarked audio
     always.detect(cases[3])
     assert calls                                    # which decoding always would have paid
+
+
+def test_both_pilot_views_are_counted_in_the_p_value(v2):
+    from scipy.optimize import brentq
+
+    from guardrail.watermark.audio import N_TESTS, UNSCALED_WEIGHT
+    from guardrail.watermark.audio_v2 import PILOT_VIEWS
+    from guardrail.watermark.base import upper_tail
+
+    assert len(PILOT_VIEWS) == 2 and v2._n_tests == 2 * N_TESTS
+    z = 5.0
+    assert v2._decision(z, None)[1] == pytest.approx(
+        2 * N_TESTS * upper_tail(z) / UNSCALED_WEIGHT + v2._p_crc())
+    want = brentq(lambda t: 2 * N_TESTS * upper_tail(t) / UNSCALED_WEIGHT + v2._p_crc()
+                  - v2.fpr, 3.0, 8.0)
+    assert v2._z_threshold() == pytest.approx(want, abs=1e-6)
+    assert v2._z_threshold() > GuardrailAudioWatermark(KEY)._z_threshold()
+
+
+@pytest.mark.slow
+def test_the_louder_view_keeps_the_mark_after_a_removal_with_half_its_energy(v2, monkeypatch):
+    """The keyless removal (an output's own chip residuals subtracted, the lab's ``chips``
+    estimate) at 34 dB - half the mark's energy - flattens the quiet chips the view of
+    every chip leans on; the second view, on the louder chips, still finds the mark (on
+    Piper speech: the synthetic clips keep enough loud contrast for either view)."""
+    from guardrail.robustness.audio_corpus import piper_clips
+    from guardrail.watermark import audio_v2
+
+    for x, sr in piper_clips(6, split="tune", seed=5)[2::3]:  # two of them
+        x = x[:5 * sr]
+        m = v2.embed(art(x, sr), 0x1234567).content
+        cleaned = art(imprint(m, sr, estimate_pattern([(m, sr)], "chips"), 34.0, sign=-1.0), sr)
+        assert v2.detect(cleaned).detected is True
+        monkeypatch.setattr(audio_v2, "PILOT_VIEWS", ("all",))  # every chip alone
+        assert v2.detect(cleaned).detected is False
+        monkeypatch.setattr(audio_v2, "PILOT_VIEWS", ("all", "loud"))
