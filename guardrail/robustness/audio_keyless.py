@@ -12,6 +12,12 @@ and the pattern's period of ``PERIOD`` chip columns (1.024 s). Estimators
   period - what an attacker gets from a pattern that does not repeat within a clip but is
   the same in every output of a key.
 
+Against a scheme that reads louder chips as a view of their own (version 2,
+``wm._loud``), the attacker also aims at them (``ADAPTIVE``): the ``chips`` estimate on the
+chips that view reads (``loud``) or the scale search reads (``scale-loud``), both copied
+and subtracted, and a removal of every chip's contrast followed by the louder chips'
+(``chips+loud``).
+
 From ``n`` outputs the estimates are averaged (every output starts at the pattern's first
 column). :func:`imprint` writes an estimate into other audio the way the embedder writes its
 pattern - each chip's magnitude times ``1 + g``, ``g`` the estimate tiled over the clip's
@@ -64,7 +70,7 @@ REMOVAL_SNRS_DB = (34.0, 38.0)
 #: the ``chips`` estimate on the chips its unscaled louder view reads, ``scale-loud`` on
 #: those its scale search reads, ``chips+loud`` the ``chips`` estimate first (at
 #: ``QUIET_SHARE_DB`` less energy than the budget: enough to flatten the quiet chips) and
-#: then ``loud`` with the rest.
+#: then ``loud`` with the rest. ``loud`` and ``scale-loud`` from one output are also copied.
 ADAPTIVE = ("loud", "scale-loud", "chips+loud")
 QUIET_SHARE_DB = 4.0
 #: The removal at this ratio (dB) followed by a speed change of this factor (row
@@ -216,26 +222,39 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
             per_output[est] = [_one_estimate(x, sr, est) for x, sr in outs]
         ests = per_output[est]
         label = f"({n}, {est!r})"
-        hits = victims = ai = 0
-        for j, (x, sr) in enumerate(targets):
-            pattern = _combined([ests[(j + i) % len(ests)] for i in range(n)])
-            forged = imprint(x, sr, pattern, snr_db)
-            res = wm.detect(_art(forged, sr))
-            hits += bool(res.detected)
-            if res.detected and res.payload in recorded:
-                victims += 1
-                ai += _binds(recorded[res.payload], forged, sr)
-        out["copy"][f"copy{label}"] = {**_rate(hits, len(targets)), "victim_ids": victims,
-                                       "ai_verdicts": ai}
+        cp = _copies(wm, targets, ests, n, label, recorded, snr_db, out)
         rm = _removal(wm, marked, _subtract(est, ests, n), label, snr_db, sweep, then, out)
-        note(f"{wm.scheme}: copy{label}: {hits}/{len(targets)} copies detected ({victims} "
-             f"with a victim's id, {ai} matching its record); removal: {rm}")
-    if hasattr(wm, "_loud"):  # removals aimed at the chips the scheme's louder views read
+        note(f"{wm.scheme}: copy{label}: {cp}; removal: {rm}")
+    if hasattr(wm, "_loud"):  # copies and removals aimed at the scheme's louder views
         for est in ADAPTIVE:
+            if est in ("loud", "scale-loud"):
+                below = None if est == "loud" else getattr(wm, "scale_loud_db", None)
+                ests = [_loud_estimate(wm, x, sr, below) for x, sr in outs]
+                cp = _copies(wm, targets, ests, 1, f"(1, {est!r})", recorded, snr_db, out)
+                note(f"{wm.scheme}: copy(1, {est!r}): {cp}")
             rm = _removal(wm, marked, lambda _j, x, sr, s, e=est: _adaptive(wm, x, sr, e, s),
                           f"(1, {est!r})", snr_db, sweep, then, out)
             note(f"{wm.scheme}: removal(1, {est!r}): {rm}")
     return out
+
+
+def _copies(wm: Any, targets: Sequence[Clip], ests: Sequence[np.ndarray], n: int,
+            label: str, recorded: dict[str, Any], snr_db: float, out: dict[str, Any]) -> str:
+    """The copy row of one estimate: the mean of ``n`` donors' estimates (in turn) written
+    into each target at ``snr_db``; a summary for the notes."""
+    hits = victims = ai = 0
+    for j, (x, sr) in enumerate(targets):
+        pattern = _combined([ests[(j + i) % len(ests)] for i in range(n)])
+        forged = imprint(x, sr, pattern, snr_db)
+        res = wm.detect(_art(forged, sr))
+        hits += bool(res.detected)
+        if res.detected and res.payload in recorded:
+            victims += 1
+            ai += _binds(recorded[res.payload], forged, sr)
+    out["copy"][f"copy{label}"] = {**_rate(hits, len(targets)), "victim_ids": victims,
+                                   "ai_verdicts": ai}
+    return (f"{hits}/{len(targets)} copies detected ({victims} with a victim's id, {ai} "
+            "matching its record)")
 
 
 def _subtract(est: str, ests: Sequence[np.ndarray], n: int

@@ -134,6 +134,9 @@ def test_removals_aimed_at_the_louder_views_of_version_2_keep_to_their_budget():
                          estimates=((1, "chips"),), removal_snrs=(34.0, 38.0))
     assert set(res["removal"]) == {"removal(1, 'chips')"} | {
         f"removal(1, {e!r})" for e in ADAPTIVE}
+    # copies aimed at the louder views too (the split removal has nothing to copy)
+    assert set(res["copy"]) == {"copy(1, 'chips')", "copy(1, 'loud')", "copy(1, 'scale-loud')"}
+    assert all(r["n"] == 1 and r["ai_verdicts"] == 0 for r in res["copy"].values())
     for e in ("chips",) + ADAPTIVE:
         for row in ("at 34 dB", "at 38 dB", "at 38 dB + speed(1.03)"):
             assert res["removal_sweep"][f"removal(1, {e!r}) {row}"]["n"] == 1
