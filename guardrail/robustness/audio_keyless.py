@@ -55,8 +55,8 @@ from ..watermark.audio import PERIOD, SILENCE_DBFS
 from ..watermark.base import mix
 from .audio_attacks import speed
 
-__all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "REMOVAL_SNRS_DB", "estimate_pattern",
-           "imprint", "keyless_trials"]
+__all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "REMOVAL_SNRS_DB",
+           "estimate_pattern", "imprint", "keyless_trials"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
 ESTIMATES: tuple[tuple[int, str], ...] = ((1, "fold"), (1, "chips"), (10, "fold"),

@@ -360,7 +360,8 @@ class GuardrailAudioWatermark(KeyedScheme):
 
     _n_tests = N_TESTS  #: pilot tests on the unscaled grid (version 2 reads two views)
 
-    def _pilot_scores(self, energy, active, row_ok, r, w, P: np.ndarray) -> np.ndarray:
+    def _pilot_scores(self, energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray,
+                      r: np.ndarray, w: np.ndarray, P: np.ndarray) -> np.ndarray:
         """Pilot z at each shift of the unscaled grid (here: of the payload's fold ``P``)."""
         return self._pilot_z(P)
 
@@ -528,8 +529,7 @@ class GuardrailAudioWatermark(KeyedScheme):
         return float(getattr(self._code, "false_accept_probability", 2.0 ** -24))
 
     def _p_crc(self) -> float:
-        """Chance that unmarked audio yields a CRC-valid payload: one per CRC check, up to
-        ``list_size`` checks in each of ``N_DECODES`` decodes (union bound)."""
+        """P(unmarked audio passes a CRC): union bound over ``N_DECODES * list_size`` checks."""
         return N_DECODES * self.list_size * self._false_accept()
 
     def _z_threshold(self) -> float:

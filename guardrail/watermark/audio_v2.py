@@ -37,8 +37,9 @@ holds, with one change:
 
 *Two views of the pilot (since 2026-12-06).* On the unscaled grid the pilot is read twice -
 over every chip (version 1's weights) and over the louder chips only (``PILOT_VIEWS``: the
-chips whose smoothed level is at least the median, ``LOUD_DB`` below it, of the chips
-within ``FIELD_RANGE_DB`` of the loud ones) - and the better score counts, with both views'
+chips whose smoothed level is no more than ``LOUD_DB`` - 0 dB - below the median of the
+chips within ``FIELD_RANGE_DB`` of the loud ones) - and the better score counts, with both
+views'
 ``2 * PERIOD`` tests in the Bonferroni bound (the score needed rises from about 4.81 to
 4.95). Why: the perceptual allocation gives the quiet chips the largest relative change,
 so that is where a given energy buys the most evidence - and where a keyless removal
@@ -47,9 +48,9 @@ flattens the contrast most cheaply. Subtracting an output's own chip residuals (
 fortieth of the mark's own energy (tuning clips, one key); the louder chips cost an
 attacker far more, and the louder view keeps the mark until the removal has about half the
 mark's energy, also when it is aimed at those chips (docs/ROBUSTNESS.md). The scale search
-reads one view, the chips at most ``SCALE_LOUD_DB`` below the median (a second view would
-double its cost): the speed, tempo and pitch targets hold with it, and the removal before a
-speed change has to reach those chips.
+reads one view, the chips at most ``SCALE_LOUD_DB`` below the median (both views there
+took the slowest detection past the 50 ms target): the speed, tempo and pitch targets hold
+with it, and a removal before a speed change has to reach those chips.
 
 What the binding does to the keyless attacks: the residuals of an output, averaged over
 repetitions or outputs, average ``pilot * c`` with a ``c`` that changes from chip to chip
@@ -101,8 +102,8 @@ FIELD_RANGE_DB = 40.0
 #: given energy buys the largest change; the louder ones cost it far more (module notes).
 PILOT_VIEWS = ("all", "loud")
 LOUD_DB = 0.0
-#: The scale search reads one view (a second would double its cost): the chips at most
-#: ``SCALE_LOUD_DB`` below that median (None: every chip).
+#: The scale search reads one view (both took its slowest case past 50 ms per 10 s): the
+#: chips at most ``SCALE_LOUD_DB`` below that median (None: every chip).
 SCALE_LOUD_DB: float | None = 3.0
 
 
