@@ -92,10 +92,15 @@ def _grid(x16: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return spec, energy, row_ok, chips.active_columns(energy, row_ok, SILENCE_DBFS)
 
 
-def _one_estimate(x: np.ndarray, sr: int, estimator: str) -> np.ndarray:
-    """The estimate from one marked output (see :func:`estimate_pattern`)."""
+def _one_estimate(x: np.ndarray, sr: int, estimator: str,
+                  keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The estimate from one marked output (see :func:`estimate_pattern`); ``keep``, given,
+    maps the output's smoothed chip logs to the chips the estimate keeps (1) or drops (0)."""
     _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
-    v = chips.weighted(*chips.residuals(energy, active, row_ok))
+    r, w = chips.residuals(energy, active, row_ok)
+    if keep is not None:
+        w = w * keep(chips.smooth_logs(energy, chips.rows_ok(chips.FS)))
+    v = chips.weighted(r, w)
     if estimator == "chips":
         return v
     cols = np.arange(v.shape[0]) % PERIOD
@@ -300,10 +305,7 @@ def _removal(wm: Any, marked: Sequence[tuple[np.ndarray, int, int]],
 def _loud_estimate(wm: Any, x: np.ndarray, sr: int, below_db: float | None) -> np.ndarray:
     """The ``chips`` estimate of one output restricted to the chips ``wm``'s louder view
     reads (``below_db``: its loudness rule's margin; ``None``: the unscaled view's)."""
-    _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
-    r, w = chips.residuals(energy, active, row_ok)
-    loud = wm._loud(chips.smooth_logs(energy, chips.rows_ok(chips.FS)), below_db=below_db)
-    return chips.weighted(r, w * loud)
+    return _one_estimate(x, sr, "chips", keep=lambda logs: wm._loud(logs, below_db=below_db))
 
 
 def _adaptive(wm: Any, x: np.ndarray, sr: int, estimator: str, snr_db: float) -> np.ndarray:
@@ -322,10 +324,5 @@ def _adaptive(wm: Any, x: np.ndarray, sr: int, estimator: str, snr_db: float) ->
     rest = -10.0 * np.log10(10.0 ** (-snr_db / 10.0) - 10.0 ** (-quiet / 10.0))
     y = imprint(x, sr, _one_estimate(x, sr, "chips"), quiet, sign=-1.0)
     y = imprint(y, sr, _loud_estimate(wm, y, sr, None), float(rest), sign=-1.0)
-    x64 = np.asarray(x, dtype=np.float64)
-    d = y.astype(np.float64) - x64
-    energy = float(np.sum(d * d))
-    if energy <= 0.0:
-        return y
-    d *= np.sqrt(float(np.sum(x64 * x64)) * 10.0 ** (-snr_db / 10.0) / energy)
-    return np.clip(x64 + d, -1.0, 1.0).astype(np.float32)
+    out = chips.add_at_snr(x, y.astype(np.float64) - x, snr_db)
+    return y if out is None else out

@@ -22,15 +22,18 @@ from ..stats import clopper_pearson
 if TYPE_CHECKING:
     from .image_lab import PhotoDirs
 
-__all__ = ["TUNING", "main", "render", "run"]
+__all__ = ["SCHEMES", "TUNING", "main", "render", "run"]
 
 #: Photos the image schemes were tuned on; the report evaluates on the others.
 TUNING = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
           "immunohistochemistry")
+#: Schemes the report measures by default (``--schemes``; ``guardrail-image-v2-strict`` is
+#: version 2 with ``[watermark.image] copy_check = "strict"``).
+SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct")
 
 
 def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
-        schemes: Sequence[str] = ("guardrail-image-v2", "guardrail-image", "dwtDct"),
+        schemes: Sequence[str] = SCHEMES,
         n_unmarked: int = 1000, key: bytes = b"held-out evaluation key 2026-12",
         log: Any = None) -> dict[int, dict[str, Any]]:
     """The image lab at each size on the held-out photos (dwtDct only at the largest)."""
@@ -216,8 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--unmarked", type=int, default=1000)
     ap.add_argument("--from-json", nargs="*", help="render saved results instead of running")
     ap.add_argument("--save-json", help="also save the results here")
-    ap.add_argument("--schemes", nargs="+", default=["guardrail-image-v2", "guardrail-image",
-                                                     "dwtDct"],
+    ap.add_argument("--schemes", nargs="+", default=list(SCHEMES),
                     help="schemes to measure; guardrail-image-v2-strict is version 2 with "
                          "[watermark.image] copy_check = \"strict\"")
     args = ap.parse_args(argv)

@@ -207,12 +207,20 @@ def add_change(x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray, gain: 
         np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
     delta = resample(istft(spec * full, x16.shape[0]), FS, sr)
     delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
-    e_x = float(np.sum(x.astype(np.float64) ** 2))
-    e_d = float(np.sum(delta.astype(np.float64) ** 2)) * x.shape[1]
+    return add_at_snr(x, delta[:, None], snr_db)
+
+
+def add_at_snr(x: np.ndarray, delta: np.ndarray, snr_db: float) -> np.ndarray | None:
+    """``x`` plus ``delta`` (broadcast to ``x``'s shape) scaled to exactly ``snr_db`` dB
+    signal-to-change ratio, clipped to ``[-1, 1]`` (``float32``); ``None`` when ``delta``
+    is silent."""
+    e_x = float(np.sum(np.asarray(x, dtype=np.float64) ** 2))
+    d = np.broadcast_to(delta, np.shape(x))
+    e_d = float(np.sum(d.astype(np.float64) ** 2))
     if e_d <= 0.0:
         return None
     scale = math.sqrt(e_x * 10.0 ** (-snr_db / 10.0) / e_d)
-    return np.clip(x + (scale * delta)[:, None], -1.0, 1.0).astype(np.float32)
+    return np.clip(x + scale * d, -1.0, 1.0).astype(np.float32)
 
 
 def scaled(gain: np.ndarray, energy: np.ndarray, want: float) -> np.ndarray:

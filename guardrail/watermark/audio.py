@@ -360,8 +360,8 @@ class GuardrailAudioWatermark(KeyedScheme):
 
     _n_tests = N_TESTS  #: pilot tests on the unscaled grid (version 2 reads two views)
 
-    def _pilot_scores(self, energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray,
-                      r: np.ndarray, w: np.ndarray, P: np.ndarray) -> np.ndarray:
+    def _pilot_scores(self, energy: np.ndarray, r: np.ndarray, w: np.ndarray, P: np.ndarray
+                      ) -> np.ndarray:
         """Pilot z at each shift of the unscaled grid (here: of the payload's fold ``P``)."""
         return self._pilot_z(P)
 
@@ -567,7 +567,7 @@ class GuardrailAudioWatermark(KeyedScheme):
                 continue
             r, w = chips.residuals(energy, active, row_ok)
             P = _fold(chips.weighted(r, w))  # the payload's fold; the pilot's: _pilot_scores
-            z = self._pilot_scores(energy, active, row_ok, r, w, P)
+            z = self._pilot_scores(energy, r, w, P)
             k = 0 if aligned else int(np.argmax(z))
             if best is None or z[k] > best[0]:
                 best = (float(z[k]), k, P)

@@ -173,9 +173,6 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         ramp = np.clip((np.abs(field) - DEAD_LO) / (DEAD_HI - DEAD_LO), 0.0, 1.0)
         return np.sign(field) * ramp
 
-    def _content_weight(self, energy: np.ndarray) -> np.ndarray:
-        return self._weight(self._field_of(energy))
-
     def _decision(self, z_max: float, decoded: int | None, *,
                   z_scaled: float | None = None) -> tuple[bool, float, int | None]:
         """As version 1, but the pilot must pass: a payload that passes its CRC is not
@@ -206,7 +203,8 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         ref = float(np.median(sub[on])) - below * np.log(10.0) / 10.0
         return (logs >= ref).astype(logs.dtype)
 
-    def _pilot_scores(self, energy, active, row_ok, r, w, P: np.ndarray) -> np.ndarray:
+    def _pilot_scores(self, energy: np.ndarray, r: np.ndarray, w: np.ndarray, P: np.ndarray
+                      ) -> np.ndarray:
         """The best pilot z of the views (:data:`PILOT_VIEWS`) at each shift of the
         unscaled grid, each with the content weight; every view's z is exactly N(0, 1)
         without this key's mark (the views are key-independent), and ``_n_tests`` counts
