@@ -10,8 +10,9 @@ chips are mapped back onto the original grid and folded.
 To keep that cheap, the chip residuals are computed once on a *fine grid*: a chip anchored
 at every STFT frame and every FFT bin (the chips of the embedder's grid are the anchors at
 even frames and every fourth bin). A hypothesis then costs a linear interpolation of the
-fine residuals at its rows (frequency scale) and a fold of its frames with linear splitting
-at their back-mapped positions (time scale) - no STFT, log or percentile per hypothesis.
+fine residuals at its rows (frequency scale, once per scale for all hypotheses) and a fold
+of its frames with linear splitting at their back-mapped positions (time scale: one small
+matrix product) - no STFT, log or percentile per hypothesis.
 
 Everything here is computed from the audio alone. A fold of it correlated with the key's
 pilot values gives, for every hypothesis, a score that is exactly standard normal when the
@@ -20,8 +21,9 @@ audio carries no mark of that key; the detector counts the hypotheses in its p-v
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -69,6 +71,25 @@ def hypotheses(max_rel: float, time_step: float, freq_step: float) -> list[tuple
     return list(dict.fromkeys((float(t), float(f)) for t, f in out))
 
 
+@lru_cache(maxsize=128)
+def _fold_matrix(n_frames: int, time_scale: float, n_half: int) -> np.ndarray:
+    """The time read and fold of one time scale as a matrix (``n_half x n_frames``,
+    float32): the original anchor at half-column position ``q`` is the attacked anchor at
+    ``q * time_scale``, read by linear splitting between its two neighbours and added to
+    the fold's position ``q mod n_half``."""
+    n_q = int((n_frames - 1) / time_scale)
+    f = np.arange(n_q) * time_scale
+    k = f.astype(np.int64)
+    b = f - k
+    m = np.zeros((n_half, n_frames + 1))
+    j = np.arange(n_q) % n_half
+    np.add.at(m, (j, k), 1.0 - b)
+    np.add.at(m, (j, k + 1), b)
+    out = np.ascontiguousarray(m[:, :n_frames], dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
 @dataclass(frozen=True)
 class FineGrid:
     """Weighted chip residuals anchored at every frame and bin of a window.
@@ -84,63 +105,53 @@ class FineGrid:
         The input's original sample rate (rows above 0.45 x it are not read).
     b0 : int
         The FFT bin of column 0 of ``v``.
-    u : ndarray, frames x bins, optional
-        ``v`` times a weight per anchor (a keyed content field's), when one was given.
+    u : tuple of ndarray, frames x bins
+        ``v`` times a weight per anchor, one grid per *view* (a keyed content field's
+        weights, on all or some of the chips), when weights were given; else empty.
     """
 
     v: np.ndarray
     active: np.ndarray
     sr: int
     b0: int = 0
-    u: np.ndarray | None = None
+    u: tuple[np.ndarray, ...] = ()
 
-    def rows(self, freq_scale: float, weighted: bool = False) -> np.ndarray:
-        """The grid (``u`` if ``weighted`` and there is one, else ``v``) read at the
-        embedder's chip rows under a frequency scale ``freq_scale`` (frames x ``N_ROWS``;
-        each active frame's mean over the rows removed)."""
-        grid = self.u if weighted and self.u is not None else self.v
+    def _rows(self, grid: np.ndarray, freq_scales: np.ndarray) -> np.ndarray:
+        """``grid`` read at the embedder's chip rows under each frequency scale
+        (``len(freq_scales) x frames x N_ROWS``; each frame's mean over the rows removed,
+        silent frames, which are zero in every grid, stay zero)."""
         n_bins = grid.shape[1]
+        fs = np.asarray(freq_scales, dtype=np.float64)[:, None]
         # the embedder's chip row r starts at bin ROW0 + 4 r; scaled, at that x freq_scale
-        pos = (ROW0 + CHIP_BINS * np.arange(N_ROWS)) * freq_scale
+        pos = (ROW0 + CHIP_BINS * np.arange(N_ROWS))[None, :] * fs
         lo = np.floor(pos).astype(np.int64)
-        ok = (pos + CHIP_BINS * freq_scale) * FS / N_FFT <= 0.45 * self.sr
-        pos = pos - self.b0
+        ok = (pos + CHIP_BINS * fs) * FS / N_FFT <= 0.45 * self.sr
         lo -= self.b0
-        a = (pos - lo).astype(grid.dtype)
+        a = pos - self.b0 - lo
         ok &= (lo >= 0) & (lo + 1 < n_bins)
-        lo = np.clip(lo, 0, n_bins - 2)
-        rows = grid[:, lo] * (1 - a) + grid[:, lo + 1] * a
-        rows[:, ~ok] = 0.0
-        on = self.active
-        rows[on] -= rows[on].mean(axis=1, keepdims=True)
-        rows[~on] = 0.0
-        return rows
+        lo = np.clip(lo, 0, n_bins - 2).ravel()
+        a = np.where(ok, a, 0.0).ravel().astype(grid.dtype)
+        rows = grid[:, lo] * (ok.ravel().astype(grid.dtype) - a) + grid[:, lo + 1] * a
+        rows = rows.reshape(grid.shape[0], fs.shape[0], N_ROWS)
+        rows -= rows.mean(axis=2, keepdims=True)
+        return np.ascontiguousarray(rows.transpose(1, 0, 2))
 
-    def folds(self, scales: list[tuple[float, float]], period: int, weighted: bool = False
+    def folds(self, scales: list[tuple[float, float]], period: int, view: int | None = None
               ) -> np.ndarray:
         """Folds ``(len(scales), 2, period, N_ROWS)`` - chip phases 0 and 1 - of this grid
-        (``u`` if ``weighted`` and there is one) read under each hypothesis ``(time_scale,
-        freq_scale)``: the audio was scaled by ``time_scale`` in time and ``freq_scale`` in
-        frequency."""
-        n_frames = self.v.shape[0]
+        (the weighted grid ``u[view]``, or ``v`` when ``view`` is None) read under each
+        hypothesis ``(time_scale, freq_scale)``: the audio was scaled by ``time_scale`` in
+        time and ``freq_scale`` in frequency. A hypothesis is one small matrix product:
+        its time scale's fold matrix times the grid read at its frequency scale's rows."""
+        grid = self.v if view is None else self.u[view]
+        n_frames = grid.shape[0]
         n_half = CHIP_FRAMES * period
-        cache: dict[float, np.ndarray] = {}
-        out = np.zeros((len(scales), n_half, N_ROWS), dtype=self.v.dtype)
+        freq = sorted({f for _, f in scales})
+        rows = self._rows(grid, np.array(freq))
+        index = {f: i for i, f in enumerate(freq)}
+        out = np.empty((len(scales), n_half, N_ROWS), dtype=grid.dtype)
         for i, (ts, fs) in enumerate(scales):
-            rows = cache.get(fs)
-            if rows is None:
-                rows = cache[fs] = np.vstack([self.rows(fs, weighted),
-                                              np.zeros((1, N_ROWS), self.v.dtype)])
-            # the original anchor at half-column position q is the attacked anchor at q * ts
-            n_q = int((n_frames - 1) / ts)
-            f = np.arange(n_q) * ts
-            k = f.astype(np.int64)
-            b = (f - k).astype(self.v.dtype)[:, None]
-            read = rows[k] * (1.0 - b) + rows[k + 1] * b
-            pad = -n_q % n_half
-            if pad:
-                read = np.vstack([read, np.zeros((pad, N_ROWS), read.dtype)])
-            out[i] = read.reshape(-1, n_half, N_ROWS).sum(axis=0)
+            np.matmul(_fold_matrix(n_frames, float(ts), n_half), rows[index[fs]], out=out[i])
         return np.stack([out[:, 0::2], out[:, 1::2]], axis=1)
 
 
@@ -160,11 +171,13 @@ def _frame_chips(power: np.ndarray) -> np.ndarray:
 
 
 def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float = 0.07,
-              weight: Callable[[np.ndarray], np.ndarray] | None = None) -> FineGrid | None:
+              weights: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None
+              ) -> FineGrid | None:
     """The :class:`FineGrid` of an STFT (16 kHz analysis of :mod:`._chips`) for frequency
-    scales up to ``1 +- max_scale``; ``None`` when the window is too short. ``weight``,
+    scales up to ``1 +- max_scale``; ``None`` when the window is too short. ``weights``,
     given, maps the log chip energies averaged over each anchor's 3 x 3 chip neighbourhood
-    (frames x bins; see :func:`._chips.smooth_logs`) to a weight per anchor (``u``)."""
+    (frames x bins; see :func:`._chips.smooth_logs`) to weights per anchor, one array per
+    view (``u``)."""
     d, g = CHIP_FRAMES, CHIP_BINS
     if spec.shape[0] < 4 * d:
         return None
@@ -211,9 +224,10 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
     v[~active] = 0.0
     if active.any():
         v[active] -= v[active].mean(axis=0, keepdims=True)
-    u = None
-    if weight is not None:
+    u: tuple[np.ndarray, ...] = ()
+    if weights is not None:
         s3 = _smooth_chips(e)
         every_row = np.arange(ROW0, ROW0 + N_ROWS * g, g) - b0  # as the chip grid's floor
-        u = v * weight(np.log(s3 + np.float32(log_floor(s3[:, every_row])))).astype(np.float32)
+        logs_s = np.log(s3 + np.float32(log_floor(s3[:, every_row])))
+        u = tuple((v * w).astype(np.float32) for w in weights(logs_s))
     return FineGrid(v=v, active=active, sr=int(sr), b0=b0, u=u)

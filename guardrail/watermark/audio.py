@@ -351,14 +351,13 @@ class GuardrailAudioWatermark(KeyedScheme):
             f"the id does not decode from it with a margin at strength {self.strength:g} (in "
             f"a clip this short some ids fit and others do not)", payload_dependent=True)
 
-    #: Version 2's content binding of the pilot (none here): the pattern's sign per chip, the
-    #: pilot's weight per chip, and per anchor of the scale search's grid (``fine_grid``).
-    _fine_weight = None
+    #: Version 2's pilot weights per anchor of the scale search's grid, one per view (none here).
+    _fine_weights = None
 
     def _content_sign(self, energy: np.ndarray) -> np.ndarray | float:
         return 1.0
 
-    _n_tests = N_TESTS  #: pilot tests on the unscaled grid (version 2 reads two views)
+    _n_tests, _n_scale_tests = N_TESTS, N_SCALE_TESTS  #: pilot tests (v2: two views each)
 
     def _pilot_scores(self, energy: np.ndarray, r: np.ndarray, w: np.ndarray, P: np.ndarray
                       ) -> np.ndarray:
@@ -480,29 +479,29 @@ class GuardrailAudioWatermark(KeyedScheme):
         search's (when it ran) and the payload that passed its CRC (or ``None``)."""
         p_pilot = min(1.0, self._n_tests * upper_tail(z_max) / UNSCALED_WEIGHT)
         if z_scaled is not None:
-            p_pilot = min(p_pilot, N_SCALE_TESTS * upper_tail(z_scaled) / (1 - UNSCALED_WEIGHT))
+            p_scaled = self._n_scale_tests * upper_tail(z_scaled) / (1 - UNSCALED_WEIGHT)
+            p_pilot = min(p_pilot, p_scaled)
         p_crc = self._p_crc()
         # valid for the union "pilot or CRC": P(p <= a) <= P(p_pilot <= a - p_crc) + p_crc
         p = p_crc if decoded is not None else min(1.0, p_pilot + p_crc)
         return p <= self.fpr, float(p), decoded
 
     def _scale_search(self, spec: np.ndarray, sr: int) -> tuple[float, np.ndarray] | None:
-        """Best pilot z over every scale hypothesis, chip phase and shift, and the fold
-        aligned to it; ``None`` when the audio is too short or silent."""
+        """Best pilot z over every scale hypothesis, chip phase, shift (and view), and the
+        payload's fold aligned to it; ``None`` when the audio is too short or silent."""
         n_win = int(SCALE_WINDOW_S * FS / HOP)
-        if spec.shape[0] > n_win:
-            start = (spec.shape[0] - n_win) // 2
-            spec = spec[start:start + n_win]
-        grid = scale.fine_grid(spec, sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX,
-                               weight=self._fine_weight)
+        start = max(0, (spec.shape[0] - n_win) // 2)  # the middle of a longer clip
+        grid = scale.fine_grid(spec[start:start + n_win], sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX,
+                               weights=self._fine_weights)
         if grid is None or grid.active.sum() * HOP / FS < MIN_ACTIVE_SECONDS:
             return None
-        folds = grid.folds(list(SCALES), PERIOD, True).reshape(-1, PERIOD, N_ROWS)
-        z = self._pilot_z(folds)
-        h, k = np.unravel_index(int(np.argmax(z)), z.shape)
-        pay = folds[h] if grid.u is None else grid.folds(  # version 2: payload unweighted
-            [SCALES[h // CHIP_FRAMES]], PERIOD)[0, h % CHIP_FRAMES]
-        return float(z[h, k]), np.roll(pay, int(k), axis=0)
+        best = (-np.inf, 0, 0)
+        for view in range(len(grid.u)) if grid.u else (None,):
+            z = self._pilot_z(grid.folds(list(SCALES), PERIOD, view).reshape(-1, PERIOD, N_ROWS))
+            best = max(best, (float(z.max()), *map(int, np.unravel_index(z.argmax(), z.shape))))
+        z_best, h, k = best
+        pay = grid.folds([SCALES[h // CHIP_FRAMES]], PERIOD)[0, h % CHIP_FRAMES]  # unweighted
+        return z_best, np.roll(pay, k, axis=0)
 
     @cached_property
     def _circulant(self) -> tuple[np.ndarray, np.ndarray]:

@@ -156,6 +156,38 @@ def test_scale_hypotheses_cover_speed_tempo_and_pitch():
     assert N_SCALE_TESTS == len(SCALES) * N_TESTS
 
 
+def test_a_hypothesis_fold_is_the_back_mapped_read_folded():
+    """Each hypothesis's fold (a matrix product, rows read once per frequency scale) is
+    the definition written out: the grid read at each chip row's scaled bin with linear
+    splitting, each frame's mean over the rows removed, then every half-column of the
+    original read at its scaled frame with linear splitting and summed per period
+    position."""
+    from guardrail.watermark import _audio_scale as scale
+    from guardrail.watermark._chips import CHIP_BINS, FS, N_FFT, N_ROWS, ROW0, stft
+
+    grid = scale.fine_grid(stft(speechlike(4.0, seed=9)), 16000, floor_dbfs=-70.0,
+                           max_scale=0.065, weights=lambda logs: (np.cos(logs),))
+    period, n_half = 8, 16
+    for ts, fs in [(1.0, 1.0), (1 / 1.05, 1.05), (1 / 0.95, 1.0), (1.0, 0.94)]:
+        for view, g in ((None, grid.v), (0, grid.u[0])):
+            rows = np.zeros((g.shape[0], N_ROWS))
+            for r in range(N_ROWS):
+                pos = (ROW0 + CHIP_BINS * r) * fs
+                lo = int(np.floor(pos))
+                j = lo - grid.b0
+                if (pos + CHIP_BINS * fs) * FS / N_FFT <= 0.45 * 16000 and 0 <= j < g.shape[1] - 1:
+                    rows[:, r] = g[:, j] * (1 - (pos - lo)) + g[:, j + 1] * (pos - lo)
+            rows[grid.active] -= rows[grid.active].mean(axis=1, keepdims=True)
+            want = np.zeros((n_half, N_ROWS))
+            for q in range(int((g.shape[0] - 1) / ts)):
+                k, b = int(q * ts), q * ts - int(q * ts)
+                nxt = rows[k + 1] if k + 1 < g.shape[0] else 0.0
+                want[q % n_half] += rows[k] * (1 - b) + nxt * b
+            got = grid.folds([(ts, fs)], period, view)[0]
+            np.testing.assert_allclose(got[0], want[0::2], atol=1e-4 * np.abs(want).max())
+            np.testing.assert_allclose(got[1], want[1::2], atol=1e-4 * np.abs(want).max())
+
+
 def test_a_scaled_score_is_penalised_by_every_hypothesis():
     wm = GuardrailAudioWatermark(KEY)
     fold = np.zeros((32, 52))

@@ -170,6 +170,39 @@ def test_both_pilot_views_are_counted_in_the_p_value(v2):
     assert v2._z_threshold() > GuardrailAudioWatermark(KEY)._z_threshold()
 
 
+def test_both_scale_search_views_are_counted_in_the_p_value(v2):
+    from guardrail.watermark.audio import N_SCALE_TESTS, UNSCALED_WEIGHT
+    from guardrail.watermark.audio_v2 import SCALE_VIEWS
+    from guardrail.watermark.base import upper_tail
+
+    assert SCALE_VIEWS == ("all", "loud") and v2._n_scale_tests == 2 * N_SCALE_TESTS
+    z = 6.0
+    assert v2._decision(0.0, None, z_scaled=z)[1] == pytest.approx(
+        2 * N_SCALE_TESTS * upper_tail(z) / (1 - UNSCALED_WEIGHT) + v2._p_crc())
+    assert GuardrailAudioWatermark(KEY)._decision(0.0, None, z_scaled=z)[1] == pytest.approx(
+        N_SCALE_TESTS * upper_tail(z) / (1 - UNSCALED_WEIGHT) + v2._p_crc())
+
+
+@pytest.mark.slow
+def test_the_scale_search_reads_every_chip_too_after_a_removal_aimed_at_its_louder_view(
+        v2, monkeypatch):
+    """A removal aimed at the chips the scale search's louder view reads (their own
+    residuals subtracted at 38 dB), then a 3 % speed change, which sends the detector to
+    the scale search: the louder view alone loses the mark, every chip's view keeps it."""
+    from guardrail.robustness.audio_corpus import piper_clips
+    from guardrail.robustness.audio_keyless import _loud_estimate
+    from guardrail.watermark import audio_v2
+
+    x, sr = piper_clips(6, split="tune", seed=5)[0]
+    m = v2.embed(art(x[:5 * sr], sr), 0x1234567).content
+    est = _loud_estimate(v2, m, sr, v2.scale_loud_db)
+    attacked = aa.speed(1.03)(art(imprint(m, sr, est, 38.0, sign=-1.0), sr))
+    found = v2.detect(attacked)
+    assert found.detected is True and found.payload == "01234567"
+    monkeypatch.setattr(audio_v2, "SCALE_VIEWS", ("loud",))  # the louder view alone
+    assert v2.detect(attacked).detected is False
+
+
 @pytest.mark.slow
 def test_the_louder_view_keeps_the_mark_after_a_removal_with_half_its_energy(v2, monkeypatch):
     """The keyless removal (an output's own chip residuals subtracted, the lab's ``chips``
