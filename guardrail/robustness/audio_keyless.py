@@ -14,9 +14,10 @@ and the pattern's period of ``PERIOD`` chip columns (1.024 s). Estimators
 
 Against a scheme that reads louder chips as a view of their own (version 2,
 ``wm._loud``), the attacker also aims at them (``ADAPTIVE``): the ``chips`` estimate on the
-chips that view reads (``loud``) or the scale search reads (``scale-loud``), both copied
-and subtracted, and a removal of every chip's contrast followed by the louder chips'
-(``chips+loud``).
+chips that view reads (``loud``) or the scale search's louder view reads (``scale-loud``),
+both copied and subtracted, and a removal of every chip's contrast followed by the louder
+chips' of either (``chips+loud``, ``chips+scale-loud``: the pair of views of the unscaled
+grid, or of the scale search).
 
 From ``n`` outputs the estimates are averaged (every output starts at the pattern's first
 column). :func:`imprint` writes an estimate into other audio the way the embedder writes its
@@ -68,10 +69,11 @@ ATTACK_SNR_DB = 28.0
 REMOVAL_SNRS_DB = (34.0, 38.0)
 #: Removals aimed at a scheme's louder views (schemes with ``_loud``: version 2): ``loud``
 #: the ``chips`` estimate on the chips its unscaled louder view reads, ``scale-loud`` on
-#: those its scale search reads, ``chips+loud`` the ``chips`` estimate first (at
-#: ``QUIET_SHARE_DB`` less energy than the budget: enough to flatten the quiet chips) and
-#: then ``loud`` with the rest. ``loud`` and ``scale-loud`` from one output are also copied.
-ADAPTIVE = ("loud", "scale-loud", "chips+loud")
+#: those its scale search's louder view reads, ``chips+loud`` the ``chips`` estimate first
+#: (at ``QUIET_SHARE_DB`` less energy than the budget: enough to flatten the quiet chips)
+#: and then ``loud`` with the rest, ``chips+scale-loud`` the same with ``scale-loud``.
+#: ``loud`` and ``scale-loud`` from one output are also copied.
+ADAPTIVE = ("loud", "scale-loud", "chips+loud", "chips+scale-loud")
 QUIET_SHARE_DB = 4.0
 #: The removal at this ratio (dB) followed by a speed change of this factor (row
 #: ``removal(...) at 38 dB + speed(1.03)``).
@@ -308,21 +310,26 @@ def _loud_estimate(wm: Any, x: np.ndarray, sr: int, below_db: float | None) -> n
     return _one_estimate(x, sr, "chips", keep=lambda logs: wm._loud(logs, below_db=below_db))
 
 
+def _aimed(wm: Any, x: np.ndarray, sr: int, view: str) -> np.ndarray:
+    """The ``chips`` estimate of ``x`` on the chips ``wm``'s louder ``view`` reads
+    (``loud``: the unscaled grid's; ``scale-loud``: the scale search's, every chip when it
+    has no louder view)."""
+    if view == "loud":
+        return _loud_estimate(wm, x, sr, None)
+    below = getattr(wm, "scale_loud_db", None)
+    return _one_estimate(x, sr, "chips") if below is None else _loud_estimate(wm, x, sr, below)
+
+
 def _adaptive(wm: Any, x: np.ndarray, sr: int, estimator: str, snr_db: float) -> np.ndarray:
     """``x`` after the adaptive removal ``estimator`` (:data:`ADAPTIVE`) at ``snr_db``."""
-    if estimator == "loud":
-        return imprint(x, sr, _loud_estimate(wm, x, sr, None), snr_db, sign=-1.0)
-    if estimator == "scale-loud":  # every chip when the scale search reads them all
-        below = getattr(wm, "scale_loud_db", None)
-        est = (_one_estimate(x, sr, "chips") if below is None
-               else _loud_estimate(wm, x, sr, below))
-        return imprint(x, sr, est, snr_db, sign=-1.0)
-    # chips+loud: the quiet chips first, with QUIET_SHARE_DB less energy than the whole
-    # budget, then the louder ones with the rest; the two changes overlap, so their sum is
-    # scaled to the budget exactly
+    if not estimator.startswith("chips+"):
+        return imprint(x, sr, _aimed(wm, x, sr, estimator), snr_db, sign=-1.0)
+    # chips+<view>: the quiet chips first, with QUIET_SHARE_DB less energy than the whole
+    # budget, then the view's louder ones with the rest; the two changes overlap, so their
+    # sum is scaled to the budget exactly
     quiet = snr_db + QUIET_SHARE_DB
     rest = -10.0 * np.log10(10.0 ** (-snr_db / 10.0) - 10.0 ** (-quiet / 10.0))
     y = imprint(x, sr, _one_estimate(x, sr, "chips"), quiet, sign=-1.0)
-    y = imprint(y, sr, _loud_estimate(wm, y, sr, None), float(rest), sign=-1.0)
+    y = imprint(y, sr, _aimed(wm, y, sr, estimator[len("chips+"):]), float(rest), sign=-1.0)
     out = chips.add_at_snr(x, y.astype(np.float64) - x, snr_db)
     return y if out is None else out

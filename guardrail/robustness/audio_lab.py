@@ -312,6 +312,9 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
         at38 = [r for k, r in kl.get("removal_sweep", {}).items() if k.endswith(" at 38 dB")]
         if at38:  # the targets' own figure, with a fifth of the mark's energy (see ROBUSTNESS)
             targets["removal_tpr[38 dB]>=0.95"] = all(r["rate"] >= 0.95 for r in at38)
+        then = [r for k, r in kl.get("removal_sweep", {}).items() if " at 38 dB + " in k]
+        if then:  # and followed by a speed change (the detector's scale search)
+            targets["removal_tpr[38 dB + speed]>=0.95"] = all(r["rate"] >= 0.95 for r in then)
     return {"scheme": getattr(wm, "scheme", "?"), "version": getattr(wm, "version", "?"),
             "fpr": fpr, "clip_seconds": clip_seconds, "n_clips": len(items),
             "cannot_embed": trials.not_marked, "timing": timing, "snr_db": snr,

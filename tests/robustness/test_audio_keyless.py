@@ -114,8 +114,10 @@ def test_evaluate_runs_the_keyless_attacks_and_states_their_targets():
     assert {r["n"] for r in kl["removal"].values()} == {1}
     assert {r["n"] for r in kl["removal_sweep"].values()} == {1}
     for name in ("copy<=1/100", "copy_ai_verdicts==0", "removal_tpr>=0.95",
-                 "removal_tpr[38 dB]>=0.95"):
+                 "removal_tpr[38 dB]>=0.95", "removal_tpr[38 dB + speed]>=0.95"):
         assert isinstance(res["targets"][name], bool)
+    then = [r["rate"] for k, r in kl["removal_sweep"].items() if k.endswith("+ speed(1.03)")]
+    assert then and res["targets"]["removal_tpr[38 dB + speed]>=0.95"] == (min(then) >= 0.95)
     assert res["targets"]["copy_ai_verdicts==0"] is True
     off = evaluate(clips[:2], key=KEY, clip_seconds=4.0, attacks=[], n_unmarked=1,
                    timing_seconds=2.0, timing_repeats=1, unmarked_keys=(), keyless=False)
@@ -141,5 +143,9 @@ def test_removals_aimed_at_the_louder_views_of_version_2_keep_to_their_budget():
         for row in ("at 34 dB", "at 38 dB", "at 38 dB + speed(1.03)"):
             assert res["removal_sweep"][f"removal(1, {e!r}) {row}"]["n"] == 1
     x = marked[0][0]
-    for e in ADAPTIVE:  # each removal spends exactly its budget (the split one: both parts)
+    for e in ADAPTIVE:  # each removal spends exactly its budget (the split ones: both parts)
         assert snr_db(x, _adaptive(v2, x, SR, e, 30.0)) == pytest.approx(30.0, abs=0.1), e
+    # the two splits aim at different pairs of views: the unscaled grid's, the scale search's
+    assert {"chips+loud", "chips+scale-loud"} <= set(ADAPTIVE)
+    assert not np.allclose(_adaptive(v2, x, SR, "chips+loud", 30.0),
+                           _adaptive(v2, x, SR, "chips+scale-loud", 30.0))
