@@ -106,8 +106,9 @@ class FineGrid:
     b0 : int
         The FFT bin of column 0 of ``v``.
     u : tuple of ndarray, frames x bins
-        ``v`` times a weight per anchor, one grid per *view* (a keyed content field's
-        weights, on all or some of the chips), when weights were given; else empty.
+        One grid per *view*, when weights were given (else empty): the weighted residuals
+        of the anchors the view reads, centred over those (as ``v``), times a weight per
+        anchor (a keyed content field's).
     """
 
     v: np.ndarray
@@ -171,13 +172,14 @@ def _frame_chips(power: np.ndarray) -> np.ndarray:
 
 
 def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float = 0.07,
-              weights: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None
-              ) -> FineGrid | None:
+              weights: Callable[[np.ndarray], Sequence[tuple[np.ndarray, np.ndarray | None]]]
+              | None = None) -> FineGrid | None:
     """The :class:`FineGrid` of an STFT (16 kHz analysis of :mod:`._chips`) for frequency
     scales up to ``1 +- max_scale``; ``None`` when the window is too short. ``weights``,
     given, maps the log chip energies averaged over each anchor's 3 x 3 chip neighbourhood
-    (frames x bins; see :func:`._chips.smooth_logs`) to weights per anchor, one array per
-    view (``u``)."""
+    (frames x bins; see :func:`._chips.smooth_logs`) to one ``(weight, keep)`` per view:
+    a weight per anchor and the anchors the view reads (1) or drops (0; ``None``: all);
+    ``u`` holds the residuals of each view's anchors, centred, times its weight."""
     d, g = CHIP_FRAMES, CHIP_BINS
     if spec.shape[0] < 4 * d:
         return None
@@ -220,14 +222,22 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
     pos = w[:, band][w[:, band] > 0]
     if pos.size:
         w = np.minimum(w / np.median(pos), 4.0)
-    v = (r * w).astype(np.float32)
-    v[~active] = 0.0
-    if active.any():
-        v[active] -= v[active].mean(axis=0, keepdims=True)
+    def centred(x: np.ndarray) -> np.ndarray:  # zero on silent frames, each bin's mean removed
+        x = x.astype(np.float32)
+        x[~active] = 0.0
+        if active.any():
+            x[active] -= x[active].mean(axis=0, keepdims=True)
+        return x
+
+    v = centred(r * w)
     u: tuple[np.ndarray, ...] = ()
     if weights is not None:
         s3 = _smooth_chips(e)
         every_row = np.arange(ROW0, ROW0 + N_ROWS * g, g) - b0  # as the chip grid's floor
         logs_s = np.log(s3 + np.float32(log_floor(s3[:, every_row])))
-        u = tuple((v * w).astype(np.float32) for w in weights(logs_s))
+        # a view's chips are chosen before the means are removed, as on the chip grid
+        # (chips.weighted): centred over every chip, a view of the louder ones also read
+        # the quiet chips' mean - after a removal aimed at that view, half its score
+        u = tuple((v * cw if keep is None else centred(r * w * keep) * cw).astype(np.float32)
+                  for cw, keep in weights(logs_s))
     return FineGrid(v=v, active=active, sr=int(sr), b0=b0, u=u)

@@ -229,14 +229,14 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         quarter of its detection time, scale search included)."""
         return self._decision(z_max, None, z_scaled=z_scaled)[0]
 
-    def _fine_weights(self, logs: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _fine_weights(self, logs: np.ndarray
+                      ) -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
         """The detector's weights on the scale search's fine grid (an anchor at every frame
         and bin; a chip's neighbours are ``CHIP_FRAMES`` frames and ``CHIP_BINS`` bins
-        away), one per view of :data:`SCALE_VIEWS`. Under a scale hypothesis the weights are
-        read where the residuals are - the field of the audio as received, whose
-        few-percent stretch the coarse field hardly notices."""
+        away) and the anchors each view of :data:`SCALE_VIEWS` reads. Under a scale
+        hypothesis the weights are read where the residuals are - the field of the audio as
+        received, whose few-percent stretch the coarse field hardly notices."""
         step = (chips.CHIP_FRAMES, chips.CHIP_BINS)
         weight = self._weight(self._field(logs, step))
-        views = {"all": lambda: weight,
-                 "loud": lambda: weight * self._loud(logs, step, SCALE_LOUD_DB)}
-        return tuple(views[v]() for v in SCALE_VIEWS)
+        views = {"all": lambda: None, "loud": lambda: self._loud(logs, step, SCALE_LOUD_DB)}
+        return tuple((weight, views[v]()) for v in SCALE_VIEWS)

@@ -166,7 +166,7 @@ def test_a_hypothesis_fold_is_the_back_mapped_read_folded():
     from guardrail.watermark._chips import CHIP_BINS, FS, N_FFT, N_ROWS, ROW0, stft
 
     grid = scale.fine_grid(stft(speechlike(4.0, seed=9)), 16000, floor_dbfs=-70.0,
-                           max_scale=0.065, weights=lambda logs: (np.cos(logs),))
+                           max_scale=0.065, weights=lambda logs: ((np.cos(logs), None),))
     period, n_half = 8, 16
     for ts, fs in [(1.0, 1.0), (1 / 1.05, 1.05), (1 / 0.95, 1.0), (1.0, 0.94)]:
         for view, g in ((None, grid.v), (0, grid.u[0])):

@@ -204,6 +204,22 @@ def test_the_scale_search_reads_every_chip_too_after_a_removal_aimed_at_its_loud
 
 
 @pytest.mark.slow
+def test_the_scale_search_keeps_the_mark_after_the_split_removal_aimed_at_its_views(v2):
+    """The split removal aimed at the scale search's pair of views (the quiet chips, then
+    the chips its louder view reads; 38 dB in all), then a 3 % speed change. Each view's
+    chips are centred over themselves, as on the chip grid: centred over every chip, the
+    louder view also read the quiet chips' means, and this clip scored 4.1 (threshold
+    5.69)."""
+    from guardrail.robustness.audio_corpus import piper_clips
+    from guardrail.robustness.audio_keyless import _adaptive
+
+    x, sr = piper_clips(6, split="tune", seed=5)[0]
+    m = v2.embed(art(x[:5 * sr], sr), 0x1234567).content
+    found = v2.detect(aa.speed(1.03)(art(_adaptive(v2, m, sr, "chips+scale-loud", 38.0), sr)))
+    assert found.detected is True and found.score > 7.0
+
+
+@pytest.mark.slow
 def test_the_louder_view_keeps_the_mark_after_a_removal_with_half_its_energy(v2, monkeypatch):
     """The keyless removal (an output's own chip residuals subtracted, the lab's ``chips``
     estimate) at 34 dB - half the mark's energy - flattens the quiet chips the view of
