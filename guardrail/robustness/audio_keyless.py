@@ -234,9 +234,8 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
         note(f"{wm.scheme}: copy{label}: {cp}; removal: {rm}")
     if hasattr(wm, "_loud"):  # copies and removals aimed at the scheme's louder views
         for est in ADAPTIVE:
-            if est in ("loud", "scale-loud"):
-                below = None if est == "loud" else getattr(wm, "scale_loud_db", None)
-                ests = [_loud_estimate(wm, x, sr, below) for x, sr in outs]
+            if not est.startswith("chips+"):  # the splits have nothing of their own to copy
+                ests = [_aimed(wm, x, sr, est) for x, sr in outs]
                 cp = _copies(wm, targets, ests, 1, f"(1, {est!r})", recorded, snr_db, out)
                 note(f"{wm.scheme}: copy(1, {est!r}): {cp}")
             rm = _removal(wm, marked, lambda _j, x, sr, s, e=est: _adaptive(wm, x, sr, e, s),

@@ -229,7 +229,8 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
             x[active] -= x[active].mean(axis=0, keepdims=True)
         return x
 
-    v = centred(r * w)
+    rw = r * w
+    v = centred(rw)
     u: tuple[np.ndarray, ...] = ()
     if weights is not None:
         s3 = _smooth_chips(e)
@@ -238,6 +239,6 @@ def fine_grid(spec: np.ndarray, sr: int, *, floor_dbfs: float, max_scale: float 
         # a view's chips are chosen before the means are removed, as on the chip grid
         # (chips.weighted): centred over every chip, a view of the louder ones also read
         # the quiet chips' mean - after a removal aimed at that view, half its score
-        u = tuple((v * cw if keep is None else centred(r * w * keep) * cw).astype(np.float32)
+        u = tuple((v * cw if keep is None else centred(rw * keep) * cw).astype(np.float32)
                   for cw, keep in weights(logs_s))
     return FineGrid(v=v, active=active, sr=int(sr), b0=b0, u=u)

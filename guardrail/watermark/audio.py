@@ -491,8 +491,8 @@ class GuardrailAudioWatermark(KeyedScheme):
         payload's fold aligned to it; ``None`` when the audio is too short or silent."""
         n_win = int(SCALE_WINDOW_S * FS / HOP)
         start = max(0, (spec.shape[0] - n_win) // 2)  # the middle of a longer clip
-        grid = scale.fine_grid(spec[start:start + n_win], sr, floor_dbfs=DETECT_FLOOR_DBFS, max_scale=SCALE_MAX,
-                               weights=self._fine_weights)
+        grid = scale.fine_grid(spec[start:start + n_win], sr, floor_dbfs=DETECT_FLOOR_DBFS,
+                               max_scale=SCALE_MAX, weights=self._fine_weights)
         if grid is None or grid.active.sum() * HOP / FS < MIN_ACTIVE_SECONDS:
             return None
         best = (-np.inf, 0, 0)

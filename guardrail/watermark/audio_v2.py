@@ -110,6 +110,12 @@ SCALE_VIEWS = ("all", "loud")
 SCALE_LOUD_DB = 3.0
 
 
+def _in_range(sub_logs: np.ndarray) -> np.ndarray:
+    """The chips (smoothed log energies) at most ``FIELD_RANGE_DB`` below the loud ones (the
+    90th percentile): those the field's scale and the louder views' median are taken over."""
+    return sub_logs >= np.percentile(sub_logs, 90) - FIELD_RANGE_DB * np.log(10.0) / 10.0
+
+
 class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
     """guardrail's default audio watermark: version 1 bound to the content (see the module
     notes). Same parameters and results as :class:`GuardrailAudioWatermark`.
@@ -159,7 +165,7 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
                 field += tmp
         # the scale (a median) from one anchor per chip: the same chips as the chip grid's
         sub_logs, sub = logs[::dt, ::df], field[::dt, ::df]
-        on = sub_logs >= np.percentile(sub_logs, 90) - FIELD_RANGE_DB * np.log(10.0) / 10.0
+        on = _in_range(sub_logs)
         scale = float(np.median(np.abs(sub[on]))) if on.any() else 0.0
         return field / scale if scale > 0.0 else np.zeros_like(field)
 
@@ -205,7 +211,7 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         sub = logs[::step[0], ::step[1]]
         if sub.size == 0:
             return np.zeros_like(logs)
-        on = sub >= np.percentile(sub, 90) - FIELD_RANGE_DB * np.log(10.0) / 10.0
+        on = _in_range(sub)
         below = LOUD_DB if below_db is None else below_db
         ref = float(np.median(sub[on])) - below * np.log(10.0) / 10.0
         return (logs >= ref).astype(logs.dtype)
