@@ -123,8 +123,10 @@ class ImageAnalysis(AnalysisBase):
     n_decodes: int = 0
 
 
-def _check_image(content: object) -> str:
-    """Validate an image array; return its kind (``gray``, ``rgb``, ``rgba``)."""
+def _check_image(content: object, scheme: str = SCHEME, *, aspect: bool = True) -> str:
+    """Validate an image array; return its kind (``gray``, ``rgb``, ``rgba``). ``scheme``:
+    the scheme the errors name; ``aspect``: also this scheme's limit on the aspect ratio
+    (a scheme with its own limit checks it itself)."""
     if not isinstance(content, np.ndarray):
         raise CannotWatermark(f"image content must be a numpy array, got "
                               f"{type(content).__name__}")
@@ -142,11 +144,11 @@ def _check_image(content: object) -> str:
                               f"{content.dtype}; convert it first")
     h, w = content.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise CannotWatermark(f"image is {w}x{h} pixels; {SCHEME} needs at least "
+        raise CannotWatermark(f"image is {w}x{h} pixels; {scheme} needs at least "
                               f"{MIN_SIDE}x{MIN_SIDE}")
     hw, ww = _norm_shape(h, w)
-    if min(hw, ww) < TILE:
-        raise CannotWatermark(f"image aspect ratio {w}x{h} is too extreme for {SCHEME} "
+    if aspect and min(hw, ww) < TILE:
+        raise CannotWatermark(f"image aspect ratio {w}x{h} is too extreme for {scheme} "
                               f"(at most {WORK_AREA // TILE ** 2}:1)")
     return kind
 

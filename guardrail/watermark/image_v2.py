@@ -238,7 +238,7 @@ def _norm_shape(h: int, w: int) -> tuple[int, int]:
 
 
 def _check(content: object) -> str:
-    kind = _check_image(content)
+    kind = _check_image(content, SCHEME, aspect=False)
     h, w = content.shape[:2]  # type: ignore[union-attr]
     if max(h, w) > MAX_ASPECT * min(h, w):
         raise CannotWatermark(f"image aspect ratio {w}x{h} is too extreme for {SCHEME} "
