@@ -64,10 +64,11 @@ COPY_CHECKED = ("guardrail-image-v2",)
 
 def watermarker_from_config(config: Config, modality: Modality | str, *,
                             generator: Generator | None = None, scheme: str | None = None,
-                            fpr: float | None = None) -> Any:
+                            fpr: float | None = None, key: bytes | None = None) -> Any:
     """The configured watermarker for ``modality`` (raises KeyFileError without a key).
 
-    ``scheme`` and ``fpr`` override the configured scheme and false-positive rate.
+    ``scheme`` and ``fpr`` override the configured scheme and false-positive rate, ``key``
+    the configured watermark key (the robustness lab's runs under other keys).
 
     Text watermarks need the generating model's tokenizer and vocabulary size: from
     ``generator`` (which must expose ``tokenizer`` and ``model``).
@@ -78,7 +79,7 @@ def watermarker_from_config(config: Config, modality: Modality | str, *,
     modality = Modality.parse(modality)
     wm_cfg = config.section("watermark")
     name = scheme or wm_cfg[f"{modality.value}_scheme"]
-    key = load_secret(config.watermark_key_file)
+    key = load_secret(config.watermark_key_file) if key is None else key
     options: dict[str, Any] = {}
     if modality is Modality.TEXT:
         tokenizer = getattr(generator, "tokenizer", None)

@@ -23,7 +23,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     modality = Modality.parse(args.modality)
     with use_engine(args.engine, workers=args.workers, address=args.address):
         ev = run_robustness(cfg, modality, quick=args.quick, progress=progress.enabled(),
-                            photo_dir=args.photos, items=args.items, sample=args.sample)
+                            photo_dir=args.photos, items=args.items, sample=args.sample,
+                            keys=args.keys)
     if args.json:
         emit_json(ev.to_dict())
     else:
@@ -50,6 +51,10 @@ def register(subparsers: Any) -> None:
     rb.add_argument("--sample", type=int, metavar="N",
                     help="a smoke run on N items (image: the configured scheme only); "
                          "recorded and shown as a quick run")
+    rb.add_argument("--keys", type=positive_int, default=1, metavar="N",
+                    help="audio lab: run under the configured watermark key and N-1 public lab "
+                         "keys; rows per key and pooled, a target met only under every key "
+                         "(default 1)")
     rb.add_argument("--photos", metavar="DIR", action="append", type=existing_dir,
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures); "
                          "repeat for several folders")

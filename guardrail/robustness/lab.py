@@ -8,19 +8,21 @@ lab (:mod:`.text_lab`, :mod:`.image_lab`, :mod:`.audio_lab`) runs on the skeleto
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._types import Modality
 from ..config import Config
+from ..errors import InputError
 from ..progress import enabled, library_bars, note, scope
 from ..store import Evaluation, ReportStore
 
 if TYPE_CHECKING:
     from .image_lab import PhotoDirs
 
-__all__ = ["format_table", "run_robustness"]
+__all__ = ["format_table", "lab_keys", "met_under_every_key", "run_robustness"]
 
 
 def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
@@ -87,23 +89,74 @@ def _ci(interval: Any) -> str | None:
     return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
-def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = None
-           ) -> dict[str, Any]:
+def lab_keys(cfg: Config, n: int) -> list[tuple[str, bytes]]:
+    """``(key id, key)`` of the ``n`` keys a lab run measures: the configured watermark key,
+    then ``n - 1`` public lab keys (fixed, so that a run can be repeated; never a key a
+    platform uses). The aimed removals and the copies depend on the key: one key's counts
+    are a sample of one."""
+    from ..keys import key_id, load_secret
+
+    keys = [load_secret(cfg.watermark_key_file)]
+    keys += [hashlib.sha256(b"guardrail robustness lab key %d" % i).digest() for i in range(1, n)]
+    return [(key_id(k), k) for k in keys]
+
+
+def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = None,
+           keys: int = 1) -> dict[str, Any]:
     from ..factory import watermarker_from_config
     from .audio_corpus import human_clips, piper_clips
     from .audio_lab import evaluate
 
-    wm = watermarker_from_config(cfg, Modality.AUDIO)
     clips = piper_clips(sample or (12 if quick else 120))
     human = [] if sample else human_clips(20 if quick else 150)
-    res = evaluate(clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
-                   n_unmarked=10 * sample if sample else 200 if quick else 1000,
-                   timing_repeats=2 if sample else 5 if quick else 20,
-                   progress=note if progress else None, keyless=not sample, human=human,
-                   n_copy_targets=40 if quick else 300, n_removal=10 if quick else 40)
+    runs = []
+    for i, (kid, key) in enumerate(lab_keys(cfg, keys)):
+        if keys > 1 and progress:
+            note(f"key {i + 1} of {keys} ({kid})")
+        wm = watermarker_from_config(cfg, Modality.AUDIO, key=key)
+        runs.append((kid, evaluate(
+            clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
+            n_unmarked=10 * sample if sample else 200 if quick else 1000,
+            timing_repeats=2 if sample else 5 if quick else 20,
+            progress=note if progress else None, keyless=not sample, human=human,
+            n_copy_targets=40 if quick else 300, n_removal=10 if quick else 40)))
+    rows = [{"key": kid, **row} if keys > 1 else row
+            for kid, res in runs for row in _audio_rows(wm.scheme, res)]
+    if keys > 1:
+        rows += _pooled(rows)
+    res = runs[0][1]
+    summary = {"scheme": wm.scheme, "fpr_target": wm.fpr, "content": "embedded Piper speech"
+               + (f"; keyless copies also onto {len(human)} recorded human prompts"
+                  if res.get("keyless") and human else ""),
+               "n_clips": len(clips), "fpr_measured": res["unmarked"].get("fpr_measured"),
+               "n_unmarked": res["unmarked"].get("n"),
+               "false_positives": res["unmarked"].get("false_positives"),
+               "embed_ms_10s": res["timing"].get("embed_ms_median"),
+               "detect_ms_10s": res["timing"].get("detect_ms_median"),
+               "snr_db": res.get("snr_db"),
+               "targets": met_under_every_key([r.get("targets") or {} for _, r in runs])}
+    if keys > 1:  # pooled false positives; a target counts as met only under every key
+        n_fp = sum(r["unmarked"].get("false_positives") or 0 for _, r in runs)
+        n_un = sum(r["unmarked"].get("n") or 0 for _, r in runs)
+        summary.update(fpr_measured=n_fp / n_un if n_un else 0.0, n_unmarked=n_un,
+                       false_positives=n_fp, keys=[kid for kid, _ in runs],
+                       snr_db={"min": min((r["snr_db"]["min"] for _, r in runs
+                                           if r["snr_db"]["min"] is not None), default=None)},
+                       targets_by_key={kid: r.get("targets") for kid, r in runs})
+    return {"rows": rows, "summary": summary, "schemes": [wm.scheme]}
+
+
+def met_under_every_key(targets: list[dict[str, bool]]) -> dict[str, bool]:
+    """Each target of any run, met only when every run reports it met."""
+    names = dict.fromkeys(t for ts in targets for t in ts)
+    return {t: all(ts.get(t, False) for ts in targets) for t in names}
+
+
+def _audio_rows(scheme: str, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one audio lab run: per attack, then the keyless copies and removals."""
     rows = []
     for attack, r in res["attacks"].items():
-        rows.append({"scheme": wm.scheme, "attack": attack, "n": r.get("n"),
+        rows.append({"scheme": scheme, "attack": attack, "n": r.get("n"),
                      "tpr": r.get("tpr"), "tpr_ci": _ci(r.get("tpr_ci")),
                      "payload_ok": r.get("payload_ok"),
                      "payload_ok_ci": _ci(r.get("payload_ok_ci")),
@@ -112,36 +165,65 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
                      })
     kl = res.get("keyless") or {}
     for kind in ("copy", "removal", "removal_sweep"):  # copy: false detections; removal: kept
-        rows.extend({"scheme": wm.scheme, "attack": label, "n": v["n"], "tpr": v["rate"],
+        rows.extend({"scheme": scheme, "attack": label, "n": v["n"], "tpr": v["rate"],
                      "tpr_ci": _ci([v["ci_low"], v["ci_high"]]),
                      "victim_ids": v.get("victim_ids"), "ai_verdicts": v.get("ai_verdicts")}
                     for label, v in (kl.get(kind) or {}).items())
-    unmarked = res["unmarked"]
-    summary = {"scheme": wm.scheme, "fpr_target": wm.fpr, "content": "embedded Piper speech"
-               + (f"; keyless copies also onto {len(human)} recorded human prompts" if kl and
-                  human else ""),
-               "n_clips": len(clips), "fpr_measured": unmarked.get("fpr_measured"),
-               "n_unmarked": unmarked.get("n"), "false_positives": unmarked.get("false_positives"),
-               "embed_ms_10s": res["timing"].get("embed_ms_median"),
-               "detect_ms_10s": res["timing"].get("detect_ms_median"),
-               "snr_db": res.get("snr_db"), "targets": res.get("targets")}
-    return {"rows": rows, "summary": summary, "schemes": [wm.scheme]}
+    return rows
+
+
+def _pooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (scheme, attack) over every key's rows (``key`` "pooled"): counts summed,
+    rates and their exact intervals from the sums, the lowest score, the mean bit accuracy."""
+    from ..stats import clopper_pearson
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["scheme"], r["attack"]), []).append(r)
+    out = []
+    for (scheme, attack), rs in groups.items():
+        rs = [r for r in rs if r.get("n")]
+        if not rs:
+            continue
+        n = sum(r["n"] for r in rs)
+        row: dict[str, Any] = {"scheme": scheme, "attack": attack, "n": n}
+        for col in ("tpr", "payload_ok"):
+            if all(r.get(col) is not None for r in rs):
+                k = sum(round(r[col] * r["n"]) for r in rs)
+                row[col], row[f"{col}_ci"] = k / n, _ci(clopper_pearson(k, n))
+        for col in ("payload_wrong", "victim_ids", "ai_verdicts"):
+            if all(r.get(col) is not None for r in rs):
+                row[col] = sum(r[col] for r in rs)
+        if all(r.get("bit_accuracy") is not None for r in rs):
+            row["bit_accuracy"] = sum(r["bit_accuracy"] * r["n"] for r in rs) / n
+        if all(r.get("score_min") is not None for r in rs):
+            row["score_min"] = min(r["score_min"] for r in rs)
+        out.append({"key": "pooled", **row})
+    return out
 
 
 def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
                    progress: bool = True, store: ReportStore | None = None,
                    photo_dir: PhotoDirs = None, items: int | None = None,
-                   sample: int | None = None) -> Evaluation:
+                   sample: int | None = None, keys: int = 1) -> Evaluation:
     """Run the lab for ``modality`` and record it as an evaluation (kind ``robustness``).
 
     ``photo_dir`` adds a folder of photographs, or several, to the image content (e.g. the
     third-party C2PA test photos). ``sample`` runs a smoke run on that many items (images: the
     configured scheme only, no keyless attacks; text: that many generated texts), recorded
     as ``quick`` with its ``sample``. ``progress``: guardrail's progress bars
-    (:mod:`guardrail.progress`) while the lab runs.
+    (:mod:`guardrail.progress`) while the lab runs. ``keys`` (audio): run the lab under the
+    configured key and ``keys - 1`` public lab keys (:func:`lab_keys`); the rows carry a
+    ``key`` column, pooled rows are added, and a target counts as met only under every key.
     """
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
+    if keys < 1:
+        raise ValueError(f"keys must be at least 1, got {keys}")
+    if keys > 1 and modality is not Modality.AUDIO:
+        raise InputError(f"--keys {keys}: runs under several keys are built for the audio lab "
+                         f"only, not the {modality.value} lab (the image lab derives a key per "
+                         "scheme; the text lab already tests human texts under four keys)")
     with scope(progress):
         progress = enabled(progress)  # the labs' own bars follow guardrail's progress mode
         if modality is Modality.IMAGE:
@@ -151,12 +233,13 @@ def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
             result = _text(cfg, quick=quick or bool(sample), progress=progress,
                            items=sample or items)
         else:
-            result = _audio(cfg, quick=quick, progress=progress, sample=sample)
+            result = _audio(cfg, quick=quick, progress=progress, sample=sample, keys=keys)
     ev = Evaluation(
         evaluation_id=uuid.uuid4().hex, kind="robustness", name=f"{modality.value} watermarks"
         + (" (smoke run)" if sample else ""),
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         config={"modality": modality.value, "quick": quick or bool(sample), "sample": sample,
+                "keys": keys,
                 "schemes": result.get("schemes") or [result["summary"].get("scheme")]},
         summary=result["summary"], rows=result["rows"])
     owned = store is None
