@@ -186,6 +186,11 @@ def make_scheme(name: str, key: bytes, *, fpr: float, payload: int | None = None
     return InvisibleWatermark(name, key, fpr=fpr, payload=payload)
 
 
+def _base(name: str) -> str:
+    """The scheme a lab name measures (``guardrail-image-v2-strict``: a setting of v2)."""
+    return name.removesuffix("-strict")
+
+
 def _derive(key: bytes, label: str) -> bytes:
     return hmac.new(key, label.encode(), hashlib.sha256).digest()
 
@@ -374,7 +379,10 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         raise ValueError("no images to evaluate on")
     tests = [square(img, size) for img in images]
     rng = np.random.default_rng(seed)
-    keys = {name: _derive(key, f"scheme/{name}") for name in schemes}
+    # a setting of a scheme (``-strict``) is measured under its scheme's key and draws, so that
+    # both decide on the same marks, copies and removals (a paired comparison)
+    keys = {name: _derive(key, f"scheme/{_base(name)}") for name in schemes}
+    starts: dict[str, Any] = {}
     result: dict[str, Any] = {
         "setup": {
             "size": size, "fpr": fpr, "n_images": len(tests), "attacks": [a.label for a in
@@ -416,6 +424,11 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
             "detect_unmarked_ms": statistics.median(times[n]["detect_unmarked"]),
         }
         n_img = min(len(tests), caps.get(n, len(tests)))
+        if _base(n) in starts:  # the same draws as its scheme's run
+            rng = np.random.default_rng(seed)
+            rng.bit_generator.state = starts[_base(n)]
+        else:
+            starts[_base(n)] = rng.bit_generator.state
         bits = make_scheme(n, keys[n], fpr=fpr).payload_bits
         entry.update(_marked_trials(n, keys[n], tests[:n_img], names, attacks, fpr=fpr,
                                     bits=bits, rng=rng, say=say))
@@ -428,7 +441,7 @@ def evaluate(images: Sequence[np.ndarray | tuple[str, np.ndarray]] | None = None
         min_side = 256 if n not in OWN_SCHEMES else 64
         pool = [img for img in unmarked_variants(images, 3 * n_u + 10, seed=seed + 1)
                 if img.shape[0] * img.shape[1] >= min_side * min_side][:n_u]
-        other = make_scheme(n, _derive(key, f"other/{n}"), fpr=fpr)
+        other = make_scheme(n, _derive(key, f"other/{_base(n)}"), fpr=fpr)
         unmarked, cases = [], []
         for j, img in enumerate(pool):
             # a fresh key and a uniform id per image: the false-positive rate is a

@@ -259,3 +259,24 @@ def test_lab_measures_the_strict_copy_check_under_its_own_name():
     wm = make_scheme("guardrail-image-v2-strict", b"k" * 32, fpr=1e-4)
     assert wm.scheme == "guardrail-image-v2" and wm.copy_check == "strict"
     assert make_scheme("guardrail-image-v2", b"k" * 32, fpr=1e-4).copy_check == "standard"
+
+
+def test_the_strict_setting_is_measured_on_the_same_marks_as_its_scheme(pools):
+    """``guardrail-image-v2-strict`` next to ``guardrail-image-v2`` in one lab run: the same
+    key and draws, so both decide on the same marks and unmarked images - the same bit
+    accuracy and p-values, and strict detects a subset (a paired comparison)."""
+    from guardrail.robustness import image_attacks as ia
+    from guardrail.robustness.image_lab import evaluate
+
+    donors, photos = pools
+    images = [(f"i{k}", x) for k, x in enumerate([*donors, *photos])]
+    attacks = [ia.jpeg(50), ia.crop(0.75), ia.blur(2.0)]
+    res = evaluate(images, schemes=["guardrail-image-v2", "guardrail-image-v2-strict"],
+                   attacks=attacks, size=256, n_unmarked=6, repeats=1, keyless=False,
+                   key=b"lab test key, thirty-two bytes!!")
+    std, strict = res["schemes"]["guardrail-image-v2"], res["schemes"]["guardrail-image-v2-strict"]
+    assert std["refused"] == strict["refused"]  # (strict may refuse more on other pictures)
+    assert std["bit_accuracy"] == strict["bit_accuracy"]
+    assert std["unmarked_min_p"] == strict["unmarked_min_p"]
+    for label, rate in strict["tpr"].items():
+        assert rate <= std["tpr"][label]
