@@ -52,9 +52,9 @@ def register(subparsers: Any) -> None:
                     help="a smoke run on N items (image: the configured scheme only); "
                          "recorded and shown as a quick run")
     rb.add_argument("--keys", type=positive_int, default=1, metavar="N",
-                    help="audio lab: run under the configured watermark key and N-1 public lab "
-                         "keys; rows per key and pooled, a target met only under every key "
-                         "(default 1)")
+                    help="audio and image labs: run under the configured watermark key and N-1 "
+                         "public lab keys; rows per key and pooled, a target met only under "
+                         "every key (default 1)")
     rb.add_argument("--photos", metavar="DIR", action="append", type=existing_dir,
                     help="image lab: add the photographs in DIR (e.g. shared C2PA fixtures); "
                          "repeat for several folders")

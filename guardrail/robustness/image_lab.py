@@ -286,6 +286,7 @@ def _marked_trials(scheme: str, key: bytes, tests: Sequence[np.ndarray], names: 
         "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
         "psnr_min": float(np.min(psnrs)) if psnrs else None,
         "ssim_mean": float(np.mean(ssims)) if ssims else None,
+        "n": {lb: trials.rate(lb)["performed"] for lb in labels},
         "tpr": {lb: trials.rate(lb)["rate"] for lb in labels},
         "tpr_ci": {lb: [trials.rate(lb)["ci_low"], trials.rate(lb)["ci_high"]] for lb in labels},
         "missed": {lb: v for lb in labels if (v := trials.missed(lb))},

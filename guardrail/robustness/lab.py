@@ -43,43 +43,68 @@ def _text(cfg: Config, *, quick: bool, progress: bool, items: int | None = None
 
 
 def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: PhotoDirs = None,
-           sample: int | None = None) -> dict[str, Any]:
-    from ..keys import load_secret
+           sample: int | None = None, keys: int = 1) -> dict[str, Any]:
     from .image_lab import evaluate, load_natural_images, photo_dirs
 
-    key = load_secret(cfg.watermark_key_file)
     fpr = float(cfg.section("watermark")["image_fpr"])
     images = load_natural_images(photo_dir)
     if quick:
         images = images[:6]
     log = note if progress else None
-    if sample:  # the configured scheme only, on a few photos: a smoke run of the lab
-        res = evaluate(images[:sample], schemes=[str(cfg.section("watermark")["image_scheme"])],
-                       fpr=fpr, key=key, n_unmarked=10 * sample, repeats=1, keyless=False,
-                       log=log)
-    else:
-        res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
-                       max_images={"rivaGan": 2 if quick else 3},
-                       max_unmarked={"rivaGan": 10 if quick else 40},
-                       repeats=3 if quick else 7, log=log)
+    runs = []
+    for i, (kid, key) in enumerate(lab_keys(cfg, keys)):
+        if keys > 1 and progress:
+            note(f"key {i + 1} of {keys} ({kid})")
+        if sample:  # the configured scheme only, on a few photos: a smoke run of the lab
+            res = evaluate(images[:sample],
+                           schemes=[str(cfg.section("watermark")["image_scheme"])],
+                           fpr=fpr, key=key, n_unmarked=10 * sample, repeats=1, keyless=False,
+                           log=log)
+        else:
+            res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
+                           max_images={"rivaGan": 2 if quick else 3},
+                           max_unmarked={"rivaGan": 10 if quick else 40},
+                           repeats=3 if quick else 7, log=log)
+        runs.append((kid, res))
+    rows = [{"key": kid, **row} if keys > 1 else row
+            for kid, res in runs for row in _image_rows(res)]
+    if keys > 1:
+        rows += _pooled(rows)
+    res = runs[0][1]
+    schemes = {name: {k: r.get(k) for k in (
+        "embed_ms", "detect_ms", "detect_unmarked_ms", "psnr_mean", "psnr_min", "ssim_mean",
+        "fpr_measured", "false_positives", "n_unmarked", "n_images")}
+        for name, r in res["schemes"].items()}
+    for name, entry in schemes.items():  # false positives over every key
+        per = [r["schemes"][name] for _, r in runs]
+        fp, n = sum(e["false_positives"] for e in per), sum(e["n_unmarked"] for e in per)
+        entry.update(false_positives=fp, n_unmarked=n, fpr_measured=fp / n if n else None)
+    targets = res.get("targets")
+    if targets:  # per scheme, met only when met under every key
+        targets = {name: met_under_every_key([r["targets"].get(name) or {} for _, r in runs])
+                   for name in targets}
+    summary = {"fpr_target": fpr, "content": "natural photos (scikit-image, scikit-learn"
+               + "".join(f", {d}" for d in photo_dirs(photo_dir)) + ")",
+               "schemes": schemes, "speedup": res.get("speedup"), "targets": targets}
+    if keys > 1:
+        summary["keys"] = [kid for kid, _ in runs]
+        summary["targets_by_key"] = {kid: r.get("targets") for kid, r in runs}
+    return {"rows": rows, "summary": summary, "schemes": list(res["schemes"])}
+
+
+def _image_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one image lab run: per scheme and attack, then the keyless attacks."""
     rows = []
     for scheme, r in res["schemes"].items():
         for attack, tpr in r["tpr"].items():
-            rows.append({"scheme": scheme, "attack": attack, "tpr": tpr,
-                         "payload_ok": r.get("payload_ok", {}).get(attack),
+            rows.append({"scheme": scheme, "attack": attack, "n": r.get("n", {}).get(attack),
+                         "tpr": tpr, "payload_ok": r.get("payload_ok", {}).get(attack),
                          "bit_accuracy": r.get("bit_accuracy", {}).get(attack),
                          "n_images": r.get("n_images")})
         for rates in (r.get("keyless") or {}).values():  # copy: false detections
-            rows.extend({"scheme": scheme, "attack": label, "tpr": v["rate"],
+            rows.extend({"scheme": scheme, "attack": label, "n": v["n"], "tpr": v["rate"],
                          "n_images": v["n"]} for label, v in rates.items())
-    summary = {"fpr_target": fpr, "content": "natural photos (scikit-image, scikit-learn"
-               + "".join(f", {d}" for d in photo_dirs(photo_dir)) + ")",
-               "schemes": {name: {k: r.get(k) for k in (
-                   "embed_ms", "detect_ms", "detect_unmarked_ms", "psnr_mean", "psnr_min",
-                   "ssim_mean", "fpr_measured", "false_positives", "n_unmarked", "n_images")}
-                   for name, r in res["schemes"].items()},
-               "speedup": res.get("speedup"), "targets": res.get("targets")}
-    return {"rows": rows, "summary": summary, "schemes": list(res["schemes"])}
+    return rows
 
 
 def _ci(interval: Any) -> str | None:
@@ -212,7 +237,7 @@ def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
     third-party C2PA test photos). ``sample`` runs a smoke run on that many items (images: the
     configured scheme only, no keyless attacks; text: that many generated texts), recorded
     as ``quick`` with its ``sample``. ``progress``: guardrail's progress bars
-    (:mod:`guardrail.progress`) while the lab runs. ``keys`` (audio): run the lab under the
+    (:mod:`guardrail.progress`) while the lab runs. ``keys`` (audio, image): run the lab under the
     configured key and ``keys - 1`` public lab keys (:func:`lab_keys`); the rows carry a
     ``key`` column, pooled rows are added, and a target counts as met only under every key.
     """
@@ -220,15 +245,15 @@ def run_robustness(cfg: Config, modality: Modality, *, quick: bool = False,
         raise ValueError(f"sample must be at least 1, got {sample}")
     if keys < 1:
         raise ValueError(f"keys must be at least 1, got {keys}")
-    if keys > 1 and modality is not Modality.AUDIO:
-        raise InputError(f"--keys {keys}: runs under several keys are built for the audio lab "
-                         f"only, not the {modality.value} lab (the image lab derives a key per "
-                         "scheme; the text lab already tests human texts under four keys)")
+    if keys > 1 and modality is Modality.TEXT:
+        raise InputError(f"--keys {keys}: runs under several keys are built for the audio and "
+                         "image labs, not the text lab (it already tests its human texts under "
+                         "four keys)")
     with scope(progress):
         progress = enabled(progress)  # the labs' own bars follow guardrail's progress mode
         if modality is Modality.IMAGE:
             result = _image(cfg, quick=quick, progress=progress, photo_dir=photo_dir,
-                            sample=sample)
+                            sample=sample, keys=keys)
         elif modality is Modality.TEXT:
             result = _text(cfg, quick=quick or bool(sample), progress=progress,
                            items=sample or items)

@@ -58,24 +58,30 @@ def test_lab_keys_start_with_the_configured_key_and_are_reproducible(config):
 
 
 def test_keys_other_than_one_are_refused_where_not_built(config):
-    with pytest.raises(InputError, match="--keys 2.*audio lab only.*image"):
-        run_robustness(config, Modality.IMAGE, keys=2, progress=False)
+    with pytest.raises(InputError, match="--keys 2.*audio and image labs, not the text lab"):
+        run_robustness(config, Modality.TEXT, keys=2, progress=False)
     with pytest.raises(ValueError, match="keys must be at least 1"):
         run_robustness(config, Modality.AUDIO, keys=0, progress=False)
 
 
-def test_the_audio_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_path):
-    pytest.importorskip("piper")
+def _two_key_run(capsys, tmp_path, modality: str) -> tuple[dict, list, list]:
+    """``guardrail robustness --modality M --sample 2 --keys 2 --json`` in a fresh data folder:
+    (summary, rows, key ids)."""
     data = ["--data-dir", str(tmp_path / "data")]
     assert main(["keys", "init", *data]) == 0
     capsys.readouterr()
-    code = main(["robustness", "--modality", "audio", "--sample", "2", "--keys", "2",
+    code = main(["robustness", "--modality", modality, "--sample", "2", "--keys", "2",
                  "--json", *data])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["config"]["keys"] == 2
-    summary, rows = out["summary"], out["rows"]
-    ids = summary["keys"]
-    assert len(set(ids)) == 2 and ids[0] == key_id(load_secret(
+    assert len(set(out["summary"]["keys"])) == 2
+    return out["summary"], out["rows"], out["summary"]["keys"]
+
+
+def test_the_audio_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_path):
+    pytest.importorskip("piper")
+    summary, rows, ids = _two_key_run(capsys, tmp_path, "audio")
+    assert ids[0] == key_id(load_secret(
         tmp_path / "data" / "keys" / "watermark.key"))
     for attack in ("none", "speed(1.05)"):
         got = {r["key"]: r for r in rows if r["attack"] == attack}
@@ -87,3 +93,19 @@ def test_the_audio_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_pa
     for name, met in summary["targets"].items():  # met only when met under every key
         assert met == all(by_key[i][name] for i in ids)
     assert summary["n_unmarked"] == 2 * 80  # 20 windows under 4 keys, for each lab key
+
+
+def test_the_image_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_path):
+    summary, rows, ids = _two_key_run(capsys, tmp_path, "image")
+    attacks = {r["attack"] for r in rows}
+    assert "jpeg(30)" in attacks
+    for attack in attacks:
+        got = {r["key"]: r for r in rows if r["attack"] == attack}
+        assert set(got) == {*ids, "pooled"}
+        assert got["pooled"]["n"] == got[ids[0]]["n"] + got[ids[1]]["n"]
+        k = sum(round(got[i]["tpr"] * got[i]["n"]) for i in ids)
+        assert got["pooled"]["tpr"] == pytest.approx(k / got["pooled"]["n"])
+    (scheme, entry), = summary["schemes"].items()
+    assert entry["n_unmarked"] == 2 * 20  # 10 per photo, under each key
+    for name, met in summary["targets"][scheme].items():
+        assert met == all(summary["targets_by_key"][i][scheme][name] for i in ids)
