@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,25 +52,20 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: PhotoDirs = N
     if quick:
         images = images[:6]
     log = note if progress else None
-    runs = []
-    for i, (kid, key) in enumerate(lab_keys(cfg, keys)):
-        if keys > 1 and progress:
-            note(f"key {i + 1} of {keys} ({kid})")
+
+    def run(key: bytes) -> dict[str, Any]:
         if sample:  # the configured scheme only, on a few photos: a smoke run of the lab
-            res = evaluate(images[:sample],
-                           schemes=[str(cfg.section("watermark")["image_scheme"])],
-                           fpr=fpr, key=key, n_unmarked=10 * sample, repeats=1, keyless=False,
-                           log=log)
-        else:
-            res = evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
-                           max_images={"rivaGan": 2 if quick else 3},
-                           max_unmarked={"rivaGan": 10 if quick else 40},
-                           repeats=3 if quick else 7, log=log)
-        runs.append((kid, res))
-    rows = [{"key": kid, **row} if keys > 1 else row
-            for kid, res in runs for row in _image_rows(res)]
-    if keys > 1:
-        rows += _pooled(rows)
+            return evaluate(images[:sample],
+                            schemes=[str(cfg.section("watermark")["image_scheme"])],
+                            fpr=fpr, key=key, n_unmarked=10 * sample, repeats=1,
+                            keyless=False, log=log)
+        return evaluate(images, fpr=fpr, key=key, n_unmarked=100 if quick else 1000,
+                        max_images={"rivaGan": 2 if quick else 3},
+                        max_unmarked={"rivaGan": 10 if quick else 40},
+                        repeats=3 if quick else 7, log=log)
+
+    runs = _under_keys(cfg, keys, progress, run)
+    rows = _keyed_rows(runs, _image_rows)
     res = runs[0][1]
     schemes = {name: {k: r.get(k) for k in (
         "embed_ms", "detect_ms", "detect_unmarked_ms", "psnr_mean", "psnr_min", "ssim_mean",
@@ -87,8 +83,7 @@ def _image(cfg: Config, *, quick: bool, progress: bool, photo_dir: PhotoDirs = N
                + "".join(f", {d}" for d in photo_dirs(photo_dir)) + ")",
                "schemes": schemes, "speedup": res.get("speedup"), "targets": targets}
     if keys > 1:
-        summary["keys"] = [kid for kid, _ in runs]
-        summary["targets_by_key"] = {kid: r.get("targets") for kid, r in runs}
+        summary.update(_by_key(runs))
     return {"rows": rows, "summary": summary, "schemes": list(res["schemes"])}
 
 
@@ -126,6 +121,33 @@ def lab_keys(cfg: Config, n: int) -> list[tuple[str, bytes]]:
     return [(key_id(k), k) for k in keys]
 
 
+def _under_keys(cfg: Config, keys: int, progress: bool,
+                run: Callable[[bytes], dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """``(key id, run(key))`` for each of the :func:`lab_keys`."""
+    runs = []
+    for i, (kid, key) in enumerate(lab_keys(cfg, keys)):
+        if keys > 1 and progress:
+            note(f"key {i + 1} of {keys} ({kid})")
+        runs.append((kid, run(key)))
+    return runs
+
+
+def _keyed_rows(runs: list[tuple[str, dict[str, Any]]],
+                rows_of: Callable[[dict[str, Any]], list[dict[str, Any]]]
+                ) -> list[dict[str, Any]]:
+    """The rows of one run as they are; of several, each with its ``key``, then pooled."""
+    if len(runs) == 1:
+        return rows_of(runs[0][1])
+    rows = [{"key": kid, **row} for kid, res in runs for row in rows_of(res)]
+    return rows + _pooled(rows)
+
+
+def _by_key(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The summary's ``keys`` and ``targets_by_key`` of a run under several keys."""
+    return {"keys": [kid for kid, _ in runs],
+            "targets_by_key": {kid: r.get("targets") for kid, r in runs}}
+
+
 def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = None,
            keys: int = 1) -> dict[str, Any]:
     from ..factory import watermarker_from_config
@@ -134,23 +156,20 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
 
     clips = piper_clips(sample or (12 if quick else 120))
     human = [] if sample else human_clips(20 if quick else 150)
-    runs = []
-    for i, (kid, key) in enumerate(lab_keys(cfg, keys)):
-        if keys > 1 and progress:
-            note(f"key {i + 1} of {keys} ({kid})")
+
+    def run(key: bytes) -> dict[str, Any]:
         wm = watermarker_from_config(cfg, Modality.AUDIO, key=key)
-        runs.append((kid, evaluate(
-            clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
-            n_unmarked=10 * sample if sample else 200 if quick else 1000,
-            timing_repeats=2 if sample else 5 if quick else 20,
-            progress=note if progress else None, keyless=not sample, human=human,
-            n_copy_targets=40 if quick else 300, n_removal=10 if quick else 40)))
-    rows = [{"key": kid, **row} if keys > 1 else row
-            for kid, res in runs for row in _audio_rows(wm.scheme, res)]
-    if keys > 1:
-        rows += _pooled(rows)
+        return evaluate(clips, key=b"unused", fpr=wm.fpr, watermarker=wm,
+                        n_unmarked=10 * sample if sample else 200 if quick else 1000,
+                        timing_repeats=2 if sample else 5 if quick else 20,
+                        progress=note if progress else None, keyless=not sample, human=human,
+                        n_copy_targets=40 if quick else 300, n_removal=10 if quick else 40)
+
+    runs = _under_keys(cfg, keys, progress, run)
     res = runs[0][1]
-    summary = {"scheme": wm.scheme, "fpr_target": wm.fpr, "content": "embedded Piper speech"
+    scheme = res["scheme"]
+    rows = _keyed_rows(runs, lambda r: _audio_rows(scheme, r))
+    summary = {"scheme": scheme, "fpr_target": res["fpr"], "content": "embedded Piper speech"
                + (f"; keyless copies also onto {len(human)} recorded human prompts"
                   if res.get("keyless") and human else ""),
                "n_clips": len(clips), "fpr_measured": res["unmarked"].get("fpr_measured"),
@@ -164,11 +183,11 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
         n_fp = sum(r["unmarked"].get("false_positives") or 0 for _, r in runs)
         n_un = sum(r["unmarked"].get("n") or 0 for _, r in runs)
         summary.update(fpr_measured=n_fp / n_un if n_un else 0.0, n_unmarked=n_un,
-                       false_positives=n_fp, keys=[kid for kid, _ in runs],
+                       false_positives=n_fp,
                        snr_db={"min": min((r["snr_db"]["min"] for _, r in runs
                                            if r["snr_db"]["min"] is not None), default=None)},
-                       targets_by_key={kid: r.get("targets") for kid, r in runs})
-    return {"rows": rows, "summary": summary, "schemes": [wm.scheme]}
+                       **_by_key(runs))
+    return {"rows": rows, "summary": summary, "schemes": [scheme]}
 
 
 def met_under_every_key(targets: list[dict[str, bool]]) -> dict[str, bool]:

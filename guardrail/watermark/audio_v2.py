@@ -244,5 +244,5 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
         received, whose few-percent stretch the coarse field hardly notices."""
         step = (chips.CHIP_FRAMES, chips.CHIP_BINS)
         weight = self._weight(self._field(logs, step))
-        views = {"all": lambda: None, "loud": lambda: self._loud(logs, step, SCALE_LOUD_DB)}
-        return tuple((weight, views[v]()) for v in SCALE_VIEWS)
+        return tuple((weight, None if v == "all" else self._loud(logs, step, SCALE_LOUD_DB))
+                     for v in SCALE_VIEWS)
