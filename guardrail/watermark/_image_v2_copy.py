@@ -30,3 +30,14 @@ def displaced_ratio(u: np.ndarray, q: np.ndarray, wgt: np.ndarray,
         dev.append(float(np.sum(u * wd)) - beta * float(np.sum(q * wd)))
     rms = math.sqrt(sum(x * x for x in dev) / len(dev))
     return s0 / rms if rms > 0 else math.inf
+
+
+def strong_boost(wgt: np.ndarray, f: np.ndarray, boost: float, start: float) -> np.ndarray:
+    """The embedder's sign weights ``wgt`` with ``1 + boost`` times the amplitude where the
+    content field ``f`` reaches ``start`` (a ramp over one grey level), rescaled to their RMS:
+    the pattern's power, and its share against the sync template, stay as they were. The
+    strict copy check reads those pixels alone; a ghost cannot reach them."""
+    b = 1.0 + boost * np.clip(np.abs(f) - np.float32(start), 0.0, 1.0)
+    out = wgt * b.astype(np.float32)
+    r0, r1 = float(np.sqrt(np.mean(wgt * wgt))), float(np.sqrt(np.mean(out * out)))
+    return out * np.float32(r0 / r1) if r1 > 0 else out

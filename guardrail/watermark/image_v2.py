@@ -121,7 +121,7 @@ from ._common import (
     work_luma,
 )
 from ._image_sync import whiten, whiten_spectral
-from ._image_v2_copy import displaced_ratio
+from ._image_v2_copy import displaced_ratio, strong_boost
 from ._image_v2_sync import Geometry, register
 from .base import CannotWatermark
 from .ecc import decode_id, list_size_for
@@ -182,7 +182,10 @@ COPY_MIN_RATIO = 4.5
 #: ``copy_check="strict"``: the ratio must also reach ``COPY_MIN_RATIO`` over the pixels whose
 #: field reaches ``COPY_STRONG``, beyond a 38 dB ghost's reach (RMS 0.6-1.0, ceiling ~1.9):
 #: fewer copies pass, fewer marks survive crops, rotations, blur (docs/WATERMARKS.md).
-COPY_STRONG = 5.0
+COPY_STRONG = 6.0
+#: ... and embeds ``1 + STRONG_BOOST`` times the pattern where the field reaches ``STRONG_FROM``
+#: (same power; :func:`~._image_v2_copy.strong_boost`): evidence where that check reads.
+STRONG_BOOST, STRONG_FROM = 1.0, 5.0
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
@@ -358,7 +361,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         cf = self._content_field(yw)
         if flat := _flatness(cf, f"cannot carry a {SCHEME} mark", EMBED_MARGIN)[1]:
             raise CannotWatermark(flat)
-        main *= _sign_weight(cf, embed=True)
+        sw = _sign_weight(cf, embed=True)
+        main *= strong_boost(sw, cf, STRONG_BOOST, STRONG_FROM) if self.copy_check == "strict" else sw
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
         delta = (np.float32(math.sqrt(1.0 - SYNC_SHARE)) * main

@@ -263,8 +263,8 @@ def test_lab_measures_the_strict_copy_check_under_its_own_name():
 
 def test_the_strict_setting_is_measured_on_the_same_marks_as_its_scheme(pools):
     """``guardrail-image-v2-strict`` next to ``guardrail-image-v2`` in one lab run: the same
-    key and draws, so both decide on the same marks and unmarked images - the same bit
-    accuracy and p-values, and strict detects a subset (a paired comparison)."""
+    key and draws, so both mark the same pictures with the same ids and decide on the same
+    unmarked images (a paired comparison; strict's marks carry its strong-field boost)."""
     from guardrail.robustness import image_attacks as ia
     from guardrail.robustness.image_lab import evaluate
 
@@ -276,7 +276,5 @@ def test_the_strict_setting_is_measured_on_the_same_marks_as_its_scheme(pools):
                    key=b"lab test key, thirty-two bytes!!")
     std, strict = res["schemes"]["guardrail-image-v2"], res["schemes"]["guardrail-image-v2-strict"]
     assert std["refused"] == strict["refused"]  # (strict may refuse more on other pictures)
-    assert std["bit_accuracy"] == strict["bit_accuracy"]
     assert std["unmarked_min_p"] == strict["unmarked_min_p"]
-    for label, rate in strict["tpr"].items():
-        assert rate <= std["tpr"][label]
+    assert set(strict["tpr"]) == set(std["tpr"])

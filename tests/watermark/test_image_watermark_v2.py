@@ -274,6 +274,38 @@ def test_strict_copy_check_rejects_a_wide_copy_that_follows_its_ghost(photos):
     assert strict.detect(art(donor)).payload == f"{7:08x}"  # the genuine mark still counts
 
 
+def test_strong_boost_moves_amplitude_to_strongly_structured_pixels():
+    """The strict setting's embedder gives pixels whose field reaches STRONG_FROM + 1 the
+    amplitude times 1 + STRONG_BOOST relative to the rest, keeps every sign and the RMS, and
+    changes nothing where no pixel reaches STRONG_FROM."""
+    from guardrail.watermark._image_v2_copy import strong_boost
+
+    rng = np.random.default_rng(3)
+    f = rng.normal(0.0, 4.0, (64, 64)).astype(np.float32)
+    w = np.where(f >= 0, 1.0, -1.0).astype(np.float32)
+    out = strong_boost(w, f, 1.0, 5.0)
+    assert np.sqrt(np.mean(out * out)) == pytest.approx(1.0, rel=1e-5)
+    assert np.all(np.sign(out) == np.sign(w))
+    strong, weak = np.abs(out[np.abs(f) >= 6.0]), np.abs(out[np.abs(f) < 5.0])
+    assert np.allclose(strong / weak[0], 2.0) and np.allclose(weak, weak[0])
+    assert np.allclose(strong_boost(w, f / 10.0, 1.0, 5.0), w)
+
+
+def test_strict_setting_embeds_the_boosted_pattern_at_the_same_power(photos):
+    """``copy_check="strict"`` marks differ from the standard ones only by where the pattern's
+    amplitude lies: same PSNR, both settings find the mark and its id."""
+    from guardrail.robustness.image_attacks import psnr
+
+    x = square(photos["chelsea"], 512)
+    std = GuardrailImageWatermarkV2(KEY, fpr=1e-4)
+    strict = GuardrailImageWatermarkV2(KEY, fpr=1e-4, copy_check="strict")
+    a, b = std.embed(art(x), 7).content, strict.embed(art(x), 7).content
+    assert not np.array_equal(a, b)
+    assert abs(psnr(x, a) - psnr(x, b)) < 0.1
+    for wm in (std, strict):
+        assert wm.detect(art(b)).payload == f"{7:08x}"
+
+
 def test_copy_check_setting_is_validated():
     with pytest.raises(ValueError, match="standard, strict"):
         GuardrailImageWatermarkV2(KEY, copy_check="paranoid")
