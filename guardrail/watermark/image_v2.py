@@ -94,7 +94,7 @@ Limits
 See docs/WATERMARKS.md: strong denoisers and regeneration remove the mark; so does a
 geometric change after the sync template was notched out; vertical flips and 90-degree
 rotations are not searched; informed wide-band copies pass the copy check in 3-9%, the
-strict one in 0-1% (which loses more marks after crops, rotations and blur; see there).
+strict one in about 0.3% (which loses more marks after crops and rotations; see there).
 """
 
 from __future__ import annotations
@@ -174,18 +174,14 @@ SOFT_SIGMA, SOFT_FLOOR, SOFT_WEIGHTED = 1.0, 1.0, (True, False)
 SHAPE_SIGMA, SHAPE_FULL, SHAPE_NONE = 0.5, 2.0, 4.0
 #: ``embed`` refuses an image whose unattacked output scores below this (threshold ~4.6).
 EMBED_MIN_Z = 8.0
-#: Copy check: displacements (working pixels) of the content sign field giving the spread a
-#: copied mark would have, and the ratio a mark must reach.
+#: Copy check: the content field's displacements (working pixels) and the ratio to reach.
 COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (-d, 0, d)
                      if (dy, dx) != (0, 0))
 COPY_MIN_RATIO = 4.5
-#: ``copy_check="strict"``: the ratio must also reach ``COPY_MIN_RATIO`` over the pixels whose
-#: field reaches ``COPY_STRONG``, beyond a 38 dB ghost's reach (RMS 0.6-1.0, ceiling ~1.9):
-#: fewer copies pass, fewer marks survive crops, rotations, blur (docs/WATERMARKS.md).
-COPY_STRONG = 6.0
-#: ... and embeds ``1 + STRONG_BOOST`` times the pattern where the field reaches ``STRONG_FROM``
-#: (same power; :func:`~._image_v2_copy.strong_boost`): evidence where that check reads.
-STRONG_BOOST, STRONG_FROM = 1.0, 5.0
+#: ``copy_check="strict"``: the ratio also over the pixels whose field reaches ``COPY_STRONG``
+#: (beyond a 38 dB ghost's reach), and ``1 + STRONG_BOOST`` times the pattern embedded from
+#: ``STRONG_FROM`` (same power; :func:`~._image_v2_copy.strong_boost`; docs/WATERMARKS.md).
+COPY_STRONG, STRONG_BOOST, STRONG_FROM = 6.0, 2.0, 5.0
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
@@ -361,8 +357,8 @@ class GuardrailImageWatermarkV2(ImageScheme):
         cf = self._content_field(yw)
         if flat := _flatness(cf, f"cannot carry a {SCHEME} mark", EMBED_MARGIN)[1]:
             raise CannotWatermark(flat)
-        sw = _sign_weight(cf, embed=True)
-        main *= strong_boost(sw, cf, STRONG_BOOST, STRONG_FROM) if self.copy_check == "strict" else sw
+        boost = STRONG_BOOST if self.copy_check == "strict" else 0.0  # 0: unchanged
+        main *= strong_boost(_sign_weight(cf, embed=True), cf, boost, STRONG_FROM)
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
         delta = (np.float32(math.sqrt(1.0 - SYNC_SHARE)) * main
