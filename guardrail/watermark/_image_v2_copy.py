@@ -36,7 +36,10 @@ def strong_boost(wgt: np.ndarray, f: np.ndarray, boost: float, start: float) -> 
     """The embedder's sign weights ``wgt`` with ``1 + boost`` times the amplitude where the
     content field ``f`` reaches ``start`` (a ramp over one grey level), rescaled to their RMS:
     the pattern's power, and its share against the sync template, stay as they were. The
-    strict copy check reads those pixels alone; a ghost cannot reach them."""
+    strict copy check reads those pixels alone; a ghost cannot reach them. ``boost`` 0 (the
+    standard setting) returns ``wgt`` itself, with no work."""
+    if not boost:
+        return wgt
     b = 1.0 + boost * np.clip(np.abs(f) - np.float32(start), 0.0, 1.0)
     out = wgt * b.astype(np.float32)
     r0, r1 = float(np.sqrt(np.mean(wgt * wgt))), float(np.sqrt(np.mean(out * out)))

@@ -357,7 +357,7 @@ class GuardrailImageWatermarkV2(ImageScheme):
         cf = self._content_field(yw)
         if flat := _flatness(cf, f"cannot carry a {SCHEME} mark", EMBED_MARGIN)[1]:
             raise CannotWatermark(flat)
-        boost = STRONG_BOOST if self.copy_check == "strict" else 0.0  # 0: unchanged
+        boost = STRONG_BOOST if self.copy_check == "strict" else 0.0  # 0: wgt as it is
         main *= strong_boost(_sign_weight(cf, embed=True), cf, boost, STRONG_FROM)
         main = low_pass(main, _shape_sigma(h * w / (hw * ww)))
         sync = self._sync(hw, ww)
