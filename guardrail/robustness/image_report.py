@@ -6,11 +6,17 @@
 tuned on) and writes the section ``robustness-image``: TPR at the configured
 false-positive rate per attack with its 95% interval and ``n``, the keyless copy and
 removal attacks, the measured false-positive rate, quality and speed, and the targets.
+
+``--keys N`` runs the same report under the report's key and ``N - 1`` further public
+evaluation keys (:func:`report_keys`): a key's copies and aimed removals are a sample of
+one, so the section adds a table of every key's rates side by side with their pooled
+counts, and a target counts as met only when it is met under every key.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +28,7 @@ from ..stats import clopper_pearson
 if TYPE_CHECKING:
     from .image_lab import PhotoDirs
 
-__all__ = ["SCHEMES", "TUNING", "main", "render", "run"]
+__all__ = ["KEY", "SCHEMES", "TUNING", "main", "render", "report_keys", "run"]
 
 #: Photos the image schemes were tuned on; the report evaluates on the others.
 TUNING = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -30,28 +36,96 @@ TUNING = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
 #: Schemes the report measures by default (``--schemes``; ``guardrail-image-v2-strict`` is
 #: version 2 with ``[watermark.image] copy_check = "strict"``).
 SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct")
+#: The report's evaluation key (public: never a key a platform uses).
+KEY = b"held-out evaluation key 2026-12"
+
+
+def report_keys(n: int, key: bytes = KEY) -> list[bytes]:
+    """The ``n`` keys a report runs under: ``key``, then ``n - 1`` public evaluation keys
+    derived from it (fixed, so that a run can be repeated)."""
+    if n < 1:
+        raise ValueError(f"keys must be at least 1, got {n}")
+    return [key] + [hashlib.sha256(key + b" / %d" % i).digest() for i in range(1, n)]
 
 
 def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
         schemes: Sequence[str] = SCHEMES,
-        n_unmarked: int = 1000, key: bytes = b"held-out evaluation key 2026-12",
+        n_unmarked: int = 1000, key: bytes = KEY, keys: int = 1,
         log: Any = None) -> dict[int, dict[str, Any]]:
-    """The image lab at each size on the held-out photos (dwtDct only at the largest)."""
+    """The image lab at each size on the held-out photos (dwtDct only at the largest),
+    under ``keys`` keys (:func:`report_keys`): the first key's results as they are, every
+    key's schemes and targets in ``by_key`` when there are several."""
+    from ..keys import key_id
     from .image_lab import evaluate, load_natural_images, photo_dirs
 
     imgs = [(n, i) for n, i in load_natural_images(photo_dir) if n not in TUNING]
     dirs = [str(p) for p in photo_dirs(photo_dir)]
-    out = {}
-    for size in sizes:
-        use = [s for s in schemes if s.startswith("guardrail") or size == max(sizes)]
-        res = evaluate(imgs, schemes=use, size=size, key=key, log=log, repeats=5,
-                       n_unmarked=n_unmarked if size == sizes[0] else min(300, n_unmarked),
-                       max_images={"dwtDct": 8, "dwtDctSvd": 4},
-                       max_unmarked={"dwtDct": 100, "dwtDctSvd": 50})
-        res["setup"]["held_out"] = [n for n, _ in imgs]
-        res["setup"]["photo_dirs"] = dirs
-        out[size] = res
+    out: dict[int, dict[str, Any]] = {}
+    for k, kb in enumerate(report_keys(keys, key)):
+        if keys > 1 and log is not None:
+            log(f"key {k + 1} of {keys} ({key_id(kb)})")
+        for size in sizes:
+            use = [s for s in schemes if s.startswith("guardrail") or size == max(sizes)]
+            res = evaluate(imgs, schemes=use, size=size, key=kb, log=log, repeats=5,
+                           n_unmarked=n_unmarked if size == sizes[0] else min(300, n_unmarked),
+                           max_images={"dwtDct": 8, "dwtDctSvd": 4},
+                           max_unmarked={"dwtDct": 100, "dwtDctSvd": 50})
+            res["setup"]["held_out"] = [n for n, _ in imgs]
+            res["setup"]["photo_dirs"] = dirs
+            if keys > 1:
+                entry = {"key": key_id(kb), "schemes": res["schemes"],
+                         "targets": res.get("targets") or {}}
+                if k == 0:
+                    res["by_key"] = [entry]
+                    out[size] = res
+                else:
+                    out[size]["by_key"].append(entry)
+            else:
+                out[size] = res
+    if keys > 1:  # per scheme, a target is met only when it is met under every key
+        from .lab import met_under_every_key
+
+        for res in out.values():
+            res["targets"] = {name: met_under_every_key(
+                [e["targets"].get(name) or {} for e in res["by_key"]])
+                for name in res.get("targets") or {}}
     return out
+
+
+def _counts(e: Mapping[str, Any], label: str) -> tuple[int, int] | None:
+    """(successes, trials) of one scheme's row ``label``: an attack's detections, or a
+    keyless attack's detected copies or kept marks."""
+    kl = e.get("keyless") or {}
+    r = kl.get("copy", {}).get(label) or kl.get("removal", {}).get(label)
+    if r is not None:
+        return round(r["rate"] * r["n"]), int(r["n"])
+    rate = (e.get("tpr") or {}).get(label)
+    n = (e.get("n") or {}).get(label) or e.get("n_images")
+    return None if rate is None or not n else (round(rate * n), int(n))
+
+
+def _by_key_table(results: Mapping[int, Mapping[str, Any]], schemes: Sequence[str],
+                  sizes: Sequence[int], labels: Sequence[str]) -> list[str]:
+    """Every key's rate per row and (scheme, size), then the counts pooled over the keys
+    with their exact interval."""
+    cols = [(s, z) for s in schemes for z in sizes
+            if all(s in e["schemes"] for e in results[z].get("by_key") or [])
+            and results[z].get("by_key")]
+    head = ["attack"] + [f"{s} @{z}" for s, z in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lb in labels:
+        cells = []
+        for s, z in cols:
+            per = [_counts(e["schemes"][s], lb) for e in results[z]["by_key"]]
+            if any(c is None for c in per):
+                cells.append("-")
+                continue
+            k, n = sum(c[0] for c in per), sum(c[1] for c in per)
+            lo, hi = clopper_pearson(k, n)
+            cells.append(" / ".join(f"{c[0] / c[1]:.2f}" for c in per)
+                         + f"; pooled {k} of {n} [{lo:.2f}, {hi:.2f}]")
+        lines.append("| " + " | ".join([lb, *cells]) + " |")
+    return lines
 
 
 def _f(v: Any, fmt: str = ".2f") -> str:
@@ -197,6 +271,17 @@ def render(results: Mapping[int, Mapping[str, Any]], *, when: str, machine: str,
             f"{_f(e['psnr_mean'], '.1f')} ({_f(e['psnr_min'], '.1f')}) | "
             f"{_f(e['ssim_mean'], '.3f')} | {_f(e['embed_ms'], '.1f')} | "
             f"{_f(e['detect_ms'], '.1f')} / {_f(e['detect_unmarked_ms'], '.1f')} |")
+    by_key = [z for z in sizes if results[z].get("by_key")]
+    if by_key:
+        kids = [e["key"] for e in results[by_key[0]]["by_key"]]
+        lines += ["", "### Under each key", "",
+                  f"The same report under {len(kids)} keys ({', '.join(f'`{k}`' for k in kids)};"
+                  " the first is the key of the tables above): each key's rate, then the "
+                  "counts pooled over the keys with their 95% Clopper-Pearson interval. The "
+                  "copies and aimed removals depend on the key; the targets below count as "
+                  "met only when met under every key.", ""]
+        lines += _by_key_table(results, [s for s in schemes if s.startswith("guardrail-image")],
+                               sizes, [*labels, *kl_labels])
     lines += ["", "### Targets", ""]
     for z in sizes:
         for s, t in (results[z].get("targets") or {}).items():
@@ -219,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--unmarked", type=int, default=1000)
     ap.add_argument("--from-json", nargs="*", help="render saved results instead of running")
     ap.add_argument("--save-json", help="also save the results here")
+    ap.add_argument("--keys", type=int, default=1,
+                    help="run under this many keys: the report's own, then public evaluation "
+                         "keys derived from it")
     ap.add_argument("--schemes", nargs="+", default=list(SCHEMES),
                     help="schemes to measure; guardrail-image-v2-strict is version 2 with "
                          "[watermark.image] copy_check = \"strict\"")
@@ -235,8 +323,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "when": f"a run whose time was not saved (rendered {now()})",
             "machine": machine_line(), "load": None}
     else:
+        if args.keys < 1:
+            ap.error(f"--keys must be at least 1, got {args.keys}")
         results = run(args.sizes, photo_dir=args.photos, schemes=args.schemes,
-                      n_unmarked=args.unmarked, log=print)
+                      n_unmarked=args.unmarked, keys=args.keys, log=print)
         stamp = {"when": now(), "machine": machine_line(), "load": (
             "load average {:.1f} / {:.1f} / {:.1f} over 1 / 5 / 15 minutes at the end of the "
             "run".format(*os.getloadavg()))}

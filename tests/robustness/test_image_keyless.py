@@ -116,6 +116,47 @@ def test_report_renders_rates_with_intervals_and_missed_targets():
     assert "scikit-learn and the photos in `/photos/a`, `/photos/b`;" in md
 
 
+def test_report_under_several_keys_pools_counts_and_needs_every_key(monkeypatch):
+    """--keys 2: the lab runs under the report's key and one derived key (distinct,
+    repeatable), the tables above keep the first key's results, the per-key table shows both
+    keys' rates and the pooled counts with their interval, and a target met under one key
+    only counts as missed."""
+    import copy
+
+    from guardrail.robustness import image_lab, image_report
+
+    keys_seen = []
+
+    def fake_evaluate(imgs, *, key, size, **kw):
+        keys_seen.append(key)
+        res = copy.deepcopy(_lab_results()[512])
+        res["setup"]["size"] = size
+        entry = res["schemes"]["guardrail-image-v2"]
+        if len(keys_seen) == 2:  # the second key: 5 copies of 50, jpeg(30) 0.75 of 20
+            entry["keyless"]["copy"]["copy((1, 'wide'))"].update(rate=0.1, positives=5)
+            entry["tpr"]["jpeg(30)"] = 0.75
+            res["targets"]["guardrail-image-v2"]["psnr>=40"] = False
+        return res
+
+    monkeypatch.setattr(image_lab, "evaluate", fake_evaluate)
+    monkeypatch.setattr(image_lab, "load_natural_images", lambda d: [("a", None)])
+    monkeypatch.setattr(image_lab, "photo_dirs", lambda d: [])
+    res = image_report.run([512], schemes=["guardrail-image-v2"], keys=2)
+    assert keys_seen == image_report.report_keys(2) and keys_seen[0] == image_report.KEY
+    assert len(set(keys_seen)) == 2 and image_report.report_keys(2) == keys_seen
+    # the tables above are the first key's; the targets need every key
+    assert res[512]["schemes"]["guardrail-image-v2"]["tpr"]["jpeg(30)"] == 0.5
+    assert res[512]["targets"]["guardrail-image-v2"] == {"psnr>=40": False,
+                                                         "tpr>=0.95_each_attack": False}
+    md = render(res, when="now", machine="here")
+    table = md[md.index("### Under each key"):md.index("### Targets")]
+    assert "| copy((1, 'wide')) | 0.04 / 0.10; pooled 7 of 100 [0.03, 0.14] |" in table
+    assert "| jpeg(30) | 0.50 / 0.75; pooled 25 of 40 [0.46, 0.77] |" in table
+    assert "**missed psnr>=40, tpr>=0.95_each_attack**" in md
+    with pytest.raises(ValueError, match="at least 1"):
+        image_report.report_keys(0)
+
+
 def test_lab_photos_come_from_every_folder_given_and_a_missing_one_is_an_error(tmp_path):
     import cv2
 
