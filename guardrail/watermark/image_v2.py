@@ -81,7 +81,7 @@ ratio of the true statistic to the RMS of the displaced ones must reach
 on a picture with little structure of its own (``MIN_STRUCTURE``, ``MIN_FIELD_RMS``): there
 the field may be the ghost of a copy's donor, which the copied pattern follows; ``embed``
 refuses such pictures, and those whose own output fails the copy check
-(``copy_check="strict"`` also asks for the ratio over the strongly structured pixels).
+(``copy_check="strict"`` also asks for ``STRONG_RATIO`` over the strongly structured pixels).
 
 *Key-independent sensitivity.* The keyed filter's gain on the blurred luminance is
 ``KERNEL_GAIN`` for every key (a random 9 x 9 filter's varies threefold between keys).
@@ -178,10 +178,9 @@ EMBED_MIN_Z = 8.0
 COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (-d, 0, d)
                      if (dy, dx) != (0, 0))
 COPY_MIN_RATIO = 4.5
-#: ``copy_check="strict"``: the ratio also over the pixels whose field reaches ``COPY_STRONG``
-#: (beyond a 38 dB ghost's reach), and ``1 + STRONG_BOOST`` times the pattern embedded from
-#: ``STRONG_FROM`` (same power; :func:`~._image_v2_copy.strong_boost`; docs/WATERMARKS.md).
-COPY_STRONG, STRONG_BOOST, STRONG_FROM = 6.0, 2.0, 5.0
+#: ``copy_check="strict"``: ``STRONG_RATIO`` over the pixels whose field reaches ``COPY_STRONG``
+#: too (beyond a ghost's reach), and 1 + ``STRONG_BOOST`` x the pattern from ``STRONG_FROM``.
+COPY_STRONG, STRONG_RATIO, STRONG_BOOST, STRONG_FROM = 6.0, 3.0, 2.0, 5.0
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
@@ -494,13 +493,14 @@ class GuardrailImageWatermarkV2(ImageScheme):
         this image's content sign field, displaced by each of ``COPY_OFFSETS``, follows what
         a genuine mark predicts (:func:`~._image_v2_copy.displaced_ratio`: about the z-score
         for a genuine mark, of order one for a copy however strong); ``strict``: the smaller
-        of that and the same over the pixels whose field reaches ``COPY_STRONG``."""
+        of that and the same over the pixels whose field reaches ``COPY_STRONG``, scaled
+        by ``COPY_MIN_RATIO / STRONG_RATIO`` (each view against its own ratio)."""
         rc, valid, f = frame
         u = rc * valid * np.roll(self._layout["pilot"], shift, axis=(0, 1))
         q = _sign_weight(f, embed=True) * valid
-        deads = (None, COPY_STRONG) if self.copy_check == "strict" else (None,)
-        return min(displaced_ratio(u, q, _sign_weight(f, embed=False, dead=d), COPY_OFFSETS)
-                   for d in deads)
+        views = ((None, 1.0), (COPY_STRONG, COPY_MIN_RATIO / STRONG_RATIO))
+        return min(k * displaced_ratio(u, q, _sign_weight(f, embed=False, dead=d), COPY_OFFSETS)
+                   for d, k in views[:2 if self.copy_check == "strict" else 1])
 
     def _pilot_z(self, v: np.ndarray, home: tuple[int, int]
                  ) -> tuple[tuple[float, tuple[int, int]], tuple[float, tuple[int, int]]]:

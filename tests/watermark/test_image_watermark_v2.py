@@ -326,6 +326,14 @@ def test_embed_refuses_a_picture_whose_own_output_fails_the_copy_check(photos, m
     with pytest.raises(CannotWatermark, match="fails the copy check"):
         GuardrailImageWatermarkV2(KEY, fpr=1e-4, copy_check="strict").embed(
             art(square(photos["chelsea"], 512)), 7)
+    monkeypatch.undo()
+    # the strongly structured pixels' view is held to its own ratio, STRONG_RATIO
+    strict = GuardrailImageWatermarkV2(KEY, fpr=1e-4, copy_check="strict")
+    strict.embed(art(square(photos["chelsea"], 512)), 7)
+    monkeypatch.setattr(image_v2, "STRONG_RATIO", 1e6)
+    wm.embed(art(square(photos["chelsea"], 512)), 7)
+    with pytest.raises(CannotWatermark, match="fails the copy check"):
+        strict.embed(art(square(photos["chelsea"], 512)), 7)
 
 
 def test_resized_uncropped_image_uses_the_expected_shift(marked, wm):
