@@ -180,7 +180,7 @@ COPY_OFFSETS = tuple((dy, dx) for d in (48, 96) for dy in (-d, 0, d) for dx in (
 COPY_MIN_RATIO = 4.5
 #: ``copy_check="strict"``: ``STRONG_RATIO`` over the pixels whose field reaches ``COPY_STRONG``
 #: too (beyond a ghost's reach), and 1 + ``STRONG_BOOST`` x the pattern from ``STRONG_FROM``.
-COPY_STRONG, STRONG_RATIO, STRONG_BOOST, STRONG_FROM = 6.0, 3.0, 2.0, 5.0
+COPY_STRONG, STRONG_RATIO, STRONG_BOOST, STRONG_FROM = 6.0, 4.5, 2.0, 5.0
 #: Least share of the frame whose content field reaches ``DETECT_DEAD``, least field RMS (grey
 #: levels; ``embed`` wants ``EMBED_MARGIN`` times it): below either, the picture's structure
 #: may be a copy's ghost (a 38 dB residual estimate of any width brought 0.6-1.0).
