@@ -60,10 +60,11 @@ def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
 
     imgs = [(n, i) for n, i in load_natural_images(photo_dir) if n not in TUNING]
     dirs = [str(p) for p in photo_dirs(photo_dir)]
-    out: dict[int, dict[str, Any]] = {}
+    runs: list[tuple[bytes, dict[int, dict[str, Any]]]] = []
     for k, kb in enumerate(report_keys(keys, key)):
         if keys > 1 and log is not None:
             log(f"key {k + 1} of {keys} ({key_id(kb)})")
+        per_size = {}
         for size in sizes:
             use = [s for s in schemes if s.startswith("guardrail") or size == max(sizes)]
             res = evaluate(imgs, schemes=use, size=size, key=kb, log=log, repeats=5,
@@ -72,20 +73,15 @@ def run(sizes: Sequence[int] = (256, 512, 1024), *, photo_dir: PhotoDirs = None,
                            max_unmarked={"dwtDct": 100, "dwtDctSvd": 50})
             res["setup"]["held_out"] = [n for n, _ in imgs]
             res["setup"]["photo_dirs"] = dirs
-            if keys > 1:
-                entry = {"key": key_id(kb), "schemes": res["schemes"],
-                         "targets": res.get("targets") or {}}
-                if k == 0:
-                    res["by_key"] = [entry]
-                    out[size] = res
-                else:
-                    out[size]["by_key"].append(entry)
-            else:
-                out[size] = res
-    if keys > 1:  # per scheme, a target is met only when it is met under every key
+            per_size[size] = res
+        runs.append((kb, per_size))
+    out = runs[0][1]
+    if keys > 1:  # every key's results; per scheme, a target is met only under every key
         from .lab import met_under_every_key
 
-        for res in out.values():
+        for size, res in out.items():
+            res["by_key"] = [{"key": key_id(kb), "schemes": r[size]["schemes"],
+                              "targets": r[size].get("targets") or {}} for kb, r in runs]
             res["targets"] = {name: met_under_every_key(
                 [e["targets"].get(name) or {} for e in res["by_key"]])
                 for name in res.get("targets") or {}}
