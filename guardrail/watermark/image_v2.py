@@ -48,7 +48,7 @@ scale axis adds ``SCANNED`` more for centred crops. Notching it out or copying i
 only the geometric search: the unchanged geometry and its mirror are always tried.
 
 *Detection.* For each geometry hypothesis - the identity, its mirror and the sync
-candidates - the residual (spectrally whitened for uncropped images, ``CROP_SCALE``) and
+candidates - the residual (spectrally whitened; smoothed for crops, ``CROP_SCALE``) and
 the blurred luminance are resampled into the embedding frame, the content sign field is
 recomputed there with the key (soft: a ramp over a dead zone set higher than the
 embedder's, ``DETECT_DEAD``, so that pixels a copied ghost could tip do not count), and
@@ -149,11 +149,11 @@ F_DEAD, F_FULL = 1.0, 2.0
 #: structure, which on a smooth photo tips pixels near the dead zone its own way - and the
 #: copy then matches their signs. From 2 grey levels up a ghost at 38 dB rarely decides one.
 DETECT_DEAD, DETECT_FULL = 2.0, 3.0
-#: Residual of a geometry hypothesis: below ``CROP_SCALE`` (no crop or a small one) the
-#: luminance is spectrally whitened (:func:`~._image_sync.whiten_spectral`: ``SPEC_EXP`` of
-#: the way to a flat spectrum, then high-pass and local RMS as in v1); from it on (a crop
-#: enlarged the content ``s`` times) the plain v1 residual is smoothed by
-#: ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels before it is resampled to the frame.
+#: Residual of a geometry hypothesis: the luminance spectrally whitened (:func:`~._image_sync.
+#: whiten_spectral`: ``SPEC_EXP`` of the way to a flat spectrum, then high-pass and local RMS
+#: as in v1); from ``CROP_SCALE`` on (a crop enlarged the content ``s`` times; the plain v1
+#: residual until 2026-12-07) smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels
+#: before it is resampled to the frame.
 CROP_SCALE, SPEC_EXP, CROP_PREFILTER = 1.15, 0.5, 0.4
 #: Sync candidates tried besides the identity; how many of them are refined to a fraction
 #: of a pixel, and how many scales of the coherent scan for centred crops are added; the
@@ -577,13 +577,13 @@ class _Residuals:
         return whiten_spectral(self.yw, SPEC_EXP)
 
     def at(self, s: float) -> np.ndarray:
-        """The residual for a hypothesis of scale ``s``: ``spectral`` below ``CROP_SCALE``,
-        else ``plain`` smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels."""
+        """The residual for a hypothesis of scale ``s``: ``spectral``, from ``CROP_SCALE`` on
+        smoothed by ``CROP_PREFILTER * sqrt(s**2 - 1)`` working pixels."""
         if s < CROP_SCALE:
             return self.spectral
         import cv2
 
-        return cv2.GaussianBlur(self.plain, (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
+        return cv2.GaussianBlur(self.spectral, (0, 0), CROP_PREFILTER * math.sqrt(s * s - 1.0))
 
 
 def _sign_weight(f: np.ndarray, *, embed: bool, dead: float | None = None) -> np.ndarray:

@@ -451,6 +451,36 @@ def test_quarter_area_crop_is_registered_to_a_fraction_of_a_pixel(marked, wm):
         assert abs(np.log(res.scale / 2.0)) < 0.003 and abs(res.angle_deg) < 0.2
 
 
+@pytest.mark.parametrize("attack", [ia.crop(0.75), ia.crop(0.5)])
+def test_crops_are_read_through_the_spectrally_whitened_residual(monkeypatch, marked, wm,
+                                                                 attack):
+    """A crop's hypothesis (scale from CROP_SCALE up) reads the spectrally whitened residual,
+    smoothed: the pilot scores higher than through v1's plain residual, which was read there
+    until 2026-12-07 (the photos' own low frequencies, enlarged by the crop, were left in)."""
+    import guardrail.watermark.image_v2 as v2
+
+    res = v2._Residuals(np.random.default_rng(0).uniform(0, 255, (256, 256)).astype(np.float32))
+    want = cv2.GaussianBlur(res.spectral, (0, 0), v2.CROP_PREFILTER * math.sqrt(2.0 ** 2 - 1))
+    np.testing.assert_array_equal(res.at(2.0), want)
+    assert res.at(1.0) is res.spectral
+
+    def old(self, s):
+        if s < v2.CROP_SCALE:
+            return self.spectral
+        return cv2.GaussianBlur(self.plain, (0, 0), v2.CROP_PREFILTER * math.sqrt(s * s - 1))
+
+    new, before = [], []
+    for _img, _payload, out in marked:
+        attacked = attack(art(out)).content
+        r = wm.analyse(attacked)
+        assert r.p_value <= 1e-4 and r.consistent and r.scale > v2.CROP_SCALE
+        new.append(r.z)
+        with monkeypatch.context() as m:
+            m.setattr(v2._Residuals, "at", old)
+            before.append(wm.analyse(attacked).z)
+    assert np.mean(new) > 1.1 * np.mean(before), (new, before)
+
+
 def test_coherent_scan_finds_a_weak_centred_enlargement():
     """A crop to 20% of the area (enlarged 2.24 times) under noise 25 times the template's
     power: the coherent scan along the scale axis ranks the true scale first."""
