@@ -562,8 +562,8 @@ def _weight(rc: np.ndarray, valid: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 class _Residuals:
     """The residuals of one working luminance, each computed on first use: ``plain`` (v1's
-    whitened high-pass, also what the sync search reads) and ``spectral``
-    (:func:`~._image_sync.whiten_spectral`; the embedder's self-check needs only this one)."""
+    whitened high-pass; only the sync search reads it) and ``spectral`` (:func:`~._image_sync.
+    whiten_spectral`; every hypothesis reads it, crops smoothed - :meth:`at`)."""
 
     def __init__(self, yw: np.ndarray) -> None:
         self.yw = yw
