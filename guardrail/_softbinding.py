@@ -13,6 +13,7 @@ scheme / fingerprint        ``alg``
 ``guardrail-image``         ``io.guardrail.watermark.image.v1``
 ``guardrail-image-v2``      ``io.guardrail.watermark.image.v2``
 ``guardrail-audio``         ``io.guardrail.watermark.audio.v1``
+``guardrail-audio-v3``      ``io.guardrail.watermark.audio.v3``
 ``kgw`` (any other name)    ``io.guardrail.watermark.kgw.v1``
 image pHash                 ``io.guardrail.fingerprint.phash.v1``
 normalised text SHA-256     ``io.guardrail.fingerprint.text-sha256.v1``

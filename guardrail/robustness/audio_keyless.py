@@ -19,6 +19,11 @@ both copied and subtracted, and a removal of every chip's contrast followed by t
 chips' of either (``chips+loud``, ``chips+scale-loud``: the pair of views of the unscaled
 grid, or of the scale search).
 
+Against a scheme with a coherent payload layer (version 3, ``wm._coh``), whose keyed
+phases repeat every period of ``2 * PERIOD`` STFT frames, the attacker also averages an
+output's complex band STFT over those periods (``coherent``: the layer's pattern, up to the
+column signs that bind it to the content) and copies that, from one output and from ten.
+
 From ``n`` outputs the estimates are averaged (every output starts at the pattern's first
 column). :func:`imprint` writes an estimate into other audio the way the embedder writes its
 pattern - each chip's magnitude times ``1 + g``, ``g`` the estimate tiled over the clip's
@@ -56,8 +61,9 @@ from ..watermark.audio import PERIOD, SILENCE_DBFS
 from ..watermark.base import mix
 from .audio_attacks import speed
 
-__all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "ESTIMATES", "ESTIMATORS", "REMOVAL_SNRS_DB",
-           "estimate_pattern", "imprint", "keyless_trials"]
+__all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "COHERENT_ESTIMATES", "ESTIMATES", "ESTIMATORS",
+           "REMOVAL_SNRS_DB", "estimate_coherent", "estimate_pattern", "imprint",
+           "imprint_coherent", "keyless_trials"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
 ESTIMATES: tuple[tuple[int, str], ...] = ((1, "fold"), (1, "chips"), (10, "fold"),
@@ -75,6 +81,8 @@ REMOVAL_SNRS_DB = (34.0, 38.0)
 #: ``loud`` and ``scale-loud`` from one output are also copied.
 ADAPTIVE = ("loud", "scale-loud", "chips+loud", "chips+scale-loud")
 QUIET_SHARE_DB = 4.0
+#: Copies aimed at a coherent layer (schemes with ``_coh``: version 3), from 1 and 10 outputs.
+COHERENT_ESTIMATES = ((1, "coherent"), (10, "coherent"))
 #: The removal at this ratio (dB) followed by a speed change of this factor (row
 #: ``removal(...) at 38 dB + speed(1.03)``).
 REMOVAL_THEN = (38.0, 1.03)
@@ -150,6 +158,35 @@ def imprint(x: np.ndarray, sr: int, pattern: np.ndarray, snr_db: float = ATTACK_
     gain = sign * chips.scaled(gain, energy, want)
     # written the way the embedder writes its pattern (the same synthesis)
     out = chips.add_change(x if x.ndim == 2 else x[:, None], int(sr), x16, spec, gain, snr_db)
+    if out is None:
+        return x.copy()
+    return out if x.ndim == 2 else out[:, 0]
+
+
+def estimate_coherent(x: np.ndarray, sr: int) -> np.ndarray:
+    """Keyless estimate of a coherent layer from one marked output: its complex STFT in the
+    marked band averaged over the periods of ``2 * PERIOD`` frames (``2 * PERIOD x bins``)."""
+    spec = chips.stft(_mono16(x, sr))[:, chips.ROW0:chips.ROW1]
+    period = chips.CHIP_FRAMES * PERIOD
+    n = spec.shape[0] // period
+    if n == 0:
+        raise ValueError("a coherent estimate needs at least one period of audio")
+    return spec[: n * period].reshape(n, period, -1).mean(axis=0)
+
+
+def imprint_coherent(x: np.ndarray, sr: int, pattern: np.ndarray,
+                     snr_db: float = ATTACK_SNR_DB) -> np.ndarray:
+    """``x`` with a coherent estimate (:func:`estimate_coherent`) tiled over its frames and
+    added at exactly ``snr_db`` dB signal-to-change ratio (same shape, ``float32``)."""
+    x = np.asarray(x, dtype=np.float32)
+    x16 = _mono16(x, sr)
+    spec = chips.stft(x16)
+    full = np.zeros(spec.shape, dtype=np.complex64)
+    full[:, chips.ROW0:chips.ROW1] = pattern[np.arange(spec.shape[0]) % len(pattern)]
+    delta = resample(chips.istft(full, x16.shape[0]), chips.FS, int(sr))
+    x2 = x if x.ndim == 2 else x[:, None]
+    delta = np.pad(delta, (0, max(0, x2.shape[0] - delta.shape[0])))[: x2.shape[0]]
+    out = chips.add_at_snr(x2, delta[:, None], snr_db)
     if out is None:
         return x.copy()
     return out if x.ndim == 2 else out[:, 0]
@@ -241,17 +278,25 @@ def keyless_trials(wm: Any, donors: Sequence[tuple[np.ndarray, int, int]],
             rm = _removal(wm, marked, lambda _j, x, sr, s, e=est: _adaptive(wm, x, sr, e, s),
                           f"(1, {est!r})", snr_db, sweep, then, out)
             note(f"{wm.scheme}: removal(1, {est!r}): {rm}")
+    if hasattr(wm, "_coh"):  # copies aimed at the coherent layer
+        ests = [estimate_coherent(x, sr) for x, sr in outs]
+        for n, est in COHERENT_ESTIMATES:
+            if n <= len(ests):
+                cp = _copies(wm, targets, ests, n, f"({n}, {est!r})", recorded, snr_db, out,
+                             write=imprint_coherent)
+                note(f"{wm.scheme}: copy({n}, {est!r}): {cp}")
     return out
 
 
 def _copies(wm: Any, targets: Sequence[Clip], ests: Sequence[np.ndarray], n: int,
-            label: str, recorded: dict[str, Any], snr_db: float, out: dict[str, Any]) -> str:
+            label: str, recorded: dict[str, Any], snr_db: float, out: dict[str, Any], *,
+            write: Callable[..., np.ndarray] = imprint) -> str:
     """The copy row of one estimate: the mean of ``n`` donors' estimates (in turn) written
-    into each target at ``snr_db``; a summary for the notes."""
+    into each target at ``snr_db`` (by ``write``); a summary for the notes."""
     hits = victims = ai = 0
     for j, (x, sr) in enumerate(targets):
         pattern = _combined([ests[(j + i) % len(ests)] for i in range(n)])
-        forged = imprint(x, sr, pattern, snr_db)
+        forged = write(x, sr, pattern, snr_db)
         res = wm.detect(_art(forged, sr))
         hits += bool(res.detected)
         if res.detected and res.payload in recorded:

@@ -145,6 +145,12 @@ def _guardrail_audio_v2(key: bytes, *, fpr: float, **options: Any) -> Watermarke
     return GuardrailAudioWatermarkV2(key, fpr=fpr, **options)
 
 
+def _guardrail_audio_v3(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
+    from .audio_v3 import GuardrailAudioWatermarkV3
+
+    return GuardrailAudioWatermarkV3(key, fpr=fpr, **options)
+
+
 def _audioseal(key: bytes, *, fpr: float, **options: Any) -> Watermarker:
     from .audioseal import AudioSealWatermark
 
@@ -173,5 +179,9 @@ guardrail_audio = Scheme(Modality.AUDIO, "keyed spread-spectrum in the 0.5-7 kHz
 guardrail_audio_v2 = Scheme(Modality.AUDIO, "version 2: guardrail-audio bound to the content "
                             "(keyed content sign field), speed/tempo/pitch searched, 32-bit "
                             "id (CRC-24)", _guardrail_audio_v2)
+guardrail_audio_v3 = Scheme(Modality.AUDIO, "version 3: version 2's content-bound pilot with a "
+                            "coherent (keyed-phase) payload layer bound to the content, read "
+                            "under noise; 32-bit id (CRC-24), none after speed/tempo/pitch",
+                            _guardrail_audio_v3)
 audioseal = Scheme(Modality.AUDIO, "Meta's AudioSeal from local checkpoint files "
                    "(GUARDRAIL_AUDIOSEAL_*)", _audioseal)

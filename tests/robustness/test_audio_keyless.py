@@ -149,3 +149,26 @@ def test_removals_aimed_at_the_louder_views_of_version_2_keep_to_their_budget():
     assert {"chips+loud", "chips+scale-loud"} <= set(ADAPTIVE)
     assert not np.allclose(_adaptive(v2, x, SR, "chips+loud", 30.0),
                            _adaptive(v2, x, SR, "chips+scale-loud", 30.0))
+
+
+def test_copies_aimed_at_a_coherent_layer_run_against_version_3_and_find_nothing():
+    """Against version 3 the attacker also averages an output's complex STFT over the
+    layer's period (which does estimate the layer, up to its column signs) and copies that,
+    from one output and from all it holds; written into other speech it is not a mark."""
+    from guardrail.robustness.audio_keyless import estimate_coherent, imprint_coherent
+    from guardrail.watermark.audio_v3 import GuardrailAudioWatermarkV3
+
+    v3 = GuardrailAudioWatermarkV3(KEY)
+    outs = [(v3.embed(_art(speechlike(4.0, seed=s)), 0x3000 + s).content, SR, 0x3000 + s)
+            for s in range(2)]
+    targets = [(speechlike(4.0, seed=50 + i), SR) for i in range(2)]
+    res = keyless_trials(v3, outs, targets, outs[:1], estimates=((1, "chips"),),
+                         removal_snrs=())
+    assert {"copy(1, 'coherent')", "copy(10, 'coherent')"} & set(res["copy"]) == {
+        "copy(1, 'coherent')"}  # ten outputs are not held: that row is not run
+    row = res["copy"]["copy(1, 'coherent')"]
+    assert row["n"] == 2 and row["positives"] == 0 and row["victim_ids"] == 0
+    est = estimate_coherent(np.asarray(outs[0][0]), SR)
+    assert est.shape == (64, 208) and np.iscomplexobj(est)
+    forged = imprint_coherent(targets[0][0], SR, est, 28.0)
+    assert snr_db(targets[0][0], forged) == pytest.approx(28.0, abs=0.05)

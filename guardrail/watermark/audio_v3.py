@@ -1,0 +1,477 @@
+"""guardrail's audio watermark, version 3 (scheme ``guardrail-audio-v3``).
+
+Why a version 3
+---------------
+Version 2 (:mod:`guardrail.watermark.audio_v2`) writes its payload as changes of the chips'
+log energies - in phase with the host - and reads them back from energies. Under white noise
+10 dB below the speech most of the 0.5-7 kHz chips are buried, and a buried chip's energy
+says nothing about a change that followed the host's phase: its coded bits read right in
+58 % at 10 dB (the id needs about 79 % to decode in 90 % of clips), and the id came back in
+0 of 120 held-out 5 s windows (docs/WATERMARKS.md). A component with a keyed phase, read by
+linear correlation, keeps its evidence under additive noise wherever it lies: white noise
+is then plain noise in every coefficient.
+
+Design
+------
+Version 2's pilot unchanged - content-bound, read on the chip grid and by the scale search,
+at the energy version 2 gives it - and, instead of version 2's log-energy payload, a
+**coherent payload layer** with the rest of the energy; the whole mark is
+``BASE_SNR_DB - 20 log10(strength)`` dB (30.1 at strength 1) below the signal.
+
+* *Layer.* Every coefficient of the marked band (0.5-7 kHz at 16 kHz, the chip grid of
+  version 1) of a marked chip gets ``a * s * b * c * exp(i phi)``: ``phi`` a keyed phase per
+  frame of the period and bin, ``s`` a keyed sign and ``b`` the chip's coded bit (a keyed
+  assignment of the chips to the 186 coded bits of the payload code: 32-bit id, CRC-24,
+  rate 1/3), ``c`` the content sign of the chip's column (below). The amplitude ``a`` is the
+  same for every coefficient - white noise is then equally strong against every part of the
+  layer - capped at ``COH_CAP`` times the host's RMS in the chip; silent columns and chips
+  60 dB under their column's loudest are not marked (as in version 1).
+* *Binding.* ``c = sign(F)``, ``F = k * log(column energy + floor)``: ``k`` a keyed
+  ``COL_KERNEL``-tap filter with no response to a constant or a ramp, the floor
+  ``COL_FLOOR_DB`` under the clip's loud columns (so that noise 10 dB below the speech does
+  not move ``F``), ``F`` in units of its median magnitude. Columns with ``|F|`` under
+  ``COL_DEAD_EMBED`` are not marked; the reader weights ``sign(F)`` by a ramp from 0 at
+  ``COL_DEAD_LO`` to 1 at ``COL_DEAD_HI``. A layer estimated from one output - its periods
+  averaged, where ``c`` changes from column to column - and written into other audio meets
+  there column signs unrelated to its own.
+* *Reading.* Each coefficient's ``Y conj(exp(i phi))``, weighted by the inverse of its local
+  power (``COH_WINDOW``, above a floor ``COH_FLOOR_DB`` under the loud part) and by the
+  content weight, is folded over the periods (the layout repeats every period) and summed
+  per coded bit, at each of the 64 alignments (chip phase and shift). The id is
+  list-decoded at the pilot's best ``PILOT_CANDIDATES`` alignments - the pilot need not
+  pass: at 10 dB its best alignments mostly hold the right one when its score is not
+  enough - and at the ``ENERGY_CANDIDATES`` whose soft values carry the most energy (where
+  the pilot is lost). For a mark whose pilot passes, the id is also read at the delay
+  within ``TAU_MAX`` samples whose soft values carry the most energy (a crop at any
+  sample: a delay turns bin ``k``'s phase by ``2 pi k tau / 512``), when that energy is
+  ``COH_GATE_TAU`` times its median over the delays.
+* *Decision.* The layer is bound to the content, so an id that passes its CRC is evidence on
+  its own: ``p = p_crc``, the union bound over every decode the reader may make
+  (``COH_DECODES`` list decodes of ``list_size`` paths), and ``detected``. Otherwise the
+  pilot decides as in version 2 (its p-value plus ``p_crc``), with the scale search when the
+  unscaled grid does not pass.
+
+Limits
+------
+Those of version 2, and:
+
+* **No id after a speed, tempo or pitch change** (nor after a codec that changes phases):
+  the layer needs the samples where the embedder put them, to a fraction of a sample at
+  7 kHz. The pilot still finds the mark there (its scale search); version 2's log payload
+  carried the id as well, which ``guardrail verify`` uses to find the record. Measured
+  (docs/WATERMARKS.md): a payload in both forms does not fit in the 30 dB budget - sharing
+  the chips, each costs the other.
+* The column filter has ``COL_KERNEL`` keyed taps: an attacker who recovered one output's
+  relative column signs (correlating its periods, where the layer is coherent and the host
+  is not) could try to fit them and sign a copy for any target; not in the lab.
+* The layer's amplitude is flat over the band: in the quiet chips of a loud column it is
+  larger, relative to the host, than version 2's mark (capped at ``COH_CAP``), and it adds
+  to the chip energies the pilot is read from (its scores are 5-10 % lower than version 2's).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import cached_property
+
+import numpy as np
+
+from .._types import Artifact, WatermarkResult
+from ..signal import resample
+from . import _chips as chips
+from ._chips import CHIP_BINS, CHIP_FRAMES, FS, N_ROWS
+from .audio import (
+    DETECT_FLOOR_DBFS,
+    LIST_FPR_SHARE,
+    LIST_SIZE,
+    MIN_ACTIVE_SECONDS,
+    PERIOD,
+    SILENCE_DBFS,
+    GuardrailAudioWatermark,
+    _check,
+)
+from .audio_v2 import GuardrailAudioWatermarkV2
+from .base import CannotWatermark, check_payload, mix, not_performed, payload_hex
+from .ecc import decode_id, list_size_for
+
+__all__ = ["BASE_SNR_DB", "COH_CAP", "GuardrailAudioWatermarkV3"]
+
+SCHEME = "guardrail-audio-v3"
+VERSION = "3"
+
+#: Signal-to-watermark ratio (dB) of the whole mark at strength 1. The pilot is written as
+#: version 2 writes it at its own ratio (``+ PILOT_LAYER_DB``: 31 dB for pilot and payload);
+#: the rest of the energy is the coherent layer's.
+BASE_SNR_DB, PILOT_LAYER_DB = 30.1, 0.9
+#: The layer's amplitude at most this times the host's RMS in the chip.
+COH_CAP = 1.0
+#: Column content field: keyed filter taps, and the floor (dB under the 90th percentile of
+#: the column energies) added before the log.
+COL_KERNEL, COL_FLOOR_DB = 7, -10.0
+#: Column field's dead zones: columns under ``COL_DEAD_EMBED`` are not marked; the reader's
+#: weight rises from 0 at ``COL_DEAD_LO`` to 1 at ``COL_DEAD_HI``.
+COL_DEAD_EMBED, COL_DEAD_LO, COL_DEAD_HI = 0.45, 0.5, 0.8
+#: The reader's power estimate: window (frames x bins) and floor (dB under the 90th
+#: percentile of the local powers).
+COH_WINDOW, COH_FLOOR_DB = (5, 9), -30.0
+#: Alignments (chip phase, shift) decoded at the chip grid's own sample: the pilot's best
+#: ``PILOT_CANDIDATES`` and the best ``ENERGY_CANDIDATES`` of the 64 by the energy of their
+#: soft values (at 10 dB the pilot's best alignments mostly hold the right one, but not
+#: always: the layer's own energy finds it where the pilot is lost); delays searched
+#: (samples: at most ``TAU_MAX``, ``TAU_STEP`` apart) at the pilot's best alignment when the
+#: pilot passes; the decodes this may make (the CRC's union bound).
+PILOT_CANDIDATES, ENERGY_CANDIDATES = 4, 2
+TAU_MAX, TAU_STEP = 160.0, 0.5
+COH_DECODES = PILOT_CANDIDATES + ENERGY_CANDIDATES + 1
+#: The delay search decodes its best delay only where the soft values' energy there is this
+#: many times its median over the delays - about ``1 + d'^2`` where the layer is read,
+#: 1.2-1.5 at the best of unmarked audio's.
+COH_GATE_TAU = 1.5
+#: ``embed`` checks the id from the layer with the margin of version 1 (``ID_MARGIN``).
+_FRAMES = CHIP_FRAMES * PERIOD  # frames in one period of the pattern
+
+
+class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
+    """Version 2's pilot with a coherent, content-bound payload layer (see the module
+    notes). Same parameters and results as
+    :class:`~guardrail.watermark.audio.GuardrailAudioWatermark`.
+
+    Examples
+    --------
+    >>> from guardrail import Artifact, GenerationMetadata
+    >>> from guardrail.testing import speechlike
+    >>> art = Artifact("audio", speechlike(3.0), GenerationMetadata("m"), sample_rate=16000)
+    >>> wm = GuardrailAudioWatermarkV3(b"k" * 32)
+    >>> res = wm.detect(wm.embed(art, 0xC0FFEE))
+    >>> res.detected, res.payload, res.scheme
+    (True, '00c0ffee', 'guardrail-audio-v3')
+    >>> wm.detect(art).detected
+    False
+    """
+
+    scheme = SCHEME
+    version = VERSION
+
+    def __init__(self, key: bytes, **options: object) -> None:
+        super().__init__(key, **options)  # type: ignore[arg-type]
+        self.snr_db = BASE_SNR_DB - 20.0 * math.log10(self.strength)
+        self.list_size = list_size_for(self._code, self.fpr, COH_DECODES, cap=LIST_SIZE,
+                                       share=LIST_FPR_SHARE)
+        self._local = threading.local()  # what embed is writing, per thread
+
+    # ------------------------------------------------------------------ keyed layout
+    @cached_property
+    def _coh(self) -> dict[str, np.ndarray]:
+        n = self._code.n_coded
+        carrier = np.exp(1j * self._rng("coherent-phase").uniform(
+            0.0, 2.0 * np.pi, size=(_FRAMES, N_ROWS * CHIP_BINS))).astype(np.complex64)
+        bit_of = (self._rng("coherent-bits").permutation(PERIOD * N_ROWS) % n).reshape(
+            PERIOD, N_ROWS)
+        signs = self._rng("coherent-signs").choice([-1.0, 1.0], size=(PERIOD, N_ROWS))
+        k = self._rng("coherent-column-kernel").standard_normal(COL_KERNEL)
+        t = np.arange(COL_KERNEL) - (COL_KERNEL - 1) / 2.0
+        basis = np.stack([np.ones(COL_KERNEL), t], axis=1)
+        k = k - basis @ np.linalg.lstsq(basis, k, rcond=None)[0]
+        # per frame of the period and bin: the coded bit and the keyed sign of its chip
+        frame_bit = np.repeat(np.repeat(bit_of, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
+        frame_sign = np.repeat(np.repeat(signs, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
+        key = (np.conj(carrier) * frame_sign).astype(np.complex64)
+        # the scan's gather: every coefficient of the period, grouped by coded bit, read at
+        # each shift (received frame f is pattern frame f + CHIP_FRAMES * shift)
+        order = np.argsort(frame_bit.ravel(), kind="stable")
+        j, b = np.divmod(order, frame_bit.shape[1])
+        shifts = CHIP_FRAMES * np.arange(PERIOD)[:, None]
+        gather = (((j[None, :] - shifts) % _FRAMES) * frame_bit.shape[1] + b[None, :])
+        starts = np.searchsorted(frame_bit.ravel()[order], np.arange(n))
+        return {"carrier": carrier, "bit_of": bit_of, "signs": signs,
+                "kernel": k / np.linalg.norm(k), "frame_bit": frame_bit, "key": key,
+                "gather": gather.astype(np.int32), "starts": starts,
+                "key_sorted": key.ravel()[order]}
+
+    def _column_field(self, energy: np.ndarray, row_ok: np.ndarray) -> np.ndarray:
+        """``F`` per chip column, in units of its median magnitude (module notes)."""
+        col = energy[:, row_ok].sum(axis=1)
+        if col.size < COL_KERNEL:
+            return np.zeros(col.shape)
+        logs = np.log(col + float(np.percentile(col, 90)) * 10.0 ** (COL_FLOOR_DB / 10.0)
+                      + 1e-30)
+        half = COL_KERNEL // 2
+        field = np.convolve(np.pad(logs, half, mode="symmetric"), self._coh["kernel"][::-1],
+                            mode="valid")
+        scale = float(np.median(np.abs(field)))
+        return field / scale if scale > 0.0 else np.zeros_like(field)
+
+    # ------------------------------------------------------------------ embed
+    def embed(self, artifact: Artifact, payload: int) -> Artifact:
+        """As version 2 (:meth:`~guardrail.watermark.audio.GuardrailAudioWatermark.embed`),
+        the id in the coherent layer; it must decode from the output with a margin."""
+        self._local.word = np.asarray(
+            self._code.encode(check_payload(payload, self.payload_bits)), dtype=np.uint8)
+        return super().embed(artifact, payload)
+
+    def _layer(self, spec: np.ndarray, energy: np.ndarray, row_ok: np.ndarray,
+               word: np.ndarray, length: int, budget: float) -> np.ndarray:
+        """The coherent layer at 16 kHz with energy ``budget`` (sum of squared samples): one
+        amplitude for every marked coefficient, capped at ``COH_CAP`` x the chip's RMS."""
+        ncol = energy.shape[0]
+        nfr = ncol * CHIP_FRAMES
+        lay = self._coh
+        active = chips.active_columns(energy, row_ok, SILENCE_DBFS)
+        field = self._column_field(energy, row_ok)
+        cols = np.arange(ncol) % PERIOD
+        on = (active[:, None] & row_ok[None, :] & (energy >= energy.max(
+            axis=1, keepdims=True) * 10.0 ** (-chips.DYN_RANGE_DB / 10.0)))
+        values = ((np.sign(field) * (np.abs(field) >= COL_DEAD_EMBED))[:, None]
+                  * lay["signs"][cols] * (word.astype(np.float64) * 2.0 - 1.0)[
+                      lay["bit_of"][cols]] * on)
+        cap = COH_CAP * np.sqrt(energy / (CHIP_FRAMES * CHIP_BINS))
+        carrier = lay["carrier"][np.arange(nfr) % _FRAMES]
+
+        def synth(amp: np.ndarray) -> np.ndarray:
+            full = np.zeros(spec.shape, dtype=np.complex64)
+            full[:nfr, chips.ROW0:chips.ROW1] = np.repeat(
+                np.repeat(amp * values, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0) * carrier
+            return chips.istft(full, length)
+
+        # samples' energy per unit of coefficient energy (the synthesis is linear), then the
+        # one amplitude whose capped layer has the budget's energy (bisection), then exact
+        on = values != 0
+        flat = synth(np.ones_like(cap))
+        per_unit = float(np.sum(flat.astype(np.float64) ** 2)) / max(float(on.sum()), 1.0)
+        if per_unit <= 0.0:
+            return flat
+        want = budget / per_unit  # sum over marked chips of amplitude ** 2
+        lo, hi = 0.0, float(cap[on].max()) if on.any() else 0.0
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if float(np.sum(np.minimum(mid, cap[on]) ** 2)) < want else (lo, mid)
+        layer = synth(np.minimum(hi, cap))
+        e = float(np.sum(layer.astype(np.float64) ** 2))
+        return layer * np.float32(math.sqrt(budget / e)) if e > 0.0 else layer
+
+    def _render(self, x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray,
+                gain: np.ndarray) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
+        """Version 2's pilot (its payload chips left out) at version 2's energy, plus the
+        coherent layer with the rest; the whole at exactly ``snr_db``."""
+        n = x16.shape[0]
+        e_x = float(np.sum(x16.astype(np.float64) ** 2))
+        pilot_gain = np.where(self._layout["bit_of"][np.arange(gain.shape[0]) % PERIOD] >= 0,
+                              0.0, gain)
+        full = chips.istft(spec * _spread(spec, gain), n)  # version 2's whole log layer
+        e_full = float(np.sum(full.astype(np.float64) ** 2))
+        silent = CannotWatermark(f"cannot embed: no part of the audio in {chips.BAND[0]:g}-"
+                                 f"{chips.BAND[1]:g} Hz can carry a mark")
+        if e_full <= 0.0:
+            raise silent
+        scale = math.sqrt(e_x * 10.0 ** (-(self.snr_db + PILOT_LAYER_DB) / 10.0) / e_full)
+        d_pilot = scale * chips.istft(spec * _spread(spec, pilot_gain), n)
+        rest = e_x * 10.0 ** (-self.snr_db / 10.0) - float(
+            np.sum(d_pilot.astype(np.float64) ** 2))
+        delta16 = d_pilot
+        if rest > 0.0:
+            delta16 = delta16 + self._layer(spec, chips.chip_energy(spec, 0), chips.rows_ok(sr),
+                                            self._local.word, n, rest)
+        delta = resample(delta16.astype(np.float32), FS, sr)
+        delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
+        out = chips.add_at_snr(x, delta[:, None], self.snr_db)
+        if out is None:
+            raise silent
+        y16 = resample(mix(out), sr, FS)
+        spec_y = chips.stft(y16)
+        folded = self._folded(spec_y, sr, 0)
+        self._local.coherent = None if folded is None else self._scan(folded)[0][0]
+        return out, self._search_x16(y16, sr, aligned=True, spec=spec_y)
+
+    def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
+        """The pilot's decision only: the id is in the coherent layer (``_carries``)."""
+        return self._decision(z_max, None)
+
+    def _carries(self, soft: np.ndarray, sign: np.ndarray, payload: int) -> bool:
+        """Whether the id decodes, with the margin, from the layer of the output just
+        rendered (version 2's log payload is not written)."""
+        coherent = getattr(self._local, "coherent", None)
+        return coherent is not None and super()._carries(coherent, sign, payload)
+
+    # ------------------------------------------------------------------ detect
+    def _folded(self, spec: np.ndarray, sr: int, phase: int) -> np.ndarray | None:
+        """The band's coefficients at chip ``phase``, weighted by the inverse of their local
+        power and the column content weight, folded over the periods (``2 * PERIOD x
+        bins``, complex); ``None`` when the audio is silent in the band."""
+        import cv2
+
+        energy = chips.chip_energy(spec, phase)
+        ncol = energy.shape[0]
+        row_ok = chips.rows_ok(sr)
+        active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
+        if active.sum() * CHIP_FRAMES * chips.HOP / FS < MIN_ACTIVE_SECONDS:
+            return None
+        nfr = ncol * CHIP_FRAMES
+        band = spec[phase:phase + nfr, chips.ROW0:chips.ROW1]
+        power = (band.real ** 2 + band.imag ** 2).astype(np.float32)
+        local = cv2.blur(power, (COH_WINDOW[1], COH_WINDOW[0]), borderType=cv2.BORDER_REPLICATE)
+        local += np.float32(float(np.percentile(local, 90)) * 10.0 ** (COH_FLOOR_DB / 10.0)
+                            + 1e-30)
+        field = self._column_field(energy, row_ok)
+        cw = np.sign(field) * np.clip((np.abs(field) - COL_DEAD_LO) / (COL_DEAD_HI - COL_DEAD_LO),
+                                      0.0, 1.0) * active
+        weight = np.repeat(cw, CHIP_FRAMES)[:, None] * np.repeat(row_ok, CHIP_BINS)[None, :]
+        periods = -(-nfr // _FRAMES)
+        folded = np.zeros((periods * _FRAMES, band.shape[1]), dtype=np.complex64)
+        folded[:nfr] = band * (weight / local)
+        return folded.reshape(periods, _FRAMES, -1).sum(axis=0)
+
+    def _scan(self, folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Soft values (``PERIOD x n_coded``) of every pattern shift at the chip grid's own
+        sample, and each coded bit's variance without a mark (half the power of its terms at
+        shift 0, whose phases are then random; a mark only raises the estimate)."""
+        lay = self._coh
+        vals = folded.ravel()[lay["gather"]]
+        key = lay["key_sorted"]
+        prod = vals.real * key.real - vals.imag * key.imag
+        soft = np.add.reduceat(prod, lay["starts"], axis=1).astype(np.float64)
+        power = np.add.reduceat(vals[0].real ** 2 + vals[0].imag ** 2, lay["starts"])
+        return soft, 0.5 * power.astype(np.float64) + 1e-30
+
+    def _per_bin(self, folded: np.ndarray, shift: int) -> np.ndarray:
+        """The weighted correlations summed per coded bit and band bin at ``shift``
+        (``n_coded x bins``, complex): what the delay search turns."""
+        n, n_bins = self._code.n_coded, folded.shape[1]
+        prod = np.roll(folded, CHIP_FRAMES * shift, axis=0) * self._coh["key"]
+        idx = (self._coh["frame_bit"] * n_bins + np.arange(n_bins)[None, :]).ravel()
+        sums = (np.bincount(idx, weights=prod.real.ravel(), minlength=n * n_bins)
+                + 1j * np.bincount(idx, weights=prod.imag.ravel(), minlength=n * n_bins))
+        return sums.reshape(n, n_bins)
+
+    @staticmethod
+    def _delays(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Soft values at every delay of the audio against the chip grid (``TAU_STEP``
+        samples apart, at most ``TAU_MAX`` either way), and the delays."""
+        n = int(round(chips.N_FFT / TAU_STEP))
+        spectrum = np.fft.fft(sums, n=n, axis=1)  # sum_k G[k] exp(-2 pi i k m / n)
+        tau = np.fft.fftfreq(n, d=1.0 / chips.N_FFT)  # the delay (samples) of each m
+        keep = np.abs(tau) <= TAU_MAX
+        turn = np.exp(-2j * np.pi * chips.ROW0 * tau[keep] / chips.N_FFT)
+        return (spectrum[:, keep] * turn[None, :]).real, tau[keep]
+
+    @staticmethod
+    def _energy(soft: np.ndarray, null_var: np.ndarray) -> np.ndarray:
+        """The soft values' energy (last axis: the coded bits) over each one's variance
+        without a mark, relative to its median over the hypotheses (first axis): about 1
+        for hypotheses without the layer, ``1 + d'^2`` where it is read."""
+        energy = (soft * soft / null_var).sum(axis=-1)
+        return energy / max(float(np.median(energy)), 1e-30)
+
+    def _coherent_id(self, spec: np.ndarray, sr: int, pilot_top: list[tuple[int, int]],
+                     pilot_passes: bool) -> int | None:
+        """The layer's id (module notes): at the pilot's best alignments and the
+        ``ENERGY_CANDIDATES`` whose soft values carry the most energy, decoded at the chip
+        grid's own sample; then, for a mark whose pilot passes, the delay search at the
+        pilot's best alignment."""
+        energies, softs, folds = {}, {}, {}
+        for phase in (0, 1):
+            folded = self._folded(spec, sr, phase)
+            if folded is None:
+                continue
+            folds[phase] = folded
+            soft, var = self._scan(folded)
+            for k, e in enumerate((soft * soft / var).sum(axis=1)):
+                energies[(phase, k)], softs[(phase, k)] = float(e), soft[k]
+        if not energies:
+            return None
+        ranked = sorted(energies, key=lambda h: -energies[h])[:ENERGY_CANDIDATES]
+        for h in dict.fromkeys([*pilot_top[:PILOT_CANDIDATES], *ranked]):
+            if h not in softs:
+                continue
+            decoded = decode_id(self._code, softs[h], self.list_size)
+            if decoded is not None:
+                return decoded
+        phase, shift = pilot_top[0]
+        if pilot_passes and phase in folds:  # a crop at any sample: the delay search
+            sums = self._per_bin(folds[phase], shift)
+            soft, tau = self._delays(sums)
+            energy = self._energy(soft.T, 0.5 * np.sum(np.abs(sums) ** 2, axis=1) + 1e-30)
+            best = int(np.argmax(energy))
+            if energy[best] >= COH_GATE_TAU and abs(tau[best]) >= TAU_STEP:
+                decoded = decode_id(self._code, soft[:, best], self.list_size)
+                if decoded is not None:
+                    return decoded
+        return None
+
+    def _decision(self, z_max: float, decoded: int | None, *,
+                  z_scaled: float | None = None) -> tuple[bool, float, int | None]:
+        """Version 1's rule: an id that passed its CRC is evidence on its own (``p = p_crc``)
+        - here because the layer carrying it is bound to the content - else the pilot's
+        p-value plus ``p_crc``."""
+        return GuardrailAudioWatermark._decision(self, z_max, decoded, z_scaled=z_scaled)
+
+    def _p_crc(self) -> float:
+        """P(unmarked audio passes a CRC): ``COH_DECODES`` list decodes (union bound)."""
+        return COH_DECODES * self.list_size * self._false_accept()
+
+    def _alignments(self, spec: np.ndarray, sr: int) -> list[tuple[float, int, int]] | str:
+        """Pilot z, chip phase and shift of the unscaled grid, best first; or why the audio
+        cannot be checked."""
+        row_ok = chips.rows_ok(sr)
+        scored = []
+        for phase in (0, 1):
+            energy = chips.chip_energy(spec, phase)
+            active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
+            if active.sum() * CHIP_FRAMES * chips.HOP / FS < MIN_ACTIVE_SECONDS:
+                continue
+            r, w = chips.residuals(energy, active, row_ok)
+            z = self._pilot_scores(energy, r, w, np.zeros((PERIOD, N_ROWS)))
+            scored += [(float(z[k]), phase, k) for k in range(PERIOD)]
+        if not scored:
+            return (f"cannot detect: the audio is silent or nearly silent in "
+                    f"{chips.BAND[0]:g}-{chips.BAND[1]:g} Hz (less than "
+                    f"{MIN_ACTIVE_SECONDS:g} s of signal)")
+        return sorted(scored, reverse=True)
+
+    def detect(self, artifact: Artifact) -> WatermarkResult:
+        """As :meth:`GuardrailAudioWatermark.detect` (``detected=None`` with the reason for
+        audio that cannot be checked); the id from the coherent layer (module notes)."""
+        try:
+            x, sr = _check(artifact, "detect", self.scheme)
+        except CannotWatermark as exc:
+            return not_performed(self.scheme, self.version, str(exc))
+        spec = chips.stft(resample(mix(x), sr, FS))
+        scored = self._alignments(spec, sr)
+        if isinstance(scored, str):
+            return not_performed(self.scheme, self.version, scored)
+        z_max, phase, shift = scored[0]
+        decoded = self._coherent_id(spec, sr, [(p, k) for _, p, k in scored],
+                                    self._decision(z_max, None)[0])
+        if decoded is not None and decoded >= (1 << self.payload_bits):
+            decoded = None
+        detected, p, _ = self._decision(z_max, decoded)
+        if not detected:  # sped up, stretched or pitch-shifted: the scale search
+            scaled = self._scale_search(spec, sr)
+            if scaled is not None:
+                detected, p, _ = self._decision(z_max, None, z_scaled=scaled[0])
+                z_max = max(z_max, scaled[0])
+        payload = None
+        if detected and decoded is not None:
+            payload = payload_hex(decoded, self.payload_bits)
+        return WatermarkResult(detected=detected, scheme=self.scheme,
+                               scheme_version=self.version, score=z_max, p_value=float(p),
+                               fpr=self.fpr, payload=payload)
+
+    def _raw_soft(self, artifact: Artifact) -> np.ndarray | None:
+        """Soft values of the coded bits from the layer at the pilot's best alignment (for
+        measurements)."""
+        x, sr = _check(artifact, "detect", self.scheme)
+        spec = chips.stft(resample(mix(x), sr, FS))
+        scored = self._alignments(spec, sr)
+        if isinstance(scored, str):
+            return None
+        folded = self._folded(spec, sr, scored[0][1])
+        return None if folded is None else self._scan(folded)[0][scored[0][2]]
+
+
+def _spread(spec: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Chip gains spread over the STFT's frames and bins (zero outside the marked band)."""
+    full = np.zeros(spec.shape, dtype=np.float32)
+    full[: gain.shape[0] * CHIP_FRAMES, chips.ROW0:chips.ROW1] = np.repeat(
+        np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
+    return full
