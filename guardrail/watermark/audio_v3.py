@@ -14,9 +14,10 @@ is then plain noise in every coefficient.
 Design
 ------
 Version 2's pilot unchanged - content-bound, read on the chip grid and by the scale search,
-at the energy version 2 gives it - and, instead of version 2's log-energy payload, a
-**coherent payload layer** with the rest of the energy; the whole mark is
-``BASE_SNR_DB - 20 log10(strength)`` dB (30.1 at strength 1) below the signal.
+written at the scale version 2 would give its pilot and payload at this scheme's ratio -
+and, instead of version 2's log-energy payload, a **coherent payload layer** with the rest
+of the energy; the whole mark is ``BASE_SNR_DB - 20 log10(strength)`` dB (30.1 at strength
+1) below the signal.
 
 * *Layer.* Every coefficient of the marked band (0.5-7 kHz at 16 kHz, the chip grid of
   version 1) of a marked chip gets ``a * s * b * c * exp(i phi)``: ``phi`` a keyed phase per
@@ -41,7 +42,8 @@ at the energy version 2 gives it - and, instead of version 2's log-energy payloa
   list-decoded at the pilot's best ``PILOT_CANDIDATES`` alignments - the pilot need not
   pass: at 10 dB its best alignments mostly hold the right one when its score is not
   enough - and at the ``ENERGY_CANDIDATES`` whose soft values carry the most energy (where
-  the pilot is lost). For a mark whose pilot passes, the id is also read at the delay
+  the pilot is lost); the list decoder only where that energy is ``COH_GATE`` times its
+  median over the alignments, else a plain Viterbi decode. For a mark whose pilot passes, the id is also read at the delay
   within ``TAU_MAX`` samples whose soft values carry the most energy (a crop at any
   sample: a delay turns bin ``k``'s phase by ``2 pi k tau / 512``), when that energy is
   ``COH_GATE_TAU`` times its median over the delays.
@@ -100,10 +102,10 @@ __all__ = ["BASE_SNR_DB", "COH_CAP", "GuardrailAudioWatermarkV3"]
 SCHEME = "guardrail-audio-v3"
 VERSION = "3"
 
-#: Signal-to-watermark ratio (dB) of the whole mark at strength 1. The pilot is written as
-#: version 2 writes it at its own ratio (``+ PILOT_LAYER_DB``: 31 dB for pilot and payload);
-#: the rest of the energy is the coherent layer's.
-BASE_SNR_DB, PILOT_LAYER_DB = 30.1, 0.9
+#: Signal-to-watermark ratio (dB) of the whole mark at strength 1. The pilot is written at
+#: the scale version 2 would give its pilot and payload at this ratio; the rest of the
+#: energy is the coherent layer's.
+BASE_SNR_DB = 30.1
 #: The layer's amplitude at most this times the host's RMS in the chip.
 COH_CAP = 1.0
 #: Column content field: keyed filter taps, and the floor (dB under the 90th percentile of
@@ -124,10 +126,12 @@ COH_WINDOW, COH_FLOOR_DB = (5, 9), -30.0
 PILOT_CANDIDATES, ENERGY_CANDIDATES = 4, 2
 TAU_MAX, TAU_STEP = 160.0, 0.5
 COH_DECODES = PILOT_CANDIDATES + ENERGY_CANDIDATES + 1
-#: The delay search decodes its best delay only where the soft values' energy there is this
-#: many times its median over the delays - about ``1 + d'^2`` where the layer is read,
-#: 1.2-1.5 at the best of unmarked audio's.
-COH_GATE_TAU = 1.5
+#: The list decoder runs only where the soft values' energy is ``COH_GATE`` times its
+#: median over the 64 alignments (elsewhere a plain Viterbi decode, one CRC check), and the
+#: delay search decodes its best delay only where the energy there is ``COH_GATE_TAU`` times
+#: its median over the delays: about ``1 + d'^2`` where the layer is read (the id needs
+#: ``d'`` of about 0.8), 1.2-1.6 at the best of unmarked audio's.
+COH_GATE, COH_GATE_TAU = 1.3, 1.5
 #: ``embed`` checks the id from the layer with the margin of version 1 (``ID_MARGIN``).
 _FRAMES = CHIP_FRAMES * PERIOD  # frames in one period of the pattern
 
@@ -252,8 +256,9 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
 
     def _render(self, x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray,
                 gain: np.ndarray) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
-        """Version 2's pilot (its payload chips left out) at version 2's energy, plus the
-        coherent layer with the rest; the whole at exactly ``snr_db``."""
+        """Version 2's pilot (its payload chips left out) at the scale version 2 would give
+        its whole layer at ``snr_db``, plus the coherent layer with the rest; the whole at
+        exactly ``snr_db``."""
         n = x16.shape[0]
         e_x = float(np.sum(x16.astype(np.float64) ** 2))
         pilot_gain = np.where(self._layout["bit_of"][np.arange(gain.shape[0]) % PERIOD] >= 0,
@@ -264,7 +269,7 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
                                  f"{chips.BAND[1]:g} Hz can carry a mark")
         if e_full <= 0.0:
             raise silent
-        scale = math.sqrt(e_x * 10.0 ** (-(self.snr_db + PILOT_LAYER_DB) / 10.0) / e_full)
+        scale = math.sqrt(e_x * 10.0 ** (-self.snr_db / 10.0) / e_full)
         d_pilot = scale * chips.istft(spec * _spread(spec, pilot_gain), n)
         rest = e_x * 10.0 ** (-self.snr_db / 10.0) - float(
             np.sum(d_pilot.astype(np.float64) ** 2))
@@ -280,8 +285,13 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         y16 = resample(mix(out), sr, FS)
         spec_y = chips.stft(y16)
         folded = self._folded(spec_y, sr, 0)
-        self._local.coherent = None if folded is None else self._scan(folded)[0][0]
+        self._local.coherent = None if folded is None else self._scan(folded, 1)[0][0]
         return out, self._search_x16(y16, sr, aligned=True, spec=spec_y)
+
+    def _iss_factors(self, energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray,
+                     gain: np.ndarray, word: np.ndarray) -> np.ndarray:
+        """None: version 2's log payload is not written here."""
+        return np.ones_like(gain)
 
     def _decide(self, z_max: float, aligned: np.ndarray) -> tuple[bool, float, int | None]:
         """The pilot's decision only: the id is in the coherent layer (``_carries``)."""
@@ -321,12 +331,12 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         folded[:nfr] = band * (weight / local)
         return folded.reshape(periods, _FRAMES, -1).sum(axis=0)
 
-    def _scan(self, folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Soft values (``PERIOD x n_coded``) of every pattern shift at the chip grid's own
+    def _scan(self, folded: np.ndarray, shifts: int = PERIOD) -> tuple[np.ndarray, np.ndarray]:
+        """Soft values (``shifts x n_coded``: pattern shifts 0, 1, ...) at the chip grid's own
         sample, and each coded bit's variance without a mark (half the power of its terms at
         shift 0, whose phases are then random; a mark only raises the estimate)."""
         lay = self._coh
-        vals = folded.ravel()[lay["gather"]]
+        vals = folded.ravel()[lay["gather"][:shifts]]
         key = lay["key_sorted"]
         prod = vals.real * key.real - vals.imag * key.imag
         soft = np.add.reduceat(prod, lay["starts"], axis=1).astype(np.float64)
@@ -379,11 +389,15 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
                 energies[(phase, k)], softs[(phase, k)] = float(e), soft[k]
         if not energies:
             return None
+        median = max(float(np.median(list(energies.values()))), 1e-30)
         ranked = sorted(energies, key=lambda h: -energies[h])[:ENERGY_CANDIDATES]
         for h in dict.fromkeys([*pilot_top[:PILOT_CANDIDATES], *ranked]):
             if h not in softs:
                 continue
-            decoded = decode_id(self._code, softs[h], self.list_size)
+            # the list decoder (ten times a plain decode's time) only where the energy says
+            # the layer may be read: unmarked audio seldom pays for it
+            size = self.list_size if energies[h] / median >= COH_GATE else 1
+            decoded = decode_id(self._code, softs[h], size)
             if decoded is not None:
                 return decoded
         phase, shift = pilot_top[0]
@@ -466,7 +480,7 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         if isinstance(scored, str):
             return None
         folded = self._folded(spec, sr, scored[0][1])
-        return None if folded is None else self._scan(folded)[0][scored[0][2]]
+        return None if folded is None else self._scan(folded, scored[0][2] + 1)[0][-1]
 
 
 def _spread(spec: np.ndarray, gain: np.ndarray) -> np.ndarray:
