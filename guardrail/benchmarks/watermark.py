@@ -25,6 +25,8 @@ IMAGE_SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct", "dwtDctSvd",
 _OWN_IMAGE = ("guardrail-image-v2", "guardrail-image")
 #: guardrail's audio schemes, the default (version 2) first.
 AUDIO_SCHEMES = ("guardrail-audio-v2", "guardrail-audio", "guardrail-audio-v3")
+#: Schemes whose id is not read after a speed change (the mark is): docs/WATERMARKS.md.
+NO_ID_AFTER_SPEED = frozenset({"guardrail-audio-v3"})
 
 
 def _median_ms(fn: Callable[[], Any], runs: int) -> float:
@@ -144,9 +146,12 @@ def audio_speed(cfg: Config, *, runs: int = 10) -> dict[str, Any]:
         # detection also reads audio whose id is not on the unscaled grid - unmarked audio,
         # a speed change - under every scale hypothesis (the scale search): timed separately
         sped = speed(1.05)(marked)
-        if wm.detect(sped).payload != "00001234":
-            raise RuntimeError(f"{name}: the benchmark clip's id was not found after a 5 % "
-                               "speed change")
+        found = wm.detect(sped)
+        # version 3 finds the mark but, by design, not its id after a speed change
+        want = found.detected if name in NO_ID_AFTER_SPEED else found.payload == "00001234"
+        if not want:
+            raise RuntimeError(f"{name}: the benchmark clip's mark (or id) was not found "
+                               "after a 5 % speed change")
         calls[name] = {"embed_ms": lambda wm=wm: wm.embed(art, 0x1234),
                        "detect_ms": lambda wm=wm, m=marked: wm.detect(m),
                        "detect_unmarked_ms": lambda wm=wm: wm.detect(art),
