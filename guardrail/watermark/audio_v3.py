@@ -43,10 +43,10 @@ of the energy; the whole mark is ``BASE_SNR_DB - 20 log10(strength)`` dB (30.1 a
   pass: at 10 dB its best alignments mostly hold the right one when its score is not
   enough - and at the ``ENERGY_CANDIDATES`` whose soft values carry the most energy (where
   the pilot is lost); the list decoder only where that energy is ``COH_GATE`` times its
-  median over the alignments, else a plain Viterbi decode. For a mark whose pilot passes, the id is also read at the delay
-  within ``TAU_MAX`` samples whose soft values carry the most energy (a crop at any
-  sample: a delay turns bin ``k``'s phase by ``2 pi k tau / 512``), when that energy is
-  ``COH_GATE_TAU`` times its median over the delays.
+  median over the alignments, else a plain Viterbi decode. For a mark whose pilot passes,
+  the id is also read at the delay within ``TAU_MAX`` samples whose soft values carry the
+  most energy (a crop at any sample: a delay turns bin ``k``'s phase by ``2 pi k tau /
+  512``), when that energy is ``COH_GATE_TAU`` times its median over the delays.
 * *Decision.* The layer is bound to the content, so an id that passes its CRC is evidence on
   its own: ``p = p_crc``, the union bound over every decode the reader may make
   (``COH_DECODES`` list decodes of ``list_size`` paths), and ``detected``. Otherwise the
@@ -68,7 +68,10 @@ Those of version 2, and:
   is not) could try to fit them and sign a copy for any target; not in the lab.
 * The layer's amplitude is flat over the band: in the quiet chips of a loud column it is
   larger, relative to the host, than version 2's mark (capped at ``COH_CAP``), and it adds
-  to the chip energies the pilot is read from (its scores are 5-10 % lower than version 2's).
+  to the chip energies the pilot is read from (its median scores are 1-7 % lower than
+  version 2's on tuning windows).
+* Embedding and detection take longer than version 2's, over the 50 ms per 10 s target
+  (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
