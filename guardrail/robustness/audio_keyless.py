@@ -183,10 +183,8 @@ def imprint_coherent(x: np.ndarray, sr: int, pattern: np.ndarray,
     spec = chips.stft(x16)
     full = np.zeros(spec.shape, dtype=np.complex64)
     full[:, chips.ROW0:chips.ROW1] = pattern[np.arange(spec.shape[0]) % len(pattern)]
-    delta = resample(chips.istft(full, x16.shape[0]), chips.FS, int(sr))
-    x2 = x if x.ndim == 2 else x[:, None]
-    delta = np.pad(delta, (0, max(0, x2.shape[0] - delta.shape[0])))[: x2.shape[0]]
-    out = chips.add_at_snr(x2, delta[:, None], snr_db)
+    out = chips.add_delta(x if x.ndim == 2 else x[:, None], int(sr),
+                          chips.istft(full, x16.shape[0]), snr_db)
     if out is None:
         return x.copy()
     return out if x.ndim == 2 else out[:, 0]

@@ -14,8 +14,9 @@ import numpy as np
 from ..signal import fft_module, resample
 
 __all__ = ["A_MAX", "BAND", "CHIP_BINS", "CHIP_FRAMES", "FS", "HOP", "N_FFT", "N_ROWS", "ROW0",
-           "ROW1", "active_columns", "add_change", "allocation", "chip_energy", "istft", "log_floor",
-           "residuals", "rows_ok", "scaled", "smooth_logs", "stft", "weighted"]
+           "ROW1", "active_columns", "add_change", "add_delta", "allocation", "chip_energy",
+           "istft", "log_floor", "residuals", "rows_ok", "scaled", "smooth_logs", "spread",
+           "stft", "weighted"]
 
 #: Internal analysis rate (Hz), STFT size and hop (samples at that rate).
 FS = 16000
@@ -202,10 +203,23 @@ def add_change(x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray, gain: 
     16 kHz mix), synthesised as an additive signal (the host is never re-synthesised),
     resampled to ``sr``, added to every channel at exactly ``snr_db`` dB signal-to-change
     ratio and clipped to ``[-1, 1]`` (``float32``); ``None`` when the change is silent."""
-    full = np.zeros(spec.shape, dtype=np.float32)
-    full[: gain.shape[0] * CHIP_FRAMES, ROW0:ROW1] = np.repeat(
-        np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
-    delta = resample(istft(spec * full, x16.shape[0]), FS, sr)
+    return add_delta(x, sr, istft(spec * spread(spec.shape, gain), x16.shape[0]), snr_db)
+
+
+def spread(shape: tuple[int, ...], values: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Per-chip ``values`` (chip columns x rows) spread over the frames and bins of an STFT
+    of ``shape``; zero outside the marked band and after the last whole chip."""
+    full = np.zeros(shape, dtype=dtype)
+    full[: values.shape[0] * CHIP_FRAMES, ROW0:ROW1] = np.repeat(
+        np.repeat(values, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
+    return full
+
+
+def add_delta(x: np.ndarray, sr: int, delta16: np.ndarray, snr_db: float) -> np.ndarray | None:
+    """``x`` (``samples x channels`` at ``sr``) plus a change made at 16 kHz (``delta16``),
+    resampled to ``sr``, fitted to ``x``'s length and added to every channel at exactly
+    ``snr_db`` dB signal-to-change ratio (:func:`add_at_snr`)."""
+    delta = resample(np.asarray(delta16, dtype=np.float32), FS, sr)
     delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
     return add_at_snr(x, delta[:, None], snr_db)
 

@@ -135,7 +135,6 @@ COH_DECODES = PILOT_CANDIDATES + ENERGY_CANDIDATES + 1
 #: its median over the delays: about ``1 + d'^2`` where the layer is read (the id needs
 #: ``d'`` of about 0.8), 1.2-1.6 at the best of unmarked audio's.
 COH_GATE, COH_GATE_TAU = 1.3, 1.5
-#: ``embed`` checks the id from the layer with the margin of version 1 (``ID_MARGIN``).
 _FRAMES = CHIP_FRAMES * PERIOD  # frames in one period of the pattern
 
 
@@ -233,26 +232,26 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
                   * lay["signs"][cols] * (word.astype(np.float64) * 2.0 - 1.0)[
                       lay["bit_of"][cols]] * on)
         cap = COH_CAP * np.sqrt(energy / (CHIP_FRAMES * CHIP_BINS))
-        carrier = lay["carrier"][np.arange(nfr) % _FRAMES]
+        carrier = np.zeros(spec.shape, dtype=np.complex64)
+        carrier[:nfr, chips.ROW0:chips.ROW1] = lay["carrier"][np.arange(nfr) % _FRAMES]
 
         def synth(amp: np.ndarray) -> np.ndarray:
-            full = np.zeros(spec.shape, dtype=np.complex64)
-            full[:nfr, chips.ROW0:chips.ROW1] = np.repeat(
-                np.repeat(amp * values, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0) * carrier
-            return chips.istft(full, length)
+            coef = chips.spread(spec.shape, amp * values, np.float64) * carrier
+            return chips.istft(coef.astype(np.complex64), length)
 
         # samples' energy per unit of coefficient energy (the synthesis is linear), then the
         # one amplitude whose capped layer has the budget's energy (bisection), then exact
-        on = values != 0
+        marked = values != 0
         flat = synth(np.ones_like(cap))
-        per_unit = float(np.sum(flat.astype(np.float64) ** 2)) / max(float(on.sum()), 1.0)
+        per_unit = float(np.sum(flat.astype(np.float64) ** 2)) / max(float(marked.sum()), 1.0)
         if per_unit <= 0.0:
             return flat
         want = budget / per_unit  # sum over marked chips of amplitude ** 2
-        lo, hi = 0.0, float(cap[on].max()) if on.any() else 0.0
+        caps = cap[marked]
+        lo, hi = 0.0, float(caps.max()) if caps.size else 0.0
         for _ in range(50):
             mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if float(np.sum(np.minimum(mid, cap[on]) ** 2)) < want else (lo, mid)
+            lo, hi = (mid, hi) if float(np.sum(np.minimum(mid, caps) ** 2)) < want else (lo, mid)
         layer = synth(np.minimum(hi, cap))
         e = float(np.sum(layer.astype(np.float64) ** 2))
         return layer * np.float32(math.sqrt(budget / e)) if e > 0.0 else layer
@@ -266,29 +265,28 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         e_x = float(np.sum(x16.astype(np.float64) ** 2))
         pilot_gain = np.where(self._layout["bit_of"][np.arange(gain.shape[0]) % PERIOD] >= 0,
                               0.0, gain)
-        full = chips.istft(spec * _spread(spec, gain), n)  # version 2's whole log layer
+        full = chips.istft(spec * chips.spread(spec.shape, gain), n)  # version 2's log layer
         e_full = float(np.sum(full.astype(np.float64) ** 2))
         silent = CannotWatermark(f"cannot embed: no part of the audio in {chips.BAND[0]:g}-"
                                  f"{chips.BAND[1]:g} Hz can carry a mark")
         if e_full <= 0.0:
             raise silent
         scale = math.sqrt(e_x * 10.0 ** (-self.snr_db / 10.0) / e_full)
-        d_pilot = scale * chips.istft(spec * _spread(spec, pilot_gain), n)
+        d_pilot = scale * chips.istft(spec * chips.spread(spec.shape, pilot_gain), n)
         rest = e_x * 10.0 ** (-self.snr_db / 10.0) - float(
             np.sum(d_pilot.astype(np.float64) ** 2))
         delta16 = d_pilot
         if rest > 0.0:
             delta16 = delta16 + self._layer(spec, chips.chip_energy(spec, 0), chips.rows_ok(sr),
                                             self._local.word, n, rest)
-        delta = resample(delta16.astype(np.float32), FS, sr)
-        delta = np.pad(delta, (0, max(0, x.shape[0] - delta.shape[0])))[: x.shape[0]]
-        out = chips.add_at_snr(x, delta[:, None], self.snr_db)
+        out = chips.add_delta(x, sr, delta16, self.snr_db)
         if out is None:
             raise silent
         y16 = resample(mix(out), sr, FS)
         spec_y = chips.stft(y16)
-        folded = self._folded(spec_y, sr, 0)
-        self._local.coherent = None if folded is None else self._scan(folded, 1)[0][0]
+        grid = self._grids(spec_y, sr).get(0)
+        self._local.coherent = (None if grid is None
+                                else self._scan(self._folded(spec_y, sr, 0, grid), 1)[0][0])
         return out, self._search_x16(y16, sr, aligned=True, spec=spec_y)
 
     def _iss_factors(self, energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray,
@@ -307,19 +305,29 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         return coherent is not None and super()._carries(coherent, sign, payload)
 
     # ------------------------------------------------------------------ detect
-    def _folded(self, spec: np.ndarray, sr: int, phase: int) -> np.ndarray | None:
-        """The band's coefficients at chip ``phase``, weighted by the inverse of their local
-        power and the column content weight, folded over the periods (``2 * PERIOD x
-        bins``, complex); ``None`` when the audio is silent in the band."""
+    @staticmethod
+    def _grids(spec: np.ndarray, sr: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Chip energies and active columns at each chip phase with enough signal in the
+        band to be read (what the pilot search and the layer's reading share)."""
+        row_ok = chips.rows_ok(sr)
+        grids = {}
+        for phase in (0, 1):
+            energy = chips.chip_energy(spec, phase)
+            active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
+            if active.sum() * CHIP_FRAMES * chips.HOP / FS >= MIN_ACTIVE_SECONDS:
+                grids[phase] = (energy, active)
+        return grids
+
+    def _folded(self, spec: np.ndarray, sr: int, phase: int,
+                grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The band's coefficients at chip ``phase`` (its ``grid``: chip energies and active
+        columns), weighted by the inverse of their local power and the column content
+        weight, folded over the periods (``2 * PERIOD x bins``, complex)."""
         import cv2
 
-        energy = chips.chip_energy(spec, phase)
-        ncol = energy.shape[0]
+        energy, active = grid
         row_ok = chips.rows_ok(sr)
-        active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
-        if active.sum() * CHIP_FRAMES * chips.HOP / FS < MIN_ACTIVE_SECONDS:
-            return None
-        nfr = ncol * CHIP_FRAMES
+        nfr = energy.shape[0] * CHIP_FRAMES
         band = spec[phase:phase + nfr, chips.ROW0:chips.ROW1]
         power = (band.real ** 2 + band.imag ** 2).astype(np.float32)
         local = cv2.blur(power, (COH_WINDOW[1], COH_WINDOW[0]), borderType=cv2.BORDER_REPLICATE)
@@ -369,26 +377,23 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
 
     @staticmethod
     def _energy(soft: np.ndarray, null_var: np.ndarray) -> np.ndarray:
-        """The soft values' energy (last axis: the coded bits) over each one's variance
-        without a mark, relative to its median over the hypotheses (first axis): about 1
-        for hypotheses without the layer, ``1 + d'^2`` where it is read."""
-        energy = (soft * soft / null_var).sum(axis=-1)
-        return energy / max(float(np.median(energy)), 1e-30)
+        """Each hypothesis's (first axis) soft values' energy over the coded bits (last
+        axis), each over its variance without a mark: relative to its median over the
+        hypotheses about 1 where the layer is not, ``1 + d'^2`` where it is read."""
+        return (soft * soft / null_var).sum(axis=-1)
 
-    def _coherent_id(self, spec: np.ndarray, sr: int, pilot_top: list[tuple[int, int]],
-                     pilot_passes: bool) -> int | None:
+    def _coherent_id(self, spec: np.ndarray, sr: int,
+                     grids: dict[int, tuple[np.ndarray, np.ndarray]],
+                     pilot_top: list[tuple[int, int]], pilot_passes: bool) -> int | None:
         """The layer's id (module notes): at the pilot's best alignments and the
         ``ENERGY_CANDIDATES`` whose soft values carry the most energy, decoded at the chip
         grid's own sample; then, for a mark whose pilot passes, the delay search at the
         pilot's best alignment."""
         energies, softs, folds = {}, {}, {}
-        for phase in (0, 1):
-            folded = self._folded(spec, sr, phase)
-            if folded is None:
-                continue
-            folds[phase] = folded
-            soft, var = self._scan(folded)
-            for k, e in enumerate((soft * soft / var).sum(axis=1)):
+        for phase, grid in grids.items():
+            folds[phase] = self._folded(spec, sr, phase, grid)
+            soft, var = self._scan(folds[phase])
+            for k, e in enumerate(self._energy(soft, var)):
                 energies[(phase, k)], softs[(phase, k)] = float(e), soft[k]
         if not energies:
             return None
@@ -409,7 +414,8 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
             soft, tau = self._delays(sums)
             energy = self._energy(soft.T, 0.5 * np.sum(np.abs(sums) ** 2, axis=1) + 1e-30)
             best = int(np.argmax(energy))
-            if energy[best] >= COH_GATE_TAU and abs(tau[best]) >= TAU_STEP:
+            if (energy[best] >= COH_GATE_TAU * np.median(energy)
+                    and abs(tau[best]) >= TAU_STEP):
                 decoded = decode_id(self._code, soft[:, best], self.list_size)
                 if decoded is not None:
                     return decoded
@@ -426,23 +432,15 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         """P(unmarked audio passes a CRC): ``COH_DECODES`` list decodes (union bound)."""
         return COH_DECODES * self.list_size * self._false_accept()
 
-    def _alignments(self, spec: np.ndarray, sr: int) -> list[tuple[float, int, int]] | str:
-        """Pilot z, chip phase and shift of the unscaled grid, best first; or why the audio
-        cannot be checked."""
+    def _alignments(self, grids: dict[int, tuple[np.ndarray, np.ndarray]], sr: int
+                    ) -> list[tuple[float, int, int]]:
+        """Pilot z, chip phase and shift of the unscaled grid, best first."""
         row_ok = chips.rows_ok(sr)
         scored = []
-        for phase in (0, 1):
-            energy = chips.chip_energy(spec, phase)
-            active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
-            if active.sum() * CHIP_FRAMES * chips.HOP / FS < MIN_ACTIVE_SECONDS:
-                continue
+        for phase, (energy, active) in grids.items():
             r, w = chips.residuals(energy, active, row_ok)
             z = self._pilot_scores(energy, r, w, np.zeros((PERIOD, N_ROWS)))
             scored += [(float(z[k]), phase, k) for k in range(PERIOD)]
-        if not scored:
-            return (f"cannot detect: the audio is silent or nearly silent in "
-                    f"{chips.BAND[0]:g}-{chips.BAND[1]:g} Hz (less than "
-                    f"{MIN_ACTIVE_SECONDS:g} s of signal)")
         return sorted(scored, reverse=True)
 
     def detect(self, artifact: Artifact) -> WatermarkResult:
@@ -453,11 +451,14 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         except CannotWatermark as exc:
             return not_performed(self.scheme, self.version, str(exc))
         spec = chips.stft(resample(mix(x), sr, FS))
-        scored = self._alignments(spec, sr)
-        if isinstance(scored, str):
-            return not_performed(self.scheme, self.version, scored)
-        z_max, phase, shift = scored[0]
-        decoded = self._coherent_id(spec, sr, [(p, k) for _, p, k in scored],
+        grids = self._grids(spec, sr)
+        if not grids:
+            return not_performed(self.scheme, self.version, (
+                f"cannot detect: the audio is silent or nearly silent in {chips.BAND[0]:g}-"
+                f"{chips.BAND[1]:g} Hz (less than {MIN_ACTIVE_SECONDS:g} s of signal)"))
+        scored = self._alignments(grids, sr)
+        z_max = scored[0][0]
+        decoded = self._coherent_id(spec, sr, grids, [(p, k) for _, p, k in scored],
                                     self._decision(z_max, None)[0])
         if decoded is not None and decoded >= (1 << self.payload_bits):
             decoded = None
@@ -479,16 +480,9 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         measurements)."""
         x, sr = _check(artifact, "detect", self.scheme)
         spec = chips.stft(resample(mix(x), sr, FS))
-        scored = self._alignments(spec, sr)
-        if isinstance(scored, str):
+        grids = self._grids(spec, sr)
+        if not grids:
             return None
-        folded = self._folded(spec, sr, scored[0][1])
-        return None if folded is None else self._scan(folded, scored[0][2] + 1)[0][-1]
+        _z, phase, shift = self._alignments(grids, sr)[0]
+        return self._scan(self._folded(spec, sr, phase, grids[phase]), shift + 1)[0][-1]
 
-
-def _spread(spec: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """Chip gains spread over the STFT's frames and bins (zero outside the marked band)."""
-    full = np.zeros(spec.shape, dtype=np.float32)
-    full[: gain.shape[0] * CHIP_FRAMES, chips.ROW0:chips.ROW1] = np.repeat(
-        np.repeat(gain, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
-    return full
