@@ -11,8 +11,8 @@ To keep that cheap, the chip residuals are computed once on a *fine grid*: a chi
 at every STFT frame and every FFT bin (the chips of the embedder's grid are the anchors at
 even frames and every fourth bin). A hypothesis then costs a linear interpolation of the
 fine residuals at its rows (frequency scale, once per scale for all hypotheses) and a fold
-of its frames with linear splitting at their back-mapped positions (time scale: one small
-matrix product) - no STFT, log or percentile per hypothesis.
+of its frames with linear splitting at their back-mapped positions (time scale: all
+hypotheses in one sparse matrix product) - no STFT, log or percentile per hypothesis.
 
 Everything here is computed from the audio alone. A fold of it correlated with the key's
 pilot values gives, for every hypothesis, a score that is exactly standard normal when the
@@ -24,8 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 from ._chips import (
     ALLOC_EXP,
@@ -71,23 +75,36 @@ def hypotheses(max_rel: float, time_step: float, freq_step: float) -> list[tuple
     return list(dict.fromkeys((float(t), float(f)) for t, f in out))
 
 
-@lru_cache(maxsize=128)
-def _fold_matrix(n_frames: int, time_scale: float, n_half: int) -> np.ndarray:
-    """The time read and fold of one time scale as a matrix (``n_half x n_frames``,
-    float32): the original anchor at half-column position ``q`` is the attacked anchor at
-    ``q * time_scale``, read by linear splitting between its two neighbours and added to
-    the fold's position ``q mod n_half``."""
-    n_q = int((n_frames - 1) / time_scale)
-    f = np.arange(n_q) * time_scale
-    k = f.astype(np.int64)
-    b = f - k
-    m = np.zeros((n_half, n_frames + 1))
-    j = np.arange(n_q) % n_half
-    np.add.at(m, (j, k), 1.0 - b)
-    np.add.at(m, (j, k + 1), b)
-    out = np.ascontiguousarray(m[:, :n_frames], dtype=np.float32)
-    out.flags.writeable = False
-    return out
+@lru_cache(maxsize=16)
+def _fold_stack(n_frames: int, scales: tuple[tuple[float, float], ...], n_half: int
+                ) -> sparse.csr_matrix:
+    """The time read and fold of every hypothesis as one sparse matrix (``len(scales) *
+    n_half x n_freq * n_frames``, float32; ``n_freq`` the distinct frequency scales,
+    sorted): under time scale ``t`` the original anchor at half-column position ``q`` is
+    the attacked anchor at ``q * t``, read by linear splitting between its two neighbours
+    (in the rows of the hypothesis's frequency scale) and added to the fold's position
+    ``q mod n_half``. Each frame adds to only two positions of a fold: a dense product
+    would spend nearly all its time on zeros."""
+    from scipy import sparse
+
+    freq = sorted({f for _, f in scales})
+    index = {f: i for i, f in enumerate(freq)}
+    rows, cols, vals = [], [], []
+    for i, (ts, fs) in enumerate(scales):
+        n_q = int((n_frames - 1) / ts)
+        f = np.arange(n_q) * ts
+        k = f.astype(np.int64)
+        b = f - k
+        j = i * n_half + np.arange(n_q) % n_half
+        base = index[fs] * n_frames
+        inside = k + 1 < n_frames  # column n_frames (past the end) is dropped, as there
+        rows += [j, j[inside]]
+        cols += [base + k, base + k[inside] + 1]
+        vals += [1.0 - b, b[inside]]
+    m = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(len(scales) * n_half, len(freq) * n_frames))
+    m.sum_duplicates()
+    return m.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -142,17 +159,15 @@ class FineGrid:
         """Folds ``(len(scales), 2, period, N_ROWS)`` - chip phases 0 and 1 - of this grid
         (the weighted grid ``u[view]``, or ``v`` when ``view`` is None) read under each
         hypothesis ``(time_scale, freq_scale)``: the audio was scaled by ``time_scale`` in
-        time and ``freq_scale`` in frequency. A hypothesis is one small matrix product:
-        its time scale's fold matrix times the grid read at its frequency scale's rows."""
+        time and ``freq_scale`` in frequency. All hypotheses are one sparse matrix product
+        (:func:`_fold_stack`) with the grid read at each frequency scale's rows."""
         grid = self.v if view is None else self.u[view]
         n_frames = grid.shape[0]
         n_half = CHIP_FRAMES * period
-        freq = sorted({f for _, f in scales})
-        rows = self._rows(grid, np.array(freq))
-        index = {f: i for i, f in enumerate(freq)}
-        out = np.empty((len(scales), n_half, N_ROWS), dtype=grid.dtype)
-        for i, (ts, fs) in enumerate(scales):
-            np.matmul(_fold_matrix(n_frames, float(ts), n_half), rows[index[fs]], out=out[i])
+        key = tuple((float(t), float(f)) for t, f in scales)
+        rows = self._rows(grid, np.array(sorted({f for _, f in key})))
+        out = (_fold_stack(n_frames, key, n_half) @ rows.reshape(-1, N_ROWS)).astype(
+            grid.dtype, copy=False).reshape(len(key), n_half, N_ROWS)
         return np.stack([out[:, 0::2], out[:, 1::2]], axis=1)
 
 

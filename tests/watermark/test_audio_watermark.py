@@ -186,6 +186,12 @@ def test_a_hypothesis_fold_is_the_back_mapped_read_folded():
             got = grid.folds([(ts, fs)], period, view)[0]
             np.testing.assert_allclose(got[0], want[0::2], atol=1e-4 * np.abs(want).max())
             np.testing.assert_allclose(got[1], want[1::2], atol=1e-4 * np.abs(want).max())
+    # all hypotheses in one call (one sparse product) read each as it is read alone
+    scales = [(1 / 1.05, 1.05), (1.0, 1.0), (1.0, 0.94), (1 / 0.95, 1.0), (1 / 1.03, 0.97)]
+    together = grid.folds(scales, period, 0)
+    for i, h in enumerate(scales):
+        np.testing.assert_allclose(together[i], grid.folds([h], period, 0)[0], rtol=1e-6,
+                                   atol=1e-6 * np.abs(together).max())
 
 
 def test_a_scaled_score_is_penalised_by_every_hypothesis():

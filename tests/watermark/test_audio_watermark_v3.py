@@ -14,6 +14,7 @@ from guardrail.robustness import audio_attacks as aa
 from guardrail.robustness.audio_keyless import estimate_coherent, imprint_coherent
 from guardrail.testing import speechlike
 from guardrail.watermark import registry
+from guardrail.watermark._chips import stft
 from guardrail.watermark.audio_v2 import GuardrailAudioWatermarkV2
 from guardrail.watermark.audio_v3 import BASE_SNR_DB, GuardrailAudioWatermarkV3
 
@@ -86,6 +87,29 @@ def test_a_crop_at_any_sample_is_read_through_the_delay_search(v3, marked, cut):
     assert np.mean((v3._raw_soft(y) > 0) == truth) < 0.9  # at the grid's own sample: lost
 
 
+@pytest.mark.parametrize("cut", [0, 256, 768, 37])
+def test_the_quick_read_finds_what_the_full_reading_finds(v3, marked, monkeypatch, cut):
+    """A marked copy is read from chip phase 0 alone (one fold); a copy cut by an odd
+    number of frames (its chips at phase 1) or off the frame grid takes the full reading.
+    Either way the id is the one the full reading alone finds."""
+    _x, m = marked
+    y = art(np.asarray(m.content)[cut:])
+    calls: list[int] = []
+    folded = GuardrailAudioWatermarkV3._folded
+    monkeypatch.setattr(GuardrailAudioWatermarkV3, "_folded", lambda self, spec, sr, phase,
+                        grid: (calls.append(phase), folded(self, spec, sr, phase, grid))[1])
+    quick = v3.detect(y)
+    assert quick.detected is True and quick.payload == "000c0de5", (cut, quick)
+    assert calls == ([0] if cut == 0 else [0, 1]), (cut, calls)
+    # the full reading alone: both phases' pilot alignments, then the layer's reading
+    spec = stft(np.asarray(y.content))
+    grids = v3._grids(spec, 16000)
+    scored = v3._alignments(grids, 16000)
+    full = v3._coherent_id(spec, 16000, grids, [(p, k) for _, p, k in scored],
+                           v3._decision(scored[0][0], None)[0])
+    assert full == 0xC0DE5
+
+
 def test_a_copied_layer_is_not_a_mark_on_other_audio(v3, marked):
     """The layer's keyed phases repeat every period, so averaging an output's STFT over its
     periods estimates it; written into other speech it meets column signs unrelated to its
@@ -118,7 +142,7 @@ def test_a_decoded_id_is_evidence_on_its_own_and_every_decode_is_in_the_bound(v3
     assert v3._decision(low, None)[0] is False
     from guardrail.watermark.audio_v3 import COH_DECODES
 
-    assert v3._p_crc() == COH_DECODES * v3.list_size * 2.0 ** -24
+    assert v3._p_crc() == (COH_DECODES * v3.list_size + 1) * 2.0 ** -24
 
 
 def test_speed_tempo_and_pitch_keep_the_mark_but_not_its_id(v3):
