@@ -87,8 +87,11 @@ def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResul
     """The configured scheme's check, then the older schemes of ``<modality>_also_detect``.
 
     The configured false-positive rate is split evenly over every scheme tried, so the
-    stated rate holds for the check as a whole; the first scheme that detects wins, and
-    when none does, the configured scheme's result is returned.
+    stated rate holds for the check as a whole. The first scheme that detects the mark
+    *with its id* wins (the id finds the record); else the first that detects it at all
+    (versions of one scheme share parts: audio version 3 finds version 2's pilot, but only
+    version 2 reads version 2's id); when none does, the configured scheme's result is
+    returned.
     """
     wm_cfg = cfg.section("watermark")
     mod = art.modality.value
@@ -96,15 +99,18 @@ def _watermark(cfg: Config, art: Artifact, text_generator: Any, res: VerifyResul
     schemes += [s for s in wm_cfg.get(f"{mod}_also_detect", []) if s not in schemes]
     fpr = float(wm_cfg[f"{mod}_fpr"]) / len(schemes)
     first: _WM | None = None
+    found: _WM | None = None
     for scheme in schemes:
         result = _watermark_one(cfg, art, text_generator, res, scheme, fpr)
         if result is not None and result.detected:
-            return result
+            if result.payload is not None:
+                return result
+            found = found or result
         if first is None:
             first = result
         if result is not None and result.scheme_version == "?":
             break  # no key or no scheme: the older schemes cannot run either
-    return first
+    return found or first
 
 
 #: image and audio watermarkers by scheme, key file (path, inode, mtime, size) and FPR: a

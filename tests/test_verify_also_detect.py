@@ -81,6 +81,53 @@ def test_the_false_positive_rate_is_split_over_the_schemes(cfg, tmp_path, monkey
     assert seen == [("guardrail-image-v2", total / 2), ("guardrail-image", total / 2)]
 
 
+def test_a_version_2_audio_file_keeps_its_id_under_the_version_3_default(cfg, tmp_path):
+    """Files marked before version 3 became the default keep their id (and so their
+    record): version 3 cannot read version 2's id, verify goes on to version 2."""
+    import soundfile as sf
+
+    from guardrail._types import Artifact, GenerationMetadata, Modality
+    from guardrail.testing import speechlike
+
+    wm_cfg = cfg.section("watermark")
+    assert wm_cfg["audio_scheme"] == "guardrail-audio-v3"
+    assert "guardrail-audio-v2" in wm_cfg["audio_also_detect"]
+    v2 = watermarker_from_config(cfg, Modality.AUDIO, scheme="guardrail-audio-v2")
+    art = Artifact(Modality.AUDIO, speechlike(6.0, seed=21), GenerationMetadata(model_id="t"),
+                   sample_rate=16000)
+    marked = v2.embed(art, payload=0xA0D10)
+    sf.write(tmp_path / "v2.wav", np.asarray(marked.content), 16000, subtype="FLOAT")
+    assert watermarker_from_config(cfg, Modality.AUDIO).detect(marked).payload is None
+    res = verify_file(tmp_path / "v2.wav", cfg)
+    assert res.watermark is not None and res.watermark.detected
+    assert (res.watermark.scheme, res.watermark.payload) == ("guardrail-audio-v2", "000a0d10")
+
+
+def test_a_detection_with_an_id_wins_over_an_earlier_one_without(monkeypatch) -> None:
+    """The first scheme that reads the id wins (it finds the record), else the first that
+    detects the mark at all, else the configured scheme's answer."""
+    import guardrail.verify as verify
+    from guardrail._types import WatermarkResult
+
+    def wm(scheme: str, detected: bool, payload: str | None = None) -> WatermarkResult:
+        return WatermarkResult(detected=detected, scheme=scheme, scheme_version="1",
+                               score=0.0, p_value=0.5, payload=payload)
+
+    cfg = Config.load(overrides={"watermark": {"audio_also_detect": ["b", "c"]}})
+    cfg.section("watermark")["audio_scheme"] = "a"
+    art = type("A", (), {"modality": type("M", (), {"value": "audio"})()})()
+    cases = [
+        ({"a": wm("a", True), "b": wm("b", True, "01"), "c": wm("c", True, "02")}, "b"),
+        ({"a": wm("a", True, "00"), "b": wm("b", True, "01"), "c": wm("c", False)}, "a"),
+        ({"a": wm("a", False), "b": wm("b", True), "c": wm("c", True)}, "b"),
+        ({"a": wm("a", False), "b": wm("b", False), "c": wm("c", False)}, "a"),
+    ]
+    for answers, want in cases:
+        monkeypatch.setattr(verify, "_watermark_one",
+                            lambda c, a, g, r, scheme, fpr, answers=answers: answers[scheme])
+        assert verify._watermark(cfg, art, None, None).scheme == want, answers
+
+
 def test_also_detect_must_be_a_list_of_names(tmp_path) -> None:
     with pytest.raises(ConfigError, match="image_also_detect"):
         Config.load(overrides={"watermark": {"image_also_detect": ["guardrail-image", ""]}})

@@ -23,8 +23,8 @@ _TEXT_TARGETS = {"kgw": 0.97, "synthid": 0.9}
 IMAGE_SCHEMES = ("guardrail-image-v2", "guardrail-image", "dwtDct", "dwtDctSvd", "rivaGan")
 #: guardrail's own image schemes: detection needs no expected id.
 _OWN_IMAGE = ("guardrail-image-v2", "guardrail-image")
-#: guardrail's audio schemes, the default (version 2) first.
-AUDIO_SCHEMES = ("guardrail-audio-v2", "guardrail-audio", "guardrail-audio-v3")
+#: guardrail's audio schemes, the default (version 3) first.
+AUDIO_SCHEMES = ("guardrail-audio-v3", "guardrail-audio-v2", "guardrail-audio")
 #: Schemes whose id is not read after a speed change (the mark is): docs/WATERMARKS.md.
 NO_ID_AFTER_SPEED = frozenset({"guardrail-audio-v3"})
 
@@ -183,8 +183,9 @@ def audio_speed(cfg: Config, *, runs: int = 10) -> dict[str, Any]:
         "side by side in one run, their calls interleaved. Target: embed + detect <= 50 "
         "ms. Detection of a marked copy stops at the unscaled grid once the id decodes; "
         "unmarked audio and a copy whose speed, tempo or pitch was changed are also read "
-        "under the 63 scale hypotheses of the scale search (version 3 reads its coherent "
-        "layer at 64 alignments first, and finds no id after a speed change).", "",
+        "under the 63 scale hypotheses of the scale search (version 3, the default, reads a "
+        "marked copy's coherent layer at chip phase 0 first, other audio at all 64 "
+        "alignments, and finds no id after a speed change).", "",
         "| scheme | embed (ms) | detect marked (ms) | embed + detect (ms) | detect unmarked "
         "(ms) | detect after speed x1.05 (ms) | embed + slowest detect (ms) | target met |",
         "|---|---|---|---|---|---|---|---|", *rows]) + "\n"

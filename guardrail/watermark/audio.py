@@ -550,26 +550,18 @@ class GuardrailAudioWatermark(KeyedScheme):
         return self._search_x16(resample(mix(x), sr, FS), sr)
 
     def _search_x16(self, x16: np.ndarray, sr: int, *, phases: tuple[int, ...] = (0, 1),
-                    aligned: bool = False, spec: np.ndarray | None = None,
-                    grids: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
-                    ) -> tuple[float, np.ndarray] | str:
+                    aligned: bool = False,
+                    spec: np.ndarray | None = None) -> tuple[float, np.ndarray] | str:
         """:meth:`_search` on the 16 kHz mix of audio whose original rate was ``sr``, over
         the given chip ``phases`` (``aligned``: only shift 0 of phase 0, the embedder's
-        own alignment, for its self-check); ``spec`` is the mix's STFT and ``grids`` its
-        chip energies and active columns per phase (phases with too little signal left
-        out), if already known."""
+        own alignment, for its self-check); ``spec`` is the mix's STFT if already known."""
         if spec is None:
             spec = chips.stft(x16)
         row_ok = chips.rows_ok(sr)
         best: tuple[float, int, np.ndarray] | None = None
         for phase in (0,) if aligned else phases:
-            if grids is not None:
-                if phase not in grids:
-                    continue
-                energy, active = grids[phase]
-            else:
-                energy = chips.chip_energy(spec, phase)
-                active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
+            energy = chips.chip_energy(spec, phase)
+            active = chips.active_columns(energy, row_ok, DETECT_FLOOR_DBFS)
             if active.sum() * CHIP_FRAMES * HOP / FS < MIN_ACTIVE_SECONDS:
                 continue
             r, w = chips.residuals(energy, active, row_ok)

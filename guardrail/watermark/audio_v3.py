@@ -74,7 +74,9 @@ Those of version 2, and:
   larger, relative to the host, than version 2's mark (capped at ``COH_CAP``), and it adds
   to the chip energies the pilot is read from (its median scores are 1-7 % lower than
   version 2's on tuning windows).
-* Embedding and detection take longer than version 2's, over the 50 ms per 10 s target
+* Embedding and detection take longer than version 2's: a marked copy's embed + detect is
+  under the 50 ms per 10 s target, unmarked audio and a copy whose speed was changed (all 64
+  alignments, then the scale search) about 1.3x version 2's slowest case
   (docs/BENCHMARKS.md).
 """
 
@@ -305,7 +307,7 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         grids = self._grids(spec_y, sr, (0,))
         self._local.coherent = (None if 0 not in grids
                                 else self._scan(self._folded(spec_y, sr, 0, grids[0]), 1)[0][0])
-        return out, self._search_x16(y16, sr, aligned=True, spec=spec_y, grids=grids)
+        return out, self._search_x16(y16, sr, aligned=True, spec=spec_y)
 
     def _iss_factors(self, energy: np.ndarray, active: np.ndarray, row_ok: np.ndarray,
                      gain: np.ndarray, word: np.ndarray) -> np.ndarray:
