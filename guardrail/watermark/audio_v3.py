@@ -78,7 +78,7 @@ Those of version 2, and:
   version 2's on tuning windows).
 * Embedding and detection take longer than version 2's: a marked copy's embed + detect is
   under the 50 ms per 10 s target, unmarked audio and a copy whose speed was changed (all 64
-  alignments, then the scale search) about 1.3x version 2's slowest case
+  alignments, then the scale search) about 1.2x version 2's slowest case
   (docs/BENCHMARKS.md).
 """
 
@@ -145,8 +145,8 @@ COH_DECODES = PILOT_CANDIDATES + ENERGY_CANDIDATES + 1
 COH_GATE, COH_GATE_TAU = 1.3, 1.5
 #: No decode at all where the soft values' energy is under ``COH_SKIP`` times its median: a
 #: decode needs ``d'`` of about 0.7 (energy about 1.5x the median; at 10 dB the alignments
-#: that decoded on 24 tuning windows read 1.46-2.33x), unmarked audio's alignments exceed
-#: 1.15x in about 9 % - the decodes unmarked audio pays for.
+#: that decoded on 24 tuning windows read 1.53-2.41x), unmarked audio's alignments exceed
+#: 1.15x in about 8 % - the decodes unmarked audio pays for.
 COH_SKIP = 1.15
 _FRAMES = CHIP_FRAMES * PERIOD  # frames in one period of the pattern
 
@@ -228,7 +228,7 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         return {"carrier": carrier, "bit_of": bit_of, "signs": signs,
                 "kernel": k / np.linalg.norm(k), "frame_bit": frame_bit, "key": key,
                 "key_blocks": _blocks(key.astype(np.complex128)).transpose(0, 2, 1).copy(),
-                "chip_order": order, "gather": gather.astype(np.int32),
+                "gather": gather.astype(np.int32),
                 "starts": np.searchsorted(bit_of.ravel()[order], np.arange(n))}
 
     def _column_field(self, energy: np.ndarray, row_ok: np.ndarray) -> np.ndarray:
@@ -373,16 +373,17 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
 
     def _scan(self, folded: np.ndarray, shifts: int = PERIOD) -> tuple[np.ndarray, np.ndarray]:
         """Soft values (``shifts x n_coded``: pattern shifts 0, 1, ...) at the chip grid's own
-        sample, and each coded bit's variance without a mark (half the power of its terms at
-        shift 0, whose phases are then random; a mark only raises the estimate)."""
+        sample, and each one's variance without a mark (half the power of the coefficients it
+        sums, whose phases against the key are then random; a mark only raises it)."""
         lay = self._coh
         blocks = _blocks(folded.astype(np.complex128))
         # every received chip against every pattern chip of its row: one small product per row
         corr = np.matmul(blocks, lay["key_blocks"]).real.ravel()
         soft = np.add.reduceat(corr[lay["gather"][:shifts]], lay["starts"], axis=1)
-        chip_power = (blocks.real ** 2 + blocks.imag ** 2).sum(axis=2).T.ravel()
-        power = np.add.reduceat(chip_power[lay["chip_order"]], lay["starts"])
-        return soft, 0.5 * power + 1e-30
+        # each received chip's power, laid out as corr (row, received column, any column)
+        power = np.repeat((blocks.real ** 2 + blocks.imag ** 2).sum(axis=2).ravel(), PERIOD)
+        var = np.add.reduceat(power[lay["gather"][:shifts]], lay["starts"], axis=1)
+        return soft, 0.5 * var + 1e-30
 
     def _per_bin(self, folded: np.ndarray, shift: int) -> np.ndarray:
         """The weighted correlations summed per coded bit and band bin at ``shift``

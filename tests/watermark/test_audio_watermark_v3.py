@@ -110,6 +110,31 @@ def test_the_quick_read_finds_what_the_full_reading_finds(v3, marked, monkeypatc
     assert full == 0xC0DE5
 
 
+def test_the_scan_is_the_correlation_written_out_with_each_alignment_s_own_variance(v3):
+    """Soft value of coded bit b at shift s: the sum over the period's coefficients of bit b
+    of Re(received coefficient, s chips earlier, x key); its variance without a mark: half
+    the power of exactly those coefficients - per shift (a band cut to 4 kHz or silent
+    columns leave some bits nothing to read at one shift and plenty at another)."""
+    from guardrail.watermark._chips import CHIP_FRAMES
+    from guardrail.watermark.audio_v3 import _FRAMES
+
+    rng = np.random.default_rng(3)
+    folded = (rng.standard_normal((_FRAMES, 208)) + 1j * rng.standard_normal((_FRAMES, 208)))
+    folded[:, 100:] = 0.0  # the upper band cut away
+    folded[10:20] = 0.0  # silent columns
+    folded = folded.astype(np.complex64)
+    lay, n = v3._coh, v3._code.n_coded
+    soft, var = v3._scan(folded)
+    for s in (0, 5, 31):
+        rolled = np.roll(folded, CHIP_FRAMES * s, axis=0)
+        want = np.bincount(lay["frame_bit"].ravel(), weights=(rolled * lay["key"]).real.ravel(),
+                           minlength=n)
+        power = np.bincount(lay["frame_bit"].ravel(), weights=(np.abs(rolled) ** 2).ravel(),
+                            minlength=n)
+        np.testing.assert_allclose(soft[s], want, atol=1e-4)
+        np.testing.assert_allclose(var[s], 0.5 * power + 1e-30, rtol=1e-5, atol=1e-4)
+
+
 def test_a_copied_layer_is_not_a_mark_on_other_audio(v3, marked):
     """The layer's keyed phases repeat every period, so averaging an output's STFT over its
     periods estimates it; written into other speech it meets column signs unrelated to its
