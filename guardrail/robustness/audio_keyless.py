@@ -157,7 +157,14 @@ def imprint(x: np.ndarray, sr: int, pattern: np.ndarray, snr_db: float = ATTACK_
     want = float(np.sum(x16.astype(np.float64) ** 2)) * 10.0 ** (-snr_db / 10.0)
     gain = sign * chips.scaled(gain, energy, want)
     # written the way the embedder writes its pattern (the same synthesis)
-    out = chips.add_change(x if x.ndim == 2 else x[:, None], int(sr), x16, spec, gain, snr_db)
+    return _per_channel(x, lambda xc: chips.add_change(xc, int(sr), x16, spec, gain, snr_db))
+
+
+def _per_channel(x: np.ndarray, write: Callable[[np.ndarray], np.ndarray | None]
+                 ) -> np.ndarray:
+    """``write`` applied to ``x`` as ``samples x channels``, returned in ``x``'s shape; ``x``
+    unchanged where ``write`` has nothing to add (None)."""
+    out = write(x if x.ndim == 2 else x[:, None])
     if out is None:
         return x.copy()
     return out if x.ndim == 2 else out[:, 0]
@@ -183,11 +190,8 @@ def imprint_coherent(x: np.ndarray, sr: int, pattern: np.ndarray,
     spec = chips.stft(x16)
     full = np.zeros(spec.shape, dtype=np.complex64)
     full[:, chips.ROW0:chips.ROW1] = pattern[np.arange(spec.shape[0]) % len(pattern)]
-    out = chips.add_delta(x if x.ndim == 2 else x[:, None], int(sr),
-                          chips.istft(full, x16.shape[0]), snr_db)
-    if out is None:
-        return x.copy()
-    return out if x.ndim == 2 else out[:, 0]
+    delta16 = chips.istft(full, x16.shape[0])
+    return _per_channel(x, lambda xc: chips.add_delta(xc, int(sr), delta16, snr_db))
 
 
 def _art(x: np.ndarray, sr: int) -> Artifact:

@@ -321,7 +321,7 @@ class GuardrailAudioWatermark(KeyedScheme):
         sign = word.astype(np.float64) * 2.0 - 1.0
         boost = np.ones(self._code.n_coded)
         for attempt in range(RESCUE_ROUNDS + 1):
-            out, found = self._render(x, sr, x16, spec, chips.scaled(
+            out, found = self._render(x, sr, x16, spec, energy, chips.scaled(
                 gain * self._per_chip(boost, energy.shape[0]), energy, want))
             # self-check on the output itself, at the known alignment (the detector searches
             # all of them, so it scores at least this): would the mark and its id be found
@@ -370,9 +370,10 @@ class GuardrailAudioWatermark(KeyedScheme):
         return np.where(bit_of >= 0, boost[np.maximum(bit_of, 0)], 1.0)
 
     def _render(self, x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray,
-                gain: np.ndarray) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
-        """The marked ``samples x channels`` output for chip gains ``gain``, scaled to exactly
-        ``snr_db``, and the aligned search on it (what the detector will see)."""
+                energy: np.ndarray, gain: np.ndarray
+                ) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
+        """The marked ``samples x channels`` output for chip gains ``gain`` (``energy``: the
+        chip energies of ``spec``) at exactly ``snr_db``, and the aligned search on it."""
         out = chips.add_change(x, sr, x16, spec, gain, self.snr_db)
         if out is None:
             raise CannotWatermark(f"cannot embed: no part of the audio in {BAND[0]:g}-"

@@ -110,6 +110,15 @@ SCALE_VIEWS = ("all", "loud")
 SCALE_LOUD_DB = 3.0
 
 
+def ramp_free(k: np.ndarray) -> np.ndarray:
+    """A keyed filter ``k`` (any number of axes) with no response to a constant or to a ramp
+    along any axis (their least-squares fit removed), at unit norm."""
+    axes = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in k.shape], indexing="ij")
+    basis = np.stack([np.ones(k.size), *[(a - a.mean()).ravel() for a in axes]], 1)
+    kv = k.ravel() - basis @ np.linalg.lstsq(basis, k.ravel(), rcond=None)[0]
+    return (kv / np.linalg.norm(kv)).reshape(k.shape)
+
+
 def _in_range(sub_logs: np.ndarray) -> np.ndarray:
     """The chips (smoothed log energies) at most ``FIELD_RANGE_DB`` below the loud ones (the
     90th percentile): those the field's scale and the louder views' median are taken over."""
@@ -139,11 +148,7 @@ class GuardrailAudioWatermarkV2(GuardrailAudioWatermark):
 
     @cached_property
     def _kernel(self) -> np.ndarray:
-        k = self._rng("content-kernel").standard_normal((KERNEL_COLS, KERNEL_ROWS))
-        t, f = np.mgrid[:KERNEL_COLS, :KERNEL_ROWS].astype(np.float64)
-        basis = np.stack([np.ones(k.size), (t - t.mean()).ravel(), (f - f.mean()).ravel()], 1)
-        kv = k.ravel() - basis @ np.linalg.lstsq(basis, k.ravel(), rcond=None)[0]
-        return (kv / np.linalg.norm(kv)).reshape(KERNEL_COLS, KERNEL_ROWS)
+        return ramp_free(self._rng("content-kernel").standard_normal((KERNEL_COLS, KERNEL_ROWS)))
 
     def _field(self, logs: np.ndarray, step: tuple[int, int] = (1, 1)) -> np.ndarray:
         """The content field ``K * L`` of smoothed log energies (chip columns x rows; or,

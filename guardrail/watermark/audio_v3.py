@@ -104,7 +104,7 @@ from .audio import (
     GuardrailAudioWatermark,
     _check,
 )
-from .audio_v2 import GuardrailAudioWatermarkV2
+from .audio_v2 import GuardrailAudioWatermarkV2, ramp_free
 from .base import CannotWatermark, check_payload, mix, not_performed, payload_hex
 from .ecc import decode_id, list_size_for
 
@@ -210,10 +210,6 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         bit_of = (self._rng("coherent-bits").permutation(PERIOD * N_ROWS) % n).reshape(
             PERIOD, N_ROWS)
         signs = self._rng("coherent-signs").choice([-1.0, 1.0], size=(PERIOD, N_ROWS))
-        k = self._rng("coherent-column-kernel").standard_normal(COL_KERNEL)
-        t = np.arange(COL_KERNEL) - (COL_KERNEL - 1) / 2.0
-        basis = np.stack([np.ones(COL_KERNEL), t], axis=1)
-        k = k - basis @ np.linalg.lstsq(basis, k, rcond=None)[0]
         # per frame of the period and bin: the coded bit and the keyed sign of its chip
         frame_bit = np.repeat(np.repeat(bit_of, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
         frame_sign = np.repeat(np.repeat(signs, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0)
@@ -226,7 +222,8 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         shifts = np.arange(PERIOD)[:, None]
         gather = r[None, :] * PERIOD * PERIOD + ((c[None, :] - shifts) % PERIOD) * PERIOD + c
         return {"carrier": carrier, "bit_of": bit_of, "signs": signs,
-                "kernel": k / np.linalg.norm(k), "frame_bit": frame_bit, "key": key,
+                "kernel": ramp_free(self._rng("coherent-column-kernel").standard_normal(
+                    COL_KERNEL)), "frame_bit": frame_bit, "key": key,
                 "key_blocks": _blocks(key.astype(np.complex128)).transpose(0, 2, 1).copy(),
                 "gather": gather.astype(np.int32),
                 "starts": np.searchsorted(bit_of.ravel()[order], np.arange(n))}
@@ -250,10 +247,7 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         the id in the coherent layer; it must decode from the output with a margin."""
         self._local.word = np.asarray(
             self._code.encode(check_payload(payload, self.payload_bits)), dtype=np.uint8)
-        try:
-            return super().embed(artifact, payload)
-        finally:
-            self._local.spec = self._local.energy = None
+        return super().embed(artifact, payload)
 
     def _layer(self, shape: tuple[int, ...], energy: np.ndarray, row_ok: np.ndarray,
                word: np.ndarray, budget: float) -> np.ndarray:
@@ -276,21 +270,18 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         cap = COH_CAP * np.sqrt(energy / (CHIP_FRAMES * CHIP_BINS))
         amp = (np.minimum(_level(cap[values != 0], budget * chips.N_FFT / (
             CHIP_FRAMES * CHIP_BINS)), cap) * values).astype(np.float32)
-        coef = np.zeros(shape, dtype=np.complex64)
-        coef[:nfr, chips.ROW0:chips.ROW1] = np.repeat(np.repeat(
-            amp, CHIP_BINS, axis=1), CHIP_FRAMES, axis=0) * lay["carrier"][np.arange(nfr) % _FRAMES]
+        coef = chips.spread(shape, amp, np.complex64)
+        coef[:nfr, chips.ROW0:chips.ROW1] *= lay["carrier"][np.arange(nfr) % _FRAMES]
         return coef
 
     def _render(self, x: np.ndarray, sr: int, x16: np.ndarray, spec: np.ndarray,
-                gain: np.ndarray) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
+                energy: np.ndarray, gain: np.ndarray
+                ) -> tuple[np.ndarray, tuple[float, np.ndarray] | str]:
         """Version 2's pilot (its payload chips left out) at the share of ``snr_db``'s energy
         version 2 would give it (from the chip energies), plus the coherent layer with the
         rest; the whole at exactly ``snr_db``."""
         n = x16.shape[0]
         target = float(np.sum(x16.astype(np.float64) ** 2)) * 10.0 ** (-self.snr_db / 10.0)
-        if getattr(self._local, "spec", None) is not spec:  # once per embed, not per round
-            self._local.spec, self._local.energy = spec, chips.chip_energy(spec, 0)
-        energy = self._local.energy
         pilot_gain = np.where(self._layout["bit_of"][np.arange(gain.shape[0]) % PERIOD] >= 0,
                               0.0, gain)
         d_pilot = chips.istft(spec * chips.spread(spec.shape, pilot_gain), n)
@@ -422,9 +413,9 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
             return
         folds[phase] = self._folded(spec, sr, phase, grids[phase])
         soft, var = self._scan(folds[phase])
+        energies, softs = cache.setdefault("energies", {}), cache.setdefault("softs", {})
         for k, e in enumerate(self._energy(soft, var)):
-            cache.setdefault("energies", {})[(phase, k)] = float(e)
-            cache.setdefault("softs", {})[(phase, k)] = soft[k]
+            energies[(phase, k)], softs[(phase, k)] = float(e), soft[k]
 
     def _worth_reading(self, spec: np.ndarray, sr: int,
                        grids: dict[int, tuple[np.ndarray, np.ndarray]], h: tuple[int, int],

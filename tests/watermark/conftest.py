@@ -1,4 +1,5 @@
-"""Helpers shared by the image watermark tests (``guardrail-image`` v1 and v2).
+"""Helpers shared by the image watermark tests (``guardrail-image`` v1 and v2) and the
+audio ones (``audio_art``).
 
 Photos come from scikit-image's data module and scikit-learn's sample images (offline,
 bundled with the packages). cv2, scikit-image and scikit-learn are imported only when a
@@ -19,6 +20,12 @@ META = GenerationMetadata(model_id="test")
 def art(x: np.ndarray) -> Artifact:
     """An image artifact holding ``x``."""
     return Artifact(modality=Modality.IMAGE, content=x, metadata=META)
+
+
+def audio_art(x: np.ndarray, sr: int = 16000) -> Artifact:
+    """An audio artifact holding ``x`` (float32) at ``sr`` Hz."""
+    return Artifact(modality=Modality.AUDIO, content=np.asarray(x, dtype=np.float32),
+                    metadata=META, sample_rate=sr)
 
 
 def square(img: np.ndarray, size: int) -> np.ndarray:

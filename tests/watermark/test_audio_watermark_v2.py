@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guardrail import Artifact, GenerationMetadata, Modality
+from guardrail import Modality
 from guardrail._softbinding import watermark_alg
 from guardrail.robustness import audio_attacks as aa
 from guardrail.robustness.audio_keyless import estimate_pattern, imprint
@@ -17,14 +17,9 @@ from guardrail.watermark import _chips as chips
 from guardrail.watermark import registry
 from guardrail.watermark.audio import GuardrailAudioWatermark
 from guardrail.watermark.audio_v2 import DEAD_EMBED, GuardrailAudioWatermarkV2
+from tests.watermark.conftest import audio_art as art
 
 KEY = b"test-key-0123456789abcdef-audio2"
-META = GenerationMetadata(model_id="test")
-
-
-def art(x: np.ndarray, sr: int = 16000) -> Artifact:
-    return Artifact(modality=Modality.AUDIO, content=np.asarray(x, dtype=np.float32),
-                    metadata=META, sample_rate=sr)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,9 @@ from guardrail.watermark import registry
 from guardrail.watermark._chips import stft
 from guardrail.watermark.audio_v2 import GuardrailAudioWatermarkV2
 from guardrail.watermark.audio_v3 import BASE_SNR_DB, GuardrailAudioWatermarkV3
+from tests.watermark.conftest import audio_art as art
 
 KEY = b"test-key-0123456789abcdef-audio3"
-META = GenerationMetadata(model_id="test")
-
-
-def art(x: np.ndarray, sr: int = 16000) -> Artifact:
-    return Artifact(modality=Modality.AUDIO, content=np.asarray(x, dtype=np.float32),
-                    metadata=META, sample_rate=sr)
 
 
 @pytest.fixture(scope="module")
