@@ -120,14 +120,37 @@ def test_the_scan_is_the_correlation_written_out_with_each_alignment_s_own_varia
     folded = folded.astype(np.complex64)
     lay, n = v3._coh, v3._code.n_coded
     soft, var = v3._scan(folded)
+    on = lay["frame_bit"] >= 0  # the layer's chips (not the pilot's)
     for s in (0, 5, 31):
         rolled = np.roll(folded, CHIP_FRAMES * s, axis=0)
-        want = np.bincount(lay["frame_bit"].ravel(), weights=(rolled * lay["key"]).real.ravel(),
+        want = np.bincount(lay["frame_bit"][on], weights=(rolled * lay["key"]).real[on],
                            minlength=n)
-        power = np.bincount(lay["frame_bit"].ravel(), weights=(np.abs(rolled) ** 2).ravel(),
+        power = np.bincount(lay["frame_bit"][on], weights=(np.abs(rolled) ** 2)[on],
                             minlength=n)
         np.testing.assert_allclose(soft[s], want, atol=1e-4)
         np.testing.assert_allclose(var[s], 0.5 * power + 1e-30, rtol=1e-5, atol=1e-4)
+
+
+def test_the_layer_leaves_the_pilot_s_chips_alone(v3):
+    """The layer is written into version 2's payload chips only - the pilot's chips carry
+    the pilot alone (the layer's energy there lowered the pilot's scores) - and every coded
+    bit gets its share of them."""
+    from guardrail.watermark import _chips as chips
+    from guardrail.watermark.audio import PERIOD
+
+    lay = v3._coh
+    np.testing.assert_array_equal(lay["bit_of"] >= 0, v3._layout["bit_of"] >= 0)
+    counts = np.bincount(lay["bit_of"][lay["bit_of"] >= 0], minlength=v3._code.n_coded)
+    assert counts.max() - counts.min() <= 1
+    x16 = speechlike(5.0, seed=7)
+    spec = chips.stft(x16)
+    energy = chips.chip_energy(spec, 0)
+    word = np.random.default_rng(1).integers(0, 2, v3._code.n_coded).astype(np.uint8)
+    coef = v3._layer(spec.shape, energy, chips.rows_ok(16000), word, 1e-3 * float(np.sum(x16 ** 2)))
+    written = chips.chip_energy(coef, 0) > 0  # chips (columns x rows) the layer wrote into
+    pay = v3._layout["bit_of"][np.arange(written.shape[0]) % PERIOD] >= 0
+    assert written.any() and not (written & ~pay).any()
+    assert written[pay].mean() > 0.5
 
 
 def test_a_copied_layer_is_not_a_mark_on_other_audio(v3, marked):
