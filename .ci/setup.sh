@@ -47,6 +47,8 @@ if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   [ -f /usr/share/wordnet/index.noun ] || missing+=(wordnet-base)
+  # a C compiler for the pesq package (the audio lab's PESQ, the quality extra)
+  command -v cc >/dev/null || missing+=(gcc)
   # audits: a real face photo (grace_hopper.jpg) and human-written text in four languages
   [ -f /usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg ] || missing+=(python-matplotlib-data)
   for pkg in fortunes fortunes-de fortunes-es fortunes-it; do
@@ -56,5 +58,13 @@ if [ "$DEV" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+fi
+# 4. the audio lab's PESQ (the quality extra) is built from source: only with a C compiler;
+#    without one the lab reports the quality as not measured and says why
+if command -v cc >/dev/null; then
+  "${PIP[@]}" -e ".[quality]"
+else
+  echo "no C compiler: PESQ (pip install 'guardrail[quality]') not installed; the audio lab" \
+       "will report its quality as not measured"
 fi
 echo "guardrail is set up in $VENV"

@@ -26,6 +26,7 @@ from ..watermark.audio import GuardrailAudioWatermark
 from .attacks import build_suite
 from .audio_attacks import snr_db
 from .audio_corpus import Clip, human_clips, piper_clips, synth_clips, tool_clips
+from .audio_quality import Tally
 from .base import Attack
 from .harness import Detection, Marked, rate, run_trials
 
@@ -160,7 +161,8 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     Returns
     -------
     dict
-        ``timing``, ``snr_db``, ``attacks`` (per attack: ``tpr``, ``payload_ok``,
+        ``timing``, ``snr_db``, ``quality`` (wideband PESQ of the marked clips:
+        :meth:`.audio_quality.Tally.result`), ``attacks`` (per attack: ``tpr``, ``payload_ok``,
         ``payload_wrong``, ``coded_bit_accuracy``, ``score_mean``, ``score_min``, and the
         same per label), ``unmarked`` (``n``, ``false_positives``, ``fpr_measured``,
         ``max_score``, ``min_p_value``, rates at looser levels, and ``not_performed``),
@@ -187,6 +189,7 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     # ---- marked trials
     bits = int(getattr(wm, "payload_bits", 32))
     snrs: list[float] = []
+    quality = Tally()  # wideband PESQ of each marked clip (when the pesq package is installed)
 
     def mark(i: int) -> Marked | None:
         x, sr = _window(items[i], clip_seconds, rng)
@@ -198,6 +201,7 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
             say(f"clip {i}: {exc}")
             return None
         snrs.append(snr_db(art.content, marked.content))
+        quality.add(art.content, marked.content, sr)
         return Marked(marked, name=labels[i], context=payload)
 
     def detect(m: Marked, attacked: Artifact) -> Detection:
@@ -318,6 +322,7 @@ def evaluate(clips: Iterable[Clip | Artifact], *, key: bytes, fpr: float = 1e-4,
     return {"scheme": getattr(wm, "scheme", "?"), "version": getattr(wm, "version", "?"),
             "fpr": fpr, "clip_seconds": clip_seconds, "n_clips": len(items),
             "cannot_embed": trials.not_marked, "timing": timing, "snr_db": snr,
+            "quality": quality.result(),
             "attacks": per_attack, "unmarked": unmarked, "keyless": kl, "targets": targets}
 
 

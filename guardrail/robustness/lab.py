@@ -178,6 +178,7 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
                "embed_ms_10s": res["timing"].get("embed_ms_median"),
                "detect_ms_10s": res["timing"].get("detect_ms_median"),
                "snr_db": res.get("snr_db"),
+               "pesq_wb": _pesq([r for _, r in runs]),
                "targets": met_under_every_key([r.get("targets") or {} for _, r in runs])}
     if keys > 1:  # pooled false positives; a target counts as met only under every key
         n_fp = sum(r["unmarked"].get("false_positives") or 0 for _, r in runs)
@@ -188,6 +189,15 @@ def _audio(cfg: Config, *, quick: bool, progress: bool, sample: int | None = Non
                                            if r["snr_db"]["min"] is not None), default=None)},
                        **_by_key(runs))
     return {"rows": rows, "summary": summary, "schemes": [scheme]}
+
+
+def _pesq(runs: list[dict[str, Any]]) -> dict[str, Any] | str:
+    """The runs' wideband PESQ pooled over keys (:func:`.audio_quality.pooled`), or why it
+    was not measured."""
+    from .audio_quality import pooled
+
+    q = pooled(r.get("quality") or {} for r in runs)
+    return q["pesq_wb"] or str(q["reason"])
 
 
 def met_under_every_key(targets: list[dict[str, bool]]) -> dict[str, bool]:

@@ -34,6 +34,12 @@ def test_evaluate_reports_intervals_keys_and_the_scale_targets():
     assert res["targets"]["tpr[speed(1.05)]>=0.95"] is True
     assert f"payload_ok[{PAYLOAD_TARGET_ATTACK}]>=0.9" in res["targets"]
     assert "speed(1.05)" in SCALE_TARGET_ATTACKS and "chain((64, 20, 4000))" in SCALE_TARGET_ATTACKS
+    q = res["quality"]  # wideband PESQ of the two marked clips (the quality extra installed)
+    if q["pesq_wb"] is None:
+        assert "not installed" in q["reason"]
+    else:
+        assert q["pesq_wb"]["n"] + q["pesq_wb"]["not_scored"] == 2
+        assert 1.0 <= q["pesq_wb"]["min"] <= q["pesq_wb"]["mean"] < 4.64
 
 
 def test_piper_splits_are_disjoint_and_cover_the_sentences():
