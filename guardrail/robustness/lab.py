@@ -197,7 +197,9 @@ def _pesq(runs: list[dict[str, Any]]) -> dict[str, Any] | str:
     from .audio_quality import pooled
 
     q = pooled(r.get("quality") or {} for r in runs)
-    return q["pesq_wb"] or str(q["reason"])
+    if q["pesq_wb"] is None:
+        return str(q["reason"])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in q["pesq_wb"].items()}
 
 
 def met_under_every_key(targets: list[dict[str, bool]]) -> dict[str, bool]:

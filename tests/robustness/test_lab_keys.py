@@ -93,6 +93,11 @@ def test_the_audio_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_pa
     for name, met in summary["targets"].items():  # met only when met under every key
         assert met == all(by_key[i][name] for i in ids)
     assert summary["n_unmarked"] == 2 * 80  # 20 windows under 4 keys, for each lab key
+    q = summary["pesq_wb"]  # wideband PESQ pooled over both keys' marked windows
+    if isinstance(q, str):
+        assert "not installed" in q
+    else:
+        assert q["n"] + q["not_scored"] == 4 and 1.0 <= q["min"] <= q["mean"] < 4.64
 
 
 def test_the_image_lab_under_two_keys_reports_each_and_pools_them(capsys, tmp_path):
