@@ -153,6 +153,33 @@ def test_the_layer_leaves_the_pilot_s_chips_alone(v3):
     assert written[pay].mean() > 0.5
 
 
+def test_the_layer_s_amplitude_is_capped_by_its_chip_and_its_column(v3):
+    """At most ``COH_CAP`` times the host's RMS in its chip and ``COH_COL_CAP`` times its
+    column's: in the quiet columns between words, which nothing masks, the layer is held
+    under the column's level even where the budget would give it more."""
+    from guardrail.watermark import _chips as chips
+    from guardrail.watermark.audio_v3 import COH_CAP, COH_COL_CAP
+
+    x16 = speechlike(5.0, seed=8).astype(np.float32)
+    x16[16000:24000] *= 0.1  # half a second 20 dB quieter: a pause
+    spec = chips.stft(x16)
+    energy = chips.chip_energy(spec, 0)
+    ok = chips.rows_ok(16000)
+    word = np.random.default_rng(2).integers(0, 2, v3._code.n_coded).astype(np.uint8)
+    big = 0.05 * float(np.sum(x16.astype(np.float64) ** 2))  # more than the caps allow
+    lay = chips.chip_energy(v3._layer(spec.shape, energy, ok, word, big), 0)
+    on = lay > 0
+    col = energy[:, ok].mean(axis=1, keepdims=True) * np.ones_like(energy)
+    cap = np.minimum(COH_CAP ** 2 * energy, COH_COL_CAP ** 2 * col)
+    assert on.any()
+    np.testing.assert_allclose(lay[on], cap[on], rtol=1e-3)  # the budget fills every cap
+    # and the column's cap is what holds the pause's chips
+    pause = np.zeros(energy.shape[0], bool)
+    pause[16000 // 512 + 2:24000 // 512 - 2] = True
+    held = on & pause[:, None] & (COH_COL_CAP ** 2 * col < COH_CAP ** 2 * energy)
+    assert held.sum() > 0.5 * (on & pause[:, None]).sum() > 0
+
+
 def test_a_copied_layer_is_not_a_mark_on_other_audio(v3, marked):
     """The layer's keyed phases repeat every period, so averaging an output's STFT over its
     periods estimates it; written into other speech it meets column signs unrelated to its
