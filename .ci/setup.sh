@@ -62,7 +62,8 @@ fi
 # 4. the audio lab's PESQ (the quality extra) is built from source: only with a C compiler;
 #    without one the lab reports the quality as not measured and says why
 if command -v cc >/dev/null; then
-  "${PIP[@]}" -e ".[quality]"
+  "${PIP[@]}" -e ".[quality]" || echo "PESQ (pip install 'guardrail[quality]') could not be" \
+    "built (Python headers missing?); the audio lab will report its quality as not measured"
 else
   echo "no C compiler: PESQ (pip install 'guardrail[quality]') not installed; the audio lab" \
        "will report its quality as not measured"
