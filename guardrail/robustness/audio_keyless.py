@@ -63,7 +63,7 @@ from .audio_attacks import speed
 
 __all__ = ["ADAPTIVE", "ATTACK_SNR_DB", "COHERENT_ESTIMATES", "ESTIMATES", "ESTIMATORS",
            "REMOVAL_SNRS_DB", "estimate_coherent", "estimate_pattern", "imprint",
-           "imprint_coherent", "keyless_trials"]
+           "imprint_coherent", "keyless_trials", "mono16"]
 
 #: (number of marked outputs, estimator) of the copy and removal attacks.
 ESTIMATES: tuple[tuple[int, str], ...] = ((1, "fold"), (1, "chips"), (10, "fold"),
@@ -90,7 +90,8 @@ REMOVAL_THEN = (38.0, 1.03)
 Clip = tuple[np.ndarray, int]
 
 
-def _mono16(x: np.ndarray, sr: int) -> np.ndarray:
+def mono16(x: np.ndarray, sr: int) -> np.ndarray:
+    """``x`` (mono, or ``samples x channels``) mixed to mono at the chip grid's 16 kHz."""
     x = np.asarray(x, dtype=np.float32)
     return resample(mix(x if x.ndim == 2 else x[:, None]), int(sr), chips.FS)
 
@@ -106,7 +107,7 @@ def _one_estimate(x: np.ndarray, sr: int, estimator: str,
                   keep: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The estimate from one marked output (see :func:`estimate_pattern`); ``keep``, given,
     maps the output's smoothed chip logs to the chips the estimate keeps (1) or drops (0)."""
-    _spec, energy, row_ok, active = _grid(_mono16(x, sr), sr)
+    _spec, energy, row_ok, active = _grid(mono16(x, sr), sr)
     r, w = chips.residuals(energy, active, row_ok)
     if keep is not None:
         w = w * keep(chips.smooth_logs(energy, chips.rows_ok(chips.FS)))
@@ -149,7 +150,7 @@ def imprint(x: np.ndarray, sr: int, pattern: np.ndarray, snr_db: float = ATTACK_
     signal-to-change ratio; the same shape, ``float32`` in ``[-1, 1]``. Audio with no chip
     that can carry it (silent in the band) is returned unchanged."""
     x = np.asarray(x, dtype=np.float32)
-    x16 = _mono16(x, sr)
+    x16 = mono16(x, sr)
     spec, energy, row_ok, active = _grid(x16, sr)
     p = np.asarray(pattern, dtype=np.float64)
     p = p / (float(np.std(p)) + 1e-12)
@@ -173,7 +174,7 @@ def _per_channel(x: np.ndarray, write: Callable[[np.ndarray], np.ndarray | None]
 def estimate_coherent(x: np.ndarray, sr: int) -> np.ndarray:
     """Keyless estimate of a coherent layer from one marked output: its complex STFT in the
     marked band averaged over the periods of ``2 * PERIOD`` frames (``2 * PERIOD x bins``)."""
-    spec = chips.stft(_mono16(x, sr))[:, chips.ROW0:chips.ROW1]
+    spec = chips.stft(mono16(x, sr))[:, chips.ROW0:chips.ROW1]
     period = chips.CHIP_FRAMES * PERIOD
     n = spec.shape[0] // period
     if n == 0:
@@ -186,7 +187,7 @@ def imprint_coherent(x: np.ndarray, sr: int, pattern: np.ndarray,
     """``x`` with a coherent estimate (:func:`estimate_coherent`) tiled over its frames and
     added at exactly ``snr_db`` dB signal-to-change ratio (same shape, ``float32``)."""
     x = np.asarray(x, dtype=np.float32)
-    x16 = _mono16(x, sr)
+    x16 = mono16(x, sr)
     spec = chips.stft(x16)
     full = np.zeros(spec.shape, dtype=np.complex64)
     full[:, chips.ROW0:chips.ROW1] = pattern[np.arange(spec.shape[0]) % len(pattern)]

@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..signal import resample
+from ..watermark import _chips as chips
+from .audio_keyless import mono16
 
 __all__ = ["PESQ_RATE", "Tally", "pesq_available", "pesq_wb", "pooled"]
 
-#: The rate wideband PESQ is defined at.
-PESQ_RATE = 16000
+#: The rate wideband PESQ is defined at (the chip grid's, which :func:`.audio_keyless.mono16`
+#: resamples to).
+PESQ_RATE = chips.FS
 
 
 def pesq_available() -> str | None:
@@ -36,12 +38,6 @@ def pesq_available() -> str | None:
         return (f"PESQ not measured: the pesq package is not installed ({exc}; pip install "
                 "'guardrail[quality]', which builds it with a C compiler)")
     return None
-
-
-def _mono16(x: np.ndarray, sr: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    x = x.mean(axis=1) if x.ndim == 2 else x
-    return resample(x, int(sr), PESQ_RATE).astype(np.float64)
 
 
 def pesq_wb(reference: np.ndarray, degraded: np.ndarray, sr: int) -> float:
@@ -58,7 +54,7 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray, sr: int) -> float:
     """
     import pesq
 
-    ref, deg = _mono16(reference, sr), _mono16(degraded, sr)
+    ref, deg = mono16(reference, sr), mono16(degraded, sr)
     if ref.shape != deg.shape:
         raise ValueError(f"PESQ needs signals of one length, got {ref.shape[0]} and "
                          f"{deg.shape[0]} samples at {PESQ_RATE} Hz")

@@ -291,8 +291,8 @@ class GuardrailAudioWatermarkV3(GuardrailAudioWatermarkV2):
         per = CHIP_FRAMES * CHIP_BINS
         cap = np.minimum(COH_CAP * np.sqrt(energy / per), COH_COL_CAP * np.sqrt(
             energy[:, row_ok].mean(axis=1, keepdims=True) / per))
-        amp = (np.minimum(_level(cap[values != 0], budget * chips.N_FFT / (
-            CHIP_FRAMES * CHIP_BINS)), cap) * values).astype(np.float32)
+        amp = (np.minimum(_level(cap[values != 0], budget * chips.N_FFT / per), cap)
+               * values).astype(np.float32)
         coef = chips.spread(shape, amp, np.complex64)
         coef[:nfr, chips.ROW0:chips.ROW1] *= lay["carrier"][np.arange(nfr) % _FRAMES]
         return coef
